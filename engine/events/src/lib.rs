@@ -1,0 +1,29 @@
+//! The Gatehouse event schema.
+//!
+//! Every command, decision, approval and alert that crosses Gatehouse is an [`Event`]:
+//! an envelope (id, time, schema version, session, identity, target, protocol,
+//! gateway) around a typed [`Payload`]. This crate is the one place the schema is
+//! defined, together with its three encodings:
+//!
+//! - the native JSON form (`serde`), which is what the event log stores and what
+//!   frozen fixtures pin down per schema version;
+//! - OCSF 1.x JSON ([`ocsf::to_ocsf`]), what Kafka consumers and SIEMs read;
+//! - an Arrow schema and record batches ([`arrow::schema`]), what Parquet files hold.
+//!
+//! The schema evolves additively: new optional fields and new payload variants only.
+//! Readers of version N decode every event written by versions `<= N`.
+
+#![warn(missing_docs)]
+
+pub mod arrow;
+mod envelope;
+mod id;
+pub mod ocsf;
+pub mod payload;
+
+pub use envelope::{Event, EventBuilder, Identity, Protocol};
+pub use id::{EventId, ParseIdError};
+pub use payload::Payload;
+
+/// Version of the event schema written by this build.
+pub const SCHEMA_VERSION: u16 = 1;

@@ -1,0 +1,52 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::EventId;
+
+/// A request was held for a human reviewer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalRequested {
+    /// Approval id.
+    pub approval_id: String,
+    /// The held request.
+    pub request: EventId,
+    /// The command, as shown to reviewers.
+    pub command: String,
+    /// The rule or sequence that asked for approval.
+    pub rule: String,
+    /// The reviewer group that may decide.
+    pub group: String,
+    /// When the hold expires.
+    pub deadline: DateTime<Utc>,
+}
+
+/// A reviewer approved a held request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalGranted {
+    /// Approval id.
+    pub approval_id: String,
+    /// Reviewer identity.
+    pub reviewer: String,
+    /// Time-boxed grant: the same identity, target and rule are allowed until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+/// A reviewer denied a held request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalDenied {
+    /// Approval id.
+    pub approval_id: String,
+    /// Reviewer identity.
+    pub reviewer: String,
+    /// Reason given.
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// A held request reached its deadline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalExpired {
+    /// Approval id.
+    pub approval_id: String,
+}

@@ -1,0 +1,115 @@
+//! Event payloads: what happened, per event type.
+//!
+//! Every payload struct accepts unknown fields on decode and gives new fields a
+//! default, so the schema can grow additively.
+
+mod alert;
+mod approval;
+mod credential;
+mod decision;
+mod kubernetes;
+mod postgres;
+mod request;
+mod result;
+mod session;
+mod ssh;
+
+pub use alert::{AlertRaised, Severity};
+pub use approval::{ApprovalDenied, ApprovalExpired, ApprovalGranted, ApprovalRequested};
+pub use credential::{CredentialIssued, CredentialRevoked};
+pub use decision::{DecisionMade, Effect};
+pub use kubernetes::{K8sRequest, PodSpecSummary};
+pub use postgres::PgStatement;
+pub use request::{RequestDetail, RequestObserved};
+pub use result::{Capture, ResultObserved, ResultStatus};
+pub use session::{AuthFailed, DataDirection, SessionClosed, SessionData, SessionOpened};
+pub use ssh::{SshRequest, SshRequestKind};
+
+use serde::{Deserialize, Serialize};
+
+/// What an event says happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "requests are the common case; boxing them would add an allocation per event"
+)]
+pub enum Payload {
+    /// A client session was authenticated and connected upstream.
+    SessionOpened(SessionOpened),
+    /// A client session ended.
+    SessionClosed(SessionClosed),
+    /// A client failed to authenticate (bad, expired, revoked or misdirected credential).
+    AuthFailed(AuthFailed),
+    /// A command arrived from a client and was parsed.
+    RequestObserved(RequestObserved),
+    /// The policy decided what to do with a request.
+    DecisionMade(DecisionMade),
+    /// The upstream answered a request (or the request failed).
+    ResultObserved(ResultObserved),
+    /// Raw bytes that crossed a session (recordings for replay).
+    SessionData(SessionData),
+    /// A request was held for a human reviewer.
+    ApprovalRequested(ApprovalRequested),
+    /// A reviewer approved a held request.
+    ApprovalGranted(ApprovalGranted),
+    /// A reviewer denied a held request.
+    ApprovalDenied(ApprovalDenied),
+    /// A held request reached its deadline without a decision.
+    ApprovalExpired(ApprovalExpired),
+    /// Gatehouse issued an agent credential.
+    CredentialIssued(CredentialIssued),
+    /// A credential was revoked.
+    CredentialRevoked(CredentialRevoked),
+    /// A rule or sequence fired an alert.
+    AlertRaised(AlertRaised),
+}
+
+impl Payload {
+    /// The `type` tag of this payload.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Payload::SessionOpened(_) => "session_opened",
+            Payload::SessionClosed(_) => "session_closed",
+            Payload::AuthFailed(_) => "auth_failed",
+            Payload::RequestObserved(_) => "request_observed",
+            Payload::DecisionMade(_) => "decision_made",
+            Payload::ResultObserved(_) => "result_observed",
+            Payload::SessionData(_) => "session_data",
+            Payload::ApprovalRequested(_) => "approval_requested",
+            Payload::ApprovalGranted(_) => "approval_granted",
+            Payload::ApprovalDenied(_) => "approval_denied",
+            Payload::ApprovalExpired(_) => "approval_expired",
+            Payload::CredentialIssued(_) => "credential_issued",
+            Payload::CredentialRevoked(_) => "credential_revoked",
+            Payload::AlertRaised(_) => "alert_raised",
+        }
+    }
+}
+
+macro_rules! impl_from {
+    ($($variant:ident),* $(,)?) => {
+        $(impl From<$variant> for Payload {
+            fn from(value: $variant) -> Self {
+                Payload::$variant(value)
+            }
+        })*
+    };
+}
+
+impl_from!(
+    SessionOpened,
+    SessionClosed,
+    AuthFailed,
+    RequestObserved,
+    DecisionMade,
+    ResultObserved,
+    SessionData,
+    ApprovalRequested,
+    ApprovalGranted,
+    ApprovalDenied,
+    ApprovalExpired,
+    CredentialIssued,
+    CredentialRevoked,
+    AlertRaised,
+);
