@@ -1,0 +1,63 @@
+//! Command-line wiring: argument parsing and dispatch to the library crates.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod log;
+mod rules;
+mod tracing_setup;
+
+/// Gatehouse: an access gateway for autonomous agents.
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Operational log format (these are not audit events).
+    #[arg(long, global = true, value_enum, default_value_t = tracing_setup::LogFormat::Human, env = "GATEHOUSE_LOG_FORMAT")]
+    log_format: tracing_setup::LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway: proxies, shippers, admin API.
+    Serve,
+    /// Check, test, format and explain `.rules` files.
+    #[command(subcommand)]
+    Rules(rules::RulesCommand),
+    /// Issue and revoke agent credentials.
+    Token,
+    /// List, approve and deny held commands.
+    Approvals,
+    /// SQL over the Parquet audit, and chain hunting.
+    Audit,
+    /// Replay a recorded session.
+    Replay,
+    /// Inspect the local event log.
+    #[command(subcommand)]
+    Log(log::LogCommand),
+}
+
+/// Parses arguments and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_setup::init(cli.log_format);
+    let result = match cli.command {
+        Command::Rules(cmd) => rules::run(cmd),
+        Command::Log(cmd) => log::run(cmd),
+        Command::Serve | Command::Token | Command::Approvals | Command::Audit | Command::Replay => {
+            Err(anyhow::anyhow!(
+                "this command is not available in this build yet"
+            ))
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
