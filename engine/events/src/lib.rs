@@ -20,6 +20,7 @@ mod envelope;
 mod id;
 pub mod ocsf;
 pub mod payload;
+pub mod synth;
 
 pub use envelope::{Event, EventBuilder, Identity, Protocol};
 pub use id::{EventId, ParseIdError};

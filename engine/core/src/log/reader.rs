@@ -1,0 +1,264 @@
+//! Reading the log from any offset.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::PathBuf;
+
+use gatehouse_events::Event;
+use tokio::sync::watch;
+
+use crate::log::record::{self, Hash, Invalid, SEGMENT_HEADER_LEN};
+use crate::log::segment::list_segments;
+use crate::log::{LogError, Offset};
+
+/// One record read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Its offset.
+    pub offset: Offset,
+    /// Hash of the previous record.
+    pub prev_hash: Hash,
+    /// The native JSON of the event.
+    pub payload: Vec<u8>,
+}
+
+impl Record {
+    /// Decodes the event.
+    pub fn event(&self) -> Result<Event, LogError> {
+        Event::from_json(&self.payload).map_err(|source| LogError::Decode {
+            offset: self.offset,
+            source,
+        })
+    }
+}
+
+struct OpenSegment {
+    path: PathBuf,
+    file: File,
+    buf: Vec<u8>,
+    start: usize,
+}
+
+const READ_CHUNK: usize = 256 * 1024;
+
+impl OpenSegment {
+    /// Reads more bytes; returns how many.
+    fn fill(&mut self) -> Result<usize, LogError> {
+        if self.start > 0 && self.start >= self.buf.len() / 2 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let old = self.buf.len();
+        self.buf.resize(old + READ_CHUNK, 0);
+        let got = self.file.read(self.buf.get_mut(old..).unwrap_or_default());
+        match got {
+            Ok(n) => {
+                self.buf.truncate(old + n);
+                Ok(n)
+            }
+            Err(e) => {
+                self.buf.truncate(old);
+                Err(LogError::io(&self.path, e))
+            }
+        }
+    }
+
+    fn position(&self) -> u64 {
+        // Position in the file of buf[start].
+        let consumed_in_file = self.file_position_of_buf_end();
+        consumed_in_file - (self.buf.len() - self.start) as u64
+    }
+
+    fn file_position_of_buf_end(&self) -> u64 {
+        use std::io::Seek;
+        let mut f = &self.file;
+        f.stream_position().unwrap_or(0)
+    }
+}
+
+/// Reads records in offset order, across segments.
+///
+/// From a live [`EventLog`](crate::log::EventLog) it never reads past the written
+/// watermark; opened on a directory it reads to the end of the last valid record.
+pub struct LogReader {
+    dir: PathBuf,
+    next: Offset,
+    seg: Option<OpenSegment>,
+    limit: Option<watch::Receiver<Offset>>,
+}
+
+impl LogReader {
+    /// Reads the log in `dir` from `from` (for tools; no writer coordination).
+    pub fn open(dir: impl Into<PathBuf>, from: Offset) -> Self {
+        Self {
+            dir: dir.into(),
+            next: from,
+            seg: None,
+            limit: None,
+        }
+    }
+
+    pub(crate) fn with_limit(dir: PathBuf, from: Offset, limit: watch::Receiver<Offset>) -> Self {
+        Self {
+            dir,
+            next: from,
+            seg: None,
+            limit: Some(limit),
+        }
+    }
+
+    /// Offset of the next record this reader returns.
+    pub fn position(&self) -> Offset {
+        self.next
+    }
+
+    /// Waits until the live log has a record at this reader's position (returns at
+    /// once for readers opened on a directory).
+    pub async fn wait(&mut self) -> Result<(), LogError> {
+        let next = self.next;
+        match &mut self.limit {
+            Some(rx) => rx
+                .wait_for(|w| *w > next)
+                .await
+                .map(|_| ())
+                .map_err(|_| LogError::Closed),
+            None => Ok(()),
+        }
+    }
+
+    /// The next record, or `None` when the reader has caught up.
+    pub fn next_record(&mut self) -> Result<Option<Record>, LogError> {
+        if let Some(rx) = &self.limit
+            && self.next >= *rx.borrow()
+        {
+            return Ok(None);
+        }
+        loop {
+            if self.seg.is_none() && !self.open_segment()? {
+                return Ok(None);
+            }
+            let Some(seg) = self.seg.as_mut() else {
+                return Ok(None);
+            };
+            let rest = seg.buf.get(seg.start..).unwrap_or_default();
+            match record::decode_record(rest) {
+                Ok(rec) => {
+                    let len = rec.encoded_len();
+                    if rec.offset < self.next {
+                        seg.start += len;
+                        continue;
+                    }
+                    if rec.offset > self.next {
+                        return Err(LogError::Corrupt {
+                            offset: self.next,
+                            segment: seg.path.clone(),
+                            position: seg.position(),
+                            reason: format!(
+                                "found offset {} where {} was expected",
+                                rec.offset, self.next
+                            ),
+                        });
+                    }
+                    let out = Record {
+                        offset: rec.offset,
+                        prev_hash: rec.prev,
+                        payload: rec.payload.to_vec(),
+                    };
+                    seg.start += len;
+                    self.next += 1;
+                    return Ok(Some(out));
+                }
+                Err(Invalid::Short) => {
+                    if seg.fill()? > 0 {
+                        continue;
+                    }
+                    let at_boundary = seg.start == seg.buf.len();
+                    if self.next_segment_exists()? {
+                        if !at_boundary {
+                            let seg = self.seg.as_ref();
+                            return Err(LogError::Corrupt {
+                                offset: self.next,
+                                segment: seg.map(|s| s.path.clone()).unwrap_or_default(),
+                                position: seg.map(|s| s.position()).unwrap_or(0),
+                                reason: "truncated record before a later segment".into(),
+                            });
+                        }
+                        self.seg = None;
+                        continue;
+                    }
+                    return Ok(None);
+                }
+                Err(Invalid::Bad(reason)) => {
+                    return Err(LogError::Corrupt {
+                        offset: self.next,
+                        segment: seg.path.clone(),
+                        position: seg.position(),
+                        reason: reason.into(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The next decoded event with its offset.
+    pub fn next_event(&mut self) -> Result<Option<(Offset, Event)>, LogError> {
+        match self.next_record()? {
+            Some(r) => Ok(Some((r.offset, r.event()?))),
+            None => Ok(None),
+        }
+    }
+
+    fn next_segment_exists(&self) -> Result<bool, LogError> {
+        Ok(list_segments(&self.dir)?
+            .iter()
+            .any(|s| s.base == self.next))
+    }
+
+    /// Opens the segment holding `self.next`; false when there is none yet.
+    fn open_segment(&mut self) -> Result<bool, LogError> {
+        let segments = list_segments(&self.dir)?;
+        let Some(seg) = segments.iter().rev().find(|s| s.base <= self.next) else {
+            if let Some(first) = segments.first() {
+                return Err(LogError::Corrupt {
+                    offset: self.next,
+                    segment: first.path.clone(),
+                    position: 0,
+                    reason: format!(
+                        "offset {} was removed by retention; the oldest kept is {}",
+                        self.next, first.base
+                    ),
+                });
+            }
+            return Ok(false);
+        };
+        let mut file = File::open(&seg.path).map_err(|e| LogError::io(&seg.path, e))?;
+        let mut header = [0u8; SEGMENT_HEADER_LEN];
+        if let Err(e) = file.read_exact(&mut header) {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                return Ok(false);
+            }
+            return Err(LogError::io(&seg.path, e));
+        }
+        record::decode_segment_header(&header).map_err(|why| LogError::Corrupt {
+            offset: seg.base,
+            segment: seg.path.clone(),
+            position: 0,
+            reason: format!("{why:?}"),
+        })?;
+        self.seg = Some(OpenSegment {
+            path: seg.path.clone(),
+            file,
+            buf: Vec::new(),
+            start: 0,
+        });
+        Ok(true)
+    }
+}
+
+impl Iterator for LogReader {
+    type Item = Result<Record, LogError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_record().transpose()
+    }
+}

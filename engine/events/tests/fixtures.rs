@@ -1,0 +1,147 @@
+//! Frozen schema fixtures: every released encoding must still decode.
+//!
+//! `tests/fixtures/v1/` was written once by schema version 1 and is never rewritten.
+//! To create fixtures for a new version, set `GATEHOUSE_WRITE_FIXTURES=1` with the
+//! new version's directory absent. The OCSF golden file is a rendering, not a
+//! storage format: `GATEHOUSE_BLESS=1` rewrites it after a deliberate change.
+
+use std::fs;
+use std::path::PathBuf;
+
+use gatehouse_events::arrow::{from_record_batch, to_record_batch};
+use gatehouse_events::ocsf::{class_uid, to_ocsf};
+use gatehouse_events::{Event, synth};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1")
+}
+
+fn write_missing_fixtures() {
+    let d = dir();
+    if d.join("events.jsonl").exists() || std::env::var_os("GATEHOUSE_WRITE_FIXTURES").is_none() {
+        return;
+    }
+    let events = synth::one_of_each();
+    let mut jsonl = String::new();
+    for e in &events {
+        jsonl.push_str(&serde_json::to_string(e).unwrap());
+        jsonl.push('\n');
+    }
+    fs::write(d.join("events.jsonl"), jsonl).unwrap();
+    let batch = to_record_batch(&events).unwrap();
+    let file = fs::File::create(d.join("events.parquet")).unwrap();
+    let mut w = ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+fn frozen_events() -> Vec<Event> {
+    write_missing_fixtures();
+    let text = fs::read_to_string(dir().join("events.jsonl"))
+        .expect("v1 fixtures missing: run with GATEHOUSE_WRITE_FIXTURES=1 once");
+    text.lines().map(|l| Event::from_json(l.as_bytes()).expect("v1 JSON fixture no longer decodes")).collect()
+}
+
+#[test]
+fn v1_json_fixtures_decode_to_the_sample_events() {
+    let events = frozen_events();
+    assert_eq!(events.len(), 16);
+    assert_eq!(events, synth::one_of_each(), "v1 fixtures decode differently than they were written");
+    let types: std::collections::BTreeSet<_> = events.iter().map(Event::event_type).collect();
+    assert_eq!(types.len(), 14, "every payload type is covered: {types:?}");
+}
+
+#[test]
+fn v1_parquet_fixture_decodes() {
+    let json = frozen_events();
+    let file = fs::File::open(dir().join("events.parquet")).unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+    let mut events = Vec::new();
+    for batch in reader {
+        events.extend(from_record_batch(&batch.unwrap()).unwrap());
+    }
+    assert_eq!(events, json);
+}
+
+#[test]
+fn unknown_fields_from_a_newer_writer_are_ignored() {
+    for e in frozen_events() {
+        let mut v: serde_json::Value = serde_json::to_value(&e).unwrap();
+        v["future_envelope_field"] = serde_json::json!("x");
+        v["payload"]["future_payload_field"] = serde_json::json!({"nested": [1, 2]});
+        if let Some(detail) = v["payload"].get_mut("detail") {
+            detail["future_detail_field"] = serde_json::json!(true);
+        }
+        let back: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+    }
+}
+
+#[test]
+fn missing_optional_fields_take_defaults() {
+    // A v1 writer never emitted fields added later; simulate by dropping optional ones.
+    let line = r#"{"id":"01900000-0000-7000-8000-000000000099","time":"2026-11-01T09:30:00Z","schema_version":1,"gateway_id":"gw","payload":{"type":"request_observed","command":"select 1","detail":{"protocol":"postgres","kind":"select"}}}"#;
+    let e = Event::from_json(line.as_bytes()).unwrap();
+    let pg = e.postgres().unwrap();
+    assert_eq!(pg.kind, "select");
+    assert!(pg.tables_read.is_empty());
+    assert_eq!(pg.has_where, None);
+}
+
+#[test]
+fn ocsf_rendering_matches_golden() {
+    let events = frozen_events();
+    let mut out = String::new();
+    for e in &events {
+        out.push_str(&serde_json::to_string(&to_ocsf(e)).unwrap());
+        out.push('\n');
+    }
+    let path = dir().join("events.ocsf.jsonl");
+    if std::env::var_os("GATEHOUSE_BLESS").is_some() || !path.exists() {
+        fs::write(&path, &out).unwrap();
+    }
+    let golden = fs::read_to_string(&path).unwrap();
+    for (i, (got, want)) in out.lines().zip(golden.lines()).enumerate() {
+        assert_eq!(got, want, "OCSF rendering of event {i} changed (GATEHOUSE_BLESS=1 to accept)");
+    }
+    assert_eq!(out.lines().count(), golden.lines().count());
+}
+
+#[test]
+fn ocsf_classes_follow_the_mapping() {
+    let classes: Vec<u32> = frozen_events().iter().map(class_uid).collect();
+    assert_eq!(
+        classes,
+        vec![6005, 6005, 6005, 6005, 1007, 4007, 6003, 3003, 2004, 3003, 3003, 3003, 3005, 3005, 3002, 3002]
+    );
+    for e in frozen_events() {
+        let v = to_ocsf(&e);
+        let class = v["class_uid"].as_u64().unwrap();
+        let activity = v["activity_id"].as_u64().unwrap();
+        assert_eq!(v["type_uid"].as_u64().unwrap(), class * 100 + activity);
+        assert_eq!(v["metadata"]["uid"], e.id.to_string());
+        assert!(v["metadata"]["version"].as_str().unwrap().starts_with("1."));
+        assert!(v["time"].as_i64().unwrap() > 0);
+        assert!(v["unmapped"]["gatehouse"]["type"].is_string());
+    }
+}
+
+#[test]
+fn detection_finding_carries_related_events_and_attacks() {
+    let alert = frozen_events().into_iter().find(|e| e.event_type() == "alert_raised").unwrap();
+    let v = to_ocsf(&alert);
+    assert_eq!(v["class_uid"], 2004);
+    assert_eq!(v["severity_id"], 5);
+    assert_eq!(v["finding_info"]["related_events"].as_array().unwrap().len(), 3);
+    assert_eq!(v["finding_info"]["attacks"][1]["technique"]["uid"], "T1021.004");
+}
+
+#[test]
+fn arrow_round_trip_of_generated_events() {
+    let events: Vec<Event> = (0..1000).map(|i| synth::sample(i, "gw")).collect();
+    let batch = to_record_batch(&events).unwrap();
+    assert_eq!(batch.num_rows(), 1000);
+    assert_eq!(from_record_batch(&batch).unwrap(), events);
+}
