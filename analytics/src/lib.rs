@@ -1,1 +1,121 @@
-//! SQL over the Parquet audit.
+//! SQL over the Gatehouse Parquet audit, with DataFusion.
+//!
+//! [`Audit::open`] registers the `events` table over the hive-partitioned audit
+//! directory (`day=YYYY-MM-DD/proto=...`), so filters on `day` and `proto` prune
+//! whole directories.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::prelude::SessionContext;
+
+/// Analytics failures.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// DataFusion refused the query or failed to run it.
+    #[error(transparent)]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    /// The audit directory cannot be used.
+    #[error("audit directory `{path}`: {source}")]
+    Io {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// The audit, ready for SQL.
+pub struct Audit {
+    ctx: SessionContext,
+}
+
+impl Audit {
+    /// Registers the `events` table over `dir` (created if missing).
+    pub async fn open(dir: &Path) -> Result<Self, AuditError> {
+        std::fs::create_dir_all(dir).map_err(|source| AuditError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let dir = dir.canonicalize().map_err(|source| AuditError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let ctx = SessionContext::new();
+        let url = ListingTableUrl::parse(format!("{}/", dir.display()))?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet")
+            .with_table_partition_cols(vec![
+                ("day".into(), DataType::Utf8),
+                ("proto".into(), DataType::Utf8),
+            ]);
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .with_schema(gatehouse_events::arrow::schema());
+        ctx.register_table("events", Arc::new(ListingTable::try_new(config)?))?;
+        Ok(Self { ctx })
+    }
+
+    /// Runs a query and collects the result.
+    pub async fn sql(&self, query: &str) -> Result<Vec<RecordBatch>, AuditError> {
+        Ok(self.ctx.sql(query).await?.collect().await?)
+    }
+
+    /// The DataFusion session (for callers registering more tables or functions).
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+}
+
+/// How query results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// An aligned text table.
+    Table,
+    /// CSV with a header row.
+    Csv,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Writes query results.
+pub fn write_batches(
+    out: &mut dyn std::io::Write,
+    batches: &[RecordBatch],
+    format: OutputFormat,
+) -> Result<(), AuditError> {
+    let io = |source| AuditError::Io {
+        path: "<stdout>".into(),
+        source,
+    };
+    match format {
+        OutputFormat::Table => {
+            let table = datafusion::arrow::util::pretty::pretty_format_batches(batches)
+                .map_err(datafusion::error::DataFusionError::from)?;
+            writeln!(out, "{table}").map_err(io)?;
+        }
+        OutputFormat::Csv => {
+            let mut w = arrow_csv::WriterBuilder::new().with_header(true).build(out);
+            for b in batches {
+                w.write(b)
+                    .map_err(datafusion::error::DataFusionError::from)?;
+            }
+        }
+        OutputFormat::Json => {
+            let mut w = arrow_json::LineDelimitedWriter::new(out);
+            for b in batches {
+                w.write(b)
+                    .map_err(datafusion::error::DataFusionError::from)?;
+            }
+            w.finish()
+                .map_err(datafusion::error::DataFusionError::from)?;
+        }
+    }
+    Ok(())
+}

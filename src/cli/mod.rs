@@ -4,8 +4,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod audit;
 mod log;
 mod rules;
+mod ship;
+mod signals;
 mod tracing_setup;
 
 /// Gatehouse: an access gateway for autonomous agents.
@@ -15,6 +18,15 @@ pub struct Cli {
     /// Operational log format (these are not audit events).
     #[arg(long, global = true, value_enum, default_value_t = tracing_setup::LogFormat::Human, env = "GATEHOUSE_LOG_FORMAT")]
     log_format: tracing_setup::LogFormat,
+
+    /// Data directory: event log, shipper cursors, audit files, keys.
+    #[arg(
+        long,
+        global = true,
+        default_value = ".gatehouse",
+        env = "GATEHOUSE_DATA_DIR"
+    )]
+    data_dir: std::path::PathBuf,
 
     #[command(subcommand)]
     command: Command,
@@ -32,9 +44,12 @@ enum Command {
     /// List, approve and deny held commands.
     Approvals,
     /// SQL over the Parquet audit, and chain hunting.
-    Audit,
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Replay a recorded session.
     Replay,
+    /// Ship the event log to Parquet and/or Kafka (standalone; `serve` does it in-process).
+    Ship(ship::ShipArgs),
     /// Inspect the local event log.
     #[command(subcommand)]
     Log(log::LogCommand),
@@ -46,12 +61,12 @@ pub fn main() -> ExitCode {
     tracing_setup::init(cli.log_format);
     let result = match cli.command {
         Command::Rules(cmd) => rules::run(cmd),
-        Command::Log(cmd) => log::run(cmd),
-        Command::Serve | Command::Token | Command::Approvals | Command::Audit | Command::Replay => {
-            Err(anyhow::anyhow!(
-                "this command is not available in this build yet"
-            ))
-        }
+        Command::Log(cmd) => log::run(cmd, &cli.data_dir),
+        Command::Ship(args) => ship::run(args, &cli.data_dir),
+        Command::Audit(cmd) => audit::run(cmd, &cli.data_dir),
+        Command::Serve | Command::Token | Command::Approvals | Command::Replay => Err(
+            anyhow::anyhow!("this command is not available in this build yet"),
+        ),
     };
     match result {
         Ok(code) => code,

@@ -19,7 +19,9 @@ fn config(dir: &std::path::Path) -> LogConfig {
 }
 
 fn read_all(dir: &std::path::Path) -> Vec<Event> {
-    LogReader::open(dir, 0).map(|r| r.unwrap().event().unwrap()).collect()
+    LogReader::open(dir, 0)
+        .map(|r| r.unwrap().event().unwrap())
+        .collect()
 }
 
 #[test]
@@ -72,7 +74,11 @@ fn segments_rotate_and_readers_cross_them() {
         }
     }
     let segs = list_segments(tmp.path()).unwrap();
-    assert!(segs.len() > 10, "expected rotation, got {} segments", segs.len());
+    assert!(
+        segs.len() > 10,
+        "expected rotation, got {} segments",
+        segs.len()
+    );
     assert_eq!(read_all(tmp.path()), evs);
     let report = verify(tmp.path()).unwrap();
     assert_eq!(report.problem, None, "{report:?}");
@@ -97,7 +103,12 @@ fn torn_tail_is_truncated_on_open() {
     let mut partial = Vec::new();
     gatehouse_core::log::record::encode_record(&mut partial, 50, &[1; 32], b"{\"half\":");
     partial.truncate(partial.len() - 3);
-    fs::OpenOptions::new().append(true).open(&seg).unwrap().write_all(&partial).unwrap();
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&seg)
+        .unwrap()
+        .write_all(&partial)
+        .unwrap();
     assert!(verify(tmp.path()).unwrap().problem.is_some());
 
     let log = EventLog::open(config(tmp.path())).unwrap();
@@ -117,7 +128,12 @@ fn zero_filled_tail_is_torn_not_corrupt() {
         log.append_batch(&events(10)).unwrap();
     }
     let seg = list_segments(tmp.path()).unwrap().pop().unwrap().path;
-    fs::OpenOptions::new().append(true).open(&seg).unwrap().write_all(&[0u8; 4096]).unwrap();
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&seg)
+        .unwrap()
+        .write_all(&[0u8; 4096])
+        .unwrap();
     let log = EventLog::open(config(tmp.path())).unwrap();
     assert_eq!(log.next_offset(), 10);
 }
@@ -135,7 +151,9 @@ fn corruption_before_valid_records_refuses_to_open() {
     bytes[mid] ^= 0xff;
     fs::write(&seg, &bytes).unwrap();
     match EventLog::open(config(tmp.path())) {
-        Err(LogError::Corrupt { offset, .. }) => assert!(offset > 0 && offset < 20, "offset {offset}"),
+        Err(LogError::Corrupt { offset, .. }) => {
+            assert!(offset > 0 && offset < 20, "offset {offset}")
+        }
         Err(other) => panic!("unexpected error {other}"),
         Ok(_) => panic!("opened a corrupt log"),
     }
@@ -173,8 +191,14 @@ fn verify_names_the_offset_of_a_flipped_byte() {
             bytes[flip] ^= 0x10;
             fs::write(&seg.path, &bytes).unwrap();
             let report = verify(tmp.path()).unwrap();
-            let problem = report.problem.unwrap_or_else(|| panic!("flip at {flip} not detected"));
-            assert_eq!(problem.offset, offset, "flip at byte {flip}: {}", problem.reason);
+            let problem = report
+                .problem
+                .unwrap_or_else(|| panic!("flip at {flip} not detected"));
+            assert_eq!(
+                problem.offset, offset,
+                "flip at byte {flip}: {}",
+                problem.reason
+            );
             assert_eq!(problem.segment, seg.path);
         }
     }
@@ -200,7 +224,10 @@ fn strict_mode_group_commits_across_threads() {
             })
         })
         .collect();
-    let mut all: Vec<u64> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let mut all: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
     all.sort();
     assert_eq!(all, (0..800).collect::<Vec<_>>());
     drop(log);
@@ -219,7 +246,9 @@ async fn async_append_and_tailing_reader() {
         let log = log.clone();
         tokio::spawn(async move {
             for i in 0..50 {
-                log.append_batch_async(&[synth::sample(i, "gw")]).await.unwrap();
+                log.append_batch_async(&[synth::sample(i, "gw")])
+                    .await
+                    .unwrap();
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         })
@@ -239,7 +268,10 @@ async fn async_append_and_tailing_reader() {
 fn a_second_writer_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let _log = EventLog::open(config(tmp.path())).unwrap();
-    assert!(matches!(EventLog::open(config(tmp.path())), Err(LogError::Locked(_))));
+    assert!(matches!(
+        EventLog::open(config(tmp.path())),
+        Err(LogError::Locked(_))
+    ));
 }
 
 #[test]
@@ -247,7 +279,10 @@ fn retention_removes_only_shipped_old_segments() {
     let tmp = tempfile::tempdir().unwrap();
     let mut cfg = config(tmp.path());
     cfg.segment_bytes = 8 * 1024;
-    cfg.retention = Retention { max_age: None, max_bytes: Some(40 * 1024) };
+    cfg.retention = Retention {
+        max_age: None,
+        max_bytes: Some(40 * 1024),
+    };
     let log = EventLog::open(cfg).unwrap();
     for e in events(1000) {
         log.append(&e).unwrap();

@@ -41,14 +41,20 @@ fn frozen_events() -> Vec<Event> {
     write_missing_fixtures();
     let text = fs::read_to_string(dir().join("events.jsonl"))
         .expect("v1 fixtures missing: run with GATEHOUSE_WRITE_FIXTURES=1 once");
-    text.lines().map(|l| Event::from_json(l.as_bytes()).expect("v1 JSON fixture no longer decodes")).collect()
+    text.lines()
+        .map(|l| Event::from_json(l.as_bytes()).expect("v1 JSON fixture no longer decodes"))
+        .collect()
 }
 
 #[test]
 fn v1_json_fixtures_decode_to_the_sample_events() {
     let events = frozen_events();
     assert_eq!(events.len(), 16);
-    assert_eq!(events, synth::one_of_each(), "v1 fixtures decode differently than they were written");
+    assert_eq!(
+        events,
+        synth::one_of_each(),
+        "v1 fixtures decode differently than they were written"
+    );
     let types: std::collections::BTreeSet<_> = events.iter().map(Event::event_type).collect();
     assert_eq!(types.len(), 14, "every payload type is covered: {types:?}");
 }
@@ -57,7 +63,10 @@ fn v1_json_fixtures_decode_to_the_sample_events() {
 fn v1_parquet_fixture_decodes() {
     let json = frozen_events();
     let file = fs::File::open(dir().join("events.parquet")).unwrap();
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
     let mut events = Vec::new();
     for batch in reader {
         events.extend(from_record_batch(&batch.unwrap()).unwrap());
@@ -104,7 +113,10 @@ fn ocsf_rendering_matches_golden() {
     }
     let golden = fs::read_to_string(&path).unwrap();
     for (i, (got, want)) in out.lines().zip(golden.lines()).enumerate() {
-        assert_eq!(got, want, "OCSF rendering of event {i} changed (GATEHOUSE_BLESS=1 to accept)");
+        assert_eq!(
+            got, want,
+            "OCSF rendering of event {i} changed (GATEHOUSE_BLESS=1 to accept)"
+        );
     }
     assert_eq!(out.lines().count(), golden.lines().count());
 }
@@ -114,7 +126,10 @@ fn ocsf_classes_follow_the_mapping() {
     let classes: Vec<u32> = frozen_events().iter().map(class_uid).collect();
     assert_eq!(
         classes,
-        vec![6005, 6005, 6005, 6005, 1007, 4007, 6003, 3003, 2004, 3003, 3003, 3003, 3005, 3005, 3002, 3002]
+        vec![
+            6005, 6005, 6005, 6005, 1007, 4007, 6003, 3003, 2004, 3003, 3003, 3003, 3005, 3005,
+            3002, 3002
+        ]
     );
     for e in frozen_events() {
         let v = to_ocsf(&e);
@@ -130,12 +145,24 @@ fn ocsf_classes_follow_the_mapping() {
 
 #[test]
 fn detection_finding_carries_related_events_and_attacks() {
-    let alert = frozen_events().into_iter().find(|e| e.event_type() == "alert_raised").unwrap();
+    let alert = frozen_events()
+        .into_iter()
+        .find(|e| e.event_type() == "alert_raised")
+        .unwrap();
     let v = to_ocsf(&alert);
     assert_eq!(v["class_uid"], 2004);
     assert_eq!(v["severity_id"], 5);
-    assert_eq!(v["finding_info"]["related_events"].as_array().unwrap().len(), 3);
-    assert_eq!(v["finding_info"]["attacks"][1]["technique"]["uid"], "T1021.004");
+    assert_eq!(
+        v["finding_info"]["related_events"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        v["finding_info"]["attacks"][1]["technique"]["uid"],
+        "T1021.004"
+    );
 }
 
 #[test]

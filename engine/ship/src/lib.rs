@@ -1,1 +1,71 @@
-//! Shippers.
+//! Shipping the event log to Parquet files and Kafka topics.
+//!
+//! Each shipper reads the log from its own persisted [`Cursor`], hands records to a
+//! [`Sink`], and advances the cursor only after the sink says the records are durable
+//! there. A crash or an unreachable sink therefore never loses events: shipping
+//! resumes from the cursor, and records after it may be delivered twice (consumers
+//! deduplicate on the event id, which every record carries).
+
+mod cursor;
+pub mod kafka;
+pub mod parquet;
+mod run;
+
+pub use cursor::Cursor;
+pub use run::{ShipOptions, Source, run};
+
+use gatehouse_core::log::Offset;
+use gatehouse_events::Event;
+
+/// A shipping failure. The shipper backs off, rewinds to its cursor and retries.
+#[derive(Debug, thiserror::Error)]
+pub enum ShipError {
+    /// Reading the log failed.
+    #[error(transparent)]
+    Log(#[from] gatehouse_core::log::LogError),
+    /// A file operation failed.
+    #[error("i/o error on `{path}`: {source}")]
+    Io {
+        /// File or directory.
+        path: std::path::PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Encoding Parquet failed.
+    #[error("parquet: {0}")]
+    Parquet(String),
+    /// Kafka refused or timed out.
+    #[error("kafka: {0}")]
+    Kafka(String),
+}
+
+impl ShipError {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        ShipError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// A destination for log records.
+pub trait Sink: Send {
+    /// Short name, used for the cursor file (`parquet`, `kafka`).
+    fn name(&self) -> &str;
+
+    /// Accepts records (in offset order). May buffer.
+    fn write(
+        &mut self,
+        records: Vec<(Offset, Event)>,
+    ) -> impl std::future::Future<Output = Result<(), ShipError>> + Send;
+
+    /// Makes buffered records durable if due (`force`: now). Returns the offset after
+    /// the last record that is durable in the sink, if that advanced.
+    fn flush(
+        &mut self,
+        force: bool,
+    ) -> impl std::future::Future<Output = Result<Option<Offset>, ShipError>> + Send;
+
+    /// Drops anything buffered (after an error; the shipper rewinds to its cursor).
+    fn reset(&mut self);
+}

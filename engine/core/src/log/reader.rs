@@ -108,7 +108,7 @@ impl LogReader {
     }
 
     /// Offset of the next record this reader returns.
-    pub fn position(&self) -> Offset {
+    pub fn next_offset(&self) -> Offset {
         self.next
     }
 

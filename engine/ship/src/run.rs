@@ -1,0 +1,147 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_core::log::{EventLog, LogReader, Offset};
+use gatehouse_events::Event;
+use tokio::sync::watch;
+
+use crate::{Cursor, ShipError, Sink};
+
+/// Where a shipper reads the log from.
+#[derive(Clone)]
+pub enum Source {
+    /// The gateway's own log (in-process): wakes on appends.
+    Live(Arc<EventLog>),
+    /// A log directory another process writes: polls.
+    Dir(PathBuf),
+}
+
+impl Source {
+    fn reader(&self, from: Offset) -> LogReader {
+        match self {
+            Source::Live(log) => log.reader(from),
+            Source::Dir(dir) => LogReader::open(dir.clone(), from),
+        }
+    }
+}
+
+/// Shipping loop settings.
+#[derive(Debug, Clone)]
+pub struct ShipOptions {
+    /// Directory of cursor files.
+    pub cursor_dir: PathBuf,
+    /// Records handed to the sink per call.
+    pub batch: usize,
+    /// Poll interval when reading a log directory, and the flush tick.
+    pub poll: Duration,
+    /// First retry delay after an error (doubles up to `max_backoff`).
+    pub backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+    /// Stop once this offset is shipped and durable (tests and one-shot exports).
+    pub stop_at: Option<Offset>,
+}
+
+impl ShipOptions {
+    /// Defaults with cursors in `cursor_dir`.
+    pub fn new(cursor_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            cursor_dir: cursor_dir.into(),
+            batch: 4096,
+            poll: Duration::from_millis(200),
+            backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(5),
+            stop_at: None,
+        }
+    }
+}
+
+/// Ships `source` to `sink` until `shutdown` turns true (then flushes), or until
+/// `stop_at` is durable. Errors are retried forever with backoff; the cursor only
+/// moves forward past durable records.
+pub async fn run<S: Sink>(
+    source: Source,
+    mut sink: S,
+    options: ShipOptions,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<Offset, ShipError> {
+    let mut cursor = Cursor::load(&options.cursor_dir, sink.name())?;
+    let name = sink.name().to_owned();
+    tracing::info!(message = "Shipper starting.", sink = %name, from = cursor.next());
+    let mut reader = source.reader(cursor.next());
+    let mut backoff = options.backoff;
+    loop {
+        if *shutdown.borrow() {
+            if let Some(done) = sink.flush(true).await? {
+                cursor.store(done)?;
+            }
+            return Ok(cursor.next());
+        }
+        if options.stop_at.is_some_and(|stop| cursor.next() >= stop) {
+            return Ok(cursor.next());
+        }
+        match step(&mut reader, &mut sink, &mut cursor, &options).await {
+            Ok(progress) => {
+                backoff = options.backoff;
+                if !progress {
+                    let wait = async {
+                        match &source {
+                            Source::Live(_) => {
+                                let _ = tokio::time::timeout(options.poll, reader.wait()).await;
+                            }
+                            Source::Dir(_) => tokio::time::sleep(options.poll).await,
+                        }
+                    };
+                    tokio::select! {
+                        () = wait => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(message = "Shipping failed; rewinding to the cursor and retrying.", sink = %name, cursor = cursor.next(), %error, retry_in_ms = backoff.as_millis() as u64);
+                sink.reset();
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => {}
+                }
+                backoff = (backoff * 2).min(options.max_backoff);
+                reader = source.reader(cursor.next());
+            }
+        }
+    }
+}
+
+/// Moves one batch; true when records were read.
+async fn step<S: Sink>(
+    reader: &mut LogReader,
+    sink: &mut S,
+    cursor: &mut Cursor,
+    options: &ShipOptions,
+) -> Result<bool, ShipError> {
+    let mut batch: Vec<(Offset, Event)> = Vec::with_capacity(options.batch);
+    while batch.len() < options.batch {
+        if options
+            .stop_at
+            .is_some_and(|stop| reader.next_offset() >= stop)
+        {
+            break;
+        }
+        match reader.next_event()? {
+            Some(rec) => batch.push(rec),
+            None => break,
+        }
+    }
+    let progress = !batch.is_empty();
+    if progress {
+        sink.write(batch).await?;
+    }
+    let at_stop = options
+        .stop_at
+        .is_some_and(|stop| reader.next_offset() >= stop);
+    if let Some(done) = sink.flush(!progress && at_stop).await? {
+        cursor.store(done)?;
+    }
+    Ok(progress)
+}

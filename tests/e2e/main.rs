@@ -1,0 +1,16 @@
+//! End-to-end tests: the `gatehouse` binary against real servers (a Kafka-compatible
+//! broker, PostgreSQL, sshd) started on free loopback ports in temp directories.
+//! A missing server fails the test with a message naming `scripts/install-deps`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod architecture;
+mod log_crash;
+mod shipping;
+mod support;
