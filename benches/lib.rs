@@ -35,10 +35,20 @@ pub fn tansu_bin() -> Option<PathBuf> {
 /// Starts tansu (memory engine) on a free loopback port.
 pub fn start_broker() -> Option<Broker> {
     let bin = tansu_bin()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
     let url = format!("tcp://127.0.0.1:{port}");
     let child = Command::new(bin)
-        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
         .args(["--storage-engine", "memory://tansu/"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -51,5 +61,8 @@ pub fn start_broker() -> Option<Broker> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Some(Broker { child, addr: format!("127.0.0.1:{port}") })
+    Some(Broker {
+        child,
+        addr: format!("127.0.0.1:{port}"),
+    })
 }

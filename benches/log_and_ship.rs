@@ -5,7 +5,12 @@
 //! (the Kafka group starts a tansu broker on a free loopback port; install it with
 //! `scripts/install-deps`).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, reason = "benchmark code")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "benchmark code"
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,10 +37,17 @@ fn append(c: &mut Criterion) {
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(5));
     let pool = events(10_000);
-    for (name, durability) in [("batch", Durability::default()), ("strict", Durability::Strict)] {
+    for (name, durability) in [
+        ("batch", Durability::default()),
+        ("strict", Durability::Strict),
+    ] {
         for threads in [1usize, 2, 8] {
             // Strict mode is fsync-bound; fewer events keep runs short.
-            let per_thread: u64 = if durability == Durability::Strict { 500 } else { 20_000 };
+            let per_thread: u64 = if durability == Durability::Strict {
+                500
+            } else {
+                20_000
+            };
             g.throughput(Throughput::Elements(per_thread * threads as u64));
             g.bench_function(BenchmarkId::new(name, format!("{threads}-threads")), |b| {
                 b.iter_custom(|iters| {
@@ -85,19 +97,34 @@ fn append(c: &mut Criterion) {
 
 const SHIP_N: u64 = 100_000;
 
-fn ship_once<S: Sink + 'static>(rt: &tokio::runtime::Runtime, log_dir: &std::path::Path, sink: S) -> Duration {
+fn ship_once<S: Sink + 'static>(
+    rt: &tokio::runtime::Runtime,
+    log_dir: &std::path::Path,
+    sink: S,
+) -> Duration {
     let cursors = tempfile::tempdir().unwrap();
     let mut opts = ShipOptions::new(cursors.path());
     opts.stop_at = Some(SHIP_N);
     let (_tx, rx) = tokio::sync::watch::channel(false);
     let start = Instant::now();
-    let shipped = rt.block_on(gatehouse_ship::run(Source::Dir(log_dir.to_owned()), sink, opts, rx)).unwrap();
+    let shipped = rt
+        .block_on(gatehouse_ship::run(
+            Source::Dir(log_dir.to_owned()),
+            sink,
+            opts,
+            rx,
+        ))
+        .unwrap();
     assert_eq!(shipped, SHIP_N);
     start.elapsed()
 }
 
 fn ship(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let log_tmp = tempfile::tempdir().unwrap();
     {
         let log = open(log_tmp.path(), Durability::default());
@@ -115,7 +142,7 @@ fn ship(c: &mut Criterion) {
                 .map(|_| {
                     let out = tempfile::tempdir().unwrap();
                     let mut p = ParquetOptions::new(out.path());
-                    p.max_rows = 1_000_000;
+                    p.max_rows = 25_000;
                     ship_once(&rt, log_tmp.path(), ParquetSink::new(p).unwrap())
                 })
                 .sum()
@@ -126,7 +153,13 @@ fn ship(c: &mut Criterion) {
             g.bench_function("kafka", |b| {
                 b.iter_custom(|iters| {
                     (0..iters)
-                        .map(|_| ship_once(&rt, log_tmp.path(), KafkaSink::new(KafkaOptions::new(&broker.addr)).unwrap()))
+                        .map(|_| {
+                            ship_once(
+                                &rt,
+                                log_tmp.path(),
+                                KafkaSink::new(KafkaOptions::new(&broker.addr)).unwrap(),
+                            )
+                        })
                         .sum()
                 });
             });
@@ -136,5 +169,52 @@ fn ship(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, append, ship);
+fn encode(c: &mut Criterion) {
+    let evs = events(1000);
+    let json: Vec<Vec<u8>> = evs.iter().map(|e| e.to_json().unwrap()).collect();
+    let mut g = c.benchmark_group("encode");
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("json_encode", |b| {
+        b.iter(|| {
+            evs.iter()
+                .map(|e| e.to_json().unwrap().len())
+                .sum::<usize>()
+        })
+    });
+    g.bench_function("json_decode", |b| {
+        b.iter(|| {
+            json.iter()
+                .map(|j| Event::from_json(j).unwrap().schema_version as usize)
+                .sum::<usize>()
+        })
+    });
+    g.bench_function("arrow_batch", |b| {
+        b.iter(|| {
+            gatehouse_events::arrow::to_record_batch(&evs)
+                .unwrap()
+                .num_rows()
+        })
+    });
+    g.bench_function("ocsf_json", |b| {
+        b.iter(|| {
+            evs.iter()
+                .map(|e| {
+                    let mut v = Vec::with_capacity(1024);
+                    gatehouse_events::ocsf::write_ocsf(e, &mut v).unwrap();
+                    v.len()
+                })
+                .sum::<usize>()
+        })
+    });
+    let big = events(100_000);
+    g.throughput(Throughput::Elements(100_000));
+    g.sample_size(10);
+    g.bench_function("parquet_file_100k", |b| {
+        let dir = tempfile::tempdir().unwrap();
+        b.iter(|| gatehouse_ship::parquet::write_file(dir.path(), "bench.parquet", &big).unwrap());
+    });
+    g.finish();
+}
+
+criterion_group!(benches, encode, append, ship);
 criterion_main!(benches);

@@ -703,6 +703,27 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new_with_metadata(fields, metadata))
 });
 
+/// The column list as a Markdown table (for `docs/audit.md`).
+pub fn markdown_columns() -> String {
+    let mut out = String::from("| column | type | meaning |\n|---|---|---|\n");
+    for c in COLUMNS {
+        let ty = match c.kind {
+            Kind::Str => "string",
+            Kind::U16 | Kind::U32 | Kind::U64 => "integer",
+            Kind::Bool => "boolean",
+            Kind::Ts => "timestamp (UTC, µs)",
+            Kind::List => "list of strings",
+        };
+        let null = if c.nullable { "" } else { " (always set)" };
+        out.push_str(&format!(
+            "| `{}` | {ty} | {}{null} |\n",
+            c.name,
+            c.doc.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
 /// The Arrow schema of the audit.
 pub fn schema() -> SchemaRef {
     SCHEMA.clone()

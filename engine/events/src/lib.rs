@@ -21,6 +21,7 @@ mod id;
 pub mod ocsf;
 pub mod payload;
 pub mod synth;
+mod tagged;
 
 pub use envelope::{Event, EventBuilder, Identity, Protocol};
 pub use id::{EventId, ParseIdError};

@@ -16,12 +16,15 @@
 //!
 //! Fields OCSF has no place for are kept under `unmapped.gatehouse`, which holds the
 //! native payload, so nothing is lost on the way to the SIEM.
+//!
+//! The record is one borrowed struct serialized straight to bytes (no intermediate
+//! JSON tree): Kafka shipping encodes every event through here.
 
-use serde_json::{Map, Value, json};
+use serde::Serialize;
 
 use crate::payload::{
-    AlertRaised, DecisionMade, Effect, K8sRequest, Payload, PgStatement, RequestDetail,
-    ResultObserved, ResultStatus, SshRequest, SshRequestKind,
+    AlertRaised, DataDirection, DecisionMade, Effect, K8sRequest, Payload, PgStatement,
+    RequestDetail, ResultObserved, ResultStatus, SshRequest, SshRequestKind,
 };
 use crate::{Event, Protocol};
 
@@ -55,295 +58,599 @@ pub fn is_alert(event: &Event) -> bool {
 
 /// The OCSF class uid an event maps to.
 pub fn class_uid(event: &Event) -> u32 {
-    mapping(event).0.0
+    build(event).class_uid
 }
 
-/// Maps an event to an OCSF 1.x JSON object.
-pub fn to_ocsf(event: &Event) -> Value {
-    let (class, activity_id, activity_name, mut body) = mapping(event);
-    let Class(class_uid, class_name, category_uid, category_name) = class;
-    let mut out = Map::new();
-    out.insert("class_uid".into(), json!(class_uid));
-    out.insert("class_name".into(), json!(class_name));
-    out.insert("category_uid".into(), json!(category_uid));
-    out.insert("category_name".into(), json!(category_name));
-    out.insert("activity_id".into(), json!(activity_id));
-    out.insert("activity_name".into(), json!(activity_name));
-    out.insert(
-        "type_uid".into(),
-        json!(u64::from(class_uid) * 100 + u64::from(activity_id)),
-    );
-    out.insert(
-        "type_name".into(),
-        json!(format!("{class_name}: {activity_name}")),
-    );
-    out.insert("time".into(), json!(event.time.timestamp_millis()));
-    out.insert("time_dt".into(), json!(event.time.to_rfc3339()));
-    if !body.contains_key("severity_id") {
-        out.insert("severity_id".into(), json!(1));
-        out.insert("severity".into(), json!("Informational"));
-    }
-    out.insert("metadata".into(), metadata(event));
-    if let Some(actor) = actor(event) {
-        out.insert("actor".into(), actor);
-    }
-    if let Some(target) = &event.target {
-        let dst = body.entry("dst_endpoint").or_insert_with(|| json!({}));
-        if let Value::Object(dst) = dst {
-            dst.entry("name").or_insert_with(|| json!(target));
+/// Maps an event to an OCSF 1.x JSON value (tests, tools).
+pub fn to_ocsf(event: &Event) -> serde_json::Value {
+    serde_json::to_value(build(event)).unwrap_or(serde_json::Value::Null)
+}
+
+/// Appends an event's OCSF JSON to `out` (the fast path).
+pub fn write_ocsf(event: &Event, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    serde_json::to_writer(out, &build(event))
+}
+
+macro_rules! opt {
+    ($($name:ident : $ty:ty),* $(,)?) => {
+        /// One OCSF record: common attributes, then every class-specific attribute
+        /// Gatehouse fills (absent ones are omitted).
+        #[derive(Serialize, Default)]
+        struct Record<'a> {
+            class_uid: u32,
+            class_name: &'static str,
+            category_uid: u32,
+            category_name: &'static str,
+            activity_id: u32,
+            activity_name: &'static str,
+            type_uid: u64,
+            type_name: String,
+            time: i64,
+            time_dt: String,
+            severity_id: u8,
+            severity: &'static str,
+            metadata: Metadata<'a>,
+            $(#[serde(skip_serializing_if = "Option::is_none")] $name: Option<$ty>,)*
+            unmapped: Unmapped<'a>,
         }
-    }
-    let native = serde_json::to_value(&event.payload).unwrap_or(Value::Null);
-    body.insert("unmapped".into(), json!({ "gatehouse": native }));
-    out.append(&mut body);
-    Value::Object(out)
+    };
 }
 
-fn metadata(event: &Event) -> Value {
-    let mut m = json!({
-        "version": OCSF_VERSION,
-        "uid": event.id.to_string(),
-        "log_name": "gatehouse",
-        "product": {
-            "name": "Gatehouse",
-            "vendor_name": "Gatehouse",
-            "version": env!("CARGO_PKG_VERSION"),
-            "feature": { "name": event.protocol.map(Protocol::as_str).unwrap_or("control") },
+opt! {
+    actor: Actor<'a>,
+    src_endpoint: Endpoint<'a>,
+    dst_endpoint: Endpoint<'a>,
+    device: Device<'a>,
+    database: Named<'a>,
+    table: Named<'a>,
+    query_info: QueryInfo<'a>,
+    process: Process<'a>,
+    file: File<'a>,
+    file_result: File<'a>,
+    api: Api<'a>,
+    http_request: HttpRequest<'a>,
+    resources: [Resource<'a>; 1],
+    resource: Resource<'a>,
+    user: User<'a>,
+    group: Named<'a>,
+    session: Uid<'a>,
+    privileges: Vec<String>,
+    traffic: Traffic,
+    finding_info: FindingInfo<'a>,
+    evidences: [Evidence; 1],
+    policy: Policy<'a>,
+    type_id: u32,
+    r#type: &'static str,
+    is_alert: bool,
+    is_mfa: bool,
+    status_id: u32,
+    status: &'static str,
+    status_code: &'a str,
+    status_detail: &'a str,
+    disposition_id: u32,
+    disposition: &'static str,
+    action_id: u32,
+    action: &'static str,
+    message: String,
+    count: u64,
+    duration: u64,
+    end_time: i64,
+}
+
+#[derive(Serialize, Default)]
+struct Metadata<'a> {
+    version: &'static str,
+    uid: String,
+    log_name: &'static str,
+    product: Product,
+    logged_time: i64,
+    extension: Extension,
+    loggers: [Named<'a>; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correlation_uid: Option<&'a str>,
+}
+
+#[derive(Serialize, Default)]
+struct Product {
+    name: &'static str,
+    vendor_name: &'static str,
+    version: &'static str,
+    feature: Named<'static>,
+}
+
+#[derive(Serialize, Default)]
+struct Extension {
+    name: &'static str,
+    version: String,
+}
+
+#[derive(Serialize, Default)]
+struct Named<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    type_id: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    r#type: Option<&'static str>,
+}
+
+fn named(name: &str) -> Named<'_> {
+    Named {
+        name,
+        type_id: None,
+        r#type: None,
+    }
+}
+
+#[derive(Serialize, Default)]
+struct Uid<'a> {
+    uid: &'a str,
+}
+
+#[derive(Serialize, Default)]
+struct Actor<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authorizations: Option<[Authorization<'a>; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invoked_by: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session: Option<Uid<'a>>,
+    user: User<'a>,
+}
+
+#[derive(Serialize, Default)]
+struct Authorization<'a> {
+    policy: Named<'a>,
+}
+
+#[derive(Serialize, Default)]
+struct User<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    credential_uid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    r#type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    type_id: Option<u32>,
+}
+
+#[derive(Serialize, Default)]
+struct Endpoint<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hostname: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+}
+
+#[derive(Serialize, Default)]
+struct Device<'a> {
+    hostname: &'a str,
+    r#type: &'static str,
+    type_id: u32,
+}
+
+#[derive(Serialize, Default)]
+struct QueryInfo<'a> {
+    query_string: &'a str,
+    uid: Option<&'a str>,
+}
+
+#[derive(Serialize, Default)]
+struct Process<'a> {
+    cmd_line: &'a str,
+    name: Option<&'a str>,
+}
+
+#[derive(Serialize, Default)]
+struct File<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    path: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    type_id: Option<u32>,
+}
+
+#[derive(Serialize, Default)]
+struct Api<'a> {
+    operation: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<ApiResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service: Option<Named<'static>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+}
+
+#[derive(Serialize, Default)]
+struct ApiResponse {
+    code: Option<u32>,
+}
+
+#[derive(Serialize, Default)]
+struct HttpRequest<'a> {
+    http_method: &'a str,
+    url: Url<'a>,
+}
+
+#[derive(Serialize, Default)]
+struct Url<'a> {
+    path: &'a str,
+    query_string: Option<&'a str>,
+}
+
+#[derive(Serialize, Default)]
+struct Resource<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'a str>,
+    r#type: &'a str,
+}
+
+#[derive(Serialize, Default)]
+struct Traffic {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes_in: Option<Option<usize>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes_out: Option<Option<usize>>,
+}
+
+#[derive(Serialize, Default)]
+struct FindingInfo<'a> {
+    analytic: Analytic<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    attacks: Vec<Attack>,
+    desc: &'a str,
+    related_events: Vec<UidOwned>,
+    title: &'a str,
+    types: [&'static str; 1],
+    uid: String,
+}
+
+#[derive(Serialize, Default)]
+struct Analytic<'a> {
+    name: &'a str,
+    r#type: &'static str,
+    type_id: u32,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Attack {
+    Technique { technique: UidOwned },
+    TacticUid { tactic: UidOwned },
+    TacticName { tactic: NameOwned },
+}
+
+#[derive(Serialize, Default)]
+struct UidOwned {
+    uid: String,
+}
+
+#[derive(Serialize, Default)]
+struct NameOwned {
+    name: String,
+}
+
+#[derive(Serialize, Default)]
+struct Evidence {
+    data: EvidenceData,
+}
+
+#[derive(Serialize, Default)]
+struct EvidenceData {
+    request_event: String,
+}
+
+#[derive(Serialize, Default)]
+struct Policy<'a> {
+    is_applied: bool,
+    name: String,
+    uid: Option<&'a str>,
+}
+
+#[derive(Serialize, Default)]
+struct Unmapped<'a> {
+    gatehouse: Option<&'a Payload>,
+}
+
+fn build(event: &Event) -> Record<'_> {
+    let mut r = Record {
+        time: event.time.timestamp_millis(),
+        time_dt: event.time.to_rfc3339(),
+        severity_id: 1,
+        severity: "Informational",
+        metadata: Metadata {
+            version: OCSF_VERSION,
+            uid: event.id.to_string(),
+            log_name: "gatehouse",
+            product: Product {
+                name: "Gatehouse",
+                vendor_name: "Gatehouse",
+                version: env!("CARGO_PKG_VERSION"),
+                feature: named(event.protocol.map(Protocol::as_str).unwrap_or("control")),
+            },
+            logged_time: event.time.timestamp_millis(),
+            extension: Extension {
+                name: "gatehouse",
+                version: event.schema_version.to_string(),
+            },
+            loggers: [named(&event.gateway_id)],
+            correlation_uid: event.session_id.as_deref(),
         },
-        "logged_time": event.time.timestamp_millis(),
-        "extension": { "name": "gatehouse", "version": event.schema_version.to_string() },
-        "loggers": [{ "name": event.gateway_id }],
-    });
-    if let (Some(session), Value::Object(obj)) = (&event.session_id, &mut m) {
-        obj.insert("correlation_uid".into(), json!(session));
+        actor: actor(event),
+        unmapped: Unmapped {
+            gatehouse: Some(&event.payload),
+        },
+        ..Record::default()
+    };
+    let (class, activity_id, activity_name) = fill(event, &mut r);
+    let Class(class_uid, class_name, category_uid, category_name) = class;
+    r.class_uid = class_uid;
+    r.class_name = class_name;
+    r.category_uid = category_uid;
+    r.category_name = category_name;
+    r.activity_id = activity_id;
+    r.activity_name = activity_name;
+    r.type_uid = u64::from(class_uid) * 100 + u64::from(activity_id);
+    r.type_name = format!("{class_name}: {activity_name}");
+    if let Some(target) = &event.target {
+        r.dst_endpoint
+            .get_or_insert_with(Endpoint::default)
+            .name
+            .get_or_insert(target);
     }
-    m
+    r
 }
 
-fn actor(event: &Event) -> Option<Value> {
+fn actor(event: &Event) -> Option<Actor<'_>> {
     let identity = event.identity.as_ref()?;
-    let mut user = Map::new();
-    user.insert("name".into(), json!(identity.name));
-    user.insert("type_id".into(), json!(99));
-    user.insert("type".into(), json!("Agent"));
-    if let Some(cred) = &identity.credential_id {
-        user.insert("credential_uid".into(), json!(cred));
-    }
-    let mut actor = Map::new();
-    actor.insert("user".into(), Value::Object(user));
-    if let Some(session) = &event.session_id {
-        actor.insert("session".into(), json!({ "uid": session }));
-    }
-    if let Some(person) = &identity.on_behalf_of {
-        actor.insert("invoked_by".into(), json!(person));
-    }
-    if let Some(role) = &identity.role {
-        actor.insert(
-            "authorizations".into(),
-            json!([{ "policy": { "name": role } }]),
-        );
-    }
-    Some(Value::Object(actor))
+    Some(Actor {
+        authorizations: identity.role.as_deref().map(|role| {
+            [Authorization {
+                policy: named(role),
+            }]
+        }),
+        invoked_by: identity.on_behalf_of.as_deref(),
+        session: event.session_id.as_deref().map(|uid| Uid { uid }),
+        user: User {
+            credential_uid: identity.credential_id.as_deref(),
+            name: Some(&identity.name),
+            r#type: Some("Agent"),
+            type_id: Some(99),
+        },
+    })
 }
 
-type Mapped = (Class, u32, &'static str, Map<String, Value>);
-
-fn obj(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
+fn endpoint(addr: &str) -> Endpoint<'_> {
+    if let Some((ip, port)) = addr.rsplit_once(':')
+        && let Ok(port) = port.parse::<u16>()
+    {
+        return Endpoint {
+            ip: Some(ip.trim_start_matches('[').trim_end_matches(']')),
+            port: Some(port),
+            ..Endpoint::default()
+        };
+    }
+    Endpoint {
+        name: Some(addr),
+        ..Endpoint::default()
     }
 }
 
-fn mapping(event: &Event) -> Mapped {
+fn with_database<'a>(r: &mut Record<'a>, event: &'a Event) {
+    if let Some(target) = &event.target {
+        r.database = Some(Named {
+            name: target,
+            type_id: Some(99),
+            r#type: Some("PostgreSQL"),
+        });
+    }
+    r.type_id = Some(1);
+    r.r#type = Some("Database");
+}
+
+fn success<'a>(r: &mut Record<'a>, ok: bool, detail: Option<&'a str>) {
+    r.status_id = Some(if ok { 1 } else { 2 });
+    r.status = Some(if ok { "Success" } else { "Failure" });
+    r.status_detail = detail;
+}
+
+/// Fills the class-specific attributes; returns class and activity.
+fn fill<'a>(event: &'a Event, r: &mut Record<'a>) -> (Class, u32, &'static str) {
     match &event.payload {
         Payload::SessionOpened(s) => {
-            let mut body = obj(json!({ "status_id": 1, "status": "Success" }));
-            if let Some(addr) = &s.client_addr {
-                body.insert("src_endpoint".into(), endpoint(addr));
-            }
+            success(r, true, None);
+            r.src_endpoint = s.client_addr.as_deref().map(endpoint);
             if let Some(host) = &s.upstream_host {
-                body.insert("dst_endpoint".into(), json!({ "hostname": host }));
+                r.dst_endpoint = Some(Endpoint {
+                    hostname: Some(host),
+                    ..Endpoint::default()
+                });
             }
             match event.protocol {
-                Some(Protocol::Postgres) => (DATASTORE, 3, "Connect", with_database(body, event)),
-                Some(Protocol::Ssh) => (SSH, 1, "Open", body),
-                _ => (AUTHENTICATION, 1, "Logon", body),
+                Some(Protocol::Postgres) => {
+                    with_database(r, event);
+                    (DATASTORE, 3, "Connect")
+                }
+                Some(Protocol::Ssh) => (SSH, 1, "Open"),
+                _ => (AUTHENTICATION, 1, "Logon"),
             }
         }
         Payload::SessionClosed(s) => {
-            let body = obj(json!({ "status_detail": s.reason, "duration": s.duration_ms }));
+            r.status_detail = Some(&s.reason);
+            r.duration = s.duration_ms;
             match event.protocol {
-                Some(Protocol::Ssh) => (SSH, 2, "Close", body),
-                _ => (AUTHENTICATION, 2, "Logoff", body),
+                Some(Protocol::Ssh) => (SSH, 2, "Close"),
+                _ => (AUTHENTICATION, 2, "Logoff"),
             }
         }
         Payload::AuthFailed(a) => {
-            let mut body = obj(json!({
-                "status_id": 2, "status": "Failure", "status_detail": a.reason,
-                "is_mfa": false,
-            }));
-            if let Some(addr) = &a.client_addr {
-                body.insert("src_endpoint".into(), endpoint(addr));
-            }
-            if let Some(login) = &a.login {
-                body.insert("user".into(), json!({ "name": login }));
-            }
-            (AUTHENTICATION, 1, "Logon", body)
+            success(r, false, Some(&a.reason));
+            r.is_mfa = Some(false);
+            r.src_endpoint = a.client_addr.as_deref().map(endpoint);
+            r.user = a.login.as_deref().map(|login| User {
+                name: Some(login),
+                ..User::default()
+            });
+            (AUTHENTICATION, 1, "Logon")
         }
-        Payload::RequestObserved(r) => match &r.detail {
-            RequestDetail::Postgres(p) => postgres_request(event, &r.command, p),
-            RequestDetail::Ssh(s) => ssh_request(&r.command, s),
-            RequestDetail::Kubernetes(k) => k8s_request(k),
+        Payload::RequestObserved(req) => match &req.detail {
+            RequestDetail::Postgres(p) => postgres_request(event, r, &req.command, p),
+            RequestDetail::Ssh(s) => ssh_request(r, &req.command, s),
+            RequestDetail::Kubernetes(k) => k8s_request(r, k),
         },
-        Payload::DecisionMade(d) => decision(event, d),
-        Payload::ResultObserved(r) => result(event, r),
+        Payload::DecisionMade(d) => decision(event, r, d),
+        Payload::ResultObserved(res) => result(event, r, res),
         Payload::SessionData(d) => {
             let bytes = d
                 .text
                 .as_ref()
                 .map(String::len)
                 .or(d.base64.as_ref().map(|b| b.len() / 4 * 3));
-            let dir = match d.direction {
-                crate::payload::DataDirection::Input => "bytes_out",
-                _ => "bytes_in",
-            };
-            (SSH, 6, "Traffic", obj(json!({ "traffic": { dir: bytes } })))
+            r.traffic = Some(match d.direction {
+                DataDirection::Input => Traffic {
+                    bytes_out: Some(bytes),
+                    bytes_in: None,
+                },
+                _ => Traffic {
+                    bytes_in: Some(bytes),
+                    bytes_out: None,
+                },
+            });
+            (SSH, 6, "Traffic")
         }
-        Payload::ApprovalRequested(a) => (
-            AUTHORIZE_SESSION,
-            99,
-            "Approval Requested",
-            obj(json!({
-                "message": format!("approval {} requested by rule `{}`", a.approval_id, a.rule),
-                "privileges": [a.command],
-                "group": { "name": a.group },
-                "status_id": 0, "status": "Pending",
-                "end_time": a.deadline.timestamp_millis(),
-                "session": { "uid": a.approval_id },
-            })),
-        ),
-        Payload::ApprovalGranted(a) => (
-            AUTHORIZE_SESSION,
-            99,
-            "Approval Granted",
-            obj(json!({
-                "status_id": 1, "status": "Success",
-                "session": { "uid": a.approval_id },
-                "user": { "name": a.reviewer },
-                "end_time": a.valid_until.map(|t| t.timestamp_millis()),
-            })),
-        ),
-        Payload::ApprovalDenied(a) => (
-            AUTHORIZE_SESSION,
-            99,
-            "Approval Denied",
-            obj(json!({
-                "status_id": 2, "status": "Failure", "status_detail": a.reason,
-                "session": { "uid": a.approval_id },
-                "user": { "name": a.reviewer },
-            })),
-        ),
-        Payload::ApprovalExpired(a) => (
-            AUTHORIZE_SESSION,
-            99,
-            "Approval Expired",
-            obj(json!({
-                "status_id": 2, "status": "Failure", "status_detail": "expired",
-                "session": { "uid": a.approval_id },
-            })),
-        ),
-        Payload::CredentialIssued(c) => (
-            USER_ACCESS,
-            1,
-            "Assign Privileges",
-            obj(json!({
-                "user": { "name": c.subject, "credential_uid": c.credential_id },
-                "privileges": [format!("{}:{}", c.protocol, c.target)],
-                "resource": { "name": c.target, "type": c.protocol.as_str() },
-                "end_time": c.expires_at.timestamp_millis(),
-            })),
-        ),
-        Payload::CredentialRevoked(c) => (
-            USER_ACCESS,
-            2,
-            "Revoke Privileges",
-            obj(json!({
-                "user": { "credential_uid": c.credential_id },
-                "message": c.reason,
-            })),
-        ),
-        Payload::AlertRaised(a) => alert(event, a),
+        Payload::ApprovalRequested(a) => {
+            r.message = Some(format!(
+                "approval {} requested by rule `{}`",
+                a.approval_id, a.rule
+            ));
+            r.privileges = Some(vec![a.command.clone()]);
+            r.group = Some(named(&a.group));
+            r.status_id = Some(0);
+            r.status = Some("Pending");
+            r.end_time = Some(a.deadline.timestamp_millis());
+            r.session = Some(Uid {
+                uid: &a.approval_id,
+            });
+            (AUTHORIZE_SESSION, 99, "Approval Requested")
+        }
+        Payload::ApprovalGranted(a) => {
+            success(r, true, None);
+            r.session = Some(Uid {
+                uid: &a.approval_id,
+            });
+            r.user = Some(User {
+                name: Some(&a.reviewer),
+                ..User::default()
+            });
+            r.end_time = a.valid_until.map(|t| t.timestamp_millis());
+            (AUTHORIZE_SESSION, 99, "Approval Granted")
+        }
+        Payload::ApprovalDenied(a) => {
+            success(r, false, Some(&a.reason));
+            r.session = Some(Uid {
+                uid: &a.approval_id,
+            });
+            r.user = Some(User {
+                name: Some(&a.reviewer),
+                ..User::default()
+            });
+            (AUTHORIZE_SESSION, 99, "Approval Denied")
+        }
+        Payload::ApprovalExpired(a) => {
+            success(r, false, Some("expired"));
+            r.session = Some(Uid {
+                uid: &a.approval_id,
+            });
+            (AUTHORIZE_SESSION, 99, "Approval Expired")
+        }
+        Payload::CredentialIssued(c) => {
+            r.user = Some(User {
+                name: Some(&c.subject),
+                credential_uid: Some(&c.credential_id),
+                ..User::default()
+            });
+            r.privileges = Some(vec![format!("{}:{}", c.protocol, c.target)]);
+            r.resource = Some(Resource {
+                name: Some(&c.target),
+                namespace: None,
+                r#type: c.protocol.as_str(),
+            });
+            r.end_time = Some(c.expires_at.timestamp_millis());
+            (USER_ACCESS, 1, "Assign Privileges")
+        }
+        Payload::CredentialRevoked(c) => {
+            r.user = Some(User {
+                credential_uid: Some(&c.credential_id),
+                ..User::default()
+            });
+            r.message = c.reason.clone();
+            (USER_ACCESS, 2, "Revoke Privileges")
+        }
+        Payload::AlertRaised(a) => alert(event, r, a),
     }
 }
 
-fn endpoint(addr: &str) -> Value {
-    match addr.rsplit_once(':') {
-        Some((ip, port)) => match port.parse::<u16>() {
-            Ok(port) => {
-                json!({ "ip": ip.trim_start_matches('[').trim_end_matches(']'), "port": port })
-            }
-            Err(_) => json!({ "name": addr }),
-        },
-        None => json!({ "name": addr }),
-    }
-}
-
-fn with_database(mut body: Map<String, Value>, event: &Event) -> Map<String, Value> {
-    if let Some(target) = &event.target {
-        body.insert(
-            "database".into(),
-            json!({ "name": target, "type_id": 99, "type": "PostgreSQL" }),
-        );
-    }
-    body.insert("type_id".into(), json!(1));
-    body.insert("type".into(), json!("Database"));
-    body
-}
-
-fn postgres_activity(kind: &str) -> (u32, &'static str) {
-    match kind {
+fn postgres_request<'a>(
+    event: &'a Event,
+    r: &mut Record<'a>,
+    command: &'a str,
+    p: &'a PgStatement,
+) -> (Class, u32, &'static str) {
+    let (id, name) = match p.kind.as_str() {
         "select" => (4, "Query"),
         "insert" | "copy" => (5, "Write"),
         "update" | "merge" => (2, "Update"),
         "create" => (6, "Create"),
         "delete" | "drop" | "truncate" => (7, "Delete"),
         _ => (99, "Other"),
-    }
+    };
+    r.query_info = Some(QueryInfo {
+        query_string: command,
+        uid: p.prepared_name.as_deref(),
+    });
+    r.table = p
+        .tables_written
+        .first()
+        .or(p.tables_read.first())
+        .map(|t| named(t));
+    with_database(r, event);
+    (DATASTORE, id, name)
 }
 
-fn postgres_request(event: &Event, command: &str, p: &PgStatement) -> Mapped {
-    let (id, name) = postgres_activity(&p.kind);
-    let mut body = obj(json!({
-        "query_info": { "query_string": command, "uid": p.prepared_name },
-    }));
-    if let Some(table) = p.tables_written.first().or(p.tables_read.first()) {
-        body.insert("table".into(), json!({ "name": table }));
-    }
-    (DATASTORE, id, name, with_database(body, event))
-}
-
-fn ssh_request(command: &str, s: &SshRequest) -> Mapped {
-    let device = json!({ "hostname": s.host, "type_id": 1, "type": "Server" });
+fn ssh_request<'a>(
+    r: &mut Record<'a>,
+    command: &'a str,
+    s: &'a SshRequest,
+) -> (Class, u32, &'static str) {
+    let device = Device {
+        hostname: &s.host,
+        r#type: "Server",
+        type_id: 1,
+    };
     match s.kind {
-        SshRequestKind::Exec | SshRequestKind::ShellLine => (
-            PROCESS,
-            1,
-            "Launch",
-            obj(json!({
-                "process": { "cmd_line": command, "name": s.program },
-                "device": device,
-            })),
-        ),
-        SshRequestKind::PortForward => (
-            SSH,
-            6,
-            "Traffic",
-            obj(json!({
-                "dst_endpoint": { "hostname": s.forward_host, "port": s.forward_port },
-                "device": device,
-            })),
-        ),
+        SshRequestKind::Exec | SshRequestKind::ShellLine => {
+            r.process = Some(Process {
+                cmd_line: command,
+                name: s.program.as_deref(),
+            });
+            r.device = Some(device);
+            (PROCESS, 1, "Launch")
+        }
+        SshRequestKind::PortForward => {
+            r.dst_endpoint = Some(Endpoint {
+                hostname: s.forward_host.as_deref(),
+                port: s.forward_port,
+                ..Endpoint::default()
+            });
+            r.device = Some(device);
+            (SSH, 6, "Traffic")
+        }
         SshRequestKind::Sftp => {
             let (id, name) = match s.sftp_op.as_deref() {
                 Some("write" | "mkdir") => (1, "Create"),
@@ -353,76 +660,72 @@ fn ssh_request(command: &str, s: &SshRequest) -> Mapped {
                 Some("rename") => (5, "Rename"),
                 _ => (99, "Other"),
             };
-            let mut body = obj(json!({
-                "file": { "path": s.path, "name": s.path.as_deref().and_then(|p| p.rsplit('/').next()), "type_id": 1 },
-                "device": device,
-            }));
-            if let Some(p2) = &s.path2 {
-                body.insert("file_result".into(), json!({ "path": p2 }));
-            }
-            (FILE_SYSTEM, id, name, body)
+            r.file = Some(File {
+                name: s.path.as_deref().and_then(|p| p.rsplit('/').next()),
+                path: s.path.as_deref(),
+                type_id: Some(1),
+            });
+            r.file_result = s.path2.as_deref().map(|p| File {
+                path: Some(p),
+                ..File::default()
+            });
+            r.device = Some(device);
+            (FILE_SYSTEM, id, name)
         }
-        SshRequestKind::SessionOpen => (
-            SSH,
-            1,
-            "Open",
-            obj(json!({ "dst_endpoint": { "hostname": s.host } })),
-        ),
-        _ => (
-            SSH,
-            99,
-            "Other",
-            obj(json!({ "dst_endpoint": { "hostname": s.host }, "message": command })),
-        ),
+        SshRequestKind::SessionOpen => {
+            r.dst_endpoint = Some(Endpoint {
+                hostname: Some(&s.host),
+                ..Endpoint::default()
+            });
+            (SSH, 1, "Open")
+        }
+        _ => {
+            r.dst_endpoint = Some(Endpoint {
+                hostname: Some(&s.host),
+                ..Endpoint::default()
+            });
+            r.message = Some(command.to_owned());
+            (SSH, 99, "Other")
+        }
     }
 }
 
-fn k8s_activity(verb: &str) -> (u32, &'static str) {
-    match verb {
+fn k8s_request<'a>(r: &mut Record<'a>, k: &'a K8sRequest) -> (Class, u32, &'static str) {
+    let (id, name) = match k.verb.as_str() {
         "create" => (1, "Create"),
         "get" | "list" | "watch" => (2, "Read"),
         "update" | "patch" => (3, "Update"),
         "delete" | "deletecollection" => (4, "Delete"),
         _ => (99, "Other"),
-    }
-}
-
-fn k8s_request(k: &K8sRequest) -> Mapped {
-    let (id, name) = k8s_activity(&k.verb);
-    let group = if k.api_group.is_empty() {
+    };
+    let version = if k.api_group.is_empty() {
         k.api_version.clone()
     } else {
         format!("{}/{}", k.api_group, k.api_version)
     };
-    let mut resource = Map::new();
-    resource.insert("type".into(), json!(k.resource));
-    if let Some(n) = &k.name {
-        resource.insert("name".into(), json!(n));
-    }
-    if let Some(ns) = &k.namespace {
-        resource.insert("namespace".into(), json!(ns));
-    }
     let (path, query) = match k.path.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (k.path.as_str(), None),
     };
-    (
-        API,
-        id,
-        name,
-        obj(json!({
-            "api": {
-                "operation": k.verb,
-                "service": { "name": "kubernetes" },
-                "version": group,
-            },
-            "http_request": {
-                "http_method": k.method,
-                "url": { "path": path, "query_string": query },
-            },
-            "resources": [Value::Object(resource)],
-        })),
-    )
+    r.api = Some(Api {
+        operation: &k.verb,
+        response: None,
+        service: Some(named("kubernetes")),
+        version: Some(version),
+    });
+    r.http_request = Some(HttpRequest {
+        http_method: &k.method,
+        url: Url {
+            path,
+            query_string: query,
+        },
+    });
+    r.resources = Some([Resource {
+        name: k.name.as_deref(),
+        namespace: k.namespace.as_deref(),
+        r#type: &k.resource,
+    }]);
+    (API, id, name)
 }
 
 fn protocol_class(event: &Event) -> Class {
@@ -442,84 +745,111 @@ fn disposition(effect: Effect) -> (u32, &'static str) {
     }
 }
 
-fn decision(event: &Event, d: &DecisionMade) -> Mapped {
+fn decision<'a>(
+    event: &'a Event,
+    r: &mut Record<'a>,
+    d: &'a DecisionMade,
+) -> (Class, u32, &'static str) {
     let (disp_id, disp) = disposition(d.effect);
-    let body = obj(json!({
-        "disposition_id": disp_id,
-        "disposition": disp,
-        "action_id": if d.effect == Effect::Block { 2 } else { 1 },
-        "action": if d.effect == Effect::Block { "Denied" } else { "Allowed" },
-        "message": d.reason,
-        "policy": { "name": d.rules.join(","), "uid": d.policy_version, "is_applied": !d.default_applied },
-    }));
-    (protocol_class(event), 99, "Other", body)
+    let blocked = d.effect == Effect::Block;
+    r.disposition_id = Some(disp_id);
+    r.disposition = Some(disp);
+    r.action_id = Some(if blocked { 2 } else { 1 });
+    r.action = Some(if blocked { "Denied" } else { "Allowed" });
+    r.message = d.reason.clone();
+    r.policy = Some(Policy {
+        is_applied: !d.default_applied,
+        name: d.rules.join(","),
+        uid: d.policy_version.as_deref(),
+    });
+    (protocol_class(event), 99, "Other")
 }
 
-fn result(event: &Event, r: &ResultObserved) -> Mapped {
-    let (status_id, status) = match r.status {
-        ResultStatus::Ok => (1, "Success"),
-        ResultStatus::Error | ResultStatus::Refused => (2, "Failure"),
-    };
-    let mut body = obj(json!({
-        "status_id": status_id,
-        "status": status,
-        "status_code": r.code,
-        "status_detail": r.message,
-        "count": r.rows,
-        "duration": r.duration_us.map(|us| us / 1000),
-    }));
+fn result<'a>(
+    event: &'a Event,
+    r: &mut Record<'a>,
+    res: &'a ResultObserved,
+) -> (Class, u32, &'static str) {
+    success(r, res.status == ResultStatus::Ok, res.message.as_deref());
+    r.status_code = res.code.as_deref();
+    r.count = res.rows;
+    r.duration = res.duration_us.map(|us| us / 1000);
     if event.protocol == Some(Protocol::Kubernetes) {
-        body.insert("api".into(), json!({ "operation": "response", "response": { "code": r.code.as_deref().and_then(|c| c.parse::<u32>().ok()) } }));
+        r.api = Some(Api {
+            operation: "response",
+            response: Some(ApiResponse {
+                code: res.code.as_deref().and_then(|c| c.parse().ok()),
+            }),
+            service: None,
+            version: None,
+        });
     }
-    (protocol_class(event), 99, "Other", body)
+    (protocol_class(event), 99, "Other")
 }
 
-fn attack(tag: &str) -> Option<Value> {
+fn attack(tag: &str) -> Option<Attack> {
     let rest = tag.strip_prefix("attack.")?;
     let upper = rest.to_ascii_uppercase();
-    if upper.starts_with('T') && upper.chars().nth(1).is_some_and(|c| c.is_ascii_digit()) {
-        Some(json!({ "technique": { "uid": upper } }))
-    } else if upper.starts_with("TA") {
-        Some(json!({ "tactic": { "uid": upper } }))
-    } else {
-        Some(json!({ "tactic": { "name": rest.replace('_', " ") } }))
-    }
+    Some(
+        if upper.starts_with('T') && upper.chars().nth(1).is_some_and(|c| c.is_ascii_digit()) {
+            Attack::Technique {
+                technique: UidOwned { uid: upper },
+            }
+        } else if upper.starts_with("TA")
+            && upper.chars().nth(2).is_some_and(|c| c.is_ascii_digit())
+        {
+            Attack::TacticUid {
+                tactic: UidOwned { uid: upper },
+            }
+        } else {
+            Attack::TacticName {
+                tactic: NameOwned {
+                    name: rest.replace('_', " "),
+                },
+            }
+        },
+    )
 }
 
-fn alert(event: &Event, a: &AlertRaised) -> Mapped {
-    let attacks: Vec<Value> = a.tags.iter().filter_map(|t| attack(t)).collect();
-    let related: Vec<Value> = a
-        .related_events
-        .iter()
-        .map(|id| json!({ "uid": id.to_string() }))
-        .collect();
+fn alert<'a>(
+    event: &'a Event,
+    r: &mut Record<'a>,
+    a: &'a AlertRaised,
+) -> (Class, u32, &'static str) {
     let (disp_id, disp) = a.effect.map(disposition).unwrap_or((15, "Detected"));
-    let mut finding = obj(json!({
-        "uid": event.id.to_string(),
-        "title": a.rule,
-        "desc": a.message,
-        "types": [if a.sequence { "sequence" } else { "rule" }],
-        "related_events": related,
-        "analytic": { "name": a.rule, "type_id": if a.sequence { 5 } else { 1 }, "type": if a.sequence { "Behavioral" } else { "Rule" } },
-    }));
-    if !attacks.is_empty() {
-        finding.insert("attacks".into(), Value::Array(attacks));
-    }
-    (
-        DETECTION,
-        1,
-        "Create",
-        obj(json!({
-            "severity_id": a.severity.ocsf_id(),
-            "severity": a.severity.ocsf_caption(),
-            "message": a.message,
-            "is_alert": true,
-            "status_id": 1,
-            "status": "New",
-            "disposition_id": disp_id,
-            "disposition": disp,
-            "finding_info": Value::Object(finding),
-            "evidences": a.request.map(|r| json!([{ "data": { "request_event": r.to_string() } }])),
-        })),
-    )
+    r.severity_id = a.severity.ocsf_id();
+    r.severity = a.severity.ocsf_caption();
+    r.message = Some(a.message.clone());
+    r.is_alert = Some(true);
+    r.status_id = Some(1);
+    r.status = Some("New");
+    r.disposition_id = Some(disp_id);
+    r.disposition = Some(disp);
+    r.finding_info = Some(FindingInfo {
+        analytic: Analytic {
+            name: &a.rule,
+            r#type: if a.sequence { "Behavioral" } else { "Rule" },
+            type_id: if a.sequence { 5 } else { 1 },
+        },
+        attacks: a.tags.iter().filter_map(|t| attack(t)).collect(),
+        desc: &a.message,
+        related_events: a
+            .related_events
+            .iter()
+            .map(|id| UidOwned {
+                uid: id.to_string(),
+            })
+            .collect(),
+        title: &a.rule,
+        types: [if a.sequence { "sequence" } else { "rule" }],
+        uid: event.id.to_string(),
+    });
+    r.evidences = a.request.map(|req| {
+        [Evidence {
+            data: EvidenceData {
+                request_event: req.to_string(),
+            },
+        }]
+    });
+    (DETECTION, 1, "Create")
 }

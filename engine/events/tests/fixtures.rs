@@ -5,6 +5,14 @@
 //! new version's directory absent. The OCSF golden file is a rendering, not a
 //! storage format: `GATEHOUSE_BLESS=1` rewrites it after a deliberate change.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
 use std::fs;
 use std::path::PathBuf;
 
@@ -104,8 +112,15 @@ fn ocsf_rendering_matches_golden() {
     let events = frozen_events();
     let mut out = String::new();
     for e in &events {
-        out.push_str(&serde_json::to_string(&to_ocsf(e)).unwrap());
+        // The bytes Kafka consumers receive.
+        let mut buf = Vec::new();
+        gatehouse_events::ocsf::write_ocsf(e, &mut buf).unwrap();
+        out.push_str(std::str::from_utf8(&buf).unwrap());
         out.push('\n');
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&buf).unwrap(),
+            to_ocsf(e)
+        );
     }
     let path = dir().join("events.ocsf.jsonl");
     if std::env::var_os("GATEHOUSE_BLESS").is_some() || !path.exists() {
@@ -171,4 +186,46 @@ fn arrow_round_trip_of_generated_events() {
     let batch = to_record_batch(&events).unwrap();
     assert_eq!(batch.num_rows(), 1000);
     assert_eq!(from_record_batch(&batch).unwrap(), events);
+}
+
+#[test]
+fn audit_docs_list_the_current_columns() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/audit.md");
+    let doc = fs::read_to_string(&path).unwrap();
+    let (begin, end) = ("<!-- columns:begin -->\n", "<!-- columns:end -->");
+    let start = doc.find(begin).expect("columns:begin marker") + begin.len();
+    let stop = doc.find(end).expect("columns:end marker");
+    let table = gatehouse_events::arrow::markdown_columns();
+    if std::env::var_os("GATEHOUSE_BLESS").is_some() {
+        let updated = format!("{}{}{}", &doc[..start], table, &doc[stop..]);
+        fs::write(&path, updated).unwrap();
+        return;
+    }
+    assert_eq!(
+        &doc[start..stop],
+        table,
+        "docs/audit.md column list is stale (GATEHOUSE_BLESS=1 to regenerate)"
+    );
+}
+
+#[test]
+fn tags_anywhere_in_the_object_still_decode() {
+    // Our encoder writes the tag first (fast path); JSON from elsewhere may not.
+    for e in frozen_events() {
+        let mut v: serde_json::Value = serde_json::to_value(&e).unwrap();
+        let payload = v["payload"].as_object_mut().unwrap();
+        let tag = payload.remove("type").unwrap();
+        if let Some(serde_json::Value::Object(detail)) = payload.get_mut("detail") {
+            let p = detail.remove("protocol").unwrap();
+            detail.insert("protocol".into(), p); // now last
+        }
+        payload.insert("type".into(), tag); // now last
+        let text = serde_json::to_string(&v).unwrap();
+        assert_eq!(Event::from_json(text.as_bytes()).unwrap(), e);
+    }
+    let err = Event::from_json(br#"{"id":"01900000-0000-7000-8000-000000000001","time":"2026-11-01T09:30:00Z","schema_version":1,"gateway_id":"g","payload":{"type":"no_such_event"}}"#).unwrap_err();
+    assert!(
+        err.to_string().contains("unknown variant `no_such_event`"),
+        "{err}"
+    );
 }

@@ -141,7 +141,8 @@ impl Sink for KafkaSink {
         let mut pending = VecDeque::with_capacity(records.len());
         let mut last = None;
         for (offset, event) in &records {
-            let value = serde_json::to_vec(&ocsf::to_ocsf(event))
+            let mut value = Vec::with_capacity(1024);
+            ocsf::write_ocsf(event, &mut value)
                 .map_err(|e| ShipError::Kafka(format!("cannot encode event {}: {e}", event.id)))?;
             let id = event.id.to_string();
             let version = event.schema_version.to_string();

@@ -10,6 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use chrono::NaiveDate;
 use gatehouse_core::log::Offset;
 use gatehouse_events::{Event, arrow};
 use parquet::arrow::ArrowWriter;
@@ -43,19 +44,25 @@ impl ParquetOptions {
 /// Writes the log as Parquet files.
 pub struct ParquetSink {
     options: ParquetOptions,
-    partitions: BTreeMap<(String, &'static str), Vec<Event>>,
+    partitions: BTreeMap<(NaiveDate, &'static str), Vec<Event>>,
+    in_flight: Option<tokio::task::JoinHandle<Result<Offset, ShipError>>>,
     buffered: usize,
     first: Option<Offset>,
     next: Option<Offset>,
     since: Option<Instant>,
-    unreported: Option<Offset>,
 }
 
-/// The partition directory of an event, relative to the audit root.
-pub fn partition_of(event: &Event) -> (String, &'static str) {
-    let day = event.time.format("%Y-%m-%d").to_string();
-    let proto = event.protocol.map(|p| p.as_str()).unwrap_or("control");
-    (day, proto)
+/// The partition of an event: its UTC day and protocol (`control` for none).
+pub fn partition_of(event: &Event) -> (NaiveDate, &'static str) {
+    (
+        event.time.date_naive(),
+        event.protocol.map(|p| p.as_str()).unwrap_or("control"),
+    )
+}
+
+/// The partition directory, relative to the audit root.
+pub fn partition_dir(day: NaiveDate, proto: &str) -> PathBuf {
+    PathBuf::from(format!("day={}", day.format("%Y-%m-%d"))).join(format!("proto={proto}"))
 }
 
 impl ParquetSink {
@@ -66,11 +73,11 @@ impl ParquetSink {
         Ok(Self {
             options,
             partitions: BTreeMap::new(),
+            in_flight: None,
             buffered: 0,
             first: None,
             next: None,
             since: None,
-            unreported: None,
         })
     }
 }
@@ -88,12 +95,28 @@ fn remove_temporaries(dir: &Path) -> Result<(), ShipError> {
     Ok(())
 }
 
+/// Columns whose values are (nearly) unique per row: dictionary encoding only costs
+/// time there, and min/max statistics on them never prune anything.
+const HIGH_CARDINALITY: &[&str] = &[
+    "event_id",
+    "payload_json",
+    "command",
+    "request_event_id",
+    "related_events",
+];
+
 fn properties() -> WriterProperties {
-    WriterProperties::builder()
+    let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
         .set_max_row_group_row_count(Some(128 * 1024))
-        .set_created_by(format!("gatehouse {}", env!("CARGO_PKG_VERSION")))
-        .build()
+        .set_created_by(format!("gatehouse {}", env!("CARGO_PKG_VERSION")));
+    for name in HIGH_CARDINALITY {
+        let col = parquet::schema::types::ColumnPath::from(*name);
+        b = b
+            .set_column_dictionary_enabled(col.clone(), false)
+            .set_column_statistics_enabled(col, parquet::file::properties::EnabledStatistics::None);
+    }
+    b.build()
 }
 
 /// Writes one partition file durably; returns its path.
@@ -141,57 +164,77 @@ impl Sink for ParquetSink {
     }
 
     async fn flush(&mut self, force: bool) -> Result<Option<Offset>, ShipError> {
-        if self.buffered == 0 {
-            return Ok(self.unreported.take());
+        // Files are encoded on a blocking thread while the shipper decodes the next
+        // records; the cursor only moves when a write has finished.
+        let mut done = None;
+        if let Some(task) = &self.in_flight
+            && (task.is_finished() || force)
+            && let Some(task) = self.in_flight.take()
+        {
+            done = Some(
+                task.await
+                    .map_err(|e| ShipError::Parquet(format!("writer task failed: {e}")))??,
+            );
         }
-        let due = force
-            || self.buffered >= self.options.max_rows
-            || self
-                .since
-                .is_some_and(|t| t.elapsed() >= self.options.max_age);
+        let due = self.buffered > 0
+            && (force
+                || self.buffered >= self.options.max_rows
+                || self
+                    .since
+                    .is_some_and(|t| t.elapsed() >= self.options.max_age));
         if !due {
-            return Ok(None);
+            return Ok(done);
+        }
+        if let Some(task) = self.in_flight.take() {
+            // One write at a time: wait for the previous one before starting the next.
+            done = Some(
+                task.await
+                    .map_err(|e| ShipError::Parquet(format!("writer task failed: {e}")))??,
+            );
         }
         let (Some(first), Some(next)) = (self.first, self.next) else {
-            return Ok(None);
+            return Ok(done);
         };
         let partitions = std::mem::take(&mut self.partitions);
         let root = self.options.dir.clone();
-        let written = tokio::task::spawn_blocking(move || -> Result<usize, ShipError> {
+        let events = self.buffered;
+        let task = tokio::task::spawn_blocking(move || -> Result<Offset, ShipError> {
             let name = format!("part-{first:020}-{:020}.parquet", next - 1);
-            let mut files = 0;
             for ((day, proto), events) in &partitions {
-                let dir = root
-                    .join(format!("day={day}"))
-                    .join(format!("proto={proto}"));
-                write_file(&dir, &name, events)?;
-                files += 1;
+                write_file(&root.join(partition_dir(*day, proto)), &name, events)?;
             }
-            Ok(files)
-        })
-        .await
-        .map_err(|e| ShipError::Parquet(format!("writer task failed: {e}")))??;
-        tracing::debug!(
-            message = "Parquet files written.",
-            files = written,
-            events = self.buffered,
-            first,
-            next
-        );
+            tracing::debug!(
+                message = "Parquet files written.",
+                files = partitions.len(),
+                events,
+                first,
+                next
+            );
+            Ok(next)
+        });
         self.buffered = 0;
         self.first = None;
         self.since = None;
         self.next = None;
-        self.unreported = None;
-        Ok(Some(next))
+        if force {
+            done = Some(
+                task.await
+                    .map_err(|e| ShipError::Parquet(format!("writer task failed: {e}")))??,
+            );
+        } else {
+            self.in_flight = Some(task);
+        }
+        Ok(done)
     }
 
     fn reset(&mut self) {
+        if let Some(task) = self.in_flight.take() {
+            task.abort();
+        }
         self.partitions.clear();
         self.buffered = 0;
         self.first = None;
         self.next = None;
         self.since = None;
-        self.unreported = None;
     }
 }

@@ -41,6 +41,9 @@ pub struct ShipOptions {
     pub max_backoff: Duration,
     /// Stop once this offset is shipped and durable (tests and one-shot exports).
     pub stop_at: Option<Offset>,
+    /// After being woken by an append, wait this long so records accumulate into
+    /// batches instead of waking the shipper once per command.
+    pub linger: Duration,
 }
 
 impl ShipOptions {
@@ -53,6 +56,7 @@ impl ShipOptions {
             backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(5),
             stop_at: None,
+            linger: Duration::from_millis(20),
         }
     }
 }
@@ -88,7 +92,11 @@ pub async fn run<S: Sink>(
                     let wait = async {
                         match &source {
                             Source::Live(_) => {
-                                let _ = tokio::time::timeout(options.poll, reader.wait()).await;
+                                if let Ok(Ok(())) =
+                                    tokio::time::timeout(options.poll, reader.wait()).await
+                                {
+                                    tokio::time::sleep(options.linger).await;
+                                }
                             }
                             Source::Dir(_) => tokio::time::sleep(options.poll).await,
                         }

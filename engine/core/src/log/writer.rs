@@ -167,7 +167,8 @@ impl EventLog {
     fn write(&self, events: &[Event]) -> Result<Range<Offset>, LogError> {
         let mut payloads = Vec::with_capacity(events.len());
         for e in events {
-            let p = e.to_json().map_err(LogError::Encode)?;
+            let mut p = Vec::with_capacity(768);
+            serde_json::to_writer(&mut p, e).map_err(LogError::Encode)?;
             if p.len() > MAX_PAYLOAD as usize {
                 return Err(LogError::TooLarge(p.len()));
             }
@@ -212,6 +213,14 @@ impl EventLog {
         let end = w.next;
         w.buf = buf;
         drop(w);
+        // Waking readers costs a lock and a notification; skip it when none exist.
+        if inner.written_tx.receiver_count() == 0 {
+            inner.written_tx.send_if_modified(|v| {
+                *v = (*v).max(end);
+                false
+            });
+            return Ok(start..end);
+        }
         inner.written_tx.send_if_modified(|v| {
             if end > *v {
                 *v = end;

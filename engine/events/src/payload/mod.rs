@@ -25,10 +25,10 @@ pub use result::{Capture, ResultObserved, ResultStatus};
 pub use session::{AuthFailed, DataDirection, SessionClosed, SessionData, SessionOpened};
 pub use ssh::{SshRequest, SshRequestKind};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// What an event says happened.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[expect(
     clippy::large_enum_variant,
@@ -86,6 +86,23 @@ impl Payload {
         }
     }
 }
+
+crate::tagged::tagged_deserialize!(Payload, "type", {
+    "session_opened" => SessionOpened(SessionOpened),
+    "session_closed" => SessionClosed(SessionClosed),
+    "auth_failed" => AuthFailed(AuthFailed),
+    "request_observed" => RequestObserved(RequestObserved),
+    "decision_made" => DecisionMade(DecisionMade),
+    "result_observed" => ResultObserved(ResultObserved),
+    "session_data" => SessionData(SessionData),
+    "approval_requested" => ApprovalRequested(ApprovalRequested),
+    "approval_granted" => ApprovalGranted(ApprovalGranted),
+    "approval_denied" => ApprovalDenied(ApprovalDenied),
+    "approval_expired" => ApprovalExpired(ApprovalExpired),
+    "credential_issued" => CredentialIssued(CredentialIssued),
+    "credential_revoked" => CredentialRevoked(CredentialRevoked),
+    "alert_raised" => AlertRaised(AlertRaised),
+});
 
 macro_rules! impl_from {
     ($($variant:ident),* $(,)?) => {

@@ -13,7 +13,7 @@ pub struct RequestObserved {
 }
 
 /// Protocol-specific fields of a request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "protocol", rename_all = "snake_case")]
 pub enum RequestDetail {
     /// One SQL statement.
@@ -23,6 +23,12 @@ pub enum RequestDetail {
     /// A Kubernetes API request.
     Kubernetes(K8sRequest),
 }
+
+crate::tagged::tagged_deserialize!(RequestDetail, "protocol", {
+    "postgres" => Postgres(PgStatement),
+    "ssh" => Ssh(SshRequest),
+    "kubernetes" => Kubernetes(K8sRequest),
+});
 
 impl RequestDetail {
     /// The protocol-level action: statement kind, SSH request kind or Kubernetes verb.
