@@ -379,6 +379,13 @@ impl RuleSet {
         stored
     }
 
+    /// Binds a state to this rule set now: partial matches of sequences whose hash is
+    /// unchanged are kept, the others dropped. (Evaluation does this by itself; call it
+    /// after a reload to learn what survived.)
+    pub fn adopt(&self, state: &mut SequenceState) {
+        state.rebind(self.id, &self.hashes);
+    }
+
     /// Drops expired partial matches (the engine may call this now and then).
     pub fn sweep(&self, state: &mut SequenceState, now_micros: i64) {
         state.rebind(self.id, &self.hashes);

@@ -78,13 +78,19 @@ impl<T> Spanned<T> {
 }
 
 /// One named source text.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Source {
     /// The name shown in diagnostics (usually the path).
     pub name: String,
     /// The text.
     pub text: String,
     line_starts: Vec<usize>,
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Source({:?}, {} bytes)", self.name, self.text.len())
+    }
 }
 
 impl Source {

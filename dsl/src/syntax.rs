@@ -55,11 +55,18 @@ fn syntax_error(file: u32, text: &str, e: &pest::error::Error<Rule>) -> Diagnost
         end
     } else {
         let rest = text.get(start..).unwrap_or("");
-        let len = rest
-            .char_indices()
-            .find(|(_, c)| c.is_whitespace())
-            .map_or(rest.len(), |(i, _)| i);
-        start + len.max(usize::from(!rest.is_empty()))
+        let word = |c: char| c.is_alphanumeric() || c == '_' || c == '.';
+        let len = match rest.chars().next() {
+            None => 0,
+            Some(c) if word(c) => rest.find(|c: char| !word(c)).unwrap_or(rest.len()),
+            Some(c) => rest
+                .char_indices()
+                .skip(1)
+                .find(|(_, d)| d.is_alphanumeric() || d.is_whitespace() || d != &c)
+                .map_or(rest.len(), |(i, _)| i)
+                .min(c.len_utf8() * 2),
+        };
+        start + len
     };
     let found = text.get(start..end).unwrap_or("");
     let expected = match &e.variant {
@@ -105,7 +112,7 @@ fn rule_name(rule: Rule) -> Option<&'static str> {
         Rule::rule_decl | Rule::sequence_decl | Rule::test_decl => {
             "an item (`rule`, `sequence`, `list`, `macro`, `default`, `test`)"
         }
-        Rule::ident | Rule::path | Rule::segment => "a name",
+        Rule::ident | Rule::path | Rule::segment | Rule::symbol => "a name",
         Rule::string => "a string",
         Rule::regex => "a regex `/.../`",
         Rule::int => "a number",

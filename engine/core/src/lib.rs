@@ -1,1 +1,2 @@
 //! The Gatehouse engine.
+pub mod policy;
