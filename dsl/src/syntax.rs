@@ -11,8 +11,16 @@ use crate::span::{Span, Spanned};
 #[grammar = "../../grammar/rules.pest"]
 struct RulesParser;
 
+/// Deepest nesting of `(` and `[` accepted: the parser and checker recurse on it, so
+/// it bounds their stack use (hostile input cannot overflow the stack).
+pub const MAX_NESTING: usize = 24;
+
+/// Most `not`s in a row.
+const MAX_NOTS: usize = 8;
+
 /// Parses one file. `file` is the index the spans will carry.
 pub fn parse(file: u32, text: &str) -> Result<File, Diagnostic> {
+    check_nesting(file, text)?;
     let mut pairs =
         RulesParser::parse(Rule::file, text).map_err(|e| syntax_error(file, text, &e))?;
     let Some(root) = pairs.next() else {
@@ -161,6 +169,58 @@ fn rule_name(rule: Rule) -> Option<&'static str> {
         Rule::EOI => "end of file",
         _ => return None,
     })
+}
+
+/// Rejects input nested deeper than [`MAX_NESTING`] before the recursive parser sees it.
+fn check_nesting(file: u32, text: &str) -> Result<(), Diagnostic> {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while let Some(&c) = bytes.get(i) {
+        match c {
+            b'"' => {
+                i += 1;
+                while let Some(&d) = bytes.get(i) {
+                    i += if d == b'\\' { 2 } else { 1 };
+                    if d == b'"' || d == b'\n' {
+                        break;
+                    }
+                }
+                continue;
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while bytes.get(i).is_some_and(|d| *d != b'\n') {
+                    i += 1;
+                }
+                continue;
+            }
+            b'/' => {
+                i += 1;
+                while let Some(&d) = bytes.get(i) {
+                    i += if d == b'\\' { 2 } else { 1 };
+                    if d == b'/' || d == b'\n' {
+                        break;
+                    }
+                }
+                continue;
+            }
+            b'(' | b'[' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(Diagnostic::error(
+                        Code::E0001,
+                        format!("expression nests more than {MAX_NESTING} levels deep"),
+                        Span::new(file, i, i + 1),
+                    )
+                    .with_help("split it into macros"));
+                }
+            }
+            b')' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
 }
 
 /// `//` comments with the byte offset where each starts, in order.
@@ -768,6 +828,14 @@ impl Builder {
                     } else {
                         inner = Some(self.expr(p)?);
                     }
+                }
+                if nots > MAX_NOTS {
+                    return Err(Diagnostic::error(
+                        Code::E0001,
+                        format!("more than {MAX_NOTS} `not` in a row"),
+                        span,
+                    )
+                    .with_help("`not not x` is `x`"));
                 }
                 let mut e = inner.unwrap_or_else(empty_expr);
                 for _ in 0..nots {
