@@ -27,15 +27,9 @@ pub fn format_file(file: &File) -> String {
 }
 
 fn comments(out: &mut String, comments: &[String], indent: &str) {
+    // Comment text is kept exactly (after `//`), so formatting never changes it.
     for c in comments {
-        let c = c.trim_end();
-        if c.is_empty() {
-            let _ = writeln!(out, "{indent}//");
-        } else if c.starts_with(' ') {
-            let _ = writeln!(out, "{indent}//{c}");
-        } else {
-            let _ = writeln!(out, "{indent}// {c}");
-        }
+        let _ = writeln!(out, "{indent}//{}", c.trim_end());
     }
 }
 

@@ -181,7 +181,7 @@ fn expr() -> impl Strategy<Value = Expr> {
 }
 
 fn comments() -> impl Strategy<Value = Vec<String>> {
-    prop::collection::vec("( [ -~]{0,10}[!-~])?", 0..2)
+    prop::collection::vec("([ -~]{0,10}[!-~])?", 0..2)
 }
 
 fn effect() -> impl Strategy<Value = Effect> {
@@ -464,4 +464,14 @@ fn nesting_is_bounded() {
         ")".repeat(24)
     );
     assert!(parse(0, &ok).is_ok());
+}
+
+#[test]
+fn fuzz_regressions_round_trip() {
+    // Found by `cargo fuzz`: a comment glued to code, without a space after `//`.
+    for text in ["rule wrong_equals {\n  when ident//ity = \"agent:a\"\n  then allow\n}\n"] {
+        let ast = parse(0, text).unwrap();
+        let formatted = fmt::format_file(&ast);
+        assert_eq!(parse(0, &formatted).unwrap(), ast, "{formatted}");
+    }
 }
