@@ -20,6 +20,8 @@ use crate::verdict::{Alert, Approval, CaptureRequest, Effect, Eviction, Matched,
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+static FALSE: Node = Node::Const(false);
+
 /// Options of a rule set.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RuleSetOptions {
@@ -34,6 +36,39 @@ struct Index {
     always: Vec<u32>,
 }
 
+impl Index {
+    /// Ids of the conditions that may be true for this event, sorted, without
+    /// duplicates (a superset: each is still evaluated).
+    fn candidates<C: Context + ?Sized>(&self, ctx: &C, out: &mut Vec<u32>) {
+        out.clear();
+        for (field, buckets) in &self.by_value {
+            match ctx.get(*field) {
+                Value::Str(s) => {
+                    if let Some(ids) = buckets.get(s) {
+                        out.extend_from_slice(ids);
+                    }
+                }
+                Value::List(l) => {
+                    for s in l.iter() {
+                        if let Some(ids) = buckets.get(s) {
+                            out.extend_from_slice(ids);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (field, ids) in &self.by_presence {
+            if !matches!(ctx.get(*field), Value::Missing) {
+                out.extend_from_slice(ids);
+            }
+        }
+        out.extend_from_slice(&self.always);
+        out.sort_unstable();
+        out.dedup();
+    }
+}
+
 /// A checked, compiled policy. Immutable and shareable between threads; the mutable
 /// sequence state lives in a separate [`SequenceState`].
 #[derive(Debug)]
@@ -43,6 +78,8 @@ pub struct RuleSet {
     index: Index,
     hashes: Vec<u64>,
     groups: Vec<(Vec<FieldRef>, Vec<u16>)>,
+    /// Per group: index over the first stage of each member.
+    starts: Vec<Index>,
     options: RuleSetOptions,
     sources: Sources,
     warnings: Vec<Diagnostic>,
@@ -203,7 +240,8 @@ impl RuleSet {
         warnings: Vec<Diagnostic>,
         options: RuleSetOptions,
     ) -> Self {
-        let index = build_index(&program);
+        let whens: Vec<&Node> = program.rules.iter().map(|r| &r.when).collect();
+        let index = build_index(&whens);
         let hashes = program.sequences.iter().map(|s| s.hash).collect();
         let mut groups: Vec<(Vec<FieldRef>, Vec<u16>)> = Vec::new();
         for (i, s) in program.sequences.iter().enumerate() {
@@ -213,12 +251,25 @@ impl RuleSet {
                 None => groups.push((s.by.clone(), vec![i])),
             }
         }
+        // First stages are indexed like rules: most events start no sequence.
+        let starts = groups
+            .iter()
+            .map(|(_, members)| {
+                let firsts: Vec<&Node> = members
+                    .iter()
+                    .filter_map(|&m| program.sequences.get(usize::from(m)))
+                    .map(|s| s.stages.first().map_or(&FALSE, |st| &st.when))
+                    .collect();
+                build_index(&firsts)
+            })
+            .collect();
         Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             program,
             index,
             hashes,
             groups,
+            starts,
             options,
             sources,
             warnings,
@@ -428,32 +479,7 @@ impl RuleSet {
             error,
         };
         let mut cands = std::mem::take(&mut out.scratch);
-        cands.clear();
-        for (field, buckets) in &self.index.by_value {
-            match ctx.get(*field) {
-                Value::Str(s) => {
-                    if let Some(rules) = buckets.get(s) {
-                        cands.extend_from_slice(rules);
-                    }
-                }
-                Value::List(l) => {
-                    for s in l.iter() {
-                        if let Some(rules) = buckets.get(s) {
-                            cands.extend_from_slice(rules);
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        for (field, rules) in &self.index.by_presence {
-            if !matches!(ctx.get(*field), Value::Missing) {
-                cands.extend_from_slice(rules);
-            }
-        }
-        cands.extend_from_slice(&self.index.always);
-        cands.sort_unstable();
-        cands.dedup();
+        self.index.candidates(ctx, &mut cands);
         let mut allowed = false;
         for &i in &cands {
             let Some(rule) = self.program.rules.get(i as usize) else {
@@ -568,7 +594,8 @@ impl RuleSet {
         let seqs = &self.program.sequences;
         let ev_ref = ctx.event_ref();
         let mut completions: Vec<(u16, Box<[u128]>)> = Vec::new();
-        for (by, members) in &self.groups {
+        let mut cands = Vec::new();
+        for (g, (by, members)) in self.groups.iter().enumerate() {
             let Some(key) = key_for(by, ctx) else {
                 continue;
             };
@@ -618,7 +645,14 @@ impl RuleSet {
                         armed: Some(&armed),
                         error,
                     };
-                    for &s in members {
+                    match self.starts.get(g) {
+                        Some(index) => index.candidates(ctx, &mut cands),
+                        None => cands.clear(),
+                    }
+                    for s in cands
+                        .iter()
+                        .filter_map(|&c| members.get(c as usize).copied())
+                    {
                         let first = seqs.get(usize::from(s)).and_then(|d| d.stages.first());
                         if first.is_some_and(|st| eval(&st.when, &env) == Tri::True) {
                             starts.push(s);
@@ -908,13 +942,12 @@ fn apply<C: Context + ?Sized>(
     }
 }
 
-fn build_index(program: &Program) -> Index {
-    let mut candidates: Vec<Vec<(FieldId, Vec<Box<str>>)>> =
-        Vec::with_capacity(program.rules.len());
+fn build_index(conditions: &[&Node]) -> Index {
+    let mut candidates: Vec<Vec<(FieldId, Vec<Box<str>>)>> = Vec::with_capacity(conditions.len());
     let mut popularity: HashMap<(FieldId, Box<str>), usize> = HashMap::new();
-    for rule in &program.rules {
+    for when in conditions {
         let mut keys = Vec::new();
-        index_keys(&rule.when, &mut keys);
+        index_keys(when, &mut keys);
         for (f, values) in &keys {
             for v in values {
                 *popularity.entry((*f, v.clone())).or_default() += 1;
@@ -949,8 +982,8 @@ fn build_index(program: &Program) -> Index {
             continue;
         }
         let mut req = Vec::new();
-        if let Some(rule) = program.rules.get(i) {
-            required_fields(&rule.when, &mut req);
+        if let Some(when) = conditions.get(i) {
+            required_fields(when, &mut req);
         }
         match req.first() {
             Some(field) => match index.by_presence.iter_mut().find(|(f, _)| f == field) {

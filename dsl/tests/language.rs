@@ -674,3 +674,17 @@ fn error_reference_lists_every_code() {
         assert!(doc.contains(&format!("## {}", code.as_str())));
     }
 }
+
+#[test]
+fn errors_doc_is_generated_from_the_registry() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/errors.md");
+    let current = error_reference();
+    if std::env::var_os("GATEHOUSE_BLESS").is_some() {
+        std::fs::write(&path, &current).unwrap();
+    }
+    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        on_disk == current,
+        "docs/errors.md is stale: run `gatehouse rules errors > docs/errors.md` (or GATEHOUSE_BLESS=1)"
+    );
+}

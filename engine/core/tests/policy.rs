@@ -354,3 +354,17 @@ test "wrong on purpose" {
     assert_eq!(f.location, "t.rules:3:3");
     assert_eq!(f.diff(), "- effect block\n+ effect allow\n");
 }
+
+#[test]
+fn rules_doc_lists_every_field() {
+    let doc = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/rules.md"),
+    )
+    .unwrap();
+    for (path, ..) in gatehouse_core::policy::fields::FIELDS {
+        assert!(
+            doc.contains(&format!("| `{path}` |")),
+            "docs/rules.md does not document `{path}`"
+        );
+    }
+}
