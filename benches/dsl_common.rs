@@ -1,5 +1,7 @@
 //! Shared helpers of the rules-language benches (included with `#[path]`).
 
+#![allow(dead_code, reason = "shared by several benches; each uses a part")]
+
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
@@ -12,7 +14,13 @@ pub fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_767_600_000, 0).unwrap_or_default()
 }
 
-pub fn event(n: u128, who: &str, at: DateTime<Utc>, protocol: Protocol, detail: RequestDetail) -> Event {
+pub fn event(
+    n: u128,
+    who: &str,
+    at: DateTime<Utc>,
+    protocol: Protocol,
+    detail: RequestDetail,
+) -> Event {
     Event::builder(
         "bench",
         RequestObserved {
@@ -45,7 +53,10 @@ pub fn ssh_exec(argv: &[&str], host: &str) -> RequestDetail {
         host: host.into(),
         argv: argv.iter().map(|t| (*t).to_owned()).collect(),
         program: argv.first().map(|s| (*s).to_owned()),
-        programs: argv.first().map(|s| vec![(*s).to_owned()]).unwrap_or_default(),
+        programs: argv
+            .first()
+            .map(|s| vec![(*s).to_owned()])
+            .unwrap_or_default(),
         ..SshRequest::default()
     })
 }
@@ -77,7 +88,10 @@ pub fn mixed_events(n: usize) -> Vec<Event> {
             let at = t0() + Duration::milliseconds(i as i64);
             let who = format!("agent:{}", i % 97);
             let (p, d) = match i % 6 {
-                0 => (Protocol::Postgres, pg("select", &["app.orders", "app.customers"])),
+                0 => (
+                    Protocol::Postgres,
+                    pg("select", &["app.orders", "app.customers"]),
+                ),
                 1 => (Protocol::Postgres, pg("update", &["app.t17"])),
                 2 => (Protocol::Ssh, ssh_exec(&["ls", "-la", "/var/log"], "web-1")),
                 3 => (Protocol::Ssh, ssh_exec(&["prog33", "--flag7"], "host7")),
@@ -104,14 +118,22 @@ pub fn stateless_rules(n: usize) -> String {
                 "rule r{i} {{ when pg.statement.kind == {} and pg.statement.tables intersects [\"s{i}.t{i}\", \"s{i}.u\"] then block \"r{i}\" }}",
                 kinds[i % 4]
             ),
-            1 => format!("rule r{i} {{ when ssh.programs contains \"prog{i}\" then require approval from \"ops\" severity low }}"),
+            1 => format!(
+                "rule r{i} {{ when ssh.programs contains \"prog{i}\" then require approval from \"ops\" severity low }}"
+            ),
             2 => format!(
                 "rule r{i} {{ when k8s.resource == \"res{i}\" and k8s.namespace in [\"ns{i}\", \"ns{}\"] then block }}",
                 i + 1
             ),
-            3 => format!("rule r{i} {{ when pg.statement.tables intersects [\"app.t{i}\"] and identity starts_with \"agent:\" then alert severity medium tags [attack.t{i}] }}"),
-            4 => format!("rule r{i} {{ when ssh.target.host == \"host{i}\" and ssh.argv contains \"--flag{i}\" then block }}"),
-            _ => format!("rule r{i} {{ when k8s.verb == create and k8s.namespace == \"ns{i}\" and not (identity in [\"agent:{i}\"]) then require approval from \"sre\" }}"),
+            3 => format!(
+                "rule r{i} {{ when pg.statement.tables intersects [\"app.t{i}\"] and identity starts_with \"agent:\" then alert severity medium tags [attack.t{i}] }}"
+            ),
+            4 => format!(
+                "rule r{i} {{ when ssh.target.host == \"host{i}\" and ssh.argv contains \"--flag{i}\" then block }}"
+            ),
+            _ => format!(
+                "rule r{i} {{ when k8s.verb == create and k8s.namespace == \"ns{i}\" and not (identity in [\"agent:{i}\"]) then require approval from \"sre\" }}"
+            ),
         };
         s.push_str(&rule);
         s.push('\n');
@@ -120,7 +142,11 @@ pub fn stateless_rules(n: usize) -> String {
 }
 
 /// p50 and p99 in nanoseconds of `f` over `events`, timing each call.
-pub fn percentiles(events: &[Event], rounds: usize, mut f: impl FnMut(&Event)) -> (u128, u128, u128) {
+pub fn percentiles(
+    events: &[Event],
+    rounds: usize,
+    mut f: impl FnMut(&Event),
+) -> (u128, u128, u128) {
     let mut samples = Vec::with_capacity(events.len() * rounds);
     for _ in 0..rounds {
         for e in events {
@@ -138,6 +164,10 @@ pub fn percentiles(events: &[Event], rounds: usize, mut f: impl FnMut(&Event)) -
 pub fn rss_bytes() -> usize {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<usize>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<usize>().ok())
+        })
         .map_or(0, |pages| pages * 4096)
 }

@@ -2,7 +2,11 @@
 //!
 //! `cargo bench --profile bench-fast --bench dsl_decide`
 
-#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "benchmark code")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "benchmark code"
+)]
 
 #[path = "dsl_common.rs"]
 mod common;

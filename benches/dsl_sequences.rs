@@ -3,7 +3,11 @@
 //!
 //! `cargo bench --profile bench-fast --bench dsl_sequences`
 
-#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "benchmark code")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "benchmark code"
+)]
 
 #[path = "dsl_common.rs"]
 mod common;
@@ -52,7 +56,13 @@ fn main() {
         let j = i % SEQUENCES;
         n += 1;
         let table = format!("db{j}.hosts");
-        let e = common::event(n, &who, common::t0(), Protocol::Postgres, common::pg("select", &[&table]));
+        let e = common::event(
+            n,
+            &who,
+            common::t0(),
+            Protocol::Postgres,
+            common::pg("select", &[&table]),
+        );
         rules.evaluate_into(&EventContext::new(&e), &mut state, &mut verdict);
         if i % 4 == 0 {
             n += 1;
@@ -80,7 +90,10 @@ fn main() {
             let (p, d) = match k % 3 {
                 0 => (Protocol::Postgres, common::pg("select", &["app.orders"])),
                 1 => (Protocol::Ssh, common::ssh_exec(&["ls"], "web-1")),
-                _ => (Protocol::Kubernetes, common::k8s("get", "pods", &format!("ns{j}"))),
+                _ => (
+                    Protocol::Kubernetes,
+                    common::k8s("get", "pods", &format!("ns{j}")),
+                ),
             };
             common::event(1_000_000 + k as u128, &who, at, p, d)
         })

@@ -1767,7 +1767,7 @@ impl<'s> Checker<'s> {
         ok
     }
 
-    fn to_cidrs(&mut self, t: &Typed) -> Option<Operand> {
+    fn cidrs_of(&mut self, t: &Typed) -> Option<Operand> {
         let consts = t.consts.as_ref()?;
         let mut nets = Vec::new();
         for (v, span) in consts {
@@ -1802,11 +1802,11 @@ impl<'s> Checker<'s> {
                         cmp(Op::Eq, l.op, r.op)
                     }
                     (Ty::Ip, Ty::Str) => {
-                        let nets = self.to_cidrs(&r)?;
+                        let nets = self.cidrs_of(&r)?;
                         cmp(Op::Eq, l.op, nets)
                     }
                     (Ty::Str, Ty::Ip) => {
-                        let nets = self.to_cidrs(&l)?;
+                        let nets = self.cidrs_of(&l)?;
                         cmp(Op::Eq, r.op, nets)
                     }
                     (a, b)
@@ -1851,16 +1851,16 @@ impl<'s> Checker<'s> {
             BinOp::In | BinOp::NotIn => {
                 let node = match (l.ty, r.ty) {
                     (a, Ty::StrList) if a.is_str() => {
-                        if let Ty::Enum(vs) = a {
-                            if !self.check_enum(vs, &r, l.span) {
-                                return None;
-                            }
+                        if let Ty::Enum(vs) = a
+                            && !self.check_enum(vs, &r, l.span)
+                        {
+                            return None;
                         }
                         cmp(Op::In, l.op, r.op)
                     }
                     (Ty::Int, Ty::IntList) => cmp(Op::In, l.op, r.op),
                     (Ty::Ip, Ty::StrList) => {
-                        let Some(nets) = self.to_cidrs(&r) else {
+                        let Some(nets) = self.cidrs_of(&r) else {
                             if r.consts.is_none() {
                                 return self.mismatch(
                                     op,

@@ -99,8 +99,10 @@ impl MaskSpec {
         }
         let mut out = Cow::Borrowed(value);
         for item in &self.items {
-            if let MaskTarget::ValuesMatching(re) = &item.target {
-                if re.is_match(&out) {
+            if let MaskTarget::ValuesMatching(re) = &item.target
+                && re.is_match(&out)
+            {
+                {
                     let replaced = re
                         .replace_all(&out, |caps: &regex::Captures<'_>| {
                             caps.get(0)

@@ -29,9 +29,12 @@ pub struct RuleSetOptions {
     pub default_allow: bool,
 }
 
+/// Condition ids by field value.
+type Buckets = HashMap<Box<str>, Vec<u32>>;
+
 #[derive(Debug, Default)]
 struct Index {
-    by_value: Vec<(FieldId, HashMap<Box<str>, Vec<u32>>)>,
+    by_value: Vec<(FieldId, Buckets)>,
     by_presence: Vec<(FieldId, Vec<u32>)>,
     always: Vec<u32>,
 }
@@ -620,13 +623,12 @@ impl RuleSet {
                             armed: Some(&armed),
                             error,
                         };
-                        if p.expired(seq, now) {
-                            actions.push((i, Action::Drop));
-                        } else if seq
-                            .until
-                            .as_ref()
-                            .is_some_and(|u| eval(u, &env) == Tri::True)
-                        {
+                        let until = || {
+                            seq.until
+                                .as_ref()
+                                .is_some_and(|u| eval(u, &env) == Tri::True)
+                        };
+                        if p.expired(seq, now) || until() {
                             actions.push((i, Action::Drop));
                         } else if request
                             && seq
@@ -926,10 +928,8 @@ fn apply<C: Context + ?Sized>(
             None => format!("rule `{name}` matched"),
         };
         let mut rel = related.to_vec();
-        if sequence {
-            if let Some(last) = rel.iter_mut().rev().find(|e| **e == 0) {
-                *last = ctx.event_ref();
-            }
+        if sequence && let Some(last) = rel.iter_mut().rev().find(|e| **e == 0) {
+            *last = ctx.event_ref();
         }
         out.alerts.push(Alert {
             rule: name.clone(),

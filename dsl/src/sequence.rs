@@ -206,10 +206,11 @@ impl SequenceState {
             .map(|(i, _)| i)
             .collect();
         let mut evicted = 0;
-        if same.len() >= max_per_key {
-            if let Some(&oldest) = same
+        if same.len() >= max_per_key
+            && let Some(&oldest) = same
                 .iter()
                 .min_by_key(|&&i| parts.get(i).map(|p| (p.started, p.events.first().copied())))
+        {
             {
                 let old = parts.swap_remove(oldest);
                 evicted = 1;

@@ -1,5 +1,13 @@
 //! End-to-end tests of the language over the in-memory example schema.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code"
+)]
+
 use gatehouse_dsl::testing::{MapContext, MapSchema, Owned};
 use gatehouse_dsl::*;
 

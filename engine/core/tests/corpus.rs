@@ -4,6 +4,14 @@
 //! `GATEHOUSE_BLESS=1 cargo test -p gatehouse-core --test corpus` rewrites the
 //! `.expected` files from the current output.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code"
+)]
+
 use std::path::{Path, PathBuf};
 
 use gatehouse_core::policy::{EventSchema, Policy, PolicyError, PolicyOptions, run_tests};

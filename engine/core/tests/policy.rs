@@ -1,6 +1,14 @@
 //! The starter policy against real events: the Postgres -> SSH -> Kubernetes chain,
 //! inline tests, reload.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code"
+)]
+
 use std::path::PathBuf;
 
 use chrono::{DateTime, Duration, Utc};
