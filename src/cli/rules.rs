@@ -315,3 +315,74 @@ fn explain(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo(path: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
+    }
+
+    #[test]
+    fn check_exit_codes() {
+        let ok = check(
+            &[repo("examples/starter.rules")],
+            ErrorFormat::Json,
+            Some("2026-01-05"),
+        )
+        .unwrap();
+        assert_eq!(ok, ExitCode::SUCCESS);
+        let bad = check(
+            &[repo("grammar/corpus/invalid/unknown_fields.rules")],
+            ErrorFormat::Json,
+            Some("2026-01-05"),
+        )
+        .unwrap();
+        assert_eq!(bad, ExitCode::from(1));
+        assert!(check(&[repo("does/not/exist.rules")], ErrorFormat::Human, None).is_err());
+    }
+
+    #[test]
+    fn diagnostics_as_json() {
+        let path = repo("grammar/corpus/invalid/enums.rules");
+        let sources = policy::read_sources(std::slice::from_ref(&path)).unwrap();
+        let err = match Policy::from_sources(sources, PolicyOptions::default()) {
+            Err(PolicyError::Invalid(e)) => e,
+            _ => panic!("expected diagnostics"),
+        };
+        let v = diagnostic_json(&err.diagnostics[0], &err.sources);
+        assert_eq!(v["code"], "E0013");
+        assert_eq!(v["severity"], "error");
+        assert_eq!(v["line"], 2);
+        assert_eq!(v["help"][0], "did you mean `drop`?");
+        assert!(v["rendered"].as_str().unwrap().contains("enums.rules:2:"));
+    }
+
+    #[test]
+    fn inline_tests_and_fmt_check() {
+        assert_eq!(
+            test(&[repo("examples/starter.rules")]).unwrap(),
+            ExitCode::SUCCESS
+        );
+        assert_eq!(
+            fmt(&[repo("examples/starter.rules")], true).unwrap(),
+            ExitCode::SUCCESS
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let messy = dir.path().join("m.rules");
+        std::fs::write(&messy, "rule r{when true then allow}").unwrap();
+        assert_eq!(
+            fmt(std::slice::from_ref(&messy), true).unwrap(),
+            ExitCode::from(1)
+        );
+        assert_eq!(
+            fmt(std::slice::from_ref(&messy), false).unwrap(),
+            ExitCode::SUCCESS
+        );
+        assert_eq!(
+            std::fs::read_to_string(&messy).unwrap(),
+            "rule r {\n  when true\n  then allow\n}\n"
+        );
+    }
+}
