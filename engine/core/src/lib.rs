@@ -1,4 +1,5 @@
-//! The Gatehouse engine: the durable event log every state is folded from, and (in
-//! later modules) policy decisions, approvals and identity.
+//! The Gatehouse engine: the durable event log every state is folded from, policy
+//! decisions (the rules language bound to the event schema), approvals and identity.
 
 pub mod log;
+pub mod policy;

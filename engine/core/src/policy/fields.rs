@@ -1,0 +1,193 @@
+//! The field catalogue: every path a rule can name, its type, and how it is read from
+//! an [`Event`](gatehouse_events::Event) (see `context.rs`).
+
+use gatehouse_dsl::{FieldId, FieldInfo, FieldType, Schema};
+
+macro_rules! catalogue {
+    ($( $konst:ident = ($path:literal, $ty:expr, $envelope:literal, $doc:literal); )*) => {
+        /// Field ids, one constant per path.
+        #[allow(missing_docs, reason = "each constant is documented by its row in FIELDS")]
+        pub mod id {
+            catalogue!(@ids 0u16; $($konst)*);
+        }
+
+        /// Every field: path, type, envelope flag, description.
+        pub const FIELDS: &[(&str, FieldType, bool, &str)] = &[
+            $( ($path, $ty, $envelope, $doc), )*
+        ];
+    };
+    (@ids $n:expr; $first:ident $($rest:ident)*) => {
+        pub const $first: u16 = $n;
+        catalogue!(@ids $n + 1u16; $($rest)*);
+    };
+    (@ids $n:expr;) => {};
+}
+
+/// Values of `protocol`.
+pub const PROTOCOLS: &[&str] = &["postgres", "ssh", "kubernetes"];
+/// Values of `event.type`.
+pub const EVENT_TYPES: &[&str] = &[
+    "session_opened",
+    "session_closed",
+    "auth_failed",
+    "request_observed",
+    "decision_made",
+    "result_observed",
+    "session_data",
+    "approval_requested",
+    "approval_granted",
+    "approval_denied",
+    "approval_expired",
+    "credential_issued",
+    "credential_revoked",
+    "alert_raised",
+];
+/// Values of `pg.statement.kind`.
+pub const PG_KINDS: &[&str] = &[
+    "select", "insert", "update", "delete", "merge", "copy", "create", "alter", "drop", "truncate",
+    "grant", "revoke", "set", "begin", "commit", "rollback", "execute", "prepare", "call", "other",
+    "unparsed",
+];
+/// Values of `pg.statement.phase`.
+pub const PG_PHASES: &[&str] = &["simple", "parse", "execute"];
+/// Values of `ssh.kind`.
+pub const SSH_KINDS: &[&str] = &[
+    "session_open",
+    "exec",
+    "shell_line",
+    "shell",
+    "port_forward",
+    "sftp",
+    "subsystem",
+    "env",
+    "forwarding",
+];
+/// Values of `k8s.verb`.
+pub const K8S_VERBS: &[&str] = &[
+    "get",
+    "list",
+    "watch",
+    "create",
+    "update",
+    "patch",
+    "delete",
+    "deletecollection",
+    "exec",
+    "attach",
+    "portforward",
+    "proxy",
+];
+/// Values of `result.status`.
+pub const RESULT_STATUSES: &[&str] = &["ok", "error", "refused"];
+
+use FieldType::{Bool, Int, Ip, Str, StrList, Time};
+
+catalogue! {
+    IDENTITY = ("identity", Str, true, "identity name the credential names (`agent:deploy-bot`)");
+    ON_BEHALF_OF = ("identity.on_behalf_of", Str, true, "person the agent acts for");
+    ROLE = ("identity.role", Str, true, "role a federated token mapped to");
+    CREDENTIAL = ("identity.credential", Str, true, "credential (token) id; on credential events, the credential concerned");
+    TARGET = ("target", Str, true, "configured target name (`prod-db`)");
+    PROTOCOL = ("protocol", FieldType::Enum(PROTOCOLS), true, "`postgres`, `ssh` or `kubernetes`");
+    SESSION = ("session", Str, true, "client session id");
+    TIME = ("time", Time, true, "event time (UTC); `.hour`, `.minute`, `.weekday`, `.of_day`, `.date`");
+    CLIENT_IP = ("client.ip", Ip, true, "client address, from the session (when the engine knows it)");
+    EVENT_TYPE = ("event.type", FieldType::Enum(EVENT_TYPES), true, "event type (`request_observed`, `session_closed`, ...)");
+    SESSION_CLOSE_REASON = ("session.close_reason", Str, false, "why a session closed (`session_closed` events)");
+    RESULT_STATUS = ("result.status", FieldType::Enum(RESULT_STATUSES), false, "how a request ended (`result_observed` events)");
+    PG_KIND = ("pg.statement.kind", FieldType::Enum(PG_KINDS), false, "statement kind");
+    PG_TEXT = ("pg.statement.text", Str, false, "the SQL text as sent (truncated when long)");
+    PG_TABLES = ("pg.statement.tables", StrList, false, "tables read or written, lowercased, schema-qualified as written");
+    PG_TABLES_READ = ("pg.statement.tables_read", StrList, false, "tables read");
+    PG_TABLES_WRITTEN = ("pg.statement.tables_written", StrList, false, "tables written");
+    PG_COLUMNS = ("pg.statement.columns", StrList, false, "columns referenced");
+    PG_FUNCTIONS = ("pg.statement.functions", StrList, false, "functions called, lowercased");
+    PG_DANGEROUS = ("pg.statement.dangerous", StrList, false, "dangerous capabilities (`copy_program`, `dblink`, `pg_read_file`, ...)");
+    PG_HAS_WHERE = ("pg.statement.has_where", Bool, false, "UPDATE/DELETE: whether a WHERE clause is present (missing otherwise)");
+    PG_INDEX = ("pg.statement.index", Int, false, "position of the statement in its query string (0-based)");
+    PG_COUNT = ("pg.statement.count", Int, false, "number of statements in the query string");
+    PG_DDL_TARGET = ("pg.statement.ddl_target", Str, false, "object created, altered or dropped");
+    PG_PRIVILEGE_CHANGE = ("pg.statement.privilege_change", Str, false, "`grant`, `revoke`, `create_role`, `alter_role`, `set_role`, ...");
+    PG_TRANSACTION_CONTROL = ("pg.statement.transaction_control", Str, false, "`begin`, `commit`, `rollback`, `savepoint`, ...");
+    PG_PHASE = ("pg.statement.phase", FieldType::Enum(PG_PHASES), false, "wire phase: `simple`, `parse` or `execute`");
+    PG_PARSE_ERROR = ("pg.statement.parse_error", Str, false, "why the statement could not be parsed (missing when it was)");
+    PG_PARSED = ("pg.statement.parsed", Bool, false, "whether the statement was parsed and classified");
+    SSH_KIND = ("ssh.kind", FieldType::Enum(SSH_KINDS), false, "SSH request kind");
+    SSH_SESSION_OPEN = ("ssh.session.open", Bool, false, "true for the login to a target host (`ssh.kind == session_open`)");
+    SSH_HOST = ("ssh.target.host", Str, false, "host the SSH session is connected to");
+    SSH_COMMAND = ("ssh.command", Str, false, "the command line as sent");
+    SSH_ARGV = ("ssh.argv", StrList, false, "the command split by shell rules (first simple command)");
+    SSH_PROGRAM = ("ssh.program", Str, false, "program run (basename of `argv[0]`)");
+    SSH_PROGRAMS = ("ssh.programs", StrList, false, "every program the command line runs (pipelines, `sh -c`, nested pivots)");
+    SSH_PTY = ("ssh.pty", Bool, false, "whether the channel has a PTY");
+    SSH_FORWARD_HOST = ("ssh.forward.host", Str, false, "port-forward destination host");
+    SSH_FORWARD_PORT = ("ssh.forward.port", Int, false, "port-forward destination port");
+    SSH_SFTP_OP = ("ssh.sftp.op", Str, false, "SFTP operation (`open`, `write`, `remove`, `rename`, ...)");
+    SSH_SFTP_PATH = ("ssh.sftp.path", Str, false, "SFTP path");
+    SSH_SFTP_PATH2 = ("ssh.sftp.path2", Str, false, "second SFTP path (rename target)");
+    K8S_VERB = ("k8s.verb", FieldType::Enum(K8S_VERBS), false, "Kubernetes verb");
+    K8S_METHOD = ("k8s.method", Str, false, "HTTP method");
+    K8S_PATH = ("k8s.path", Str, false, "request path");
+    K8S_API_GROUP = ("k8s.api_group", Str, false, "API group (empty for the core group)");
+    K8S_API_VERSION = ("k8s.api_version", Str, false, "API version");
+    K8S_RESOURCE = ("k8s.resource", Str, false, "resource (`pods`, `rolebindings`, ...)");
+    K8S_NAMESPACE = ("k8s.namespace", Str, false, "namespace");
+    K8S_NAME = ("k8s.name", Str, false, "object name");
+    K8S_SUBRESOURCE = ("k8s.subresource", Str, false, "subresource (`exec`, `log`, `token`, ...)");
+    K8S_LABEL_SELECTOR = ("k8s.label_selector", Str, false, "label selector");
+    K8S_POD_KIND = ("k8s.pod.kind", Str, false, "kind of the object the pod spec came from (`Pod`, `Deployment`, ...)");
+    K8S_POD_IMAGES = ("k8s.pod.images", StrList, false, "container images");
+    K8S_POD_COMMANDS = ("k8s.pod.commands", StrList, false, "container commands with arguments, one per container");
+    K8S_POD_PRIVILEGED = ("k8s.pod.privileged", Bool, false, "whether any container is privileged");
+    K8S_POD_HOST_PATHS = ("k8s.pod.host_paths", StrList, false, "hostPath volume paths");
+    K8S_POD_HOST_NETWORK = ("k8s.pod.host_network", Bool, false, "`hostNetwork`");
+    K8S_POD_HOST_PID = ("k8s.pod.host_pid", Bool, false, "`hostPID`");
+    K8S_POD_HOST_IPC = ("k8s.pod.host_ipc", Bool, false, "`hostIPC`");
+    K8S_POD_CAPABILITIES = ("k8s.pod.capabilities", StrList, false, "added Linux capabilities");
+    K8S_POD_SERVICE_ACCOUNT = ("k8s.pod.service_account", Str, false, "service account name");
+    K8S_POD_SECRETS = ("k8s.pod.secrets", StrList, false, "secrets mounted or referenced");
+}
+
+/// Result-side capture sources (`pg.result.column("hostname")`).
+pub const RESULT_SOURCES: &[&str] = &["pg.result.column"];
+
+/// Event kinds usable in inline tests.
+pub const TEST_EVENT_KINDS: &[&str] = &[
+    "pg",
+    "ssh",
+    "k8s",
+    "result",
+    "session_opened",
+    "session_closed",
+    "credential_revoked",
+    "approval_granted",
+    "approval_denied",
+];
+
+/// The [`Schema`] of Gatehouse events.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventSchema;
+
+impl Schema for EventSchema {
+    fn lookup(&self, path: &str) -> Option<FieldInfo> {
+        let i = FIELDS.iter().position(|(p, ..)| *p == path)?;
+        let (_, ty, envelope, _) = FIELDS.get(i)?;
+        Some(FieldInfo {
+            id: FieldId(u16::try_from(i).ok()?),
+            ty: *ty,
+            envelope: *envelope,
+        })
+    }
+
+    fn paths(&self) -> Vec<&str> {
+        FIELDS.iter().map(|(p, ..)| *p).collect()
+    }
+
+    fn result_sources(&self) -> Vec<&str> {
+        RESULT_SOURCES.to_vec()
+    }
+
+    fn test_event_kinds(&self) -> Vec<&str> {
+        TEST_EVENT_KINDS.to_vec()
+    }
+}
