@@ -1,5 +1,9 @@
 //! The Gatehouse engine: the durable event log every state is folded from, policy
-//! decisions (the rules language bound to the event schema), approvals and identity.
+//! decisions (the rules language bound to the event schema), approvals, identity, and
+//! the [`engine::Engine`] facade the proxies call.
 
+pub mod config;
+pub mod engine;
+pub mod identity;
 pub mod log;
 pub mod policy;

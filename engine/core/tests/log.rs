@@ -311,3 +311,28 @@ fn retention_removes_only_shipped_old_segments() {
     // Reading below the retained range is an error, not a silent skip.
     assert!(log.reader(0).next_record().is_err());
 }
+
+#[test]
+fn readers_of_an_empty_log_or_empty_segment_return_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(tmp.path());
+    cfg.segment_bytes = 4 * 1024;
+    let log = EventLog::open(cfg.clone()).unwrap();
+    // Empty log: one segment holding only its header.
+    assert!(
+        LogReader::open(tmp.path(), 0)
+            .next_record()
+            .unwrap()
+            .is_none()
+    );
+    assert!(log.reader(0).next_record().unwrap().is_none());
+    // Fill exactly up to a rotation, so the newest segment is empty after reopening.
+    for e in events(40) {
+        log.append(&e).unwrap();
+    }
+    let next = log.next_offset();
+    drop(log);
+    let mut r = LogReader::open(tmp.path(), next);
+    assert!(r.next_record().unwrap().is_none());
+    assert_eq!(LogReader::open(tmp.path(), 0).count(), 40);
+}

@@ -20,7 +20,8 @@ use crate::log::Durability;
 
 /// Parses `15m`, `30s`, `2h 30m`, `7d` (humantime syntax).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. `30s`, `15m`, `2h`"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. `30s`, `15m`, `2h`"))
 }
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -29,7 +30,9 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 }
 
 fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    Option::<String>::deserialize(d)?.map(|s| parse_duration(&s).map_err(serde::de::Error::custom)).transpose()
+    Option::<String>::deserialize(d)?
+        .map(|s| parse_duration(&s).map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 /// The whole configuration file.
@@ -127,8 +130,12 @@ impl LogSection {
     pub fn durability(&self) -> Result<Durability, ConfigError> {
         match self.durability.as_str() {
             "strict" => Ok(Durability::Strict),
-            "batch" => Ok(Durability::Batch { interval_ms: self.fsync_interval.as_millis() as u64 }),
-            other => Err(ConfigError::Invalid(format!("log.durability: `{other}` is not `strict` or `batch`"))),
+            "batch" => Ok(Durability::Batch {
+                interval_ms: self.fsync_interval.as_millis() as u64,
+            }),
+            other => Err(ConfigError::Invalid(format!(
+                "log.durability: `{other}` is not `strict` or `batch`"
+            ))),
         }
     }
 }
@@ -175,7 +182,12 @@ fn default_roll_age() -> Duration {
 
 impl Default for ParquetShipping {
     fn default() -> Self {
-        Self { enabled: true, dir: None, max_rows: default_max_rows(), max_age: default_roll_age() }
+        Self {
+            enabled: true,
+            dir: None,
+            max_rows: default_max_rows(),
+            max_age: default_roll_age(),
+        }
     }
 }
 
@@ -249,7 +261,11 @@ fn default_max_ttl() -> Duration {
 
 impl Default for TokensSection {
     fn default() -> Self {
-        Self { key_file: None, default_ttl: default_ttl(), max_ttl: default_max_ttl() }
+        Self {
+            key_file: None,
+            default_ttl: default_ttl(),
+            max_ttl: default_max_ttl(),
+        }
     }
 }
 
@@ -330,7 +346,11 @@ pub struct ApprovalsSection {
 
 impl Default for ApprovalsSection {
     fn default() -> Self {
-        Self { default_timeout: default_ttl(), webhook: None, public_url: None }
+        Self {
+            default_timeout: default_ttl(),
+            webhook: None,
+            public_url: None,
+        }
     }
 }
 
@@ -358,7 +378,12 @@ fn default_admin_listen() -> SocketAddr {
 
 impl Default for AdminSection {
     fn default() -> Self {
-        Self { listen: default_admin_listen(), cert: None, key: None, users: Vec::new() }
+        Self {
+            listen: default_admin_listen(),
+            cert: None,
+            key: None,
+            users: Vec::new(),
+        }
     }
 }
 
@@ -442,20 +467,6 @@ pub struct Target {
     /// Postgres: connect to the upstream with TLS.
     #[serde(default)]
     pub tls: bool,
-    /// What happens when no rule allows a request: `deny` (default) or `allow`.
-    #[serde(default)]
-    pub default: DefaultEffect,
-}
-
-/// The effect when no rule decides.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DefaultEffect {
-    /// Refuse (the default).
-    #[default]
-    Deny,
-    /// Forward.
-    Allow,
 }
 
 /// A configuration problem.
@@ -485,8 +496,14 @@ pub enum ConfigError {
 impl Config {
     /// Parses a config file; relative paths are resolved against its directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let mut config = Self::parse(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })?;
         if let Some(base) = path.parent() {
             config.resolve_paths(base);
         }
@@ -518,14 +535,20 @@ impl Config {
                 fix(p);
             }
         }
-        for p in [&mut self.admin.cert, &mut self.admin.key].into_iter().flatten() {
+        for p in [&mut self.admin.cert, &mut self.admin.key]
+            .into_iter()
+            .flatten()
+        {
             fix(p);
         }
         for t in &mut self.targets {
             for p in [&mut t.ca, &mut t.client_cert].into_iter().flatten() {
                 fix(p);
             }
-            for s in [&mut t.password, &mut t.key, &mut t.token, &mut t.client_key].into_iter().flatten() {
+            for s in [&mut t.password, &mut t.key, &mut t.token, &mut t.client_key]
+                .into_iter()
+                .flatten()
+            {
                 if let SecretRef::File(p) = s {
                     fix(p);
                 }
@@ -536,7 +559,11 @@ impl Config {
     /// Checks cross-field rules; returns every problem at once.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
-        self.log.durability().err().into_iter().for_each(|e| problems.push(e.to_string()));
+        self.log
+            .durability()
+            .err()
+            .into_iter()
+            .for_each(|e| problems.push(e.to_string()));
         let mut names = std::collections::BTreeSet::new();
         for t in &self.targets {
             if !names.insert(t.name.as_str()) {
@@ -565,21 +592,36 @@ impl Config {
         }
         for o in &self.oidc {
             if o.jwks_file.is_none() == o.jwks_url.is_none() {
-                problems.push(format!("oidc `{}`: give exactly one of `jwks_file` and `jwks_url`", o.issuer));
+                problems.push(format!(
+                    "oidc `{}`: give exactly one of `jwks_file` and `jwks_url`",
+                    o.issuer
+                ));
             }
         }
         let admin_loopback = self.admin.listen.ip().is_loopback();
         if !admin_loopback && (self.admin.cert.is_none() || self.admin.key.is_none()) {
-            problems.push(format!("admin.listen `{}` is not loopback: set admin.cert and admin.key (HTTPS)", self.admin.listen));
+            problems.push(format!(
+                "admin.listen `{}` is not loopback: set admin.cert and admin.key (HTTPS)",
+                self.admin.listen
+            ));
         }
-        if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(problems.join("\n"))) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems.join("\n")))
+        }
     }
 
     /// Warnings that do not stop the gateway (inline secrets).
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         for t in &self.targets {
-            for (what, s) in [("password", &t.password), ("key", &t.key), ("token", &t.token), ("client_key", &t.client_key)] {
+            for (what, s) in [
+                ("password", &t.password),
+                ("key", &t.key),
+                ("token", &t.token),
+                ("client_key", &t.client_key),
+            ] {
                 if s.as_ref().is_some_and(SecretRef::is_inline) {
                     out.push(format!(
                         "target `{}`: `{what}` is written inline in the config file; use {{ env = \"...\" }} or {{ file = \"...\" }} so it cannot be committed by mistake",
@@ -590,7 +632,10 @@ impl Config {
         }
         for u in &self.admin.users {
             if u.token.is_inline() {
-                out.push(format!("admin user `{}`: token is written inline in the config file", u.name));
+                out.push(format!(
+                    "admin user `{}`: token is written inline in the config file",
+                    u.name
+                ));
             }
         }
         out
@@ -604,7 +649,11 @@ impl Config {
     /// The gateway id (config, else host name, else `gatehouse`).
     pub fn gateway_id(&self) -> String {
         self.gateway_id.clone().unwrap_or_else(|| {
-            std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "gatehouse".into())
+            std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "gatehouse".into())
         })
     }
 }
@@ -701,7 +750,12 @@ password = { env = "PROD_DB_PASSWORD" }
         )
         .unwrap();
         let e = c.validate().unwrap_err().to_string();
-        for want in ["defined twice", "ssh targets need", "https:// URL", "unknown target `nope`"] {
+        for want in [
+            "defined twice",
+            "ssh targets need",
+            "https:// URL",
+            "unknown target `nope`",
+        ] {
             assert!(e.contains(want), "missing `{want}` in:\n{e}");
         }
     }

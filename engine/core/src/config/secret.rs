@@ -58,9 +58,15 @@ impl SecretRef {
     /// Reads the secret.
     pub fn resolve(&self) -> Result<Secret, SecretError> {
         let value = match self {
-            SecretRef::Env(name) => Zeroizing::new(std::env::var(name).map_err(|_| SecretError::MissingEnv(name.clone()))?),
+            SecretRef::Env(name) => Zeroizing::new(
+                std::env::var(name).map_err(|_| SecretError::MissingEnv(name.clone()))?,
+            ),
             SecretRef::File(path) => {
-                let bytes = Zeroizing::new(std::fs::read(path).map_err(|source| SecretError::File { path: path.clone(), source })?);
+                let bytes =
+                    Zeroizing::new(std::fs::read(path).map_err(|source| SecretError::File {
+                        path: path.clone(),
+                        source,
+                    })?);
                 let mut s = Zeroizing::new(String::from_utf8_lossy(&bytes).into_owned());
                 while s.ends_with('\n') || s.ends_with('\r') {
                     s.pop();
@@ -122,12 +128,23 @@ mod tests {
     fn file_secrets_lose_the_trailing_newline() {
         let tmp = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(tmp.path(), "s3cret\n").unwrap();
-        assert_eq!(SecretRef::File(tmp.path().into()).resolve().unwrap().expose(), "s3cret");
+        assert_eq!(
+            SecretRef::File(tmp.path().into())
+                .resolve()
+                .unwrap()
+                .expose(),
+            "s3cret"
+        );
     }
 
     #[test]
     fn missing_env_names_the_variable_only() {
-        let e = SecretRef::Env("GATEHOUSE_TEST_SURELY_UNSET".into()).resolve().unwrap_err();
-        assert_eq!(e.to_string(), "environment variable `GATEHOUSE_TEST_SURELY_UNSET` is not set");
+        let e = SecretRef::Env("GATEHOUSE_TEST_SURELY_UNSET".into())
+            .resolve()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "environment variable `GATEHOUSE_TEST_SURELY_UNSET` is not set"
+        );
     }
 }

@@ -33,6 +33,7 @@ impl Record {
 }
 
 struct OpenSegment {
+    base: Offset,
     path: PathBuf,
     file: File,
     buf: Vec<u8>,
@@ -208,10 +209,12 @@ impl LogReader {
         }
     }
 
+    /// True when a later segment starts exactly where the current one ended.
     fn next_segment_exists(&self) -> Result<bool, LogError> {
+        let current = self.seg.as_ref().map(|s| s.base);
         Ok(list_segments(&self.dir)?
             .iter()
-            .any(|s| s.base == self.next))
+            .any(|s| s.base == self.next && Some(s.base) != current))
     }
 
     /// Opens the segment holding `self.next`; false when there is none yet.
@@ -246,6 +249,7 @@ impl LogReader {
             reason: format!("{why:?}"),
         })?;
         self.seg = Some(OpenSegment {
+            base: seg.base,
             path: seg.path.clone(),
             file,
             buf: Vec::new(),

@@ -1,0 +1,803 @@
+//! The engine: what a proxy calls. It authenticates agents, opens and closes
+//! sessions, judges every request with the policy and appends the request, the
+//! decision, alerts and approval requests to the event log *before* answering, holds
+//! requests for approval, and records results and session bytes.
+//!
+//! Everything the engine remembers (pending approvals, grants, revocations, sequence
+//! state) is a fold over the log: [`Engine::open`] rebuilds it by replay.
+//!
+//! Fail closed: any error from the policy or the log is an `Err` the proxy turns into
+//! a protocol-native refusal. Never default to allow.
+
+mod approvals;
+mod sessions;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use gatehouse_dsl::mask::MaskSpec;
+use gatehouse_dsl::{CaptureRequest, Verdict};
+use gatehouse_events::payload::{
+    AlertRaised, ApprovalDenied, ApprovalExpired, ApprovalGranted, ApprovalRequested, AuthFailed,
+    CredentialIssued, CredentialRevoked, Effect, Payload, RequestDetail, RequestObserved,
+    ResultObserved, SessionClosed, SessionData, SessionOpened, Severity,
+};
+use gatehouse_events::{Event, EventId, Identity, Protocol};
+
+pub use approvals::{ApprovalOutcome, Approvals, PendingApproval};
+pub use sessions::{Session, SessionInfo, SessionView};
+
+use crate::identity::{AuthError, Authenticator, IssueRequest, Principal};
+use crate::log::{EventLog, LogError, LogReader};
+use crate::policy::{PolicyHandle, alerts_raised, decision_made, effect_to_event};
+
+/// Receives approval requests (the webhook notifier lives in the binary).
+pub trait Notifier: Send + Sync {
+    /// A request is waiting for a reviewer.
+    fn approval_requested(&self, approval: &PendingApproval);
+}
+
+/// Engine settings.
+#[derive(Clone)]
+pub struct EngineOptions {
+    /// Recorded in every event.
+    pub gateway_id: String,
+    /// Hold timeout when a rule gives none.
+    pub approval_timeout: Duration,
+    /// Notified of approval requests.
+    pub notifier: Option<Arc<dyn Notifier>>,
+}
+
+impl EngineOptions {
+    /// Defaults for `gateway_id`.
+    pub fn new(gateway_id: impl Into<String>) -> Self {
+        Self {
+            gateway_id: gateway_id.into(),
+            approval_timeout: Duration::from_secs(15 * 60),
+            notifier: None,
+        }
+    }
+}
+
+/// Engine failures. Each refuses the command it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The event log refused the append.
+    #[error("the audit log is unavailable: {0}")]
+    Log(#[from] LogError),
+    /// The request cannot be judged.
+    #[error("the request cannot be judged: {0}")]
+    Policy(String),
+}
+
+/// A reviewer acting on an approval.
+#[derive(Debug, Clone)]
+pub struct Reviewer {
+    /// Reviewer identity.
+    pub name: String,
+    /// Groups the reviewer belongs to.
+    pub groups: Vec<String>,
+}
+
+/// Why a reviewer action was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    /// No pending approval with this id.
+    #[error("no pending approval `{0}` (it may have been decided or expired)")]
+    NotFound(String),
+    /// Self-approval.
+    #[error("`{0}` cannot decide an approval requested by itself or on its behalf")]
+    SelfApproval(String),
+    /// Not in the reviewer group.
+    #[error("`{reviewer}` is not in reviewer group `{group}`")]
+    NotInGroup {
+        /// Reviewer.
+        reviewer: String,
+        /// Required group.
+        group: String,
+    },
+    /// Recording the decision failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// The engine's verdict on one request, as the proxy enforces it.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// The `request_observed` event id.
+    pub request: EventId,
+    /// What to do.
+    pub effect: Effect,
+    /// Message for the client (block reason, approval notice).
+    pub message: Option<String>,
+    /// Rules that matched.
+    pub rules: Vec<String>,
+    /// The approval to wait for, when `effect` is `RequireApproval`.
+    pub approval: Option<PendingApproval>,
+    /// Subscribed when the approval was requested, so no outcome can be missed.
+    outcome: Option<tokio::sync::watch::Receiver<Option<ApprovalOutcome>>>,
+    verdict: Arc<Verdict>,
+}
+
+impl Decision {
+    /// True when the request may run now (allow or mask).
+    pub fn runs(&self) -> bool {
+        matches!(self.effect, Effect::Allow | Effect::Mask)
+    }
+
+    /// Masks to apply to results.
+    pub fn masks(&self) -> &[Arc<MaskSpec>] {
+        &self.verdict.masks
+    }
+
+    /// Masks one result value of `column` (empty column name for unstructured output).
+    pub fn mask_value<'v>(&self, column: &str, value: &'v str) -> std::borrow::Cow<'v, str> {
+        self.verdict.mask_value(column, value)
+    }
+
+    /// Values sequences want kept from the result.
+    pub fn captures(&self) -> &[CaptureRequest] {
+        &self.verdict.captures
+    }
+}
+
+/// The engine.
+pub struct Engine {
+    options: EngineOptions,
+    log: Arc<EventLog>,
+    policy: PolicyHandle,
+    auth: Authenticator,
+    approvals: Approvals,
+    sessions: sessions::Registry,
+    session_seq: AtomicU64,
+}
+
+fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Engine {
+    /// Opens the engine over `log`, rebuilding state by replaying it, and closes
+    /// sessions a previous run left open.
+    pub fn open(
+        options: EngineOptions,
+        log: Arc<EventLog>,
+        policy: PolicyHandle,
+        auth: Authenticator,
+    ) -> Result<Arc<Self>, EngineError> {
+        let engine = Arc::new(Self {
+            options,
+            log,
+            policy,
+            auth,
+            approvals: Approvals::default(),
+            sessions: sessions::Registry::default(),
+            session_seq: AtomicU64::new(0),
+        });
+        engine.replay()?;
+        Ok(engine)
+    }
+
+    fn replay(&self) -> Result<(), EngineError> {
+        let started = Instant::now();
+        let mut reader = LogReader::open(self.log.dir(), first_offset(self.log.dir()));
+        let mut open_sessions: std::collections::BTreeMap<String, Event> =
+            std::collections::BTreeMap::new();
+        let mut n = 0u64;
+        while let Some((_, event)) = reader.next_event()? {
+            n += 1;
+            self.approvals.apply(&event, false);
+            match &event.payload {
+                Payload::CredentialRevoked(r) => self.auth.revoke(&r.credential_id),
+                Payload::SessionOpened(_) => {
+                    if let Some(id) = &event.session_id {
+                        open_sessions.insert(id.clone(), event.clone());
+                    }
+                }
+                Payload::SessionClosed(_) => {
+                    if let Some(id) = &event.session_id {
+                        open_sessions.remove(id);
+                    }
+                }
+                _ => {}
+            }
+            self.policy.replay(&event);
+        }
+        // Sessions a previous run never closed: their connections are gone.
+        let closing: Vec<Event> = open_sessions
+            .into_values()
+            .map(|opened| {
+                let mut b = Event::builder(
+                    &self.options.gateway_id,
+                    SessionClosed {
+                        reason: "gateway_restarted".into(),
+                        duration_ms: None,
+                    },
+                );
+                if let Some(s) = opened.session_id {
+                    b = b.session(s);
+                }
+                if let Some(i) = opened.identity {
+                    b = b.identity(i);
+                }
+                if let Some(t) = opened.target {
+                    b = b.target(t);
+                }
+                if let Some(p) = opened.protocol {
+                    b = b.protocol(p);
+                }
+                b.build()
+            })
+            .collect();
+        if !closing.is_empty() {
+            self.log.append_batch(&closing)?;
+            for e in &closing {
+                self.policy.observe(e);
+            }
+        }
+        tracing::info!(
+            message = "Engine state rebuilt from the event log.",
+            events = n,
+            pending_approvals = self.approvals.list().len(),
+            elapsed_ms = started.elapsed().as_millis() as u64
+        );
+        Ok(())
+    }
+
+    /// The gateway id.
+    pub fn gateway_id(&self) -> &str {
+        &self.options.gateway_id
+    }
+
+    /// The event log.
+    pub fn log(&self) -> &Arc<EventLog> {
+        &self.log
+    }
+
+    /// The policy handle (reloads).
+    pub fn policy(&self) -> &PolicyHandle {
+        &self.policy
+    }
+
+    /// The approvals state.
+    pub fn approvals(&self) -> &Approvals {
+        &self.approvals
+    }
+
+    async fn append(&self, events: &[Event]) -> Result<(), EngineError> {
+        self.log.append_batch_async(events).await?;
+        Ok(())
+    }
+
+    /// Verifies a credential for a `protocol` proxy. A refusal is recorded as an
+    /// `auth_failed` event (the credential is never recorded).
+    pub async fn authenticate(
+        &self,
+        credential: &str,
+        protocol: Protocol,
+        requested_target: Option<&str>,
+        client_addr: Option<SocketAddr>,
+        login: Option<&str>,
+    ) -> Result<Principal, AuthError> {
+        match self
+            .auth
+            .verify(credential, protocol, requested_target)
+            .await
+        {
+            Ok(p) => Ok(p),
+            Err(e) => {
+                let mut b = Event::builder(
+                    &self.options.gateway_id,
+                    AuthFailed {
+                        client_addr: client_addr.map(|a| a.to_string()),
+                        login: login.map(str::to_owned),
+                        reason: e.code().into(),
+                    },
+                )
+                .protocol(protocol);
+                if let Some(t) = requested_target {
+                    b = b.target(t);
+                }
+                if let Err(log_error) = self.append(&[b.build()]).await {
+                    tracing::error!(message = "Cannot record an authentication failure.", error = %log_error);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Issues an agent token (records `credential_issued`; the token is not recorded).
+    pub async fn issue_token(
+        &self,
+        req: &IssueRequest,
+    ) -> Result<(String, CredentialIssued), String> {
+        let (token, issued) = self.auth.issue(req)?;
+        let event = Event::builder(&self.options.gateway_id, issued.clone())
+            .target(&issued.target)
+            .protocol(issued.protocol)
+            .identity(Identity {
+                name: issued.subject.clone(),
+                on_behalf_of: issued.on_behalf_of.clone(),
+                role: None,
+                credential_id: Some(issued.credential_id.clone()),
+            })
+            .build();
+        self.append(&[event]).await.map_err(|e| e.to_string())?;
+        Ok((token, issued))
+    }
+
+    /// Revokes a credential: records it, refuses it from now on, and closes its live
+    /// sessions. Returns how many sessions were closed.
+    pub async fn revoke_token(
+        &self,
+        credential_id: &str,
+        by: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<usize, EngineError> {
+        let event = Event::builder(
+            &self.options.gateway_id,
+            CredentialRevoked {
+                credential_id: credential_id.into(),
+                revoked_by: by.map(str::to_owned),
+                reason: reason.map(str::to_owned),
+            },
+        )
+        .build();
+        self.append(&[event]).await?;
+        self.auth.revoke(credential_id);
+        Ok(self
+            .sessions
+            .close_credential(credential_id, "credential revoked"))
+    }
+
+    /// Opens a session for an authenticated principal (records `session_opened`).
+    pub async fn open_session(
+        &self,
+        principal: Principal,
+        info: SessionInfo,
+    ) -> Result<Arc<Session>, EngineError> {
+        let seq = self.session_seq.fetch_add(1, Ordering::Relaxed);
+        let id = format!(
+            "{}-{}-{seq}",
+            principal
+                .protocol
+                .as_str()
+                .chars()
+                .take(2)
+                .collect::<String>(),
+            random_hex(4)
+        );
+        let session = self.sessions.open(id, principal, info.clone());
+        let event = session
+            .event(
+                &self.options.gateway_id,
+                SessionOpened {
+                    client_addr: info.client_addr.map(|a| a.to_string()),
+                    login: info.login.clone(),
+                    auth_method: Some(
+                        info.auth_method
+                            .clone()
+                            .unwrap_or_else(|| session.principal.method.to_owned()),
+                    ),
+                    upstream_host: info.upstream_host.clone(),
+                    client_application: info.client_application.clone(),
+                },
+            )
+            .build();
+        if let Err(e) = self.append(std::slice::from_ref(&event)).await {
+            self.sessions.remove(&session.id);
+            return Err(e);
+        }
+        self.policy.observe(&event);
+        Ok(session)
+    }
+
+    /// Closes a session (records `session_closed`).
+    pub async fn close_session(&self, session: &Session, reason: &str) {
+        self.sessions.remove(&session.id);
+        let event = session
+            .event(
+                &self.options.gateway_id,
+                SessionClosed {
+                    reason: reason.into(),
+                    duration_ms: Some(session.elapsed().as_millis() as u64),
+                },
+            )
+            .build();
+        if let Err(error) = self.append(std::slice::from_ref(&event)).await {
+            tracing::error!(message = "Cannot record a session close.", session = %session.id, %error);
+        }
+        self.policy.observe(&event);
+    }
+
+    /// Live sessions.
+    pub fn sessions(&self) -> Vec<SessionView> {
+        self.sessions.list()
+    }
+
+    /// Judges one request. The request, the decision, any alerts and any approval
+    /// request are appended to the log before this returns. An `Err` means the
+    /// request must be refused.
+    pub async fn decide(
+        &self,
+        session: &Session,
+        command: String,
+        detail: RequestDetail,
+    ) -> Result<Decision, EngineError> {
+        let mut all = self.decide_many(session, vec![(command, detail)]).await?;
+        all.pop()
+            .ok_or_else(|| EngineError::Policy("no decision".into()))
+    }
+
+    /// Judges several requests that arrived together (the statements of one query
+    /// string), appending all of their events in one write.
+    pub async fn decide_many(
+        &self,
+        session: &Session,
+        requests: Vec<(String, RequestDetail)>,
+    ) -> Result<Vec<Decision>, EngineError> {
+        let mut events = Vec::with_capacity(requests.len() * 2);
+        let mut decisions = Vec::with_capacity(requests.len());
+        let mut notify = Vec::new();
+        for (command, detail) in requests {
+            let request = session
+                .event(
+                    &self.options.gateway_id,
+                    RequestObserved { command, detail },
+                )
+                .build();
+            let (verdict, policy) = self.policy.decide(&request, session.client_ip());
+            if let Some(error) = &verdict.error {
+                tracing::warn!(message = "Policy evaluation failed; refusing.", session = %session.id, %error);
+            }
+            let mut decided = decision_made(&verdict, request.id, policy.version());
+            let mut message = verdict.reason.clone();
+            let mut approval = None;
+            let mut extra: Vec<Event> = Vec::new();
+            if decided.effect == payload_effect::REQUIRE_APPROVAL {
+                let asking: Vec<&str> = verdict.approvals.iter().map(|a| &*a.rule).collect();
+                let now = Utc::now();
+                match self.approvals.grant_for(
+                    &session.principal.identity.name,
+                    &session.principal.target,
+                    &asking,
+                    now,
+                ) {
+                    Some((grant, until)) => {
+                        // A time-boxed grant covers it: run it (masks still apply).
+                        decided.effect = if verdict.masks.is_empty() {
+                            Effect::Allow
+                        } else {
+                            Effect::Mask
+                        };
+                        decided.reason = Some(format!(
+                            "covered by approval {grant} until {}",
+                            until.to_rfc3339()
+                        ));
+                        message = None;
+                    }
+                    None => {
+                        let Some(ask) = verdict.approval() else {
+                            return Err(EngineError::Policy(
+                                "require approval without an approval request".into(),
+                            ));
+                        };
+                        let timeout = if ask.timeout_micros > 0 {
+                            chrono::Duration::microseconds(ask.timeout_micros)
+                        } else {
+                            chrono::Duration::from_std(self.options.approval_timeout)
+                                .unwrap_or_else(|_| chrono::Duration::minutes(15))
+                        };
+                        let id = format!("apr-{}", random_hex(4));
+                        let deadline = now + timeout;
+                        let RequestObserved { command, .. } = match &request.payload {
+                            Payload::RequestObserved(r) => r.clone(),
+                            _ => return Err(EngineError::Policy("not a request".into())),
+                        };
+                        decided.approval_id = Some(id.clone());
+                        message = Some(format!(
+                            "held for approval {id} by rule `{}` (reviewers: {}); waiting until {}",
+                            ask.rule,
+                            ask.group,
+                            deadline.format("%H:%M:%S UTC")
+                        ));
+                        decided.reason = message.clone();
+                        let requested = session
+                            .event(
+                                &self.options.gateway_id,
+                                ApprovalRequested {
+                                    approval_id: id.clone(),
+                                    request: request.id,
+                                    command,
+                                    rule: ask.rule.to_string(),
+                                    group: ask.group.to_string(),
+                                    deadline,
+                                },
+                            )
+                            .build();
+                        extra.push(requested);
+                        approval = Some(id);
+                    }
+                }
+            }
+            let mut alerts = alerts_raised(&verdict, request.id);
+            // Every blocking hit is a finding, even without an explicit `alert`.
+            if decided.effect == Effect::Block {
+                for m in verdict
+                    .matched
+                    .iter()
+                    .filter(|m| m.effect.map(effect_to_event) == Some(Effect::Block))
+                {
+                    if !alerts.iter().any(|a| a.rule == *m.name) {
+                        alerts.push(AlertRaised {
+                            rule: m.name.to_string(),
+                            sequence: m.sequence,
+                            message: verdict
+                                .reason
+                                .clone()
+                                .unwrap_or_else(|| format!("blocked by `{}`", m.name)),
+                            severity: Severity::Medium,
+                            tags: Vec::new(),
+                            effect: Some(Effect::Block),
+                            request: Some(request.id),
+                            related_events: vec![request.id],
+                        });
+                    }
+                }
+                if verdict.error.is_some() && alerts.is_empty() {
+                    alerts.push(AlertRaised {
+                        rule: "policy_error".into(),
+                        message: verdict.error.clone().unwrap_or_default(),
+                        severity: Severity::High,
+                        effect: Some(Effect::Block),
+                        request: Some(request.id),
+                        related_events: vec![request.id],
+                        ..AlertRaised::default()
+                    });
+                }
+            }
+            for a in &mut alerts {
+                a.effect = Some(decided.effect);
+            }
+            let decision_event = session
+                .event(&self.options.gateway_id, decided.clone())
+                .build();
+            let evictions: Vec<Event> = verdict
+                .evictions
+                .iter()
+                .map(|ev| {
+                    session
+                        .event(
+                            &self.options.gateway_id,
+                            AlertRaised {
+                                rule: ev.sequence.to_string(),
+                                sequence: true,
+                                message: format!("partial match of `{}` for `{}` evicted after {} stage(s): {:?}", ev.sequence, ev.key, ev.stages_matched, ev.reason),
+                                severity: Severity::Low,
+                                tags: vec!["gatehouse.sequence_eviction".into()],
+                                effect: None,
+                                request: Some(request.id),
+                                related_events: vec![request.id],
+                            },
+                        )
+                        .build()
+                })
+                .collect();
+            let rules = decided.rules.clone();
+            let effect = decided.effect;
+            let request_id = request.id;
+            events.push(request);
+            events.push(decision_event);
+            events.extend(
+                alerts
+                    .into_iter()
+                    .map(|a| session.event(&self.options.gateway_id, a).build()),
+            );
+            events.extend(evictions);
+            for e in &extra {
+                self.approvals.apply(e, true);
+            }
+            let pending = approval.as_deref().and_then(|id| self.approvals.get(id));
+            let outcome = approval
+                .as_deref()
+                .and_then(|id| self.approvals.subscribe(id));
+            if let Some(p) = &pending {
+                notify.push(p.clone());
+            }
+            events.extend(extra);
+            decisions.push(Decision {
+                request: request_id,
+                effect,
+                message,
+                rules,
+                approval: pending,
+                outcome,
+                verdict: Arc::new(verdict),
+            });
+        }
+        self.append(&events).await?;
+        if let Some(n) = &self.options.notifier {
+            for p in &notify {
+                n.approval_requested(p);
+            }
+        }
+        Ok(decisions)
+    }
+
+    /// Waits for a held request's outcome (returns `Expired` if the approval is gone).
+    pub async fn wait_for_approval(&self, decision: &Decision) -> ApprovalOutcome {
+        let Some(mut rx) = decision.outcome.clone() else {
+            return ApprovalOutcome::Expired;
+        };
+        match rx.wait_for(Option::is_some).await {
+            Ok(v) => v.clone().unwrap_or(ApprovalOutcome::Expired),
+            Err(_) => ApprovalOutcome::Expired,
+        }
+    }
+
+    /// Approves a pending request; `valid_for` makes it a time-boxed grant for the
+    /// same identity, target and rule.
+    pub async fn approve(
+        &self,
+        id: &str,
+        reviewer: &Reviewer,
+        valid_for: Option<Duration>,
+    ) -> Result<PendingApproval, ApprovalError> {
+        let p = self.check_reviewer(id, reviewer)?;
+        let valid_until = valid_for
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .map(|d| Utc::now() + d);
+        let event = self.approval_event(
+            &p,
+            ApprovalGranted {
+                approval_id: id.into(),
+                reviewer: reviewer.name.clone(),
+                valid_until,
+            },
+        );
+        self.append(std::slice::from_ref(&event)).await?;
+        self.approvals.apply(&event, false);
+        Ok(p)
+    }
+
+    /// Denies a pending request.
+    pub async fn deny(
+        &self,
+        id: &str,
+        reviewer: &Reviewer,
+        reason: &str,
+    ) -> Result<PendingApproval, ApprovalError> {
+        let p = self.check_reviewer(id, reviewer)?;
+        let event = self.approval_event(
+            &p,
+            ApprovalDenied {
+                approval_id: id.into(),
+                reviewer: reviewer.name.clone(),
+                reason: reason.into(),
+            },
+        );
+        self.append(std::slice::from_ref(&event)).await?;
+        self.approvals.apply(&event, false);
+        Ok(p)
+    }
+
+    fn approval_event(&self, p: &PendingApproval, payload: impl Into<Payload>) -> Event {
+        Event::builder(&self.options.gateway_id, payload)
+            .identity(Identity {
+                name: p.identity.clone(),
+                on_behalf_of: p.on_behalf_of.clone(),
+                role: None,
+                credential_id: None,
+            })
+            .target(&p.target)
+            .build()
+    }
+
+    fn check_reviewer(
+        &self,
+        id: &str,
+        reviewer: &Reviewer,
+    ) -> Result<PendingApproval, ApprovalError> {
+        let p = self
+            .approvals
+            .get(id)
+            .ok_or_else(|| ApprovalError::NotFound(id.into()))?;
+        if reviewer.name == p.identity || p.on_behalf_of.as_deref() == Some(reviewer.name.as_str())
+        {
+            return Err(ApprovalError::SelfApproval(reviewer.name.clone()));
+        }
+        if !reviewer.groups.contains(&p.group) {
+            return Err(ApprovalError::NotInGroup {
+                reviewer: reviewer.name.clone(),
+                group: p.group.clone(),
+            });
+        }
+        Ok(p)
+    }
+
+    /// Expires overdue approvals (records `approval_expired`); returns their ids.
+    pub async fn expire_overdue(&self) -> Result<Vec<String>, EngineError> {
+        let ids = self.approvals.overdue(Utc::now());
+        for id in &ids {
+            if let Some(p) = self.approvals.get(id) {
+                let event = self.approval_event(
+                    &p,
+                    ApprovalExpired {
+                        approval_id: id.clone(),
+                    },
+                );
+                self.append(std::slice::from_ref(&event)).await?;
+                self.approvals.apply(&event, false);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Runs the approval expiry clock until the engine is dropped elsewhere.
+    pub async fn run_expiry(self: Arc<Self>) {
+        loop {
+            let wait = self
+                .approvals
+                .next_deadline()
+                .map(|d| (d - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+                .unwrap_or(Duration::from_secs(1))
+                .min(Duration::from_secs(1));
+            tokio::time::sleep(wait).await;
+            if let Err(error) = self.expire_overdue().await {
+                tracing::error!(message = "Cannot expire approvals.", %error);
+            }
+        }
+    }
+
+    /// Records a request's outcome and feeds captured values to sequences.
+    pub async fn record_result(
+        &self,
+        session: &Session,
+        result: ResultObserved,
+    ) -> Result<(), EngineError> {
+        let event = session.event(&self.options.gateway_id, result).build();
+        self.append(std::slice::from_ref(&event)).await?;
+        self.policy.on_result(&event);
+        Ok(())
+    }
+
+    /// Records bytes that crossed the session (replay recordings).
+    pub async fn record_data(
+        &self,
+        session: &Session,
+        data: SessionData,
+    ) -> Result<(), EngineError> {
+        let event = session.event(&self.options.gateway_id, data).build();
+        self.append(std::slice::from_ref(&event)).await
+    }
+
+    /// Appends an already-built event (tools, tests).
+    pub async fn record(&self, event: Event) -> Result<(), EngineError> {
+        self.append(std::slice::from_ref(&event)).await?;
+        self.policy.observe(&event);
+        Ok(())
+    }
+
+    /// Expiry time of a credential seen in a session, for the admin API.
+    pub fn now() -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// The offset of the oldest record still in the log.
+fn first_offset(dir: &std::path::Path) -> u64 {
+    crate::log::list_segments(dir)
+        .ok()
+        .and_then(|s| s.first().map(|s| s.base))
+        .unwrap_or(0)
+}
+
+mod payload_effect {
+    use gatehouse_events::payload::Effect;
+    pub const REQUIRE_APPROVAL: Effect = Effect::RequireApproval;
+}
