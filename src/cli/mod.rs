@@ -4,9 +4,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod admin;
 mod audit;
 mod log;
+mod notify;
+mod proxies;
 mod rules;
+mod serve;
 mod ship;
 mod signals;
 mod tracing_setup;
@@ -35,7 +39,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the gateway: proxies, shippers, admin API.
-    Serve,
+    Serve(serve::ServeArgs),
     /// Check, test, format and explain `.rules` files.
     #[command(subcommand)]
     Rules(rules::RulesCommand),
@@ -64,9 +68,10 @@ pub fn main() -> ExitCode {
         Command::Log(cmd) => log::run(cmd, &cli.data_dir),
         Command::Ship(args) => ship::run(args, &cli.data_dir),
         Command::Audit(cmd) => audit::run(cmd, &cli.data_dir),
-        Command::Serve | Command::Token | Command::Approvals | Command::Replay => Err(
-            anyhow::anyhow!("this command is not available in this build yet"),
-        ),
+        Command::Serve(args) => serve::run(args),
+        Command::Token | Command::Approvals | Command::Replay => Err(anyhow::anyhow!(
+            "this command is not available in this build yet"
+        )),
     };
     match result {
         Ok(code) => code,
