@@ -12,5 +12,6 @@
 
 mod architecture;
 mod log_crash;
+mod serve;
 mod shipping;
 mod support;

