@@ -68,6 +68,10 @@ impl Remote {
     }
 }
 
+fn field<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
 /// `token` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -114,7 +118,10 @@ pub fn token(cmd: TokenCommand, remote: &Remote) -> anyhow::Result<ExitCode> {
     match cmd {
         TokenCommand::Issue(a) => {
             let v = remote.call(Method::POST, "/v1/tokens", Some(json!({ "agent": a.agent, "target": a.target, "ttl": a.ttl, "on_behalf_of": a.on_behalf_of })))?;
-            let token = v["token"].as_str().context("no token in the response")?;
+            let token = v
+                .get("token")
+                .and_then(Value::as_str)
+                .context("no token in the response")?;
             if let Some(path) = &a.kubeconfig {
                 write_kubeconfig(path, &a.target, &a.server, a.ca.as_deref(), token)?;
                 eprintln!("wrote kubeconfig {} (context {})", path.display(), a.target);
@@ -125,11 +132,11 @@ pub fn token(cmd: TokenCommand, remote: &Remote) -> anyhow::Result<ExitCode> {
                 println!("{token}");
                 eprintln!(
                     "token {} for `{}` on target `{}` ({}), expires {}",
-                    v["credential_id"].as_str().unwrap_or("?"),
+                    field(&v, "credential_id"),
                     a.agent,
-                    v["target"].as_str().unwrap_or("?"),
-                    v["protocol"].as_str().unwrap_or("?"),
-                    v["expires_at"].as_str().unwrap_or("?")
+                    field(&v, "target"),
+                    field(&v, "protocol"),
+                    field(&v, "expires_at")
                 );
             }
         }
@@ -144,7 +151,9 @@ pub fn token(cmd: TokenCommand, remote: &Remote) -> anyhow::Result<ExitCode> {
             } else {
                 println!(
                     "revoked {id}; closed {} live session(s)",
-                    v["closed_sessions"]
+                    v.get("closed_sessions")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0)
                 );
             }
         }
@@ -214,25 +223,29 @@ pub fn approvals(cmd: ApprovalsCommand, remote: &Remote) -> anyhow::Result<ExitC
                 println!("{v}");
                 return Ok(ExitCode::SUCCESS);
             }
-            let list = v["approvals"].as_array().cloned().unwrap_or_default();
+            let list = v
+                .get("approvals")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             if list.is_empty() {
                 println!("no pending approvals");
             }
             for a in list {
                 println!(
                     "{}  {}  target={}  rule={}  group={}  expires={}{}\n    {}",
-                    a["id"].as_str().unwrap_or(""),
-                    a["identity"].as_str().unwrap_or(""),
-                    a["target"].as_str().unwrap_or(""),
-                    a["rule"].as_str().unwrap_or(""),
-                    a["group"].as_str().unwrap_or(""),
-                    a["deadline"].as_str().unwrap_or(""),
-                    if a["waiting"].as_bool() == Some(false) {
+                    field(&a, "id"),
+                    field(&a, "identity"),
+                    field(&a, "target"),
+                    field(&a, "rule"),
+                    field(&a, "group"),
+                    field(&a, "deadline"),
+                    if a.get("waiting").and_then(Value::as_bool) == Some(false) {
                         "  (client gone)"
                     } else {
                         ""
                     },
-                    a["command"].as_str().unwrap_or(""),
+                    field(&a, "command"),
                 );
             }
         }
