@@ -2,7 +2,12 @@
 //!
 //! [`Audit::open`] registers the `events` table over the hive-partitioned audit
 //! directory (`day=YYYY-MM-DD/proto=...`), so filters on `day` and `proto` prune
-//! whole directories.
+//! whole directories, and the views of [`catalog::VIEWS`] (`decisions`,
+//! `statements`, `ssh_commands`, `k8s_requests`, `sessions`, `approvals`, `alerts`,
+//! ...). [`chains::ChainQuery`] is the built-in lateral-movement hunt.
+
+pub mod catalog;
+pub mod chains;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -59,7 +64,19 @@ impl Audit {
             .with_listing_options(options)
             .with_schema(gatehouse_events::arrow::schema());
         ctx.register_table("events", Arc::new(ListingTable::try_new(config)?))?;
+        for (name, sql) in catalog::VIEWS {
+            // The same DDL a `datafusion-cli` user would run.
+            ctx.sql(&format!("CREATE VIEW {name} AS {sql}"))
+                .await?
+                .collect()
+                .await?;
+        }
         Ok(Self { ctx })
+    }
+
+    /// Runs the chain hunt.
+    pub async fn chains(&self, query: &chains::ChainQuery) -> Result<Vec<RecordBatch>, AuditError> {
+        self.sql(&query.sql()).await
     }
 
     /// Runs a query and collects the result.

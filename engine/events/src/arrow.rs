@@ -625,6 +625,16 @@ pub static COLUMNS: &[Column] = &[
         }
     ),
     col!(
+        "result_sample",
+        Str,
+        true,
+        "the first rows or bytes of a result, after masking (capped)",
+        |e| match &e.payload {
+            Payload::ResultObserved(r) => os(r.sample.as_deref()),
+            _ => none(),
+        }
+    ),
+    col!(
         "severity",
         Str,
         true,
@@ -754,32 +764,83 @@ impl Builder {
         }
     }
 
-    fn push(&mut self, name: &str, cell: Cell<'_>) -> Result<(), ArrowError> {
-        let narrow =
-            |v: u64| ArrowError::CastError(format!("value {v} too large for column `{name}`"));
-        match (self, cell) {
-            (Builder::Str(b), Cell::Str(v)) => b.append_option(v),
-            (Builder::U16(b), Cell::Int(v)) => b.append_option(
-                v.map(|v| u16::try_from(v).map_err(|_| narrow(v)))
-                    .transpose()?,
-            ),
-            (Builder::U32(b), Cell::Int(v)) => b.append_option(
-                v.map(|v| u32::try_from(v).map_err(|_| narrow(v)))
-                    .transpose()?,
-            ),
-            (Builder::U64(b), Cell::Int(v)) => b.append_option(v),
-            (Builder::Bool(b), Cell::Bool(v)) => b.append_option(v),
-            (Builder::Ts(b), Cell::Ts(v)) => b.append_option(v),
-            (Builder::List(b), Cell::List(v)) => {
-                for item in v {
-                    b.values().append_value(item);
+    fn push_all(&mut self, col: &Column, events: &[&Event]) -> Result<(), ArrowError> {
+        let wrong = |cell: &Cell<'_>| {
+            ArrowError::SchemaError(format!(
+                "column `{}` got a value of the wrong kind: {cell:?}",
+                col.name
+            ))
+        };
+        let narrow = |v: u64| {
+            ArrowError::CastError(format!("value {v} too large for column `{}`", col.name))
+        };
+        match self {
+            Builder::Str(b) => {
+                for e in events {
+                    match (col.get)(e) {
+                        Cell::Str(v) => b.append_option(v),
+                        other => return Err(wrong(&other)),
+                    }
                 }
-                b.append(true);
             }
-            (_, other) => {
-                return Err(ArrowError::SchemaError(format!(
-                    "column `{name}` got a value of the wrong kind: {other:?}"
-                )));
+            Builder::List(b) => {
+                for e in events {
+                    match (col.get)(e) {
+                        Cell::List(v) => {
+                            for item in v {
+                                b.values().append_value(item);
+                            }
+                            b.append(true);
+                        }
+                        other => return Err(wrong(&other)),
+                    }
+                }
+            }
+            Builder::Bool(b) => {
+                for e in events {
+                    match (col.get)(e) {
+                        Cell::Bool(v) => b.append_option(v),
+                        other => return Err(wrong(&other)),
+                    }
+                }
+            }
+            Builder::Ts(b) => {
+                for e in events {
+                    match (col.get)(e) {
+                        Cell::Ts(v) => b.append_option(v),
+                        other => return Err(wrong(&other)),
+                    }
+                }
+            }
+            Builder::U64(b) => {
+                for e in events {
+                    match (col.get)(e) {
+                        Cell::Int(v) => b.append_option(v),
+                        other => return Err(wrong(&other)),
+                    }
+                }
+            }
+            Builder::U32(b) => {
+                for e in events {
+                    match (col.get)(e) {
+                        Cell::Int(v) => b.append_option(
+                            v.map(|v| u32::try_from(v).map_err(|_| narrow(v)))
+                                .transpose()?,
+                        ),
+                        other => return Err(wrong(&other)),
+                    }
+                }
+            }
+            Builder::U16(b) => {
+                for e in events {
+                    match (col.get)(e) {
+                        Cell::Int(v) => b.append_option(
+                            v.map(|v| u16::try_from(v).map_err(|_| narrow(v)))
+                                .transpose()?,
+                        ),
+                        other => return Err(wrong(&other)),
+                    }
+                }
             }
         }
         Ok(())
@@ -799,20 +860,19 @@ impl Builder {
 }
 
 /// Builds a record batch (audit schema) from events.
+///
+/// Column-major: each column's builder is filled for all events before the next, so
+/// the per-type dispatch happens once per column, not once per value.
 pub fn to_record_batch<'a>(
     events: impl IntoIterator<Item = &'a Event>,
 ) -> Result<RecordBatch, ArrowError> {
     let events: Vec<&Event> = events.into_iter().collect();
-    let mut builders: Vec<Builder> = COLUMNS
-        .iter()
-        .map(|c| Builder::new(c.kind, events.len()))
-        .collect();
-    for event in &events {
-        for (col, builder) in COLUMNS.iter().zip(builders.iter_mut()) {
-            builder.push(col.name, (col.get)(event))?;
-        }
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(COLUMNS.len());
+    for col in COLUMNS {
+        let mut builder = Builder::new(col.kind, events.len());
+        builder.push_all(col, &events)?;
+        arrays.push(builder.finish());
     }
-    let arrays: Vec<ArrayRef> = builders.into_iter().map(Builder::finish).collect();
     RecordBatch::try_new(schema(), arrays)
 }
 

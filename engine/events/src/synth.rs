@@ -373,3 +373,398 @@ pub fn sample(i: u64, gateway: &str) -> Event {
         ),
     }
 }
+
+/// What [`history`] generates.
+#[derive(Debug, Clone)]
+pub struct HistorySpec {
+    /// Distinct agent identities.
+    pub identities: u32,
+    /// Benign events (approximately; each benign step is a request, a decision and
+    /// sometimes a result).
+    pub benign_events: u64,
+    /// Full Postgres -> SSH -> Kubernetes chains to plant, each split across sessions.
+    pub chains: u32,
+    /// Time span of the history.
+    pub span: Duration,
+    /// First event time.
+    pub start: DateTime<Utc>,
+    /// Seed of the deterministic generator.
+    pub seed: u64,
+}
+
+impl Default for HistorySpec {
+    fn default() -> Self {
+        Self {
+            identities: 20,
+            benign_events: 5_000,
+            chains: 3,
+            span: Duration::hours(6),
+            start: fixed_base(),
+            seed: 7,
+        }
+    }
+}
+
+/// A planted chain: the events a hunt must report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlantedChain {
+    /// Identity.
+    pub identity: String,
+    /// The host read in Postgres and then logged into.
+    pub host: String,
+    /// The Postgres request whose result named the host.
+    pub recon: EventId,
+    /// The SSH session-open request.
+    pub hop: EventId,
+    /// The Kubernetes pod creation request.
+    pub pod: EventId,
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*: deterministic, good enough for test data.
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next() % n }
+    }
+}
+
+struct Gen {
+    rng: Rng,
+    out: Vec<Event>,
+    seq: u128,
+    gateway: String,
+}
+
+impl Gen {
+    fn id(&mut self, time: DateTime<Utc>) -> EventId {
+        // Time-ordered ids: the timestamp in the high bits, a counter below.
+        self.seq += 1;
+        let ms = u128::try_from(time.timestamp_millis()).unwrap_or(0);
+        EventId::from_u128((ms << 80) | (0x7 << 76) | (self.seq & ((1u128 << 64) - 1)))
+    }
+
+    fn push(
+        &mut self,
+        time: DateTime<Utc>,
+        who: &str,
+        session: &str,
+        target: &str,
+        proto: Protocol,
+        payload: Payload,
+    ) -> EventId {
+        let id = self.id(time);
+        self.out.push(
+            Event::builder(&self.gateway, payload)
+                .id(id)
+                .time(time)
+                .session(session)
+                .identity(Identity::named(who))
+                .target(target)
+                .protocol(proto)
+                .build(),
+        );
+        id
+    }
+
+    /// A request with its decision (and optionally a result).
+    fn step(
+        &mut self,
+        time: DateTime<Utc>,
+        who: &str,
+        session: &str,
+        target: &str,
+        proto: Protocol,
+        command: String,
+        detail: RequestDetail,
+        result: Option<ResultObserved>,
+    ) -> EventId {
+        let req = self.push(
+            time,
+            who,
+            session,
+            target,
+            proto,
+            RequestObserved { command, detail }.into(),
+        );
+        let decided = DecisionMade {
+            request: Some(req),
+            effect: Effect::Allow,
+            rules: vec!["allow_all".into()],
+            ..DecisionMade::default()
+        };
+        self.push(time, who, session, target, proto, decided.into());
+        if let Some(mut r) = result {
+            r.request = Some(req);
+            self.push(
+                time + Duration::milliseconds(2),
+                who,
+                session,
+                target,
+                proto,
+                r.into(),
+            );
+        }
+        req
+    }
+
+    fn pg(
+        &mut self,
+        time: DateTime<Utc>,
+        who: &str,
+        session: &str,
+        sql: &str,
+        table: &str,
+        sample: String,
+    ) -> EventId {
+        self.step(
+            time,
+            who,
+            session,
+            "prod-db",
+            Protocol::Postgres,
+            sql.to_owned(),
+            RequestDetail::Postgres(PgStatement {
+                kind: "select".into(),
+                statement_count: 1,
+                tables_read: vec![table.to_owned()],
+                phase: "simple".into(),
+                ..PgStatement::default()
+            }),
+            Some(ResultObserved {
+                status: ResultStatus::Ok,
+                rows: Some(3),
+                sample: Some(sample),
+                duration_us: Some(300),
+                ..ResultObserved::default()
+            }),
+        )
+    }
+
+    fn ssh_login(&mut self, time: DateTime<Utc>, who: &str, session: &str, host: &str) -> EventId {
+        self.step(
+            time,
+            who,
+            session,
+            "web",
+            Protocol::Ssh,
+            format!("login {host}"),
+            RequestDetail::Ssh(SshRequest {
+                kind: SshRequestKind::SessionOpen,
+                host: host.to_owned(),
+                ..SshRequest::default()
+            }),
+            None,
+        )
+    }
+
+    fn ssh_exec(
+        &mut self,
+        time: DateTime<Utc>,
+        who: &str,
+        session: &str,
+        host: &str,
+        cmd: &str,
+    ) -> EventId {
+        let argv: Vec<String> = cmd.split_whitespace().map(str::to_owned).collect();
+        let program = argv.first().cloned();
+        self.step(
+            time,
+            who,
+            session,
+            "web",
+            Protocol::Ssh,
+            cmd.to_owned(),
+            RequestDetail::Ssh(SshRequest {
+                kind: SshRequestKind::Exec,
+                host: host.to_owned(),
+                programs: program.iter().cloned().collect(),
+                program,
+                argv,
+                ..SshRequest::default()
+            }),
+            Some(ResultObserved {
+                status: ResultStatus::Ok,
+                code: Some("0".into()),
+                ..ResultObserved::default()
+            }),
+        )
+    }
+
+    fn k8s(
+        &mut self,
+        time: DateTime<Utc>,
+        who: &str,
+        session: &str,
+        verb: &str,
+        name: Option<&str>,
+    ) -> EventId {
+        let create = verb == "create";
+        let path = match name {
+            Some(n) if !create => format!("/api/v1/namespaces/default/pods/{n}"),
+            _ => "/api/v1/namespaces/default/pods".to_owned(),
+        };
+        let method = match verb {
+            "create" => "POST",
+            "delete" => "DELETE",
+            _ => "GET",
+        };
+        self.step(
+            time,
+            who,
+            session,
+            "prod-cluster",
+            Protocol::Kubernetes,
+            format!("{method} {path}"),
+            RequestDetail::Kubernetes(K8sRequest {
+                method: method.into(),
+                path,
+                verb: verb.into(),
+                api_version: "v1".into(),
+                resource: "pods".into(),
+                namespace: Some("default".into()),
+                name: name.map(str::to_owned),
+                pod: create.then(|| PodSpecSummary {
+                    kind: "Pod".into(),
+                    images: vec!["alpine:3.20".into()],
+                    ..PodSpecSummary::default()
+                }),
+                ..K8sRequest::default()
+            }),
+            Some(ResultObserved {
+                status: ResultStatus::Ok,
+                code: Some(if create { "201" } else { "200" }.into()),
+                ..ResultObserved::default()
+            }),
+        )
+    }
+}
+
+/// A deterministic history: benign traffic from many identities, with `chains`
+/// Postgres -> SSH -> Kubernetes chains planted among it (each chain's three steps in
+/// three different sessions, windows of different chains overlapping). Benign traffic
+/// never forms a chain or a two-step variant: identities that read host names never
+/// log into them within 30 minutes, identities that log into hosts never create pods
+/// within 30 minutes. Events come out sorted by time.
+pub fn history(spec: &HistorySpec) -> (Vec<Event>, Vec<PlantedChain>) {
+    let mut g = Gen {
+        rng: Rng(spec.seed.max(1)),
+        out: Vec::new(),
+        seq: 0,
+        gateway: "gw-history".into(),
+    };
+    let span_ms = spec.span.num_milliseconds().max(1);
+    let hosts: Vec<String> = (0..40)
+        .map(|i| format!("node-{i:02}.infra.internal"))
+        .collect();
+    let idents = spec.identities.max(3);
+    // Benign roles by identity index: 0 = reads host lists only, 1 = SSH operator,
+    // 2 = Kubernetes deployer; never mixed, so no chain can form.
+    let mut made = 0u64;
+    while made < spec.benign_events {
+        let t = spec.start
+            + Duration::milliseconds(i64::try_from(g.rng.below(span_ms as u64)).unwrap_or(0));
+        let who_i = g.rng.below(u64::from(idents));
+        let who = format!("agent:bot-{who_i:03}");
+        let session = format!("s-{who_i}-{}", t.timestamp() / 600);
+        match who_i % 3 {
+            0 => {
+                if g.rng.below(4) == 0 {
+                    let a = hosts
+                        .get(g.rng.below(40) as usize)
+                        .cloned()
+                        .unwrap_or_default();
+                    g.pg(
+                        t,
+                        &who,
+                        &session,
+                        "SELECT hostname FROM infra.hosts WHERE env = 'prod'",
+                        "infra.hosts",
+                        format!("hostname\n{a}\n"),
+                    );
+                } else {
+                    let n = g.rng.below(100_000);
+                    g.pg(
+                        t,
+                        &who,
+                        &session,
+                        &format!("SELECT id, total FROM app.orders WHERE id = {n}"),
+                        "app.orders",
+                        format!("id|total\n{n}|42.00\n"),
+                    );
+                }
+                made += 3;
+            }
+            1 => {
+                let host = hosts
+                    .get(g.rng.below(40) as usize)
+                    .cloned()
+                    .unwrap_or_default();
+                g.ssh_login(t, &who, &session, &host);
+                g.ssh_exec(t + Duration::seconds(1), &who, &session, &host, "uptime");
+                made += 5;
+            }
+            _ => {
+                let verb = ["list", "get", "create", "delete"][g.rng.below(4) as usize % 4];
+                let name = format!("job-{}", g.rng.below(1000));
+                g.k8s(t, &who, &session, verb, Some(&name));
+                made += 3;
+            }
+        }
+    }
+    let mut planted = Vec::new();
+    for c in 0..spec.chains {
+        // Chains start at spread-out times, some overlapping one another.
+        let offset =
+            span_ms / i64::from(spec.chains + 1) * i64::from(c + 1) - 60_000 * i64::from(c % 2);
+        let t0 = spec.start + Duration::milliseconds(offset);
+        let who = format!("agent:intruder-{c}");
+        let host = hosts
+            .get((7 + c as usize * 3) % 40)
+            .cloned()
+            .unwrap_or_default();
+        let decoy = hosts
+            .get((8 + c as usize * 3) % 40)
+            .cloned()
+            .unwrap_or_default();
+        let recon = g.pg(
+            t0,
+            &who,
+            &format!("pg-{c}"),
+            "SELECT hostname, role FROM infra.hosts",
+            "infra.hosts",
+            format!("hostname|role\n{decoy}|db\n{host}|bastion\n"),
+        );
+        let hop = g.ssh_login(t0 + Duration::minutes(4), &who, &format!("ssh-{c}"), &host);
+        g.ssh_exec(
+            t0 + Duration::minutes(5),
+            &who,
+            &format!("ssh-{c}"),
+            &host,
+            "id",
+        );
+        let pod = g.k8s(
+            t0 + Duration::minutes(9),
+            &who,
+            &format!("k8s-{c}"),
+            "create",
+            Some("debug"),
+        );
+        planted.push(PlantedChain {
+            identity: who,
+            host,
+            recon,
+            hop,
+            pod,
+        });
+    }
+    g.out
+        .sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
+    (g.out, planted)
+}
