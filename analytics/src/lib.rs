@@ -74,6 +74,24 @@ impl Audit {
         Ok(Self { ctx })
     }
 
+    /// Streams every event (deduplicated) in time order, `since` (RFC 3339) if given,
+    /// a batch at a time.
+    pub async fn events_in_order(
+        &self,
+        since: Option<&str>,
+    ) -> Result<datafusion::physical_plan::SendableRecordBatchStream, AuditError> {
+        let filter = since
+            .map(|t| format!("WHERE time >= TIMESTAMP '{}'", t.replace('\'', "''")))
+            .unwrap_or_default();
+        let df = self
+            .ctx
+            .sql(&format!(
+                "SELECT * FROM events_dedup {filter} ORDER BY time, event_id"
+            ))
+            .await?;
+        Ok(df.execute_stream().await?)
+    }
+
     /// Runs the chain hunt.
     pub async fn chains(&self, query: &chains::ChainQuery) -> Result<Vec<RecordBatch>, AuditError> {
         self.sql(&query.sql()).await

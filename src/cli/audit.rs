@@ -1,18 +1,30 @@
-//! `gatehouse audit ...`: SQL over the Parquet audit.
+//! `gatehouse audit ...`: SQL over the Parquet audit, chain hunting, backfill.
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
+use datafusion::arrow::record_batch::RecordBatch;
+use futures::StreamExt;
+use gatehouse_analytics::chains::ChainQuery;
 use gatehouse_analytics::{Audit, OutputFormat};
+use gatehouse_core::policy::{Policy, PolicyOptions, backfill::backfill};
 
 /// Audit subcommands.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Run SQL over the audit tables (`events`, ...).
+    /// Run SQL over the audit tables and views; an interactive shell without a query.
     Sql(SqlArgs),
+    /// Hunt identity-keyed Postgres -> SSH -> Kubernetes chains (and two-step variants).
+    Chains(ChainsArgs),
+    /// Run the sequence rules of `.rules` files over the recorded history.
+    Backfill(BackfillArgs),
+    /// Write a generated history (benign traffic with planted chains) as Parquet.
+    #[command(hide = true)]
+    Generate(GenerateArgs),
 }
 
 /// Output formats.
@@ -24,46 +36,336 @@ pub enum Format {
     Csv,
     /// One JSON object per line.
     Json,
+    /// A Parquet file (needs `--output`).
+    Parquet,
 }
 
-/// `audit sql` options.
+/// Where the audit is and how to print.
 #[derive(Debug, Args)]
-pub struct SqlArgs {
-    /// The query.
-    query: String,
+pub struct Output {
     /// Audit directory (default: `<data dir>/audit`).
     #[arg(long)]
     audit_dir: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Write to this file instead of stdout.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+/// `audit sql` options.
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// The query (omit for an interactive shell reading statements ending in `;`).
+    query: Option<String>,
+    #[command(flatten)]
+    out: Output,
+}
+
+/// `audit chains` options.
+#[derive(Debug, Args)]
+pub struct ChainsArgs {
+    /// Longest time from the first to the last step.
+    #[arg(long, default_value = "30m")]
+    within: String,
+    /// Only chains starting at or after this time (RFC 3339 or `YYYY-MM-DD`).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only complete three-step chains.
+    #[arg(long)]
+    full_only: bool,
+    /// Print the SQL instead of running it (to paste into `datafusion-cli`).
+    #[arg(long)]
+    print_sql: bool,
+    #[command(flatten)]
+    out: Output,
+}
+
+/// `audit backfill` options.
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// Rule files.
+    #[arg(required = true)]
+    rules: Vec<PathBuf>,
+    /// Only events at or after this time.
+    #[arg(long)]
+    since: Option<String>,
+    /// Report plain rule matches too, not only sequences.
+    #[arg(long)]
+    all_rules: bool,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Audit directory (default: `<data dir>/audit`).
+    #[arg(long)]
+    audit_dir: Option<PathBuf>,
+}
+
+/// `audit generate` options.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Approximate number of benign events.
+    #[arg(long, default_value_t = 100_000)]
+    events: u64,
+    /// Planted chains.
+    #[arg(long, default_value_t = 5)]
+    chains: u32,
+    /// Identities.
+    #[arg(long, default_value_t = 200)]
+    identities: u32,
+    /// Span of the history.
+    #[arg(long, default_value = "24h")]
+    span: String,
+    /// Seed.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Events per Parquet file.
+    #[arg(long, default_value_t = 200_000)]
+    per_file: usize,
+    /// Audit directory to write (default: `<data dir>/audit`).
+    #[arg(long)]
+    audit_dir: Option<PathBuf>,
+}
+
+fn audit_dir(given: &Option<PathBuf>, data_dir: &std::path::Path) -> PathBuf {
+    given.clone().unwrap_or_else(|| data_dir.join("audit"))
+}
+
+fn normalize_since(s: &str) -> String {
+    if s.len() == 10 {
+        format!("{s}T00:00:00Z")
+    } else {
+        s.to_owned()
+    }
+}
+
+fn emit(batches: &[RecordBatch], out: &Output) -> anyhow::Result<()> {
+    if let Format::Parquet = out.format {
+        let path = out
+            .output
+            .as_ref()
+            .context("`--format parquet` needs `--output FILE`")?;
+        let schema = batches
+            .first()
+            .map(|b| b.schema())
+            .context("the query returned no batches")?;
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot create `{}`", path.display()))?;
+        let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(file, schema, None)?;
+        for b in batches {
+            w.write(b)?;
+        }
+        w.close()?;
+        return Ok(());
+    }
+    let format = match out.format {
+        Format::Table | Format::Parquet => OutputFormat::Table,
+        Format::Csv => OutputFormat::Csv,
+        Format::Json => OutputFormat::Json,
+    };
+    match &out.output {
+        Some(path) => {
+            let mut f = std::fs::File::create(path)
+                .with_context(|| format!("cannot create `{}`", path.display()))?;
+            gatehouse_analytics::write_batches(&mut f, batches, format)?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            gatehouse_analytics::write_batches(&mut lock, batches, format)?;
+            lock.flush()?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs an audit subcommand.
 pub fn run(cmd: AuditCommand, data_dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    match cmd {
-        AuditCommand::Sql(args) => runtime.block_on(async {
-            let dir = args
-                .audit_dir
-                .clone()
-                .unwrap_or_else(|| data_dir.join("audit"));
-            let audit = Audit::open(&dir).await?;
-            let batches = audit.sql(&args.query).await?;
-            let format = match args.format {
-                Format::Table => OutputFormat::Table,
-                Format::Csv => OutputFormat::Csv,
-                Format::Json => OutputFormat::Json,
-            };
-            let stdout = std::io::stdout();
-            let mut out = stdout.lock();
-            gatehouse_analytics::write_batches(&mut out, &batches, format)?;
-            out.flush()?;
-            Ok(ExitCode::SUCCESS)
-        }),
+    runtime.block_on(async {
+        match cmd {
+            AuditCommand::Sql(args) => {
+                let audit = Audit::open(&audit_dir(&args.out.audit_dir, data_dir)).await?;
+                match &args.query {
+                    Some(q) => emit(&audit.sql(q).await?, &args.out)?,
+                    None => shell(&audit, &args.out).await?,
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            AuditCommand::Chains(args) => {
+                let within = gatehouse_core::config::parse_duration(&args.within)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                let q = ChainQuery {
+                    within,
+                    since: args.since.as_deref().map(normalize_since),
+                    partial: !args.full_only,
+                };
+                if args.print_sql {
+                    println!("{};", q.sql());
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let audit = Audit::open(&audit_dir(&args.out.audit_dir, data_dir)).await?;
+                let batches = audit.chains(&q).await?;
+                let n: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                if n == 0 && matches!(args.out.format, Format::Table) && args.out.output.is_none() {
+                    println!("no chains found (within {})", args.within);
+                } else {
+                    emit(&batches, &args.out)?;
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            AuditCommand::Backfill(args) => {
+                let policy = Policy::load(&args.rules, PolicyOptions::default())
+                    .map_err(|e| anyhow::anyhow!("{}", e.render(100)))?;
+                let audit = Audit::open(&audit_dir(&args.audit_dir, data_dir)).await?;
+                let since = args.since.as_deref().map(normalize_since);
+                let mut stream = audit.events_in_order(since.as_deref()).await?;
+                let mut matches = Vec::new();
+                let mut events = 0usize;
+                while let Some(batch) = stream.next().await {
+                    let batch = batch?;
+                    let evs = gatehouse_events::arrow::from_record_batch(&batch)?;
+                    events += evs.len();
+                    matches.extend(backfill(&policy, evs, !args.all_rules));
+                }
+                let stdout = std::io::stdout();
+                let mut out = stdout.lock();
+                for m in &matches {
+                    if args.json {
+                        writeln!(out, "{}", serde_json::to_string(m)?)?;
+                    } else {
+                        let related: Vec<String> =
+                            m.related.iter().map(ToString::to_string).collect();
+                        writeln!(
+                            out,
+                            "{}  {}  {}  {}  completing={}  related=[{}]",
+                            m.time,
+                            m.rule,
+                            m.identity,
+                            m.effect,
+                            m.request,
+                            related.join(",")
+                        )?;
+                    }
+                }
+                eprintln!("{} match(es) over {events} events", matches.len());
+                Ok(ExitCode::SUCCESS)
+            }
+            AuditCommand::Generate(args) => {
+                let span = gatehouse_core::config::parse_duration(&args.span)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                let spec = gatehouse_events::synth::HistorySpec {
+                    identities: args.identities,
+                    benign_events: args.events,
+                    chains: args.chains,
+                    span: chrono::Duration::from_std(span).unwrap_or(chrono::Duration::hours(24)),
+                    seed: args.seed,
+                    ..gatehouse_events::synth::HistorySpec::default()
+                };
+                let dir = audit_dir(&args.audit_dir, data_dir);
+                let started = std::time::Instant::now();
+                let (events, planted) = gatehouse_events::synth::history(&spec);
+                let n = events.len();
+                let written = write_generated(&dir, events, args.per_file)?;
+                eprintln!(
+                    "wrote {n} events in {written} files under {} in {:.1?}; {} planted chains",
+                    dir.display(),
+                    started.elapsed(),
+                    planted.len()
+                );
+                for c in planted {
+                    println!(
+                        "{} {} recon={} hop={} pod={}",
+                        c.identity, c.host, c.recon, c.hop, c.pod
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    })
+}
+
+fn write_generated(
+    dir: &std::path::Path,
+    events: Vec<gatehouse_events::Event>,
+    per_file: usize,
+) -> anyhow::Result<usize> {
+    use std::collections::BTreeMap;
+    let mut parts: BTreeMap<(chrono::NaiveDate, &'static str), Vec<gatehouse_events::Event>> =
+        BTreeMap::new();
+    for e in events {
+        parts
+            .entry(gatehouse_ship::parquet::partition_of(&e))
+            .or_default()
+            .push(e);
     }
+    let mut files = 0;
+    let mut seq = 0usize;
+    for ((day, proto), evs) in parts {
+        let d = dir.join(gatehouse_ship::parquet::partition_dir(day, proto));
+        for chunk in evs.chunks(per_file.max(1)) {
+            seq += 1;
+            gatehouse_ship::parquet::write_file(&d, &format!("gen-{seq:06}.parquet"), chunk)?;
+            files += 1;
+        }
+    }
+    Ok(files)
+}
+
+async fn shell(audit: &Audit, out: &Output) -> anyhow::Result<()> {
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    if interactive {
+        eprintln!(
+            "gatehouse audit shell — tables: events and views {}; end statements with `;`, `\\q` quits",
+            gatehouse_analytics::catalog::VIEWS
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let stdin = std::io::stdin();
+    let mut buf = String::new();
+    let prompt = |cont: bool| {
+        if interactive {
+            eprint!("{}", if cont { "   ...> " } else { "audit> " });
+            let _ = std::io::stderr().flush();
+        }
+    };
+    prompt(false);
+    for line in stdin.lock().lines() {
+        let line = line?;
+        if buf.is_empty() && matches!(line.trim(), "\\q" | "quit" | "exit") {
+            break;
+        }
+        buf.push_str(&line);
+        buf.push('\n');
+        if line.trim_end().ends_with(';') {
+            let q = buf.trim().trim_end_matches(';').to_owned();
+            buf.clear();
+            let started = std::time::Instant::now();
+            match audit.sql(&q).await {
+                Ok(batches) => {
+                    emit(&batches, out)?;
+                    if interactive {
+                        eprintln!(
+                            "({} rows, {:.3?})",
+                            batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+                            started.elapsed()
+                        );
+                    }
+                }
+                Err(e) => eprintln!("error: {e}"),
+            }
+            prompt(false);
+        } else {
+            prompt(true);
+        }
+    }
+    let _ = Duration::ZERO;
+    Ok(())
 }

@@ -474,7 +474,10 @@ impl Gen {
     }
 
     /// A request with its decision (and optionally a result).
-    #[expect(clippy::too_many_arguments, reason = "a private test-data helper; a struct would only rename the arguments")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a private test-data helper; a struct would only rename the arguments"
+    )]
     fn step(
         &mut self,
         time: DateTime<Utc>,
@@ -712,7 +715,10 @@ pub fn history(spec: &HistorySpec) -> (Vec<Event>, Vec<PlantedChain>) {
                 made += 5;
             }
             _ => {
-                let verb = ["list", "get", "create", "delete"].get(g.rng.below(4) as usize).copied().unwrap_or("get");
+                let verb = ["list", "get", "create", "delete"]
+                    .get(g.rng.below(4) as usize)
+                    .copied()
+                    .unwrap_or("get");
                 let name = format!("job-{}", g.rng.below(1000));
                 g.k8s(t, &who, &session, verb, Some(&name));
                 made += 3;

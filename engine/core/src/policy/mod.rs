@@ -11,6 +11,7 @@
 //!
 //! Fail closed: an evaluation error yields `block` with a reason naming it.
 
+pub mod backfill;
 mod context;
 pub mod fields;
 mod inline;
