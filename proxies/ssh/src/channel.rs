@@ -334,6 +334,8 @@ async fn relay(
     up_tx: &UpTx,
 ) {
     let (inject_tx, mut inject_rx) = mpsc::channel::<Bytes>(64);
+    // File transfers are counted, not recorded: their bytes are file contents.
+    let transfer = matches!(mode, Mode::Exec { transfer: true } | Mode::Sftp);
     let started = std::time::Instant::now();
     let input = async {
         let mut rec = ctx.recorder(id, DataDirection::Input);
@@ -344,7 +346,9 @@ async fn relay(
             let Some(msg) = front_rx.wait().await else { break };
             match msg {
                 ChannelMsg::Data { data } => {
-                    if mode != Mode::Sftp {
+                    if transfer {
+                        rec.total += data.len() as u64;
+                    } else {
                         ctx.record(&mut rec, &data).await;
                     }
                     let ok = match mode {
@@ -400,12 +404,12 @@ async fn relay(
             match msg {
                 ChannelMsg::Data { data } => {
                     let data = if mask { Bytes::from(out_mask.push(&data, &masker)) } else { data };
-                    if mode != Mode::Sftp {
-                        ctx.record(&mut rec_out, &data).await;
-                    } else {
+                    if transfer {
                         rec_out.total += data.len() as u64;
+                    } else {
+                        ctx.record(&mut rec_out, &data).await;
                     }
-                    if sample.len() < SAMPLE_BYTES && mode != Mode::Sftp {
+                    if sample.len() < SAMPLE_BYTES && !transfer {
                         let n = (SAMPLE_BYTES - sample.len()).min(data.len());
                         sample.extend_from_slice(data.get(..n).unwrap_or(&[]));
                     }
