@@ -9,6 +9,7 @@ mod audit;
 mod log;
 mod notify;
 mod proxies;
+mod replay;
 mod rules;
 mod serve;
 mod ship;
@@ -50,8 +51,8 @@ enum Command {
     /// SQL over the Parquet audit, and chain hunting.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
-    /// Replay a recorded session.
-    Replay,
+    /// Replay a recorded session (SSH: asciicast v2, text or JSON).
+    Replay(replay::ReplayArgs),
     /// Ship the event log to Parquet and/or Kafka (standalone; `serve` does it in-process).
     Ship(ship::ShipArgs),
     /// Inspect the local event log.
@@ -69,7 +70,8 @@ pub fn main() -> ExitCode {
         Command::Ship(args) => ship::run(args, &cli.data_dir),
         Command::Audit(cmd) => audit::run(cmd, &cli.data_dir),
         Command::Serve(args) => serve::run(args),
-        Command::Token | Command::Approvals | Command::Replay => Err(anyhow::anyhow!(
+        Command::Replay(args) => replay::run(args, &cli.data_dir),
+        Command::Token | Command::Approvals => Err(anyhow::anyhow!(
             "this command is not available in this build yet"
         )),
     };

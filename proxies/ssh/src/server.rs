@@ -136,6 +136,18 @@ async fn connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = socket.set_nodelay(true);
+    // A second handle on the socket: shutting it down ends russh's session task
+    // (which a dropped `RunningSession` would not), e.g. at the handshake deadline.
+    let (socket, killer) = match socket.into_std().and_then(|s| {
+        let k = s.try_clone()?;
+        Ok((tokio::net::TcpStream::from_std(s)?, k))
+    }) {
+        Ok(pair) => pair,
+        Err(error) => {
+            tracing::warn!(message = "Cannot set up an SSH connection.", %peer, %error);
+            return;
+        }
+    };
     let slot: CtxSlot = Arc::new(Mutex::new(None));
     let handler = Conn {
         shared: shared.clone(),
@@ -162,17 +174,18 @@ async fn connection(
     let handle = running.handle();
     tokio::pin!(running);
     let mut reason = "client_closed";
+    let mut finished = false;
     // The handshake and authentication must finish before the deadline.
-    let authed = tokio::select! {
+    tokio::select! {
         r = &mut running => {
+            finished = true;
             if let Err(error) = r { tracing::debug!(message = "SSH session ended.", %peer, %error); }
-            false
         }
-        () = tokio::time::sleep_until(deadline) => slot_get(&slot).is_some(),
-        () = wait_for_ctx(&slot) => true,
+        () = tokio::time::sleep_until(deadline) => {}
+        () = wait_for_ctx(&slot) => {}
     };
-    if !authed && slot_get(&slot).is_none() {
-        if tokio::time::Instant::now() >= deadline {
+    let Some(ctx) = slot_get(&slot) else {
+        if !finished {
             tracing::info!(message = "SSH handshake timed out.", %peer);
             let _ = handle
                 .disconnect(
@@ -183,25 +196,27 @@ async fn connection(
                 .await;
             let _ = tokio::time::timeout(Duration::from_secs(2), &mut running).await;
         }
+        let _ = killer.shutdown(std::net::Shutdown::Both);
         return;
-    }
-    let Some(ctx) = slot_get(&slot) else { return };
-    tokio::select! {
-        r = &mut running => {
-            if let Err(error) = r {
-                tracing::debug!(message = "SSH session ended with an error.", %peer, %error);
-                reason = "protocol_error";
+    };
+    if !finished {
+        tokio::select! {
+            r = &mut running => {
+                if let Err(error) = r {
+                    tracing::debug!(message = "SSH session ended with an error.", %peer, %error);
+                    reason = "protocol_error";
+                }
             }
-        }
-        closed = ctx.session.closed() => {
-            reason = "closed_by_gateway";
-            let _ = handle.disconnect(russh::Disconnect::ByApplication, format!("gatehouse: {closed}"), String::new()).await;
-            let _ = tokio::time::timeout(Duration::from_secs(2), &mut running).await;
-        }
-        () = async { let _ = shutdown.wait_for(|s| *s).await.map(|_| ()); } => {
-            reason = "gateway_shutdown";
-            let _ = handle.disconnect(russh::Disconnect::ByApplication, "gatehouse is shutting down".into(), String::new()).await;
-            let _ = tokio::time::timeout(Duration::from_secs(2), &mut running).await;
+            closed = ctx.session.closed() => {
+                reason = "closed_by_gateway";
+                let _ = handle.disconnect(russh::Disconnect::ByApplication, format!("gatehouse: {closed}"), String::new()).await;
+                let _ = tokio::time::timeout(Duration::from_secs(2), &mut running).await;
+            }
+            () = async { let _ = shutdown.wait_for(|s| *s).await.map(|_| ()); } => {
+                reason = "gateway_shutdown";
+                let _ = handle.disconnect(russh::Disconnect::ByApplication, "gatehouse is shutting down".into(), String::new()).await;
+                let _ = tokio::time::timeout(Duration::from_secs(2), &mut running).await;
+            }
         }
     }
     if let UpstreamState::Ready(up) = &*ctx.upstream.borrow() {
@@ -212,6 +227,7 @@ async fn connection(
                 .await;
         });
     }
+    let _ = killer.shutdown(std::net::Shutdown::Both);
     ctx.engine.close_session(&ctx.session, reason).await;
 }
 
