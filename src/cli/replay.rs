@@ -44,7 +44,11 @@ pub fn run(args: ReplayArgs, data_dir: &Path) -> anyhow::Result<ExitCode> {
         }
     }
     if events.is_empty() {
-        anyhow::bail!("no events for session `{}` in `{}`", args.session, dir.display());
+        anyhow::bail!(
+            "no events for session `{}` in `{}`",
+            args.session,
+            dir.display()
+        );
     }
     let format = match args.format {
         Format::Asciicast => ReplayFormat::Asciicast,

@@ -91,11 +91,7 @@ pub async fn run(ctx: Arc<Ctx>, mut front: Channel<Msg>) {
                 variable_name,
                 variable_value,
                 ..
-            } => {
-                if env.len() < 64 {
-                    env.push((variable_name, variable_value));
-                }
-            }
+            } if env.len() < 64 => env.push((variable_name, variable_value)),
             ChannelMsg::AgentForward { .. } => {
                 refuse_forwarding(&ctx, id, "auth-agent-req@openssh.com".into()).await;
             }
@@ -164,7 +160,11 @@ pub async fn run(ctx: Arc<Ctx>, mut front: Channel<Msg>) {
             ));
             (
                 "shell".into(),
-                if has_pty { Mode::PtyShell } else { Mode::Script },
+                if has_pty {
+                    Mode::PtyShell
+                } else {
+                    Mode::Script
+                },
             )
         }
         Start::Subsystem(name) if name == "sftp" => {
@@ -198,14 +198,19 @@ pub async fn run(ctx: Arc<Ctx>, mut front: Channel<Msg>) {
             let last = all.pop();
             match last {
                 Some(d) => (all, Ok(d)),
-                None => (Vec::new(), Err(gatehouse_core::engine::EngineError::Policy("no decision".into()))),
+                None => (
+                    Vec::new(),
+                    Err(gatehouse_core::engine::EngineError::Policy(
+                        "no decision".into(),
+                    )),
+                ),
             }
         }
         Err(e) => (Vec::new(), Err(e)),
     };
     let verdict = ctx.enforce(decided, |m| stderr_line(&front_tx, m)).await;
     let decision = match verdict {
-        Verdict::Run(d) => d,
+        Verdict::Run(d) => *d,
         Verdict::Refused(m, code) => {
             refuse(&front_tx, &m, code).await;
             return;
@@ -255,7 +260,8 @@ pub async fn run(ctx: Arc<Ctx>, mut front: Channel<Msg>) {
         .await;
         return;
     }
-    let mask = matches!(mode, Mode::Exec { transfer: false }) && !has_pty && !decision.masks().is_empty();
+    let mask =
+        matches!(mode, Mode::Exec { transfer: false }) && !has_pty && !decision.masks().is_empty();
     tracing::debug!(message = "SSH channel started.", session = %ctx.session.id, channel = id, command = %command_text, mask);
     relay(
         &ctx, id, mode, mask, decision, front_rx, &front_tx, up_rx, &up_tx,
@@ -343,7 +349,9 @@ async fn relay(
         let mut script = Vec::<u8>::new();
         let mut framer = sftp::Framer::default();
         loop {
-            let Some(msg) = front_rx.wait().await else { break };
+            let Some(msg) = front_rx.wait().await else {
+                break;
+            };
             match msg {
                 ChannelMsg::Data { data } => {
                     if transfer {
@@ -353,9 +361,15 @@ async fn relay(
                     }
                     let ok = match mode {
                         Mode::Exec { .. } => up_tx.data_bytes(data).await.is_ok(),
-                        Mode::PtyShell => pty_input(ctx, id, &mut editor, &data, front_tx, up_tx).await,
-                        Mode::Script => script_input(ctx, id, &mut script, &data, false, front_tx, up_tx).await,
-                        Mode::Sftp => sftp_input(ctx, id, &mut framer, &data, &inject_tx, up_tx).await,
+                        Mode::PtyShell => {
+                            pty_input(ctx, id, &mut editor, &data, front_tx, up_tx).await
+                        }
+                        Mode::Script => {
+                            script_input(ctx, id, &mut script, &data, false, front_tx, up_tx).await
+                        }
+                        Mode::Sftp => {
+                            sftp_input(ctx, id, &mut framer, &data, &inject_tx, up_tx).await
+                        }
                     };
                     if !ok {
                         break;
@@ -367,8 +381,15 @@ async fn relay(
                     }
                     let _ = up_tx.eof().await;
                 }
-                ChannelMsg::WindowChange { col_width, row_height, pix_width, pix_height } => {
-                    let _ = up_tx.window_change(col_width, row_height, pix_width, pix_height).await;
+                ChannelMsg::WindowChange {
+                    col_width,
+                    row_height,
+                    pix_width,
+                    pix_height,
+                } => {
+                    let _ = up_tx
+                        .window_change(col_width, row_height, pix_width, pix_height)
+                        .await;
                 }
                 ChannelMsg::Signal { signal } => {
                     let _ = up_tx.signal(signal).await;
@@ -403,7 +424,11 @@ async fn relay(
             let Some(msg) = msg else { break };
             match msg {
                 ChannelMsg::Data { data } => {
-                    let data = if mask { Bytes::from(out_mask.push(&data, &masker)) } else { data };
+                    let data = if mask {
+                        Bytes::from(out_mask.push(&data, &masker))
+                    } else {
+                        data
+                    };
                     if transfer {
                         rec_out.total += data.len() as u64;
                     } else {
@@ -413,7 +438,8 @@ async fn relay(
                         let n = (SAMPLE_BYTES - sample.len()).min(data.len());
                         sample.extend_from_slice(data.get(..n).unwrap_or(&[]));
                     }
-                    let at_boundary = mode == Mode::Sftp && boundary.advance(&data).unwrap_or(false);
+                    let at_boundary =
+                        mode == Mode::Sftp && boundary.advance(&data).unwrap_or(false);
                     if !data.is_empty() && front_tx.data_bytes(data).await.is_err() {
                         break;
                     }
@@ -424,7 +450,11 @@ async fn relay(
                     }
                 }
                 ChannelMsg::ExtendedData { data, ext } => {
-                    let data = if mask { Bytes::from(err_mask.push(&data, &masker)) } else { data };
+                    let data = if mask {
+                        Bytes::from(err_mask.push(&data, &masker))
+                    } else {
+                        data
+                    };
                     ctx.record(&mut rec_err, &data).await;
                     if !data.is_empty() {
                         let _ = front_tx.extended_data_bytes(ext, data).await;
@@ -432,7 +462,16 @@ async fn relay(
                 }
                 ChannelMsg::Eof => {
                     if mask {
-                        flush_masks(ctx, &mut out_mask, &mut err_mask, &masker, &mut rec_out, &mut rec_err, front_tx).await;
+                        flush_masks(
+                            ctx,
+                            &mut out_mask,
+                            &mut err_mask,
+                            &masker,
+                            &mut rec_out,
+                            &mut rec_err,
+                            front_tx,
+                        )
+                        .await;
                     }
                     let _ = front_tx.eof().await;
                 }
@@ -440,18 +479,44 @@ async fn relay(
                     exit = Some(exit_status.to_string());
                     let _ = front_tx.exit_status(exit_status).await;
                 }
-                ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, lang_tag } => {
+                ChannelMsg::ExitSignal {
+                    signal_name,
+                    core_dumped,
+                    error_message,
+                    lang_tag,
+                } => {
                     exit = Some(format!("signal:{signal_name:?}"));
-                    let _ = ctx_handle_exit_signal(front_tx, signal_name, core_dumped, error_message, lang_tag).await;
+                    let _ = ctx_handle_exit_signal(
+                        front_tx,
+                        signal_name,
+                        core_dumped,
+                        error_message,
+                        lang_tag,
+                    )
+                    .await;
                 }
                 ChannelMsg::Close => break,
                 _ => {}
             }
         }
         if mask {
-            flush_masks(ctx, &mut out_mask, &mut err_mask, &masker, &mut rec_out, &mut rec_err, front_tx).await;
+            flush_masks(
+                ctx,
+                &mut out_mask,
+                &mut err_mask,
+                &masker,
+                &mut rec_out,
+                &mut rec_err,
+                front_tx,
+            )
+            .await;
         }
-        (exit, rec_out.total + rec_err.total, out_mask.masked + err_mask.masked, sample)
+        (
+            exit,
+            rec_out.total + rec_err.total,
+            out_mask.masked + err_mask.masked,
+            sample,
+        )
     };
     tokio::pin!(input, output);
     let (exit, bytes, masked, sample) = tokio::select! {
@@ -462,13 +527,16 @@ async fn relay(
         }
         () = &mut input => {
             let _ = up_tx.close().await;
-            match tokio::time::timeout(std::time::Duration::from_secs(5), &mut output).await {
-                Ok(r) => r,
-                Err(_) => (None, 0, 0, Vec::new()),
-            }
+            tokio::time::timeout(std::time::Duration::from_secs(5), &mut output)
+                .await
+                .unwrap_or_default()
         }
     };
-    if matches!(mode, Mode::Exec { .. }) || mode == Mode::Sftp || mode == Mode::Script || mode == Mode::PtyShell {
+    if matches!(mode, Mode::Exec { .. })
+        || mode == Mode::Sftp
+        || mode == Mode::Script
+        || mode == Mode::PtyShell
+    {
         let status = match exit.as_deref() {
             Some("0") => ResultStatus::Ok,
             _ => ResultStatus::Error,
@@ -506,13 +574,14 @@ async fn ctx_handle_exit_signal(
     let _ = front
         .extended_data_bytes(
             1,
-            Bytes::from(format!("gatehouse: remote command killed by signal {signal:?} {message}\r\n")),
+            Bytes::from(format!(
+                "gatehouse: remote command killed by signal {signal:?} {message}\r\n"
+            )),
         )
         .await;
     front.exit_status(crate::EXIT_GATEWAY_ERROR).await
 }
 
-#[expect(clippy::too_many_arguments, reason = "two maskers and their recorders")]
 async fn flush_masks(
     ctx: &Ctx,
     out_mask: &mut LineMasker,
@@ -592,7 +661,11 @@ async fn pty_input(
             }
             Some(m) => {
                 let _ = front.data_bytes(Bytes::from(format!("\r\n{m}\r\n"))).await;
-                if up.data_bytes(Bytes::from_static(CANCEL_LINE)).await.is_err() {
+                if up
+                    .data_bytes(Bytes::from_static(CANCEL_LINE))
+                    .await
+                    .is_err()
+                {
                     return false;
                 }
             }
@@ -626,7 +699,6 @@ async fn judge_line(
 }
 
 /// Non-PTY shell input (a script on stdin): each line is judged before it is sent.
-#[expect(clippy::too_many_arguments, reason = "channel halves and line state")]
 async fn script_input(
     ctx: &Ctx,
     id: u32,
@@ -724,7 +796,11 @@ async fn sftp_input(
                 }
             }
             Verdict::Refused(m, _) => {
-                if inject.send(sftp::permission_denied(op.id, &m)).await.is_err() {
+                if inject
+                    .send(sftp::permission_denied(op.id, &m))
+                    .await
+                    .is_err()
+                {
                     return false;
                 }
             }

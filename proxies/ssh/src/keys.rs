@@ -18,7 +18,10 @@ pub fn load_or_create_host_key(path: &Path) -> Result<PrivateKey, SetupError> {
     if path.exists() {
         let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(io)?);
         return russh::keys::decode_secret_key(&text, None).map_err(|e| {
-            SetupError::HostKey(format!("`{}`: not an OpenSSH private key: {e}", path.display()))
+            SetupError::HostKey(format!(
+                "`{}`: not an OpenSSH private key: {e}",
+                path.display()
+            ))
         });
     }
     let mut seed = zeroize::Zeroizing::new([0u8; 32]);
@@ -79,7 +82,10 @@ impl KnownHosts {
         let mut keys = HashMap::new();
         match std::fs::read_to_string(path) {
             Ok(text) => {
-                for line in text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+                for line in text
+                    .lines()
+                    .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+                {
                     let mut parts = line.splitn(3, ' ');
                     if let (Some(target), Some(_), Some(key)) =
                         (parts.next(), parts.next(), parts.next())

@@ -8,8 +8,8 @@
 //! logged before it is forwarded. See `docs/ssh.md`.
 
 mod channel;
-mod ctx;
 pub mod command;
+mod ctx;
 mod forward;
 pub mod keys;
 pub mod line_editor;

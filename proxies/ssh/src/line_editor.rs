@@ -195,12 +195,12 @@ impl LineEditor {
             }
             0x1b => self.escape = Escape::Esc,
             0x7f | 0x08 => self.backspace(),
-            0x01 => self.cursor = 0,                                     // Ctrl-A
-            0x05 => self.cursor = self.line.len(),                       // Ctrl-E
-            0x02 => self.cursor = self.cursor.saturating_sub(1),         // Ctrl-B
+            0x01 => self.cursor = 0,                             // Ctrl-A
+            0x05 => self.cursor = self.line.len(),               // Ctrl-E
+            0x02 => self.cursor = self.cursor.saturating_sub(1), // Ctrl-B
             0x06 => self.cursor = (self.cursor + 1).min(self.line.len()), // Ctrl-F
-            0x04 => self.delete(),                                       // Ctrl-D
-            0x0b => self.line.truncate(self.cursor),                     // Ctrl-K
+            0x04 => self.delete(),                               // Ctrl-D
+            0x0b => self.line.truncate(self.cursor),             // Ctrl-K
             0x15 => {
                 // Ctrl-U: kill backwards from the cursor.
                 self.line.drain(..self.cursor.min(self.line.len()));

@@ -106,7 +106,11 @@ mod tests {
 
     fn mask(s: &str) -> Cow<'_, str> {
         if s.contains("secret") || s.contains("PRIVATE KEY") {
-            Cow::Owned(if s.ends_with('\n') { "****\n".into() } else { "****".into() })
+            Cow::Owned(if s.ends_with('\n') {
+                "****\n".into()
+            } else {
+                "****".into()
+            })
         } else {
             Cow::Borrowed(s)
         }

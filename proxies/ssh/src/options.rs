@@ -190,7 +190,10 @@ mod tests {
 
     #[test]
     fn host_port_forms() {
-        assert_eq!(split_host_port("web-1:2222").unwrap(), ("web-1".into(), 2222));
+        assert_eq!(
+            split_host_port("web-1:2222").unwrap(),
+            ("web-1".into(), 2222)
+        );
         assert_eq!(split_host_port("web-1").unwrap(), ("web-1".into(), 22));
         assert_eq!(split_host_port("[::1]:22").unwrap(), ("::1".into(), 22));
         assert!(split_host_port("a:b").is_err());

@@ -62,12 +62,13 @@ impl SshProxy {
             nodelay: true,
             ..server::Config::default()
         });
-        let listener = TcpListener::bind(options.listen)
-            .await
-            .map_err(|source| SetupError::Bind {
-                addr: options.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(options.listen)
+                .await
+                .map_err(|source| SetupError::Bind {
+                    addr: options.listen,
+                    source,
+                })?;
         Ok(Self {
             shared: Arc::new(Shared {
                 engine,
@@ -309,7 +310,7 @@ impl Conn {
                 })
                 .await;
             let decision = match verdict {
-                Verdict::Run(d) => d,
+                Verdict::Run(d) => *d,
                 Verdict::Refused(m, code) => {
                     let _ = tx.send(UpstreamState::Failed(m, code));
                     return;
@@ -494,7 +495,6 @@ impl server::Handler for Conn {
         Ok(())
     }
 
-    #[expect(clippy::too_many_arguments, reason = "russh's handler signature")]
     async fn channel_open_direct_tcpip(
         &mut self,
         channel: Channel<Msg>,
@@ -604,9 +604,11 @@ impl server::Handler for Conn {
 impl Conn {
     fn agent_key(&self, user: &str, key: &PublicKey) -> Option<&crate::options::AgentKeyLogin> {
         let requested = requested_target(user);
-        self.shared.options.agent_keys.iter().find(|a| {
-            a.key.key_data() == key.key_data() && requested.is_none_or(|t| t == a.target)
-        })
+        self.shared
+            .options
+            .agent_keys
+            .iter()
+            .find(|a| a.key.key_data() == key.key_data() && requested.is_none_or(|t| t == a.target))
     }
 }
 

@@ -244,7 +244,10 @@ mod tests {
         assert_eq!(got.len(), 3);
         assert_eq!(&got[0][..], &a[..]);
         let ops: Vec<_> = got.iter().map(|p| operation(p).unwrap().unwrap()).collect();
-        assert_eq!((ops[0].op, ops[0].path.as_str(), ops[0].id), ("remove", "/srv/protected/x", 7));
+        assert_eq!(
+            (ops[0].op, ops[0].path.as_str(), ops[0].id),
+            ("remove", "/srv/protected/x", 7)
+        );
         assert_eq!(ops[1].op, "write");
         assert_eq!((ops[2].op, ops[2].path2.as_deref()), ("rename", Some("/b")));
         let mut bd = Boundary::default();

@@ -25,7 +25,9 @@ pub enum UpstreamError {
         reason: String,
     },
     /// The host key differs from the pinned or learned one.
-    #[error("the host key of `{upstream}` changed; refusing to connect (expected {expected}, got {presented})")]
+    #[error(
+        "the host key of `{upstream}` changed; refusing to connect (expected {expected}, got {presented})"
+    )]
     HostKeyChanged {
         /// Address.
         upstream: String,
@@ -102,8 +104,7 @@ pub async fn connect(
             .take()
     };
     let addr = (target.host.as_str(), target.port);
-    let handle = match tokio::time::timeout(timeout, client::connect(config, addr, handler)).await
-    {
+    let handle = match tokio::time::timeout(timeout, client::connect(config, addr, handler)).await {
         Err(_) => return Err(connect_err("timed out".into())),
         Ok(Err(e)) => {
             if let Some((HostKeyCheck::Changed { expected }, presented)) = taken() {

@@ -18,7 +18,9 @@ async fn exec_output_is_byte_identical_and_logged_before_it_runs() {
     let f = fixture().await;
     let token = f.token("bot", "web").await;
     // A binary file: output through the gateway must equal output direct.
-    let data: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let data: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let file = f.dir.path().join("blob.bin");
     std::fs::write(&file, &data).unwrap();
     let cmd = format!("cat {}", file.display());
@@ -35,10 +37,18 @@ async fn exec_output_is_byte_identical_and_logged_before_it_runs() {
 
     let events = f.events();
     let reqs = ssh_requests(&events);
-    assert!(reqs.iter().any(|(k, c)| k == "session_open" && c.contains("127.0.0.1")), "{reqs:?}");
+    assert!(
+        reqs.iter()
+            .any(|(k, c)| k == "session_open" && c.contains("127.0.0.1")),
+        "{reqs:?}"
+    );
     let exec = events
         .iter()
-        .find_map(|e| e.ssh().filter(|s| s.kind == SshRequestKind::Exec).map(|s| (e, s.clone())))
+        .find_map(|e| {
+            e.ssh()
+                .filter(|s| s.kind == SshRequestKind::Exec)
+                .map(|s| (e, s.clone()))
+        })
         .unwrap();
     assert_eq!(exec.1.program.as_deref(), Some("cat"));
     assert_eq!(exec.1.host, "127.0.0.1");
@@ -75,7 +85,11 @@ async fn blocked_exec_exits_126_with_the_reason_and_the_connection_stays_usable(
     std::fs::write(&target, "x").unwrap();
     let blocked = run(via_mux(&format!("echo hi && rm -f {}", target.display()))).await;
     assert_eq!(blocked.status.code(), Some(126));
-    assert!(text(&blocked.stderr).contains("gatehouse: blocked: rm is not allowed here"), "{}", text(&blocked.stderr));
+    assert!(
+        text(&blocked.stderr).contains("gatehouse: blocked: rm is not allowed here"),
+        "{}",
+        text(&blocked.stderr)
+    );
     assert!(blocked.stdout.is_empty(), "nothing ran");
     assert!(target.exists(), "the blocked command did not run");
     let after = run(via_mux("echo still-here")).await;
@@ -92,19 +106,37 @@ async fn blocked_exec_exits_126_with_the_reason_and_the_connection_stays_usable(
         .collect();
     assert!(decisions.contains(&Effect::Block));
     assert!(events.iter().any(|e| matches!(&e.payload, Payload::ResultObserved(r) if r.status == ResultStatus::Refused && r.code.as_deref() == Some("126"))));
-    assert!(events.iter().any(|e| matches!(&e.payload, Payload::AlertRaised(a) if a.rule == "no_rm")));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(&e.payload, Payload::AlertRaised(a) if a.rule == "no_rm"))
+    );
     // Exactly one SSH session for all of it.
-    assert_eq!(events.iter().filter(|e| matches!(e.payload, Payload::SessionOpened(_))).count(), 1);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e.payload, Payload::SessionOpened(_)))
+            .count(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nested_pivots_are_classified() {
     let f = fixture().await;
     let token = f.token("bot", "web").await;
-    let out = run(f.ssh(&token, "bot", &["sh -c 'true | cat' && echo $(uname) >/dev/null"])).await;
+    let out = run(f.ssh(
+        &token,
+        "bot",
+        &["sh -c 'true | cat' && echo $(uname) >/dev/null"],
+    ))
+    .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let events = f.events();
-    let exec = events.iter().find_map(|e| e.ssh().filter(|s| s.kind == SshRequestKind::Exec)).unwrap();
+    let exec = events
+        .iter()
+        .find_map(|e| e.ssh().filter(|s| s.kind == SshRequestKind::Exec))
+        .unwrap();
     assert_eq!(exec.programs, ["uname", "sh", "true", "cat", "echo"]);
     assert_eq!(exec.argv, ["sh", "-c", "true | cat"]);
 }
@@ -126,5 +158,9 @@ async fn tokens_are_refused_for_another_target_and_when_malformed() {
         })
         .collect();
     assert_eq!(reasons, ["wrong_target", "malformed"]);
-    assert!(!events.iter().any(|e| matches!(e.payload, Payload::SessionOpened(_))));
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e.payload, Payload::SessionOpened(_)))
+    );
 }

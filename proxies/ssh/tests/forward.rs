@@ -47,7 +47,20 @@ async fn local_forwarding_is_judged_allowed_and_refused() {
     let refused_local = gatehouse_testkit::free_port();
     let spec = format!("127.0.0.1:{local}:127.0.0.1:{echo}");
     let spec9 = format!("127.0.0.1:{refused_local}:127.0.0.1:9");
-    let mut tunnel = f.ssh_with(&token, "bot", &["-N", "-L", &spec, "-L", &spec9, "-o", "ExitOnForwardFailure=yes"], &[]);
+    let mut tunnel = f.ssh_with(
+        &token,
+        "bot",
+        &[
+            "-N",
+            "-L",
+            &spec,
+            "-L",
+            &spec9,
+            "-o",
+            "ExitOnForwardFailure=yes",
+        ],
+        &[],
+    );
     tunnel.stdout(Stdio::null()).stderr(Stdio::piped());
     let mut child = tunnel.spawn().unwrap();
     let got = tokio::task::spawn_blocking(move || {
@@ -78,12 +91,20 @@ async fn local_forwarding_is_judged_allowed_and_refused() {
     let events = f.events();
     let forwards: Vec<_> = events
         .iter()
-        .filter_map(|e| e.ssh().filter(|s| s.kind == SshRequestKind::PortForward).map(|s| (e.id, s.forward_port)))
+        .filter_map(|e| {
+            e.ssh()
+                .filter(|s| s.kind == SshRequestKind::PortForward)
+                .map(|s| (e.id, s.forward_port))
+        })
         .collect();
     // (the harness's port probe opened one more forward to the echo server)
     let ports: Vec<_> = forwards.iter().map(|f| f.1).collect();
     assert_eq!(ports.first(), Some(&Some(echo)));
-    assert_eq!(ports.iter().filter(|p| **p == Some(9)).count(), 2, "{ports:?}");
+    assert_eq!(
+        ports.iter().filter(|p| **p == Some(9)).count(),
+        2,
+        "{ports:?}"
+    );
     let effect = |id| {
         events.iter().find_map(|e| match &e.payload {
             Payload::DecisionMade(d) if d.request == Some(id) => Some(d.effect),
@@ -112,7 +133,12 @@ async fn agent_and_x11_forwarding_are_refused_and_recorded() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut c = f.ssh_with(&token, "bot", &["-A", "-X", "-o", "ForwardX11Trusted=yes"], &["echo $SSH_AUTH_SOCK; echo done"]);
+    let mut c = f.ssh_with(
+        &token,
+        "bot",
+        &["-A", "-X", "-o", "ForwardX11Trusted=yes"],
+        &["echo $SSH_AUTH_SOCK; echo done"],
+    );
     c.env("SSH_AUTH_SOCK", &agent_sock);
     let o = run(c).await;
     let _ = agent.kill();
@@ -122,9 +148,18 @@ async fn agent_and_x11_forwarding_are_refused_and_recorded() {
     let events = f.events();
     let refused: Vec<String> = events
         .iter()
-        .filter_map(|e| e.ssh().filter(|s| s.kind == SshRequestKind::Forwarding).and_then(|s| s.path.clone()))
+        .filter_map(|e| {
+            e.ssh()
+                .filter(|s| s.kind == SshRequestKind::Forwarding)
+                .and_then(|s| s.path.clone())
+        })
         .collect();
-    assert!(refused.contains(&"auth-agent-req@openssh.com".to_owned()), "{refused:?}");
+    assert!(
+        refused.contains(&"auth-agent-req@openssh.com".to_owned()),
+        "{refused:?}"
+    );
     assert!(refused.contains(&"x11-req".to_owned()), "{refused:?}");
-    assert!(events.iter().any(|e| matches!(&e.payload, Payload::ResultObserved(r) if r.status == ResultStatus::Refused)));
+    assert!(events.iter().any(
+        |e| matches!(&e.payload, Payload::ResultObserved(r) if r.status == ResultStatus::Refused)
+    ));
 }

@@ -46,16 +46,24 @@ async fn malformed_and_stalled_clients_do_not_affect_other_sessions() {
     stalled.write_all(b"SSH-2.0-stall\r\n").unwrap();
     let mut garbage = std::net::TcpStream::connect(addr).unwrap();
     garbage.write_all(b"SSH-2.0-fuzz\r\n").unwrap();
-    let junk: Vec<u8> = (0..65_536u32).map(|i| (i.wrapping_mul(2654435761) >> 7) as u8).collect();
+    let junk: Vec<u8> = (0..65_536u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 7) as u8)
+        .collect();
     let _ = garbage.write_all(&junk);
     let mut oversized = std::net::TcpStream::connect(addr).unwrap();
-    oversized.write_all(b"SSH-2.0-big\r\n\xff\xff\xff\xf0\x04").unwrap();
+    oversized
+        .write_all(b"SSH-2.0-big\r\n\xff\xff\xff\xf0\x04")
+        .unwrap();
 
     // Meanwhile a real client works, promptly.
     let t = Instant::now();
     let o = run(f.ssh(&token, "bot", &["echo fine"])).await;
     assert_eq!(text(&o.stdout), "fine\n", "{}", text(&o.stderr));
-    assert!(t.elapsed() < Duration::from_secs(3), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t.elapsed()
+    );
 
     // The bad connections are closed by the gateway (garbage at once, stalls at the
     // handshake deadline).
@@ -68,11 +76,19 @@ async fn malformed_and_stalled_clients_do_not_affect_other_sessions() {
                 Ok(0) | Err(_) => return start.elapsed(),
                 Ok(_) => {}
             }
-            assert!(start.elapsed() < Duration::from_secs(10), "connection left open");
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "connection left open"
+            );
         }
     };
     let results = tokio::task::spawn_blocking(move || {
-        [closed(silent), closed(stalled), closed(garbage), closed(oversized)]
+        [
+            closed(silent),
+            closed(stalled),
+            closed(garbage),
+            closed(oversized),
+        ]
     })
     .await
     .unwrap();
@@ -121,6 +137,11 @@ async fn a_slow_reader_does_not_grow_gateway_memory() {
     let (n, peak) = n;
     assert_eq!(n, TOTAL);
     let growth = stalled.max(peak).saturating_sub(before);
-    eprintln!("rss before {before} KiB, stalled {stalled} KiB, peak {peak} KiB, stream {TOTAL} bytes");
-    assert!(growth < 48 * 1024, "gateway memory grew by {growth} KiB while the client was slow");
+    eprintln!(
+        "rss before {before} KiB, stalled {stalled} KiB, peak {peak} KiB, stream {TOTAL} bytes"
+    );
+    assert!(
+        growth < 48 * 1024,
+        "gateway memory grew by {growth} KiB while the client was slow"
+    );
 }

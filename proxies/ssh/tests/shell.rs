@@ -78,26 +78,39 @@ async fn pty_lines_are_judged_before_enter_and_blocked_lines_are_discarded() {
     let transcript = text(&out.stdout);
     assert!(out.status.success(), "{transcript}\n{}", text(&out.stderr));
     assert!(victim.exists(), "the blocked line did not run");
-    assert!(!transcript.contains("\nok\r"), "the blocked line's first command did not run:\n{transcript}");
+    assert!(
+        !transcript.contains("\nok\r"),
+        "the blocked line's first command did not run:\n{transcript}"
+    );
 
     let events = f.events();
     let lines: Vec<(String, Effect)> = events
         .iter()
         .filter_map(|e| match &e.payload {
-            Payload::RequestObserved(r) if r.detail.action() == "shell_line" => Some(r.command.clone()),
+            Payload::RequestObserved(r) if r.detail.action() == "shell_line" => {
+                Some(r.command.clone())
+            }
             _ => None,
         })
-        .zip(events.iter().filter_map(|e| match &e.payload {
-            Payload::DecisionMade(d) => Some(d.effect),
-            _ => None,
-        }).skip(2)) // session_open, shell
+        .zip(
+            events
+                .iter()
+                .filter_map(|e| match &e.payload {
+                    Payload::DecisionMade(d) => Some(d.effect),
+                    _ => None,
+                })
+                .skip(2),
+        ) // session_open, shell
         .collect();
     let commands: Vec<&str> = lines.iter().map(|(c, _)| c.as_str()).collect();
     assert_eq!(commands[0], "export PS1='PROMPT> '");
     assert_eq!(commands[1], "echo hello-$((6*7))");
     assert_eq!(commands[2], rm.trim_end());
     assert_eq!(commands[3], "echo ok; rm -f /nonexistent");
-    assert!(events.iter().any(|e| e.ssh().is_some_and(|s| s.kind == SshRequestKind::Shell && s.pty)));
+    assert!(events.iter().any(|e| {
+        e.ssh()
+            .is_some_and(|s| s.kind == SshRequestKind::Shell && s.pty)
+    }));
     // Recorded: keystrokes and output, with timing.
     let recorded: Vec<_> = events
         .iter()
@@ -106,8 +119,16 @@ async fn pty_lines_are_judged_before_enter_and_blocked_lines_are_discarded() {
             _ => None,
         })
         .collect();
-    assert!(recorded.iter().any(|d| d.text.as_deref().is_some_and(|t| t.contains("hello-42"))));
-    assert!(recorded.windows(2).all(|w| w[0].elapsed_us <= w[1].elapsed_us));
+    assert!(
+        recorded
+            .iter()
+            .any(|d| d.text.as_deref().is_some_and(|t| t.contains("hello-42")))
+    );
+    assert!(
+        recorded
+            .windows(2)
+            .all(|w| w[0].elapsed_us <= w[1].elapsed_us)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,9 +161,16 @@ async fn approval_holds_an_exec_until_granted() {
     let id = f.approve_next("alice").await;
     let out = client.await.unwrap();
     let stderr = text(&out.stderr);
-    assert!(stderr.contains(&format!("held for approval {id}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("held for approval {id}")),
+        "{stderr}"
+    );
     assert_eq!(text(&out.stdout), "done\n");
-    assert!(f.events().iter().any(|e| matches!(&e.payload, Payload::ApprovalGranted(g) if g.approval_id == id)));
+    assert!(
+        f.events()
+            .iter()
+            .any(|e| matches!(&e.payload, Payload::ApprovalGranted(g) if g.approval_id == id))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,9 @@ use gatehouse_events::payload::{Effect, Payload, SshRequestKind};
 use support::*;
 
 fn blob(n: usize, seed: u32) -> Vec<u8> {
-    (0..n as u32).map(|i| (i.wrapping_add(seed).wrapping_mul(2654435761) >> 11) as u8).collect()
+    (0..n as u32)
+        .map(|i| (i.wrapping_add(seed).wrapping_mul(2654435761) >> 11) as u8)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,8 +49,14 @@ async fn scp_both_ways_sftp_batch_and_rsync_are_byte_identical() {
         c.arg(host(&up)).arg(&down);
         let o = run(c).await;
         assert!(o.status.success(), "scp down: {}", text(&o.stderr));
-        assert!(std::fs::read(&up).unwrap() == data, "upload differs (legacy={legacy})");
-        assert!(std::fs::read(&down).unwrap() == data, "download differs (legacy={legacy})");
+        assert!(
+            std::fs::read(&up).unwrap() == data,
+            "upload differs (legacy={legacy})"
+        );
+        assert!(
+            std::fs::read(&down).unwrap() == data,
+            "download differs (legacy={legacy})"
+        );
     }
 
     // sftp batch mode.
@@ -67,14 +75,21 @@ async fn scp_both_ways_sftp_batch_and_rsync_are_byte_identical() {
     let mut c = f.client("sftp", &token);
     c.arg("-b").arg(&batch).arg("bot@127.0.0.1");
     let o = run(c).await;
-    assert!(o.status.success(), "sftp: {}\n{}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        o.status.success(),
+        "sftp: {}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
     assert!(std::fs::read(sftp_dir.join("got.bin")).unwrap() == data);
     assert!(!sftp_dir.join("renamed.bin").exists());
 
     // rsync over ssh.
     let rs = d.join("rsync-dst");
     let mut c = f.rsync(&token);
-    c.arg("-a").arg(&src).arg(format!("bot@127.0.0.1:{}/", rs.display()));
+    c.arg("-a")
+        .arg(&src)
+        .arg(format!("bot@127.0.0.1:{}/", rs.display()));
     std::fs::create_dir_all(&rs).unwrap();
     let o = run(c).await;
     assert!(o.status.success(), "rsync: {}", text(&o.stderr));
@@ -88,10 +103,23 @@ async fn scp_both_ways_sftp_batch_and_rsync_are_byte_identical() {
         .filter_map(|s| Some((s.sftp_op.clone()?, s.path.clone().unwrap_or_default())))
         .collect();
     for want in ["write", "read", "rename", "list", "remove"] {
-        assert!(ops.iter().any(|(op, _)| op == want), "no sftp `{want}` in {ops:?}");
+        assert!(
+            ops.iter().any(|(op, _)| op == want),
+            "no sftp `{want}` in {ops:?}"
+        );
     }
-    assert!(events.iter().filter_map(|e| e.ssh()).any(|s| s.program.as_deref() == Some("rsync")));
-    assert!(events.iter().filter_map(|e| e.ssh()).any(|s| s.program.as_deref() == Some("scp") && s.argv.iter().any(|a| a == "-t")));
+    assert!(
+        events
+            .iter()
+            .filter_map(|e| e.ssh())
+            .any(|s| s.program.as_deref() == Some("rsync"))
+    );
+    assert!(
+        events
+            .iter()
+            .filter_map(|e| e.ssh())
+            .any(|s| s.program.as_deref() == Some("scp") && s.argv.iter().any(|a| a == "-t"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,16 +132,37 @@ async fn sftp_remove_under_a_protected_path_is_refused() {
     std::fs::write(&keep, "precious").unwrap();
     let batch = f.dir.path().join("batch");
     // `-rm` lets the batch go on after a failure.
-    std::fs::write(&batch, format!("-rm {k}\nget {k} {d}/copy.txt\n", k = keep.display(), d = f.dir.path().display())).unwrap();
+    std::fs::write(
+        &batch,
+        format!(
+            "-rm {k}\nget {k} {d}/copy.txt\n",
+            k = keep.display(),
+            d = f.dir.path().display()
+        ),
+    )
+    .unwrap();
     let mut c = f.client("sftp", &token);
     c.arg("-b").arg(&batch).arg("bot@127.0.0.1");
     let o = run(c).await;
     let err = text(&o.stderr);
-    assert!(err.contains("Permission denied") || err.contains("read-only"), "{err}");
+    assert!(
+        err.contains("Permission denied") || err.contains("read-only"),
+        "{err}"
+    );
     assert!(keep.exists(), "the protected file was removed");
-    assert_eq!(std::fs::read_to_string(f.dir.path().join("copy.txt")).unwrap(), "precious", "the session went on");
+    assert_eq!(
+        std::fs::read_to_string(f.dir.path().join("copy.txt")).unwrap(),
+        "precious",
+        "the session went on"
+    );
     let events = f.events();
-    let remove = events.iter().find(|e| e.ssh().is_some_and(|s| s.sftp_op.as_deref() == Some("remove"))).unwrap();
+    let remove = events
+        .iter()
+        .find(|e| {
+            e.ssh()
+                .is_some_and(|s| s.sftp_op.as_deref() == Some("remove"))
+        })
+        .unwrap();
     let effect = events.iter().find_map(|e| match &e.payload {
         Payload::DecisionMade(d) if d.request == Some(remove.id) => Some(d.effect),
         _ => None,
@@ -136,12 +185,17 @@ async fn cat_of_a_key_is_masked_while_scp_of_it_is_byte_identical() {
     // scp: the same file, untouched.
     let copy = f.dir.path().join("copy.pem");
     let mut c = f.client("scp", &token);
-    c.arg("-O").arg(format!("bot@127.0.0.1:{}", file.display())).arg(&copy);
+    c.arg("-O")
+        .arg(format!("bot@127.0.0.1:{}", file.display()))
+        .arg(&copy);
     let o = run(c).await;
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&file).unwrap());
     // The log has the masked text only.
-    let raw: Vec<u8> = std::fs::read_dir(&f.log_dir).unwrap().flat_map(|e| std::fs::read(e.unwrap().path()).unwrap()).collect();
+    let raw: Vec<u8> = std::fs::read_dir(&f.log_dir)
+        .unwrap()
+        .flat_map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
     let secret_line = key.lines().nth(1).unwrap();
     let events = f.events();
     let masked = events.iter().find_map(|e| match &e.payload {
@@ -153,5 +207,9 @@ async fn cat_of_a_key_is_masked_while_scp_of_it_is_byte_identical() {
     // Neither the masked cat nor the scp transfer put the key text in the log.
     let cat_data = events.iter().any(|e| matches!(&e.payload, Payload::SessionData(d) if d.text.as_deref().is_some_and(|t| t.contains("before") && t.contains(secret_line))));
     assert!(!cat_data);
-    assert!(!raw.windows(secret_line.len()).any(|w| w == secret_line.as_bytes()), "the key is in the log");
+    assert!(
+        !raw.windows(secret_line.len())
+            .any(|w| w == secret_line.as_bytes()),
+        "the key is in the log"
+    );
 }

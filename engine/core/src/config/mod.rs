@@ -96,7 +96,10 @@ pub struct SshSection {
     #[serde(default = "default_ssh_record_bytes")]
     pub record_bytes: u64,
     /// A client must finish the SSH handshake and authenticate within this time.
-    #[serde(default = "default_ssh_handshake_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "default_ssh_handshake_timeout",
+        deserialize_with = "duration"
+    )]
     pub handshake_timeout: Duration,
     /// Agent SSH public keys accepted instead of a token (`[[ssh.agent_key]]`).
     #[serde(default, rename = "agent_key")]
