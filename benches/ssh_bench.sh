@@ -38,7 +38,7 @@ ssh-keygen -q -t ed25519 -N '' -f "$work/client"
 ssh-keygen -q -t ed25519 -N '' -f "$work/agent"
 mkdir -p /run/sshd 2>/dev/null || true
 
-start_sshd() { # name -> port
+start_sshd() { # name -> sets PORT_OUT (no subshell: pids and traps stay here)
   local d="$work/$1" port; mkdir -p "$d"; port=$(free_port)
   ssh-keygen -q -t ed25519 -N '' -f "$d/host"
   cp "$work/client.pub" "$d/authorized_keys"
@@ -61,11 +61,11 @@ CFG
   "$SSHD" -D -e -f "$d/sshd_config" 2>"$d/log" &
   pids+=($!)
   wait_port "$port"
-  echo "$port"
+  PORT_OUT=$port
 }
 
-TPORT=$(start_sshd target)
-JPORT=$(start_sshd jump)
+start_sshd target; TPORT=$PORT_OUT
+start_sshd jump; JPORT=$PORT_OUT
 GPORT=$(free_port)
 cat > "$work/allow.rules" <<'RULES'
 rule allow_ssh { when ssh.kind in [session_open, exec, shell, shell_line, sftp, port_forward, env] then allow }
@@ -95,19 +95,37 @@ $GATEWAY "$work/gatehouse.toml" >"$work/gw.log" 2>&1 &
 pids+=($!)
 wait_port "$GPORT"
 
-OPTS=(-F /dev/null -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes)
-path_args() { # mode -> ssh args up to and including the destination
-  case $1 in
-    direct) echo "${OPTS[*]} -i $work/client -p $TPORT $USER_NAME@127.0.0.1" ;;
-    gatehouse) echo "${OPTS[*]} -o PreferredAuthentications=publickey -i $work/agent -p $GPORT bench@127.0.0.1" ;;
-    proxyjump) echo "${OPTS[*]} -i $work/client -p $TPORT -o ProxyCommand=ssh\\ ${OPTS[*]// /\\ }\\ -i\\ $work/client\\ -p\\ $JPORT\\ -W\\ %h:%p\\ $USER_NAME@127.0.0.1 $USER_NAME@127.0.0.1" ;;
-  esac
-}
-run_ssh() { local mode=$1; shift; eval "ssh $(path_args "$mode") \"\$@\""; }
-run_scp() { # mode src dst
-  local a; a=$(path_args "$1"); a=${a/-p /-P }; local dest=${a##* }; a=${a% *}
-  eval "scp $a \"$dest:$2\" \"$3\""
-}
+common="  HostName 127.0.0.1
+  StrictHostKeyChecking no
+  UserKnownHostsFile /dev/null
+  LogLevel ERROR
+  BatchMode yes"
+cat > "$work/ssh_config" <<CFG
+Host direct
+  Port $TPORT
+  User $USER_NAME
+  IdentityFile $work/client
+$common
+Host gatehouse
+  Port $GPORT
+  User bench
+  IdentityFile $work/agent
+  PreferredAuthentications publickey
+$common
+Host jump
+  Port $JPORT
+  User $USER_NAME
+  IdentityFile $work/client
+$common
+Host proxyjump
+  Port $TPORT
+  User $USER_NAME
+  IdentityFile $work/client
+  ProxyJump jump
+$common
+CFG
+run_ssh() { local mode=$1; shift; ssh -F "$work/ssh_config" "$mode" "$@"; }
+run_scp() { scp -q -F "$work/ssh_config" "$1:$2" "$3"; }
 
 head -c $((SCP_MB << 20)) /dev/urandom > "$work/scp.bin"
 want=$(sha256sum < "$work/scp.bin")
