@@ -100,6 +100,7 @@ pub async fn fixture_with(setup: Setup) -> Fixture {
     let targets = [
         ("web".to_owned(), Protocol::Ssh),
         ("other".to_owned(), Protocol::Ssh),
+        ("inventory-db".to_owned(), Protocol::Postgres),
     ]
     .into_iter()
     .collect();
