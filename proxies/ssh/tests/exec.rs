@@ -63,11 +63,20 @@ async fn exec_output_is_byte_identical_and_logged_before_it_runs() {
         .unwrap();
     assert_eq!(result.code.as_deref(), Some("0"));
     assert_eq!(result.bytes, Some(data.len() as u64));
-    let session_closed = events
-        .iter()
-        .filter(|e| matches!(e.payload, Payload::SessionClosed(_)))
-        .count();
-    assert_eq!(session_closed, 2);
+    // Sessions are closed (and logged) just after the client goes.
+    let closed = || {
+        f.events()
+            .iter()
+            .filter(|e| matches!(e.payload, Payload::SessionClosed(_)))
+            .count()
+    };
+    for _ in 0..100 {
+        if closed() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(closed(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

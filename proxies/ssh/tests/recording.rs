@@ -31,7 +31,12 @@ async fn sessions_replay_as_asciicast_v2_and_text() {
     .await;
     assert!(o.status.success());
     assert_eq!(o.stdout.len(), "recorded-line\n".len() + 5000);
-    let events = f.events();
+    let events = f
+        .events_when(|e| {
+            e.iter()
+                .any(|e| matches!(e.payload, Payload::SessionClosed(_)))
+        })
+        .await;
     let session = events
         .iter()
         .find_map(|e| match e.payload {

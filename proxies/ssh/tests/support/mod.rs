@@ -259,8 +259,43 @@ impl Fixture {
         c
     }
 
+    /// The log, once every SSH session has closed (results and closes are appended
+    /// just after the client goes) — or after 5 s.
     pub fn events(&self) -> Vec<Event> {
+        let settled = |e: &[Event]| {
+            let ssh = |p: &Payload| {
+                e.iter()
+                    .filter(|x| {
+                        x.protocol == Some(Protocol::Ssh)
+                            && std::mem::discriminant(&x.payload) == std::mem::discriminant(p)
+                    })
+                    .count()
+            };
+            ssh(&Payload::SessionOpened(Default::default()))
+                == ssh(&Payload::SessionClosed(Default::default()))
+        };
+        for _ in 0..100 {
+            let e = read_events(&self.log_dir);
+            if settled(&e) {
+                std::thread::sleep(Duration::from_millis(100));
+                return read_events(&self.log_dir);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         read_events(&self.log_dir)
+    }
+
+    /// The events once `done` holds for them (results and session closes are
+    /// appended just after the client has gone), or after 5 s.
+    pub async fn events_when(&self, done: impl Fn(&[Event]) -> bool) -> Vec<Event> {
+        for _ in 0..100 {
+            let e = self.events();
+            if done(&e) {
+                return e;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.events()
     }
 
     pub async fn approve_next(&self, reviewer: &str) -> String {
