@@ -10,6 +10,7 @@ mod log;
 mod notify;
 mod proxies;
 mod remote;
+mod replay;
 mod rules;
 mod serve;
 mod ship;
@@ -61,8 +62,8 @@ enum Command {
     /// SQL over the Parquet audit, and chain hunting.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
-    /// Replay a recorded session.
-    Replay,
+    /// Replay a recorded session (SSH: asciicast v2, text or JSON).
+    Replay(replay::ReplayArgs),
     /// Ship the event log to Parquet and/or Kafka (standalone; `serve` does it in-process).
     Ship(ship::ShipArgs),
     /// Inspect the local event log.
@@ -82,9 +83,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Token { cmd, remote } => remote::token(cmd, &remote),
         Command::Approvals { cmd, remote } => remote::approvals(cmd, &remote),
-        Command::Replay => Err(anyhow::anyhow!(
-            "this command is not available in this build yet"
-        )),
+        Command::Replay(args) => replay::run(args, &cli.data_dir),
     };
     match result {
         Ok(code) => code,

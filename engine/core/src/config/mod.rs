@@ -75,6 +75,69 @@ pub struct Config {
     /// Protected targets.
     #[serde(default, rename = "target")]
     pub targets: Vec<Target>,
+    /// SSH proxy settings.
+    #[serde(default)]
+    pub ssh: SshSection,
+}
+
+/// `[ssh]`: SSH proxy settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshSection {
+    /// The gateway's SSH host key (OpenSSH private key), created on first run
+    /// (default `<data_dir>/keys/ssh_host_ed25519`).
+    #[serde(default)]
+    pub host_key_file: Option<PathBuf>,
+    /// Upstream host keys learned on first use (default `<data_dir>/ssh_known_hosts`).
+    #[serde(default)]
+    pub known_hosts_file: Option<PathBuf>,
+    /// Bytes of each channel's input and output recorded as `session_data` events
+    /// (the rest is counted, not recorded).
+    #[serde(default = "default_ssh_record_bytes")]
+    pub record_bytes: u64,
+    /// A client must finish the SSH handshake and authenticate within this time.
+    #[serde(
+        default = "default_ssh_handshake_timeout",
+        deserialize_with = "duration"
+    )]
+    pub handshake_timeout: Duration,
+    /// Agent SSH public keys accepted instead of a token (`[[ssh.agent_key]]`).
+    #[serde(default, rename = "agent_key")]
+    pub agent_keys: Vec<AgentKey>,
+}
+
+/// `[[ssh.agent_key]]`: an agent's SSH public key, mapped to an identity and a target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentKey {
+    /// The identity events carry (`agent:deploy-bot`).
+    pub identity: String,
+    /// The target this key reaches.
+    pub target: String,
+    /// The public key line (`ssh-ed25519 AAAA... comment`).
+    pub public_key: String,
+    /// Sessions opened with the key are closed after this long.
+    #[serde(default = "default_ttl", deserialize_with = "duration")]
+    pub session_ttl: Duration,
+}
+
+fn default_ssh_record_bytes() -> u64 {
+    1024 * 1024
+}
+fn default_ssh_handshake_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for SshSection {
+    fn default() -> Self {
+        Self {
+            host_key_file: None,
+            known_hosts_file: None,
+            record_bytes: default_ssh_record_bytes(),
+            handshake_timeout: default_ssh_handshake_timeout(),
+            agent_keys: Vec::new(),
+        }
+    }
 }
 
 fn default_data_dir() -> PathBuf {
@@ -530,6 +593,12 @@ impl Config {
         if let Some(p) = &mut self.shipping.parquet.dir {
             fix(p);
         }
+        for p in [&mut self.ssh.host_key_file, &mut self.ssh.known_hosts_file]
+            .into_iter()
+            .flatten()
+        {
+            fix(p);
+        }
         for o in &mut self.oidc {
             if let Some(p) = &mut o.jwks_file {
                 fix(p);
@@ -581,6 +650,15 @@ impl Config {
                     problems.push(format!("target `{}`: kubernetes targets need `token` or `client_cert` + `client_key`", t.name))
                 }
                 _ => {}
+            }
+        }
+        for k in &self.ssh.agent_keys {
+            match self.target(&k.target) {
+                Some(t) if t.protocol == Protocol::Ssh => {}
+                _ => problems.push(format!(
+                    "ssh.agent_key `{}`: `{}` is not an ssh target",
+                    k.identity, k.target
+                )),
             }
         }
         for (name, role) in &self.roles {

@@ -1,0 +1,809 @@
+//! One session channel: collects its setup requests (pty, env; agent and X11
+//! forwarding are refused), judges its exec / shell / subsystem request, opens the
+//! matching upstream channel and relays both directions concurrently in one task.
+//!
+//! Per mode: exec output is masked when the rules ask and there is no PTY (never for
+//! `scp -t/-f` or `rsync --server`); PTY shell input is reconstructed into lines
+//! judged before their Enter is sent; non-PTY shell input is judged line by line;
+//! SFTP requests naming a path are judged packet by packet.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use gatehouse_core::engine::Decision;
+use gatehouse_events::payload::{
+    DataDirection, ResultObserved, ResultStatus, SshRequest, SshRequestKind,
+};
+use russh::client;
+use russh::server::Msg;
+use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Pty};
+use tokio::sync::mpsc;
+
+use crate::command::{classify, transfer_kind};
+use crate::ctx::{Ctx, Verdict};
+use crate::line_editor::LineEditor;
+use crate::mask::LineMasker;
+use crate::sftp;
+
+type FrontTx = ChannelWriteHalf<Msg>;
+type UpTx = ChannelWriteHalf<client::Msg>;
+
+/// Longest line of a non-PTY shell held back for judging.
+const MAX_SCRIPT_LINE: usize = 64 * 1024;
+/// Bytes of output kept as the result sample.
+const SAMPLE_BYTES: usize = 512;
+
+struct PtyRequest {
+    term: String,
+    cols: u32,
+    rows: u32,
+    pix_w: u32,
+    pix_h: u32,
+    modes: Vec<(Pty, u32)>,
+}
+
+enum Start {
+    Exec(Vec<u8>),
+    Shell,
+    Subsystem(String),
+}
+
+/// Runs one session channel to its end.
+pub async fn run(ctx: Arc<Ctx>, mut front: Channel<Msg>) {
+    let id: u32 = front.id().into();
+    let mut pty: Option<PtyRequest> = None;
+    let mut env: Vec<(String, String)> = Vec::new();
+    let start = loop {
+        let Some(msg) = front.wait().await else {
+            return;
+        };
+        match msg {
+            ChannelMsg::RequestPty {
+                term,
+                col_width,
+                row_height,
+                pix_width,
+                pix_height,
+                terminal_modes,
+                ..
+            } => {
+                pty = Some(PtyRequest {
+                    term,
+                    cols: col_width,
+                    rows: row_height,
+                    pix_w: pix_width,
+                    pix_h: pix_height,
+                    modes: terminal_modes,
+                });
+            }
+            ChannelMsg::WindowChange {
+                col_width,
+                row_height,
+                pix_width,
+                pix_height,
+            } => {
+                if let Some(p) = &mut pty {
+                    (p.cols, p.rows, p.pix_w, p.pix_h) =
+                        (col_width, row_height, pix_width, pix_height);
+                }
+            }
+            ChannelMsg::SetEnv {
+                variable_name,
+                variable_value,
+                ..
+            } if env.len() < 64 => env.push((variable_name, variable_value)),
+            ChannelMsg::AgentForward { .. } => {
+                refuse_forwarding(&ctx, id, "auth-agent-req@openssh.com".into()).await;
+            }
+            ChannelMsg::RequestX11 { .. } => {
+                refuse_forwarding(&ctx, id, "x11-req".into()).await;
+            }
+            ChannelMsg::Exec { command, .. } => break Start::Exec(command),
+            ChannelMsg::RequestShell { .. } => break Start::Shell,
+            ChannelMsg::RequestSubsystem { name, .. } => break Start::Subsystem(name),
+            ChannelMsg::Eof | ChannelMsg::Close => return,
+            _ => {}
+        }
+    };
+    let (front_rx, front_tx) = front.split();
+    let has_pty = pty.is_some();
+
+    // Judge the channel request (with the env requests before it, in one append).
+    let mut requests: Vec<(String, gatehouse_events::payload::RequestDetail)> = env
+        .iter()
+        .map(|(k, v)| {
+            (
+                format!("env {k}={v}"),
+                ctx.request(SshRequest {
+                    kind: SshRequestKind::Env,
+                    channel: id,
+                    pty: has_pty,
+                    path: Some(k.clone()),
+                    ..SshRequest::default()
+                }),
+            )
+        })
+        .collect();
+    let (command_text, mode) = match &start {
+        Start::Exec(command) => {
+            let text = String::from_utf8_lossy(command).into_owned();
+            let c = classify(&text);
+            let transfer = transfer_kind(&c.argv);
+            requests.push((
+                text.clone(),
+                ctx.request(SshRequest {
+                    kind: SshRequestKind::Exec,
+                    channel: id,
+                    pty: has_pty,
+                    argv: c.argv,
+                    program: c.program,
+                    programs: c.programs,
+                    ..SshRequest::default()
+                }),
+            ));
+            (
+                text,
+                Mode::Exec {
+                    transfer: transfer.is_some(),
+                },
+            )
+        }
+        Start::Shell => {
+            requests.push((
+                "shell".into(),
+                ctx.request(SshRequest {
+                    kind: SshRequestKind::Shell,
+                    channel: id,
+                    pty: has_pty,
+                    ..SshRequest::default()
+                }),
+            ));
+            (
+                "shell".into(),
+                if has_pty {
+                    Mode::PtyShell
+                } else {
+                    Mode::Script
+                },
+            )
+        }
+        Start::Subsystem(name) if name == "sftp" => {
+            requests.push((
+                "subsystem sftp".into(),
+                ctx.request(SshRequest {
+                    kind: SshRequestKind::Sftp,
+                    channel: id,
+                    sftp_op: Some("start".into()),
+                    ..SshRequest::default()
+                }),
+            ));
+            ("subsystem sftp".into(), Mode::Sftp)
+        }
+        Start::Subsystem(name) => {
+            requests.push((
+                format!("subsystem {name}"),
+                ctx.request(SshRequest {
+                    kind: SshRequestKind::Subsystem,
+                    channel: id,
+                    path: Some(name.clone()),
+                    ..SshRequest::default()
+                }),
+            ));
+            (format!("subsystem {name}"), Mode::Exec { transfer: true })
+        }
+    };
+    let decided = ctx.engine.decide_many(&ctx.session, requests).await;
+    let (env_decisions, decided) = match decided {
+        Ok(mut all) => {
+            let last = all.pop();
+            match last {
+                Some(d) => (all, Ok(d)),
+                None => (
+                    Vec::new(),
+                    Err(gatehouse_core::engine::EngineError::Policy(
+                        "no decision".into(),
+                    )),
+                ),
+            }
+        }
+        Err(e) => (Vec::new(), Err(e)),
+    };
+    let verdict = ctx.enforce(decided, |m| stderr_line(&front_tx, m)).await;
+    let decision = match verdict {
+        Verdict::Run(d) => *d,
+        Verdict::Refused(m, code) => {
+            refuse(&front_tx, &m, code).await;
+            return;
+        }
+    };
+    let up = match ctx.upstream_ready(|m| stderr_line(&front_tx, m)).await {
+        Ok(up) => up,
+        Err((m, code)) => {
+            refuse(&front_tx, &m, code).await;
+            return;
+        }
+    };
+    let upstream = match up.channel_open_session().await {
+        Ok(c) => c,
+        Err(e) => {
+            refuse(
+                &front_tx,
+                &format!("gatehouse: the target refused a channel: {e}"),
+                crate::EXIT_GATEWAY_ERROR,
+            )
+            .await;
+            return;
+        }
+    };
+    let (up_rx, up_tx) = upstream.split();
+    if let Some(p) = &pty {
+        let _ = up_tx
+            .request_pty(false, &p.term, p.cols, p.rows, p.pix_w, p.pix_h, &p.modes)
+            .await;
+    }
+    for ((k, v), d) in env.iter().zip(&env_decisions) {
+        if d.runs() {
+            let _ = up_tx.set_env(false, k.clone(), v.clone()).await;
+        }
+    }
+    let sent = match &start {
+        Start::Exec(command) => up_tx.exec(false, command.clone()).await,
+        Start::Shell => up_tx.request_shell(false).await,
+        Start::Subsystem(name) => up_tx.request_subsystem(false, name.clone()).await,
+    };
+    if let Err(e) = sent {
+        refuse(
+            &front_tx,
+            &format!("gatehouse: the target refused the request: {e}"),
+            crate::EXIT_GATEWAY_ERROR,
+        )
+        .await;
+        return;
+    }
+    let mask =
+        matches!(mode, Mode::Exec { transfer: false }) && !has_pty && !decision.masks().is_empty();
+    tracing::debug!(message = "SSH channel started.", session = %ctx.session.id, channel = id, command = %command_text, mask);
+    relay(
+        &ctx, id, mode, mask, decision, front_rx, &front_tx, up_rx, &up_tx,
+    )
+    .await;
+}
+
+/// How a channel's bytes are processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Exec (or a passthrough subsystem); `transfer` for scp/rsync servers.
+    Exec { transfer: bool },
+    /// Interactive shell with a PTY: lines reconstructed from keystrokes.
+    PtyShell,
+    /// Shell without a PTY: stdin is a script, judged line by line.
+    Script,
+    /// SFTP: requests judged packet by packet.
+    Sftp,
+}
+
+async fn stderr_line(front: &FrontTx, message: String) {
+    let _ = front
+        .extended_data_bytes(1, Bytes::from(format!("{message}\r\n")))
+        .await;
+}
+
+async fn refuse(front: &FrontTx, message: &str, code: u32) {
+    stderr_line(front, message.to_owned()).await;
+    let _ = front.exit_status(code).await;
+    let _ = front.eof().await;
+    let _ = front.close().await;
+}
+
+/// Records a refused forwarding request (agent, X11, remote TCP) as an event.
+pub async fn refuse_forwarding(ctx: &Ctx, channel: u32, what: String) {
+    let decided = ctx
+        .engine
+        .decide(
+            &ctx.session,
+            what.clone(),
+            ctx.request(SshRequest {
+                kind: SshRequestKind::Forwarding,
+                channel,
+                path: Some(what),
+                ..SshRequest::default()
+            }),
+        )
+        .await;
+    if let Ok(d) = decided {
+        let _ = ctx
+            .engine
+            .record_result(
+                &ctx.session,
+                ResultObserved {
+                    request: Some(d.request),
+                    status: ResultStatus::Refused,
+                    message: Some("forwarding is not supported by the gateway".into()),
+                    ..ResultObserved::default()
+                },
+            )
+            .await;
+    }
+}
+
+/// Relays both directions until both ends are done.
+#[expect(clippy::too_many_arguments, reason = "the two halves of two channels")]
+async fn relay(
+    ctx: &Ctx,
+    id: u32,
+    mode: Mode,
+    mask: bool,
+    decision: Decision,
+    mut front_rx: ChannelReadHalf,
+    front_tx: &FrontTx,
+    mut up_rx: ChannelReadHalf,
+    up_tx: &UpTx,
+) {
+    let (inject_tx, mut inject_rx) = mpsc::channel::<Bytes>(64);
+    // File transfers are counted, not recorded: their bytes are file contents.
+    let transfer = matches!(mode, Mode::Exec { transfer: true } | Mode::Sftp);
+    let started = std::time::Instant::now();
+    let input = async {
+        let mut rec = ctx.recorder(id, DataDirection::Input);
+        let mut editor = LineEditor::new();
+        let mut script = Vec::<u8>::new();
+        let mut framer = sftp::Framer::default();
+        loop {
+            let Some(msg) = front_rx.wait().await else {
+                break;
+            };
+            match msg {
+                ChannelMsg::Data { data } => {
+                    if transfer {
+                        rec.total += data.len() as u64;
+                    } else {
+                        ctx.record(&mut rec, &data).await;
+                    }
+                    let ok = match mode {
+                        Mode::Exec { .. } => up_tx.data_bytes(data).await.is_ok(),
+                        Mode::PtyShell => {
+                            pty_input(ctx, id, &mut editor, &data, front_tx, up_tx).await
+                        }
+                        Mode::Script => {
+                            script_input(ctx, id, &mut script, &data, false, front_tx, up_tx).await
+                        }
+                        Mode::Sftp => {
+                            sftp_input(ctx, id, &mut framer, &data, &inject_tx, up_tx).await
+                        }
+                    };
+                    if !ok {
+                        break;
+                    }
+                }
+                ChannelMsg::Eof => {
+                    if mode == Mode::Script && !script.is_empty() {
+                        script_input(ctx, id, &mut script, &[], true, front_tx, up_tx).await;
+                    }
+                    let _ = up_tx.eof().await;
+                }
+                ChannelMsg::WindowChange {
+                    col_width,
+                    row_height,
+                    pix_width,
+                    pix_height,
+                } => {
+                    let _ = up_tx
+                        .window_change(col_width, row_height, pix_width, pix_height)
+                        .await;
+                }
+                ChannelMsg::Signal { signal } => {
+                    let _ = up_tx.signal(signal).await;
+                }
+                ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+    };
+    let output = async {
+        let mut rec_out = ctx.recorder(id, DataDirection::Output);
+        let mut rec_err = ctx.recorder(id, DataDirection::Error);
+        let mut out_mask = LineMasker::default();
+        let mut err_mask = LineMasker::default();
+        let mut boundary = sftp::Boundary::default();
+        let mut pending_inject: Vec<Bytes> = Vec::new();
+        let mut exit: Option<String> = None;
+        let mut sample = Vec::<u8>::new();
+        let masker = mask_fn(|s| decision.mask_value("", s));
+        loop {
+            let msg = tokio::select! {
+                m = up_rx.wait() => m,
+                Some(b) = inject_rx.recv(), if mode == Mode::Sftp => {
+                    if boundary.at_boundary() {
+                        let _ = front_tx.data_bytes(b).await;
+                    } else {
+                        pending_inject.push(b);
+                    }
+                    continue;
+                }
+            };
+            let Some(msg) = msg else { break };
+            match msg {
+                ChannelMsg::Data { data } => {
+                    let data = if mask {
+                        Bytes::from(out_mask.push(&data, &masker))
+                    } else {
+                        data
+                    };
+                    if transfer {
+                        rec_out.total += data.len() as u64;
+                    } else {
+                        ctx.record(&mut rec_out, &data).await;
+                    }
+                    if sample.len() < SAMPLE_BYTES && !transfer {
+                        let n = (SAMPLE_BYTES - sample.len()).min(data.len());
+                        sample.extend_from_slice(data.get(..n).unwrap_or(&[]));
+                    }
+                    let at_boundary =
+                        mode == Mode::Sftp && boundary.advance(&data).unwrap_or(false);
+                    if !data.is_empty() && front_tx.data_bytes(data).await.is_err() {
+                        break;
+                    }
+                    if at_boundary {
+                        for b in pending_inject.drain(..) {
+                            let _ = front_tx.data_bytes(b).await;
+                        }
+                    }
+                }
+                ChannelMsg::ExtendedData { data, ext } => {
+                    let data = if mask {
+                        Bytes::from(err_mask.push(&data, &masker))
+                    } else {
+                        data
+                    };
+                    ctx.record(&mut rec_err, &data).await;
+                    if !data.is_empty() {
+                        let _ = front_tx.extended_data_bytes(ext, data).await;
+                    }
+                }
+                ChannelMsg::Eof => {
+                    if mask {
+                        flush_masks(
+                            ctx,
+                            &mut out_mask,
+                            &mut err_mask,
+                            &masker,
+                            &mut rec_out,
+                            &mut rec_err,
+                            front_tx,
+                        )
+                        .await;
+                    }
+                    let _ = front_tx.eof().await;
+                }
+                ChannelMsg::ExitStatus { exit_status } => {
+                    exit = Some(exit_status.to_string());
+                    let _ = front_tx.exit_status(exit_status).await;
+                }
+                ChannelMsg::ExitSignal {
+                    signal_name,
+                    core_dumped,
+                    error_message,
+                    lang_tag,
+                } => {
+                    exit = Some(format!("signal:{signal_name:?}"));
+                    let _ = ctx_handle_exit_signal(
+                        front_tx,
+                        signal_name,
+                        core_dumped,
+                        error_message,
+                        lang_tag,
+                    )
+                    .await;
+                }
+                ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+        if mask {
+            flush_masks(
+                ctx,
+                &mut out_mask,
+                &mut err_mask,
+                &masker,
+                &mut rec_out,
+                &mut rec_err,
+                front_tx,
+            )
+            .await;
+        }
+        (
+            exit,
+            rec_out.total + rec_err.total,
+            out_mask.masked + err_mask.masked,
+            sample,
+        )
+    };
+    tokio::pin!(input, output);
+    let (exit, bytes, masked, sample) = tokio::select! {
+        r = &mut output => {
+            let _ = front_tx.close().await;
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), &mut input).await;
+            r
+        }
+        () = &mut input => {
+            let _ = up_tx.close().await;
+            tokio::time::timeout(std::time::Duration::from_secs(5), &mut output)
+                .await
+                .unwrap_or_default()
+        }
+    };
+    if matches!(mode, Mode::Exec { .. })
+        || mode == Mode::Sftp
+        || mode == Mode::Script
+        || mode == Mode::PtyShell
+    {
+        let status = match exit.as_deref() {
+            Some("0") => ResultStatus::Ok,
+            _ => ResultStatus::Error,
+        };
+        let result = ResultObserved {
+            request: Some(decision.request),
+            status,
+            bytes: Some(bytes),
+            code: exit,
+            duration_us: Some(started.elapsed().as_micros() as u64),
+            masked,
+            sample: (!sample.is_empty()).then(|| String::from_utf8_lossy(&sample).into_owned()),
+            ..ResultObserved::default()
+        };
+        if let Err(e) = ctx.engine.record_result(&ctx.session, result).await {
+            tracing::warn!(message = "Cannot record a channel result.", session = %ctx.session.id, error = %e);
+        }
+    }
+    let _ = front_tx.close().await;
+}
+
+fn mask_fn<F: for<'a> Fn(&'a str) -> std::borrow::Cow<'a, str>>(f: F) -> F {
+    f
+}
+
+async fn ctx_handle_exit_signal(
+    front: &FrontTx,
+    signal: russh::Sig,
+    core_dumped: bool,
+    message: String,
+    lang: String,
+) -> Result<(), russh::Error> {
+    // ChannelWriteHalf has no exit-signal helper; report it as stderr text and 255.
+    let _ = (core_dumped, lang);
+    let _ = front
+        .extended_data_bytes(
+            1,
+            Bytes::from(format!(
+                "gatehouse: remote command killed by signal {signal:?} {message}\r\n"
+            )),
+        )
+        .await;
+    front.exit_status(crate::EXIT_GATEWAY_ERROR).await
+}
+
+async fn flush_masks(
+    ctx: &Ctx,
+    out_mask: &mut LineMasker,
+    err_mask: &mut LineMasker,
+    masker: &(dyn Fn(&str) -> std::borrow::Cow<'_, str> + Sync),
+    rec_out: &mut crate::record::Recorder,
+    rec_err: &mut crate::record::Recorder,
+    front: &FrontTx,
+) {
+    let rest = out_mask.finish(masker);
+    if !rest.is_empty() {
+        ctx.record(rec_out, &rest).await;
+        let _ = front.data_bytes(Bytes::from(rest)).await;
+    }
+    let rest = err_mask.finish(masker);
+    if !rest.is_empty() {
+        ctx.record(rec_err, &rest).await;
+        let _ = front.extended_data_bytes(1, Bytes::from(rest)).await;
+    }
+}
+
+/// What a blocked shell line sends upstream: end of line, kill the line, empty Enter
+/// (a fresh prompt). Works for readline (emacs and vi insert mode), zle, and a
+/// canonical-mode TTY where Ctrl-U is the kill character.
+const CANCEL_LINE: &[u8] = b"\x05\x15\r";
+
+/// PTY input: forwards keystrokes as they come; holds each Enter until its line is
+/// judged. Returns false when the upstream is gone.
+async fn pty_input(
+    ctx: &Ctx,
+    id: u32,
+    editor: &mut LineEditor,
+    data: &[u8],
+    front: &FrontTx,
+    up: &UpTx,
+) -> bool {
+    let mut rest = data;
+    while !rest.is_empty() {
+        let (n, line) = editor.feed(rest);
+        let (chunk, tail) = rest.split_at(n.min(rest.len()));
+        rest = tail;
+        let Some(line) = line else {
+            if up.data_bytes(Bytes::copy_from_slice(chunk)).await.is_err() {
+                return false;
+            }
+            continue;
+        };
+        let (before, enter) = chunk.split_at(chunk.len().saturating_sub(1));
+        if !before.is_empty() && up.data_bytes(Bytes::copy_from_slice(before)).await.is_err() {
+            return false;
+        }
+        if line.reliable && line.text.trim().is_empty() {
+            if up.data_bytes(Bytes::copy_from_slice(enter)).await.is_err() {
+                return false;
+            }
+            continue;
+        }
+        let decided = judge_line(ctx, id, &line.text, true).await;
+        let verdict = ctx
+            .enforce(decided, |m| async move {
+                let _ = front.data_bytes(Bytes::from(format!("\r\n{m}\r\n"))).await;
+            })
+            .await;
+        let refusal = match (verdict, line.reliable) {
+            (Verdict::Run(_), true) => None,
+            (Verdict::Run(_), false) => Some(format!(
+                "gatehouse: line not sent: it was edited with {}, which the gateway cannot follow; type it out in full",
+                line.why.unwrap_or("keys")
+            )),
+            (Verdict::Refused(m, _), _) => Some(m),
+        };
+        match refusal {
+            None => {
+                if up.data_bytes(Bytes::copy_from_slice(enter)).await.is_err() {
+                    return false;
+                }
+            }
+            Some(m) => {
+                let _ = front.data_bytes(Bytes::from(format!("\r\n{m}\r\n"))).await;
+                if up
+                    .data_bytes(Bytes::from_static(CANCEL_LINE))
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}
+
+async fn judge_line(
+    ctx: &Ctx,
+    id: u32,
+    text: &str,
+    pty: bool,
+) -> Result<Decision, gatehouse_core::engine::EngineError> {
+    let c = classify(text);
+    ctx.engine
+        .decide(
+            &ctx.session,
+            text.to_owned(),
+            ctx.request(SshRequest {
+                kind: SshRequestKind::ShellLine,
+                channel: id,
+                pty,
+                argv: c.argv,
+                program: c.program,
+                programs: c.programs,
+                ..SshRequest::default()
+            }),
+        )
+        .await
+}
+
+/// Non-PTY shell input (a script on stdin): each line is judged before it is sent.
+async fn script_input(
+    ctx: &Ctx,
+    id: u32,
+    pending: &mut Vec<u8>,
+    data: &[u8],
+    eof: bool,
+    front: &FrontTx,
+    up: &UpTx,
+) -> bool {
+    pending.extend_from_slice(data);
+    loop {
+        let cut = match pending.iter().position(|&b| b == b'\n') {
+            Some(i) => i + 1,
+            None if eof && !pending.is_empty() => pending.len(),
+            None if pending.len() > MAX_SCRIPT_LINE => pending.len(),
+            None => return true,
+        };
+        let line: Vec<u8> = pending.drain(..cut).collect();
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches(['\n', '\r']);
+        if text.trim().is_empty() || text.trim_start().starts_with('#') {
+            if up.data_bytes(Bytes::from(line)).await.is_err() {
+                return false;
+            }
+            continue;
+        }
+        let decided = judge_line(ctx, id, text, false).await;
+        match ctx.enforce(decided, |m| stderr_line(front, m)).await {
+            Verdict::Run(_) => {
+                if up.data_bytes(Bytes::from(line)).await.is_err() {
+                    return false;
+                }
+            }
+            Verdict::Refused(m, _) => stderr_line(front, m).await,
+        }
+    }
+}
+
+/// SFTP input: whole packets; those naming a path are judged; refused ones are
+/// answered with a permission-denied status instead of being sent.
+async fn sftp_input(
+    ctx: &Ctx,
+    id: u32,
+    framer: &mut sftp::Framer,
+    data: &[u8],
+    inject: &mpsc::Sender<Bytes>,
+    up: &UpTx,
+) -> bool {
+    framer.push(data);
+    loop {
+        let packet = match framer.next_packet() {
+            Ok(Some(p)) => p,
+            Ok(None) => return true,
+            Err(e) => {
+                tracing::warn!(message = "Malformed SFTP stream; closing the channel.", session = %ctx.session.id, error = %e);
+                return false;
+            }
+        };
+        let op = match sftp::operation(&packet) {
+            Ok(op) => op,
+            Err(e) => {
+                tracing::warn!(message = "Malformed SFTP request; closing the channel.", session = %ctx.session.id, error = %e);
+                return false;
+            }
+        };
+        let Some(op) = op else {
+            if up.data_bytes(packet).await.is_err() {
+                return false;
+            }
+            continue;
+        };
+        let command = match &op.path2 {
+            Some(p2) => format!("sftp {} {} {}", op.op, op.path, p2),
+            None => format!("sftp {} {}", op.op, op.path),
+        };
+        let decided = ctx
+            .engine
+            .decide(
+                &ctx.session,
+                command,
+                ctx.request(SshRequest {
+                    kind: SshRequestKind::Sftp,
+                    channel: id,
+                    sftp_op: Some(op.op.into()),
+                    path: Some(op.path.clone()),
+                    path2: op.path2.clone(),
+                    ..SshRequest::default()
+                }),
+            )
+            .await;
+        match ctx.enforce(decided, |_| async {}).await {
+            Verdict::Run(_) => {
+                if up.data_bytes(packet).await.is_err() {
+                    return false;
+                }
+            }
+            Verdict::Refused(m, _) => {
+                if inject
+                    .send(sftp::permission_denied(op.id, &m))
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
+            }
+        }
+    }
+}

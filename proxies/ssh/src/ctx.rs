@@ -1,0 +1,195 @@
+//! What every channel of one authenticated connection shares: the engine session,
+//! the target, the upstream connection (once the login is allowed and connected),
+//! and the enforcement of a decision (run, refuse, or hold for approval).
+
+use std::sync::Arc;
+
+use gatehouse_core::engine::{ApprovalOutcome, Decision, Engine, EngineError, Session};
+use gatehouse_events::payload::{
+    DataDirection, Effect, RequestDetail, ResultObserved, ResultStatus, SshRequest,
+};
+use tokio::sync::watch;
+
+use crate::options::SshTarget;
+use crate::record::Recorder;
+use crate::upstream::Upstream;
+
+/// State of the connection's upstream.
+#[derive(Clone)]
+pub enum UpstreamState {
+    /// The login decision or the connection is under way.
+    Connecting,
+    /// The login waits for an approval (message for the user).
+    Held(String),
+    /// Connected and logged in.
+    Ready(Arc<Upstream>),
+    /// Refused or unreachable: (message for the user, exit status).
+    Failed(String, u32),
+}
+
+/// Shared by the channels of one connection.
+pub struct Ctx {
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// The engine session.
+    pub session: Arc<Session>,
+    /// The target.
+    pub target: Arc<SshTarget>,
+    /// The upstream connection state.
+    pub upstream: watch::Receiver<UpstreamState>,
+    /// Recording cap per channel direction.
+    pub record_bytes: u64,
+}
+
+/// The outcome of enforcing a decision.
+pub enum Verdict {
+    /// Forward the request.
+    Run(Box<Decision>),
+    /// Refused: the message for the user and the exit status.
+    Refused(String, u32),
+}
+
+impl Ctx {
+    /// An SSH request with the session's host filled in.
+    pub fn request(&self, req: SshRequest) -> RequestDetail {
+        RequestDetail::Ssh(SshRequest {
+            host: self.target.host.clone(),
+            ..req
+        })
+    }
+
+    /// Waits for the upstream. `notify` receives the approval message if the login
+    /// is held. Errors carry the user message and exit status.
+    pub async fn upstream_ready<F, Fut>(
+        &self,
+        mut notify: F,
+    ) -> Result<Arc<Upstream>, (String, u32)>
+    where
+        F: FnMut(String) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let mut rx = self.upstream.clone();
+        let mut shown = false;
+        loop {
+            let state = rx.borrow_and_update().clone();
+            match state {
+                UpstreamState::Ready(u) => return Ok(u),
+                UpstreamState::Failed(m, code) => return Err((m, code)),
+                UpstreamState::Held(m) if !shown => {
+                    shown = true;
+                    notify(m).await;
+                }
+                UpstreamState::Held(_) | UpstreamState::Connecting => {}
+            }
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return Err(("gatehouse: the session is closing".into(), crate::EXIT_GATEWAY_ERROR));
+                    }
+                }
+                reason = self.session.closed() => {
+                    return Err((format!("gatehouse: session closed: {reason}"), crate::EXIT_GATEWAY_ERROR));
+                }
+            }
+        }
+    }
+
+    /// Enforces a decision: allow/mask run; block refuses; require-approval tells the
+    /// user (through `notify`) and waits for a reviewer. Engine errors refuse.
+    pub async fn enforce<F, Fut>(
+        &self,
+        decided: Result<Decision, EngineError>,
+        mut notify: F,
+    ) -> Verdict
+    where
+        F: FnMut(String) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let decision = match decided {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(message = "Decision failed; refusing.", session = %self.session.id, error = %e);
+                return Verdict::Refused(
+                    format!("gatehouse: refused: {e}"),
+                    crate::EXIT_GATEWAY_ERROR,
+                );
+            }
+        };
+        match decision.effect {
+            Effect::Allow | Effect::Mask => Verdict::Run(Box::new(decision)),
+            Effect::RequireApproval => {
+                let id = decision
+                    .approval
+                    .as_ref()
+                    .map(|a| a.id.clone())
+                    .unwrap_or_default();
+                notify(format!(
+                    "gatehouse: {}",
+                    decision
+                        .message
+                        .clone()
+                        .unwrap_or_else(|| format!("held for approval {id}"))
+                ))
+                .await;
+                let outcome = tokio::select! {
+                    o = self.engine.wait_for_approval(&decision) => o,
+                    reason = self.session.closed() => {
+                        return Verdict::Refused(format!("gatehouse: session closed: {reason}"), crate::EXIT_REFUSED);
+                    }
+                };
+                let refused = match outcome {
+                    ApprovalOutcome::Granted { reviewer } => {
+                        notify(format!("gatehouse: approval {id} granted by {reviewer}")).await;
+                        return Verdict::Run(Box::new(decision));
+                    }
+                    ApprovalOutcome::Denied { reviewer, reason } => {
+                        format!("gatehouse: approval {id} denied by {reviewer}: {reason}")
+                    }
+                    ApprovalOutcome::Expired => {
+                        format!("gatehouse: approval {id} expired without a decision")
+                    }
+                };
+                self.refused_result(&decision, &refused).await;
+                Verdict::Refused(refused, crate::EXIT_REFUSED)
+            }
+            Effect::Block => {
+                let msg = format!(
+                    "gatehouse: blocked: {}",
+                    decision
+                        .message
+                        .clone()
+                        .unwrap_or_else(|| "refused by policy".into())
+                );
+                self.refused_result(&decision, &msg).await;
+                Verdict::Refused(msg, crate::EXIT_REFUSED)
+            }
+        }
+    }
+
+    async fn refused_result(&self, decision: &Decision, message: &str) {
+        let result = ResultObserved {
+            request: Some(decision.request),
+            status: ResultStatus::Refused,
+            code: Some(crate::EXIT_REFUSED.to_string()),
+            message: Some(message.to_owned()),
+            ..ResultObserved::default()
+        };
+        if let Err(e) = self.engine.record_result(&self.session, result).await {
+            tracing::warn!(message = "Cannot record a refusal.", session = %self.session.id, error = %e);
+        }
+    }
+
+    /// Records one chunk of channel bytes (under the recorder's cap).
+    pub async fn record(&self, recorder: &mut Recorder, data: &[u8]) {
+        if let Some(d) = recorder.take(data, self.session.elapsed_us())
+            && let Err(e) = self.engine.record_data(&self.session, d).await
+        {
+            tracing::warn!(message = "Cannot record session data.", session = %self.session.id, error = %e);
+        }
+    }
+
+    /// A recorder for `channel` and `direction`.
+    pub fn recorder(&self, channel: u32, direction: DataDirection) -> Recorder {
+        Recorder::new(channel, direction, self.record_bytes)
+    }
+}

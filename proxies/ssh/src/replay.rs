@@ -1,0 +1,153 @@
+//! Renders a recorded session from its events: asciicast v2 (for `asciinema play`),
+//! plain text (commands, decisions and outputs), or the events as JSON lines.
+
+use std::fmt::Write as _;
+
+use base64::Engine as _;
+use gatehouse_events::Event;
+use gatehouse_events::payload::{DataDirection, Payload};
+
+/// Output formats of `gatehouse replay`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayFormat {
+    /// asciicast v2.
+    Asciicast,
+    /// Commands, decisions and outputs.
+    Text,
+    /// The session's events, one JSON object per line.
+    Json,
+}
+
+fn bytes_of(text: Option<&str>, b64: Option<&str>) -> Vec<u8> {
+    match (text, b64) {
+        (Some(t), _) => t.as_bytes().to_vec(),
+        (None, Some(b)) => base64::engine::general_purpose::STANDARD
+            .decode(b)
+            .unwrap_or_default(),
+        (None, None) => Vec::new(),
+    }
+}
+
+/// The events of `session`, in log order.
+pub fn session_events<'e>(events: &'e [Event], session: &str) -> Vec<&'e Event> {
+    events
+        .iter()
+        .filter(|e| e.session_id.as_deref() == Some(session))
+        .collect()
+}
+
+/// Renders the events of one session (already filtered, in log order).
+pub fn render(events: &[&Event], format: ReplayFormat) -> String {
+    match format {
+        ReplayFormat::Json => events
+            .iter()
+            .filter_map(|e| e.to_json().ok())
+            .map(|j| String::from_utf8_lossy(&j).into_owned() + "\n")
+            .collect(),
+        ReplayFormat::Asciicast => asciicast(events),
+        ReplayFormat::Text => text(events),
+    }
+}
+
+fn asciicast(events: &[&Event]) -> String {
+    let first = events.first();
+    let title = first
+        .map(|e| {
+            format!(
+                "gatehouse {} {}@{}",
+                e.session_id.as_deref().unwrap_or("-"),
+                e.identity_name().unwrap_or("-"),
+                e.target.as_deref().unwrap_or("-")
+            )
+        })
+        .unwrap_or_default();
+    let header = serde_json::json!({
+        "version": 2,
+        "width": 120,
+        "height": 40,
+        "timestamp": first.map(|e| e.time.timestamp()).unwrap_or(0),
+        "title": title,
+        "env": {"TERM": "xterm-256color"},
+    });
+    let mut out = header.to_string();
+    out.push('\n');
+    for e in events {
+        if let Payload::SessionData(d) = &e.payload {
+            let kind = match d.direction {
+                DataDirection::Input => "i",
+                DataDirection::Output | DataDirection::Error => "o",
+            };
+            let data = bytes_of(d.text.as_deref(), d.base64.as_deref());
+            let line = serde_json::json!([
+                d.elapsed_us as f64 / 1e6,
+                kind,
+                String::from_utf8_lossy(&data)
+            ]);
+            out.push_str(&line.to_string());
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn text(events: &[&Event]) -> String {
+    let mut out = String::new();
+    let mut decisions = std::collections::HashMap::new();
+    for e in events {
+        if let Payload::DecisionMade(d) = &e.payload
+            && let Some(r) = d.request
+        {
+            decisions.insert(r, (d.effect, d.reason.clone()));
+        }
+    }
+    let start = events.first().map(|e| e.time);
+    let at = |e: &Event| {
+        start
+            .map(|s| (e.time - s).num_milliseconds() as f64 / 1000.0)
+            .unwrap_or(0.0)
+    };
+    for e in events {
+        match &e.payload {
+            Payload::SessionOpened(s) => {
+                let _ = writeln!(
+                    out,
+                    "[{:>8.3}s] session {} opened: {} -> {} ({})",
+                    at(e),
+                    e.session_id.as_deref().unwrap_or("-"),
+                    e.identity_name().unwrap_or("-"),
+                    s.upstream_host.as_deref().unwrap_or("-"),
+                    e.target.as_deref().unwrap_or("-")
+                );
+            }
+            Payload::RequestObserved(r) => {
+                let (effect, reason) = decisions
+                    .get(&e.id)
+                    .map(|(ef, re)| (format!("{ef:?}").to_lowercase(), re.clone()))
+                    .unwrap_or_else(|| ("?".into(), None));
+                let _ = writeln!(
+                    out,
+                    "[{:>8.3}s] {} $ {}   => {}{}",
+                    at(e),
+                    r.detail.action(),
+                    r.command,
+                    effect,
+                    reason.map(|r| format!(" ({r})")).unwrap_or_default()
+                );
+            }
+            Payload::SessionData(d) if d.direction != DataDirection::Input => {
+                let data = bytes_of(d.text.as_deref(), d.base64.as_deref());
+                out.push_str(&String::from_utf8_lossy(&data).replace('\r', ""));
+            }
+            Payload::ResultObserved(r) => {
+                if let Some(code) = &r.code {
+                    let _ = writeln!(out, "\n[{:>8.3}s] exit {code}", at(e));
+                }
+            }
+            Payload::SessionClosed(c) => {
+                let _ = writeln!(out, "[{:>8.3}s] session closed: {}", at(e), c.reason);
+            }
+            _ => {}
+        }
+    }
+    out
+}

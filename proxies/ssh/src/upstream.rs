@@ -1,0 +1,147 @@
+//! The gateway's own SSH connection to a target: host key verified (pinned or
+//! learned, never silently changed), public-key login with the key Gatehouse holds.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client;
+use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+
+use crate::keys::{HostKeyCheck, KnownHosts};
+use crate::options::SshTarget;
+
+/// A live upstream connection.
+pub type Upstream = client::Handle<UpstreamHandler>;
+
+/// Why the upstream could not be reached. Shown to the client; never contains keys.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// TCP / SSH transport failure.
+    #[error("cannot connect to `{upstream}`: {reason}")]
+    Connect {
+        /// Address.
+        upstream: String,
+        /// Reason.
+        reason: String,
+    },
+    /// The host key differs from the pinned or learned one.
+    #[error(
+        "the host key of `{upstream}` changed; refusing to connect (expected {expected}, got {presented})"
+    )]
+    HostKeyChanged {
+        /// Address.
+        upstream: String,
+        /// Expected key line.
+        expected: String,
+        /// Presented key line.
+        presented: String,
+    },
+    /// The target refused Gatehouse's key.
+    #[error("`{0}` refused the gateway's key for its user")]
+    AuthRefused(String),
+}
+
+/// Checks the server key during the upstream handshake.
+pub struct UpstreamHandler {
+    target: Arc<SshTarget>,
+    known: Arc<KnownHosts>,
+    outcome: Arc<Mutex<Option<(HostKeyCheck, PublicKey)>>>,
+}
+
+impl client::Handler for UpstreamHandler {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        server_public_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = server_public_key else {
+            // Host certificates are not trusted without a configured CA.
+            return Ok(false);
+        };
+        let check = self
+            .known
+            .check(&self.target.name, self.target.host_key.as_ref(), key);
+        let ok = !matches!(check, HostKeyCheck::Changed { .. });
+        *self
+            .outcome
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((check, key.clone()));
+        Ok(ok)
+    }
+}
+
+/// Connects and logs in. Returns the connection and the host key check outcome.
+pub async fn connect(
+    target: &Arc<SshTarget>,
+    known: &Arc<KnownHosts>,
+    timeout: Duration,
+) -> Result<(Upstream, HostKeyCheck, PublicKey), UpstreamError> {
+    let outcome = Arc::new(Mutex::new(None));
+    let handler = UpstreamHandler {
+        target: target.clone(),
+        known: known.clone(),
+        outcome: outcome.clone(),
+    };
+    let config = Arc::new(client::Config {
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 4,
+        window_size: 2 * 1024 * 1024,
+        maximum_packet_size: 32 * 1024,
+        channel_buffer_size: 64,
+        nodelay: true,
+        ..client::Config::default()
+    });
+    let connect_err = |reason: String| UpstreamError::Connect {
+        upstream: target.upstream.clone(),
+        reason,
+    };
+    let taken = || {
+        outcome
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    };
+    let addr = (target.host.as_str(), target.port);
+    let handle = match tokio::time::timeout(timeout, client::connect(config, addr, handler)).await {
+        Err(_) => return Err(connect_err("timed out".into())),
+        Ok(Err(e)) => {
+            if let Some((HostKeyCheck::Changed { expected }, presented)) = taken() {
+                return Err(UpstreamError::HostKeyChanged {
+                    upstream: target.upstream.clone(),
+                    expected,
+                    presented: crate::keys::openssh_line(&presented),
+                });
+            }
+            return Err(connect_err(e.to_string()));
+        }
+        Ok(Ok(h)) => h,
+    };
+    let (check, key) = taken().ok_or_else(|| connect_err("no host key was presented".into()))?;
+    let mut handle = handle;
+    let hash = handle
+        .best_supported_rsa_hash()
+        .await
+        .map_err(|e| connect_err(e.to_string()))?
+        .flatten();
+    let auth = tokio::time::timeout(
+        timeout,
+        handle.authenticate_publickey(
+            target.user.clone(),
+            PrivateKeyWithHashAlg::new(target.key.clone(), hash),
+        ),
+    )
+    .await
+    .map_err(|_| connect_err("login timed out".into()))?
+    .map_err(|e| connect_err(e.to_string()))?;
+    if !auth.success() {
+        return Err(UpstreamError::AuthRefused(target.upstream.clone()));
+    }
+    if check == HostKeyCheck::Learned
+        && let Err(e) = known.learn(&target.name, &target.upstream, &key)
+    {
+        tracing::warn!(message = "Cannot persist a learned SSH host key.", target = %target.name, error = %e);
+    }
+    Ok((handle, check, key))
+}

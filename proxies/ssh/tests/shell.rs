@@ -1,0 +1,188 @@
+//! Interactive shells on a PTY (driven by Python pexpect) and scripts on stdin.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod support;
+
+use gatehouse_events::payload::{Effect, Payload, SshRequestKind};
+use support::*;
+
+enum Step<'a> {
+    Send(&'a str),
+    Expect(&'a str),
+    Eof,
+}
+
+fn pty_session(f: &Fixture, token: &str, steps: &[Step<'_>]) -> std::process::Command {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pty_shell.py");
+    let ssh = f.ssh_with(token, "bot", &["-tt"], &[]);
+    let mut c = std::process::Command::new("python3");
+    c.arg(script).arg("ssh").args(ssh.get_args());
+    for (k, v) in ssh.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    let encoded: Vec<String> = steps
+        .iter()
+        .map(|s| match s {
+            Step::Send(t) => format!("send\x1f{}", hex(t)),
+            Step::Expect(t) => format!("expect\x1f{}", hex(t)),
+            Step::Eof => "eof".to_owned(),
+        })
+        .collect();
+    c.env("PTY_STEPS", encoded.join("\x1e"));
+    c
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pty_lines_are_judged_before_enter_and_blocked_lines_are_discarded() {
+    let f = fixture().await;
+    let token = f.token("bot", "web").await;
+    let victim = f.dir.path().join("victim");
+    std::fs::write(&victim, "x").unwrap();
+    let rm = format!("rm -f {}\r", victim.display());
+    let steps = [
+        Step::Send("export PS1='PROMPT> '\r"),
+        Step::Expect("PROMPT> "),
+        Step::Send("echo hello-$((6*7))\r"),
+        Step::Expect("hello-42"),
+        Step::Expect("PROMPT> "),
+        Step::Send(&rm),
+        Step::Expect("gatehouse: blocked: rm is not allowed here"),
+        Step::Expect("PROMPT> "),
+        // Edited lines are reconstructed: `rx` + backspace + `m`.
+        Step::Send("echo ok; rx\x7fm -f /nonexistent\r"),
+        Step::Expect("gatehouse: blocked: rm is not allowed here"),
+        Step::Expect("PROMPT> "),
+        // Tab completion cannot be followed: the line is not sent.
+        Step::Send("ech\to x\r"),
+        Step::Expect("gatehouse: line not sent"),
+        Step::Expect("PROMPT> "),
+        Step::Send("echo still-$((1+1))\r"),
+        Step::Expect("still-2"),
+        Step::Send("exit\r"),
+        Step::Eof,
+    ];
+    let out = run(pty_session(&f, &token, &steps)).await;
+    let transcript = text(&out.stdout);
+    assert!(out.status.success(), "{transcript}\n{}", text(&out.stderr));
+    assert!(victim.exists(), "the blocked line did not run");
+    assert!(
+        !transcript.contains("\nok\r"),
+        "the blocked line's first command did not run:\n{transcript}"
+    );
+
+    let events = f.events();
+    let lines: Vec<(String, Effect)> = events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Payload::RequestObserved(r) if r.detail.action() == "shell_line" => {
+                Some(r.command.clone())
+            }
+            _ => None,
+        })
+        .zip(
+            events
+                .iter()
+                .filter_map(|e| match &e.payload {
+                    Payload::DecisionMade(d) => Some(d.effect),
+                    _ => None,
+                })
+                .skip(2),
+        ) // session_open, shell
+        .collect();
+    let commands: Vec<&str> = lines.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(commands[0], "export PS1='PROMPT> '");
+    assert_eq!(commands[1], "echo hello-$((6*7))");
+    assert_eq!(commands[2], rm.trim_end());
+    assert_eq!(commands[3], "echo ok; rm -f /nonexistent");
+    assert!(events.iter().any(|e| {
+        e.ssh()
+            .is_some_and(|s| s.kind == SshRequestKind::Shell && s.pty)
+    }));
+    // Recorded: keystrokes and output, with timing.
+    let recorded: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Payload::SessionData(d) => Some(d.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        recorded
+            .iter()
+            .any(|d| d.text.as_deref().is_some_and(|t| t.contains("hello-42")))
+    );
+    assert!(
+        recorded
+            .windows(2)
+            .all(|w| w[0].elapsed_us <= w[1].elapsed_us)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_holds_a_shell_line_and_shows_its_id() {
+    let f = fixture().await;
+    let token = f.token("bot", "web").await;
+    let steps = [
+        Step::Send("export PS1='PROMPT> '\r"),
+        Step::Expect("PROMPT> "),
+        Step::Send("reboot-now --dry-run\r"),
+        Step::Expect("held for approval apr-"),
+        Step::Expect("granted by alice"),
+        Step::Expect("reboot-now: command not found"),
+        Step::Expect("PROMPT> "),
+        Step::Send("exit\r"),
+        Step::Eof,
+    ];
+    let client = tokio::spawn(run(pty_session(&f, &token, &steps)));
+    let id = f.approve_next("alice").await;
+    let out = client.await.unwrap();
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(id.starts_with("apr-"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_holds_an_exec_until_granted() {
+    let f = fixture().await;
+    let token = f.token("bot", "web").await;
+    let client = tokio::spawn(run(f.ssh(&token, "bot", &["reboot-now; echo done"])));
+    let id = f.approve_next("alice").await;
+    let out = client.await.unwrap();
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("held for approval {id}")),
+        "{stderr}"
+    );
+    assert_eq!(text(&out.stdout), "done\n");
+    assert!(
+        f.events()
+            .iter()
+            .any(|e| matches!(&e.payload, Payload::ApprovalGranted(g) if g.approval_id == id))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_on_stdin_is_judged_line_by_line() {
+    let f = fixture().await;
+    let token = f.token("bot", "web").await;
+    let mut c = f.ssh(&token, "bot", &[]);
+    c.arg("-T");
+    let script = f.dir.path().join("script.sh");
+    std::fs::write(&script, "echo one\nrm -rf /nonexistent-dir\necho two\n").unwrap();
+    c.stdin(std::fs::File::open(&script).unwrap());
+    let out = run(c).await;
+    assert_eq!(text(&out.stdout), "one\ntwo\n");
+    assert!(text(&out.stderr).contains("gatehouse: blocked: rm is not allowed here"));
+}
