@@ -12,7 +12,9 @@
 
 mod admin;
 mod architecture;
+mod backfill;
 mod log_crash;
 mod serve;
 mod shipping;
+mod ssh;
 mod support;
