@@ -60,6 +60,14 @@ pub struct SessionSql {
 }
 
 impl SessionSql {
+    /// State for a session logged in upstream as `user`.
+    pub fn new(user: impl Into<String>) -> Self {
+        Self {
+            user: user.into(),
+            ..Self::default()
+        }
+    }
+
     /// The event fields of a classified statement in this session, then the session
     /// state updated by it (statements of one string are resolved in order).
     pub fn resolve(&mut self, c: &Classified) -> PgStatement {
