@@ -117,6 +117,7 @@ impl Plan {
         formats: &[i16],
         masks: &[Arc<MaskSpec>],
         captures: &[Captured],
+        derived: &[(String, Vec<String>)],
     ) -> Self {
         let mut any_mask = false;
         let mut any_capture = false;
@@ -130,8 +131,17 @@ impl Plan {
                     many => many.get(i).copied().unwrap_or(c.format),
                 };
                 let mut steps = Vec::new();
+                // A label computed from a masked column is masked like it.
+                let sources: Vec<&str> = derived
+                    .iter()
+                    .filter(|(label, _)| {
+                        label.eq_ignore_ascii_case(&c.name) || (label.is_empty() && c.table_oid == 0)
+                    })
+                    .flat_map(|(_, s)| s.iter().map(String::as_str))
+                    .collect();
                 for spec in masks {
-                    if let Some(r) = spec.column(&c.name) {
+                    let by_source = sources.iter().find_map(|s| spec.column(s));
+                    if let Some(r) = spec.column(&c.name).or(by_source) {
                         steps.push(Step::Replace(r.clone()));
                     } else if spec.has_value_patterns() {
                         steps.push(Step::Patterns(spec.clone()));

@@ -39,7 +39,13 @@ pub struct Classified {
     pub executes: Option<String>,
     /// Whether this result depends only on the normalised text (cacheable).
     pub cacheable: bool,
+    /// Result labels derived from other columns (`password AS p`, `upper(token)`):
+    /// label -> source columns. Masks by column name follow them.
+    pub derived: Derived,
 }
+
+/// Result labels and the columns their values come from.
+pub type Derived = std::sync::Arc<Vec<(String, Vec<String>)>>;
 
 /// Classifies every statement of a query string.
 pub fn classify(sql: &str) -> Vec<Classified> {
@@ -57,6 +63,7 @@ pub fn classify(sql: &str) -> Vec<Classified> {
             effect: None,
             executes: None,
             cacheable: true,
+            derived: Derived::default(),
         }];
     }
     pieces
@@ -83,6 +90,7 @@ pub fn unparsed(text: &str, error: impl Into<String>) -> Classified {
         effect: None,
         executes: None,
         cacheable: false,
+        derived: Derived::default(),
     }
 }
 

@@ -52,6 +52,10 @@ fn functions_and_danger() {
     let s = one("COPY t FROM PROGRAM 'curl x'");
     assert_eq!((s.kind.as_str(), s.dangerous.clone()), ("copy", vec!["copy_program".to_owned()]));
     assert_eq!(s.tables_written, ["t"]);
+    let s = one("COPY secrets TO STDOUT");
+    assert_eq!(s.tables_read, ["secrets"]);
+    let s = one("COPY (SELECT * FROM public.secrets) TO STDOUT");
+    assert_eq!(s.tables_read, ["public.secrets"]);
     let s = one("SELECT set_config('role', 'postgres', false)");
     assert_eq!(s.privilege_change.as_deref(), Some("set_role"));
 }

@@ -3,12 +3,13 @@
 //! top-level statement sets the kind and the statement-specific fields.
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use gatehouse_events::payload::PgStatement;
 use sqlparser::ast::{
     AssignmentTarget, CopySource, CopyTarget, Expr, FromTable, FunctionArg, FunctionArgExpr,
-    FunctionArguments, ObjectName, ObjectNamePart, ObjectType, Query, Set, Statement, TableFactor,
-    TableObject, Value, Visit, Visitor,
+    FunctionArguments, ObjectName, ObjectNamePart, ObjectType, Query, SelectItem, Set, SetExpr,
+    Statement, TableFactor, TableObject, Value, Visit, Visitor,
 };
 
 use super::{Classified, SqlEffect};
@@ -170,6 +171,7 @@ struct Walk {
     privilege: Option<String>,
     effect: Option<SqlEffect>,
     literal_dependent: bool,
+    derived: Vec<(String, Vec<String>)>,
 }
 
 fn addr(q: &Query) -> usize {
@@ -203,6 +205,7 @@ impl Visitor for Walk {
     type Break = ();
 
     fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+        projections(&q.body, &mut self.derived);
         let me = addr(q);
         if let Some(top) = self.frames.last_mut()
             && let Some(i) = top.ctes.iter().position(|(_, p)| *p == me)
@@ -364,6 +367,59 @@ impl Visitor for Walk {
     }
 }
 
+/// Result labels and the columns their values come from, for every SELECT list of
+/// a query (masks follow a column through aliases and expressions).
+fn projections(body: &SetExpr, out: &mut Vec<(String, Vec<String>)>) {
+    match body {
+        SetExpr::Select(select) => {
+            for item in &select.projection {
+                let (label, expr) = match item {
+                    SelectItem::UnnamedExpr(e) => (label_of(e), e),
+                    SelectItem::ExprWithAlias { expr, alias } => (alias.value.to_lowercase(), expr),
+                    SelectItem::ExprWithAliases { expr, aliases } => (
+                        aliases.first().map(|a| a.value.to_lowercase()).unwrap_or_default(),
+                        expr,
+                    ),
+                    _ => continue,
+                };
+                let mut sources = Vec::new();
+                let _ = sqlparser::ast::visit_expressions(expr, |e| {
+                    match e {
+                        Expr::Identifier(i) => push_unique(&mut sources, i.value.to_lowercase()),
+                        Expr::CompoundIdentifier(parts) => {
+                            if let Some(l) = parts.last() {
+                                push_unique(&mut sources, l.value.to_lowercase());
+                            }
+                        }
+                        _ => {}
+                    }
+                    ControlFlow::<()>::Continue(())
+                });
+                sources.retain(|c| *c != label);
+                if !sources.is_empty() {
+                    out.push((label, sources));
+                }
+            }
+        }
+        SetExpr::SetOperation { left, right, .. } => {
+            projections(left, out);
+            projections(right, out);
+        }
+        _ => {}
+    }
+}
+
+/// The label of an unaliased result column when it is a bare column reference;
+/// empty otherwise (PostgreSQL's label for an expression is not predicted: such
+/// columns are matched by having no source table in the row description).
+fn label_of(e: &Expr) -> String {
+    match e {
+        Expr::Identifier(i) => i.value.to_lowercase(),
+        Expr::CompoundIdentifier(parts) => parts.last().map(|p| p.value.to_lowercase()).unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
 fn table_name(tf: &TableFactor) -> Option<String> {
     match tf {
         TableFactor::Table { name: n, .. } => Some(name(n)),
@@ -410,7 +466,10 @@ pub fn statement(s: &Statement) -> Classified {
                     push_unique(&mut w.columns, c.value.to_lowercase());
                 }
                 if *to {
-                    // COPY table TO: a read (relation already visited).
+                    // COPY table TO: a read (the visitor does not report COPY's table).
+                    if !w.relations.contains(&n) {
+                        w.relations.push(n);
+                    }
                 } else {
                     w.relations.retain(|r| r != &n);
                     written.push(n);
@@ -703,6 +762,7 @@ pub fn statement(s: &Statement) -> Classified {
     stmt.privilege_change = w.privilege;
     stmt.transaction_control = transaction.map(str::to_owned);
     let mut effect = w.effect;
+    let inner_derived = inner.as_ref().map(|c| c.derived.clone());
     if let Some(c) = inner {
         // PREPARE and EXPLAIN: what the inner statement does is what is judged.
         merge(&mut stmt, &c.stmt);
@@ -714,12 +774,17 @@ pub fn statement(s: &Statement) -> Classified {
         }
         cacheable = cacheable && c.cacheable;
     }
+    let mut derived = w.derived;
+    if let Some(c) = &inner_derived {
+        derived.extend(c.iter().cloned());
+    }
     Classified {
         text: String::new(),
         stmt,
         effect,
         executes,
         cacheable: cacheable && !w.literal_dependent,
+        derived: Arc::new(derived),
     }
 }
 

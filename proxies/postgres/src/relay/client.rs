@@ -51,6 +51,8 @@ pub(super) struct Step {
     approvals: Vec<Option<Result<(), String>>>,
     /// Judging failed (log unavailable, policy error): refuse.
     error: Option<String>,
+    /// Derived result labels, per statement.
+    derived: Vec<crate::classify::Derived>,
 }
 
 impl Step {
@@ -61,6 +63,7 @@ impl Step {
             decisions: Vec::new(),
             approvals: Vec::new(),
             error: None,
+            derived: Vec::new(),
         }
     }
 }
@@ -128,6 +131,7 @@ impl Relay {
     /// them with one `decide_many`.
     async fn plan_segment(&mut self) -> Result<(), End> {
         let mut steps: Vec<(Step, usize)> = Vec::new();
+        let mut derived_of_step: Vec<crate::classify::Derived>;
         let mut requests = Vec::new();
         while let Some(raw) = self.queue.front().cloned() {
             let f = frame::peek(&raw, usize::MAX)
@@ -136,6 +140,7 @@ impl Relay {
                 .ok_or(End::Protocol(crate::wire::FrameError::Malformed("frame", "lost")))?;
             let msg = frontend::decode(f, &raw).map_err(End::Protocol)?;
             let skipping = self.skipping;
+            derived_of_step = Vec::new();
             let (kind, n) = match msg {
                 Message::Sync => (Kind::Sync, 0),
                 Message::Flush => (Kind::Flush, 0),
@@ -146,6 +151,7 @@ impl Relay {
                 Message::Query(q) => {
                     let all = self.cache.classify(q);
                     for c in all.iter() {
+                        derived_of_step.push(c.derived.clone());
                         let mut stmt = self.sql.resolve(c);
                         stmt.phase = "simple".into();
                         requests.push(request(c, stmt));
@@ -165,6 +171,7 @@ impl Relay {
                             event: None,
                             undecided: true,
                             columns: None,
+                            derived: c.derived.clone(),
                         },
                     );
                     requests.push(request(&c, stmt));
@@ -204,6 +211,7 @@ impl Relay {
                             stmt.prepared_name = Some(p.statement.clone());
                             stmt.prepared_event = s.event;
                             stmt.params = p.params.clone();
+                            derived_of_step.push(s.derived.clone());
                             (s.text.to_string(), stmt)
                         }
                         None => {
@@ -234,7 +242,9 @@ impl Relay {
                 }
             };
             self.queue.pop_front();
-            steps.push((Step::new(raw, kind), n));
+            let mut step = Step::new(raw, kind);
+            step.derived = std::mem::take(&mut derived_of_step);
+            steps.push((step, n));
         }
         let decided = if requests.is_empty() {
             Ok(Vec::new())
@@ -324,6 +334,8 @@ impl Relay {
         match step.kind.clone() {
             Kind::Query => {
                 let masks = all_masks(&step.decisions);
+                let all_derived: crate::classify::Derived =
+                    Arc::new(step.derived.iter().flat_map(|d| d.iter().cloned()).collect());
                 let runs = step
                     .decisions
                     .iter()
@@ -333,7 +345,9 @@ impl Relay {
                         } else {
                             d.masks().to_vec()
                         };
-                        Run::new(d.clone(), m, self.options.sample)
+                        let mut run = Run::new(d.clone(), m, self.options.sample);
+                        run.derived = all_derived.clone();
+                        run
                     })
                     .collect::<VecDeque<_>>();
                 self.to_upstream.extend_from_slice(&step.raw);
@@ -351,6 +365,9 @@ impl Relay {
                     return;
                 };
                 let mut run = Run::new(d.clone(), d.masks().to_vec(), self.options.sample);
+                if let Some(derived) = step.derived.first() {
+                    run.derived = derived.clone();
+                }
                 if let Some(p) = self.portals.get(&portal) {
                     run.formats.clone_from(&p.formats);
                 }

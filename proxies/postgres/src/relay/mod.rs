@@ -52,6 +52,7 @@ struct Prepared {
     /// Parsed in the segment being planned (its event id is not known yet).
     undecided: bool,
     columns: Option<Arc<Vec<Column>>>,
+    derived: crate::classify::Derived,
 }
 
 /// A portal (extended protocol).

@@ -42,6 +42,8 @@ pub struct Run {
     pub formats: Vec<i16>,
     /// COPY TO STDOUT in progress.
     pub copy_out: bool,
+    /// Result labels derived from other columns.
+    pub derived: crate::classify::Derived,
 }
 
 /// What became of one data row.
@@ -75,6 +77,7 @@ impl Run {
             limits,
             formats: Vec::new(),
             copy_out: false,
+            derived: crate::classify::Derived::default(),
         }
     }
 
@@ -90,7 +93,7 @@ impl Run {
 
     /// Plans the rows of a result described by `columns`.
     pub fn describe(&mut self, columns: &[Column]) {
-        let plan = Plan::new(columns, &self.formats, &self.masks, &self.captured);
+        let plan = Plan::new(columns, &self.formats, &self.masks, &self.captured, &self.derived);
         self.plan = Some(plan);
     }
 

@@ -152,6 +152,8 @@ pub fn negotiate_protocol(out: &mut BytesMut, minor: i32, unknown: &[String]) {
 pub struct Column {
     /// Column name (as the server labels it).
     pub name: String,
+    /// OID of the table the column comes from (0 for a computed value).
+    pub table_oid: u32,
     /// Type OID.
     pub type_oid: u32,
     /// Format code (0 text, 1 binary); in a statement's description it is always 0.
@@ -165,7 +167,7 @@ pub fn row_description(body: &[u8]) -> Result<Vec<Column>, FrameError> {
     let mut cols = Vec::with_capacity(n.min(body.len() / 19));
     for _ in 0..n {
         let name = String::from_utf8_lossy(r.cstr_bytes()?).into_owned();
-        r.i32()?; // table oid
+        let table_oid = r.i32()? as u32;
         r.i16()?; // attribute number
         let type_oid = r.i32()? as u32;
         r.i16()?; // type size
@@ -173,6 +175,7 @@ pub fn row_description(body: &[u8]) -> Result<Vec<Column>, FrameError> {
         let format = r.i16()?;
         cols.push(Column {
             name,
+            table_oid,
             type_oid,
             format,
         });
