@@ -9,6 +9,7 @@ mod audit;
 mod log;
 mod notify;
 mod proxies;
+mod remote;
 mod rules;
 mod serve;
 mod ship;
@@ -43,10 +44,20 @@ enum Command {
     /// Check, test, format and explain `.rules` files.
     #[command(subcommand)]
     Rules(rules::RulesCommand),
-    /// Issue and revoke agent credentials.
-    Token,
-    /// List, approve and deny held commands.
-    Approvals,
+    /// Issue and revoke agent credentials (through the admin API).
+    Token {
+        #[command(subcommand)]
+        cmd: remote::TokenCommand,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// List, approve and deny held commands (through the admin API).
+    Approvals {
+        #[command(subcommand)]
+        cmd: remote::ApprovalsCommand,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
     /// SQL over the Parquet audit, and chain hunting.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -69,7 +80,9 @@ pub fn main() -> ExitCode {
         Command::Ship(args) => ship::run(args, &cli.data_dir),
         Command::Audit(cmd) => audit::run(cmd, &cli.data_dir),
         Command::Serve(args) => serve::run(args),
-        Command::Token | Command::Approvals | Command::Replay => Err(anyhow::anyhow!(
+        Command::Token { cmd, remote } => remote::token(cmd, &remote),
+        Command::Approvals { cmd, remote } => remote::approvals(cmd, &remote),
+        Command::Replay => Err(anyhow::anyhow!(
             "this command is not available in this build yet"
         )),
     };

@@ -1,4 +1,4 @@
-//! Approval notifications: a Slack-compatible webhook.
+//! Approval notifications.
 
 use std::sync::Arc;
 
@@ -7,6 +7,14 @@ use gatehouse_core::engine::Notifier;
 
 /// The configured webhook notifier, if any.
 pub fn webhook(config: &Config) -> Option<Arc<dyn Notifier>> {
-    let _ = config;
-    None
+    let url = config.approvals.webhook.clone()?;
+    let public = config.approvals.public_url.clone().unwrap_or_else(|| {
+        let scheme = if config.admin.cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", config.admin.listen)
+    });
+    Some(gatehouse_admin::webhook::WebhookNotifier::new(url, public))
 }

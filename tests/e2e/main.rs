@@ -10,6 +10,7 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod admin;
 mod architecture;
 mod log_crash;
 mod serve;

@@ -17,7 +17,10 @@ use rdkafka::{Offset, TopicPartitionList};
 /// The `gatehouse` binary under test.
 pub fn gatehouse(data_dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-    c.arg("--data-dir").arg(data_dir).env("RUST_LOG", "info").env_remove("GATEHOUSE_LOG_FORMAT");
+    c.arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "info")
+        .env_remove("GATEHOUSE_LOG_FORMAT");
     c
 }
 
@@ -32,17 +35,36 @@ pub struct Gateway {
 impl Gateway {
     /// Writes `config` (TOML; `data_dir` is set to `<dir>/data` unless given) and
     /// starts the gateway, waiting until it logs that it is ready.
+    #[allow(dead_code, reason = "used by the protocol test modules")]
     pub fn start(config: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         Self::start_in(dir, config)
     }
 
+    /// Like [`start`](Self::start), with extra environment (secrets by reference).
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_full(tempfile::tempdir().unwrap(), config, env)
+    }
+
     /// Like [`start`](Self::start) in an existing directory (restarts keep the data).
     pub fn start_in(dir: tempfile::TempDir, config: &str) -> Self {
-        let config = if config.contains("data_dir") { config.to_owned() } else { format!("data_dir = \"data\"\n{config}") };
+        Self::start_full(dir, config, &[])
+    }
+
+    /// Starts in `dir` with `config` and extra environment.
+    pub fn start_full(dir: tempfile::TempDir, config: &str, env: &[(&str, &str)]) -> Self {
+        let config = if config.contains("data_dir") {
+            config.to_owned()
+        } else {
+            format!("data_dir = \"data\"\n{config}")
+        };
         std::fs::write(dir.path().join("gatehouse.toml"), config).unwrap();
         let log_path = dir.path().join("serve.log");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
         let proc = Proc::spawn(
             "gatehouse serve",
             Command::new(env!("CARGO_BIN_EXE_gatehouse"))
@@ -50,6 +72,7 @@ impl Gateway {
                 .arg(dir.path().join("gatehouse.toml"))
                 .env("RUST_LOG", "info")
                 .env_remove("GATEHOUSE_LOG_FORMAT")
+                .envs(env.iter().copied())
                 .current_dir(dir.path())
                 .stdout(Stdio::null())
                 .stderr(log),
@@ -81,7 +104,9 @@ impl Gateway {
 
     /// Every event in the gateway's log so far.
     pub fn events(&self) -> Vec<gatehouse_events::Event> {
-        gatehouse_core::log::LogReader::open(self.data().join("log"), 0).map(|r| r.unwrap().event().unwrap()).collect()
+        gatehouse_core::log::LogReader::open(self.data().join("log"), 0)
+            .map(|r| r.unwrap().event().unwrap())
+            .collect()
     }
 
     /// Stops the gateway with SIGTERM and waits; returns the directory for a restart.
@@ -172,7 +197,6 @@ pub fn cursor(data_dir: &Path, sink: &str) -> u64 {
         Err(_) => 0,
     }
 }
-
 
 /// Distinct event ids in the Parquet audit, counted with DataFusion.
 pub fn parquet_event_ids(audit_dir: &Path) -> HashSet<String> {

@@ -144,9 +144,35 @@ impl Decision {
     }
 }
 
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Decisions by effect: allow, mask, require_approval, block.
+    pub decisions: [AtomicU64; 4],
+    /// Refused credentials.
+    pub auth_failures: AtomicU64,
+    /// Sessions opened.
+    pub sessions_opened: AtomicU64,
+}
+
+impl Metrics {
+    fn count(&self, effect: Effect) {
+        let i = match effect {
+            Effect::Allow => 0,
+            Effect::Mask => 1,
+            Effect::RequireApproval => 2,
+            Effect::Block => 3,
+        };
+        if let Some(c) = self.decisions.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The engine.
 pub struct Engine {
     options: EngineOptions,
+    metrics: Metrics,
     log: Arc<EventLog>,
     policy: PolicyHandle,
     auth: Authenticator,
@@ -172,6 +198,7 @@ impl Engine {
     ) -> Result<Arc<Self>, EngineError> {
         let engine = Arc::new(Self {
             options,
+            metrics: Metrics::default(),
             log,
             policy,
             auth,
@@ -269,6 +296,11 @@ impl Engine {
         &self.approvals
     }
 
+    /// Counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     async fn append(&self, events: &[Event]) -> Result<(), EngineError> {
         self.log.append_batch_async(events).await?;
         Ok(())
@@ -291,6 +323,7 @@ impl Engine {
         {
             Ok(p) => Ok(p),
             Err(e) => {
+                self.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
                 let mut b = Event::builder(
                     &self.options.gateway_id,
                     AuthFailed {
@@ -394,6 +427,7 @@ impl Engine {
             return Err(e);
         }
         self.policy.observe(&event);
+        self.metrics.sessions_opened.fetch_add(1, Ordering::Relaxed);
         Ok(session)
     }
 
@@ -621,6 +655,9 @@ impl Engine {
             });
         }
         self.append(&events).await?;
+        for d in &decisions {
+            self.metrics.count(d.effect);
+        }
         if let Some(n) = &self.options.notifier {
             for p in &notify {
                 n.approval_requested(p);

@@ -124,6 +124,11 @@ impl EventLog {
         self.inner.config.durability
     }
 
+    /// Offset after the last fsynced record.
+    pub fn durable_offset(&self) -> Offset {
+        lock(&self.inner.sync).durable
+    }
+
     /// Offset the next appended record will get (= number of records ever appended).
     pub fn next_offset(&self) -> Offset {
         *self.inner.written_tx.borrow()

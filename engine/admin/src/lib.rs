@@ -1,0 +1,136 @@
+//! The admin API: reviewers approve and deny held commands, admins issue and revoke
+//! agent tokens and list sessions; `/healthz` and Prometheus `/metrics` for operators.
+//!
+//! HTTP on a loopback address, HTTPS (rustls) elsewhere — the configuration refuses a
+//! non-loopback listener without a certificate. Every `/v1` call needs
+//! `Authorization: Bearer <token>` of a configured `[[admin.user]]`; the token
+//! decides the user's name (recorded as reviewer), role and groups.
+
+pub mod client;
+mod metrics;
+mod routes;
+mod tls;
+pub mod webhook;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use gatehouse_core::config::{AdminRole, Config, Secret};
+use gatehouse_core::engine::Engine;
+use tokio::sync::watch;
+
+pub use routes::{ApproveRequest, DenyRequest, IssueTokenRequest, IssuedToken, RevokeRequest};
+
+/// An authenticated admin API user.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// Name (reviewer identity in approval events).
+    pub name: String,
+    /// Role.
+    pub role: AdminRole,
+    /// Reviewer groups.
+    pub groups: Vec<String>,
+    token: Secret,
+}
+
+/// Shared state of the API.
+pub struct AdminState {
+    engine: Arc<Engine>,
+    config: Arc<Config>,
+    users: Vec<User>,
+}
+
+/// Admin API errors at startup.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// A user's token cannot be read.
+    #[error("admin user `{user}`: {message}")]
+    User {
+        /// User.
+        user: String,
+        /// Problem.
+        message: String,
+    },
+    /// The listener cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Error.
+        source: std::io::Error,
+    },
+    /// TLS setup failed.
+    #[error("admin TLS: {0}")]
+    Tls(String),
+}
+
+impl AdminState {
+    /// Resolves the users' tokens.
+    pub fn new(engine: Arc<Engine>, config: Arc<Config>) -> Result<Self, AdminError> {
+        let mut users = Vec::new();
+        for u in &config.admin.users {
+            let token = u.token.resolve().map_err(|e| AdminError::User {
+                user: u.name.clone(),
+                message: e.to_string(),
+            })?;
+            users.push(User {
+                name: u.name.clone(),
+                role: u.role,
+                groups: u.groups.clone(),
+                token,
+            });
+        }
+        Ok(Self {
+            engine,
+            config,
+            users,
+        })
+    }
+
+    /// The user presenting `token` (constant-time comparison).
+    pub fn user(&self, token: &str) -> Option<&User> {
+        use subtle::ConstantTimeEq;
+        self.users
+            .iter()
+            .find(|u| bool::from(u.token.expose().as_bytes().ct_eq(token.as_bytes())))
+    }
+}
+
+/// Binds and serves the API until `shutdown`; returns the bound address.
+pub async fn start(
+    engine: Arc<Engine>,
+    config: Arc<Config>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<SocketAddr, AdminError> {
+    let addr = config.admin.listen;
+    let tls = match (&config.admin.cert, &config.admin.key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    let state = Arc::new(AdminState::new(engine, config)?);
+    let app = routes::router(state);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| AdminError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| AdminError::Bind { addr, source })?;
+    tokio::spawn(async move {
+        match tls {
+            None => {
+                let serve = axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move {
+                    let _ = shutdown.wait_for(|s| *s).await;
+                });
+                if let Err(error) = serve.await {
+                    tracing::error!(message = "Admin API stopped.", %error);
+                }
+            }
+            Some(acceptor) => tls::serve(listener, acceptor, app, shutdown).await,
+        }
+    });
+    Ok(bound)
+}

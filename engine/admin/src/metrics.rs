@@ -1,0 +1,110 @@
+//! Prometheus text exposition.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use crate::routes::router;
+
+type AppState = std::sync::Arc<crate::AdminState>;
+
+fn cursor(dir: &std::path::Path, sink: &str) -> Option<u64> {
+    let bytes = std::fs::read(dir.join(format!("{sink}.cursor"))).ok()?;
+    serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()?
+        .get("next_offset")?
+        .as_u64()
+}
+
+pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    let _ = router;
+    let e = &s.engine;
+    let m = e.metrics();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP gatehouse_decisions_total Requests decided, by effect.\n# TYPE gatehouse_decisions_total counter"
+    );
+    for (i, effect) in ["allow", "mask", "require_approval", "block"]
+        .iter()
+        .enumerate()
+    {
+        let n = m
+            .decisions
+            .get(i)
+            .map(|c| c.load(Ordering::Relaxed))
+            .unwrap_or(0);
+        let _ = writeln!(out, "gatehouse_decisions_total{{effect=\"{effect}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP gatehouse_auth_failures_total Refused credentials.\n# TYPE gatehouse_auth_failures_total counter"
+    );
+    let _ = writeln!(
+        out,
+        "gatehouse_auth_failures_total {}",
+        m.auth_failures.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP gatehouse_sessions_opened_total Sessions opened.\n# TYPE gatehouse_sessions_opened_total counter"
+    );
+    let _ = writeln!(
+        out,
+        "gatehouse_sessions_opened_total {}",
+        m.sessions_opened.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP gatehouse_sessions_live Live sessions.\n# TYPE gatehouse_sessions_live gauge"
+    );
+    let _ = writeln!(out, "gatehouse_sessions_live {}", e.sessions().len());
+    let _ = writeln!(
+        out,
+        "# HELP gatehouse_approvals_pending Requests waiting for a reviewer.\n# TYPE gatehouse_approvals_pending gauge"
+    );
+    let _ = writeln!(
+        out,
+        "gatehouse_approvals_pending {}",
+        e.approvals().list().len()
+    );
+    let next = e.log().next_offset();
+    let durable = e.log().durable_offset();
+    let _ = writeln!(
+        out,
+        "# HELP gatehouse_log_next_offset Records appended to the event log.\n# TYPE gatehouse_log_next_offset counter"
+    );
+    let _ = writeln!(out, "gatehouse_log_next_offset {next}");
+    let _ = writeln!(
+        out,
+        "# HELP gatehouse_log_unsynced_records Records written but not yet fsynced (log lag).\n# TYPE gatehouse_log_unsynced_records gauge"
+    );
+    let _ = writeln!(
+        out,
+        "gatehouse_log_unsynced_records {}",
+        next.saturating_sub(durable)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP gatehouse_shipper_lag_records Records not yet shipped, per sink.\n# TYPE gatehouse_shipper_lag_records gauge"
+    );
+    let cursors = s.config.data_dir.join("cursors");
+    for sink in ["parquet", "kafka"] {
+        let enabled = match sink {
+            "parquet" => s.config.shipping.parquet.enabled,
+            _ => s.config.shipping.kafka.is_some(),
+        };
+        if enabled {
+            let at = cursor(&cursors, sink).unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "gatehouse_shipper_lag_records{{sink=\"{sink}\"}} {}",
+                next.saturating_sub(at)
+            );
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}

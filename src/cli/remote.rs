@@ -1,0 +1,283 @@
+//! Commands that act through a running gateway's admin API: `token`, `approvals`,
+//! `sessions`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use gatehouse_admin::client::HttpClient;
+use hyper::Method;
+use serde_json::{Value, json};
+
+/// How to reach the admin API.
+#[derive(Debug, Args)]
+pub struct Remote {
+    /// Admin API base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "GATEHOUSE_ADMIN_URL",
+        default_value = "http://127.0.0.1:7070"
+    )]
+    admin_url: String,
+    /// Admin API bearer token (prefer the environment variable or `--admin-token-file`).
+    #[arg(
+        long,
+        global = true,
+        env = "GATEHOUSE_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    admin_token: Option<String>,
+    /// File holding the admin API bearer token.
+    #[arg(long, global = true, env = "GATEHOUSE_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+impl Remote {
+    fn token(&self) -> anyhow::Result<String> {
+        if let Some(t) = &self.admin_token {
+            return Ok(t.clone());
+        }
+        if let Some(p) = &self.admin_token_file {
+            return Ok(std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read `{}`", p.display()))?
+                .trim()
+                .to_owned());
+        }
+        anyhow::bail!("no admin token: set GATEHOUSE_ADMIN_TOKEN or --admin-token-file")
+    }
+
+    fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.admin_url.trim_end_matches('/'));
+        let token = self.token()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let client = HttpClient::new(Duration::from_secs(30));
+            Ok(client
+                .json(method, &url, Some(&token), body.as_ref())
+                .await?)
+        })
+    }
+}
+
+fn field<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// `token` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue an agent token bound to one target (printed on stdout, shown once).
+    Issue(IssueArgs),
+    /// Revoke a token: refused from now on; its live sessions are closed.
+    Revoke {
+        /// Token id (`tok_...`).
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// `token issue` options.
+#[derive(Debug, Args)]
+pub struct IssueArgs {
+    /// Agent identity.
+    #[arg(long)]
+    agent: String,
+    /// Target name.
+    #[arg(long)]
+    target: String,
+    /// Lifetime, e.g. `15m` (default from the gateway config).
+    #[arg(long)]
+    ttl: Option<String>,
+    /// Person the agent acts for.
+    #[arg(long)]
+    on_behalf_of: Option<String>,
+    /// Write a kubeconfig for this token (Kubernetes targets) to this file.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Kubernetes API proxy URL for the kubeconfig.
+    #[arg(long, default_value = "https://127.0.0.1:8443")]
+    server: String,
+    /// CA certificate (PEM) kubectl trusts for the gateway.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+}
+
+/// Runs `token ...`.
+pub fn token(cmd: TokenCommand, remote: &Remote) -> anyhow::Result<ExitCode> {
+    match cmd {
+        TokenCommand::Issue(a) => {
+            let v = remote.call(Method::POST, "/v1/tokens", Some(json!({ "agent": a.agent, "target": a.target, "ttl": a.ttl, "on_behalf_of": a.on_behalf_of })))?;
+            let token = v
+                .get("token")
+                .and_then(Value::as_str)
+                .context("no token in the response")?;
+            if let Some(path) = &a.kubeconfig {
+                write_kubeconfig(path, &a.target, &a.server, a.ca.as_deref(), token)?;
+                eprintln!("wrote kubeconfig {} (context {})", path.display(), a.target);
+            }
+            if remote.json {
+                println!("{v}");
+            } else {
+                println!("{token}");
+                eprintln!(
+                    "token {} for `{}` on target `{}` ({}), expires {}",
+                    field(&v, "credential_id"),
+                    a.agent,
+                    field(&v, "target"),
+                    field(&v, "protocol"),
+                    field(&v, "expires_at")
+                );
+            }
+        }
+        TokenCommand::Revoke { id, reason } => {
+            let v = remote.call(
+                Method::DELETE,
+                &format!("/v1/tokens/{id}"),
+                Some(json!({ "reason": reason })),
+            )?;
+            if remote.json {
+                println!("{v}");
+            } else {
+                println!(
+                    "revoked {id}; closed {} live session(s)",
+                    v.get("closed_sessions")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0)
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_kubeconfig(
+    path: &std::path::Path,
+    target: &str,
+    server: &str,
+    ca: Option<&std::path::Path>,
+    token: &str,
+) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let cluster = match ca {
+        Some(ca) => {
+            let pem =
+                std::fs::read(ca).with_context(|| format!("cannot read `{}`", ca.display()))?;
+            format!(
+                "    certificate-authority-data: {}\n",
+                base64::engine::general_purpose::STANDARD.encode(pem)
+            )
+        }
+        None => String::new(),
+    };
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {target}\n  cluster:\n    server: {server}\n{cluster}contexts:\n- name: {target}\n  context:\n    cluster: {target}\n    user: gatehouse-{target}\ncurrent-context: {target}\nusers:\n- name: gatehouse-{target}\n  user:\n    token: {token}\n"
+    );
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .with_context(|| format!("cannot write `{}`", path.display()))
+}
+
+/// `approvals` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsCommand {
+    /// Requests waiting for a reviewer.
+    List,
+    /// Approve a held request (`--for 30m`: also allow the same identity, target and rule for that long).
+    Approve {
+        /// Approval id.
+        id: String,
+        /// Time-boxed grant.
+        #[arg(long = "for")]
+        valid_for: Option<String>,
+    },
+    /// Deny a held request.
+    Deny {
+        /// Approval id.
+        id: String,
+        /// Reason (shown to the agent).
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// Runs `approvals ...`.
+pub fn approvals(cmd: ApprovalsCommand, remote: &Remote) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ApprovalsCommand::List => {
+            let v = remote.call(Method::GET, "/v1/approvals", None)?;
+            if remote.json {
+                println!("{v}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let list = v
+                .get("approvals")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if list.is_empty() {
+                println!("no pending approvals");
+            }
+            for a in list {
+                println!(
+                    "{}  {}  target={}  rule={}  group={}  expires={}{}\n    {}",
+                    field(&a, "id"),
+                    field(&a, "identity"),
+                    field(&a, "target"),
+                    field(&a, "rule"),
+                    field(&a, "group"),
+                    field(&a, "deadline"),
+                    if a.get("waiting").and_then(Value::as_bool) == Some(false) {
+                        "  (client gone)"
+                    } else {
+                        ""
+                    },
+                    field(&a, "command"),
+                );
+            }
+        }
+        ApprovalsCommand::Approve { id, valid_for } => {
+            let v = remote.call(
+                Method::POST,
+                &format!("/v1/approvals/{id}/approve"),
+                Some(json!({ "for": valid_for })),
+            )?;
+            if remote.json {
+                println!("{v}");
+            } else {
+                println!(
+                    "approved {id}{}",
+                    valid_for
+                        .map(|d| format!(" (and the same identity, target and rule for {d})"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        ApprovalsCommand::Deny { id, reason } => {
+            let v = remote.call(
+                Method::POST,
+                &format!("/v1/approvals/{id}/deny"),
+                Some(json!({ "reason": reason })),
+            )?;
+            if remote.json {
+                println!("{v}");
+            } else {
+                println!("denied {id}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
