@@ -13,6 +13,7 @@
 mod admin;
 mod architecture;
 mod log_crash;
+mod postgres;
 mod serve;
 mod shipping;
 mod support;
