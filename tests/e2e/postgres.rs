@@ -31,7 +31,11 @@ fn start() -> Setup {
         "-c",
         "insert into users values (1, 'hunter2')",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dir = tempfile::tempdir().unwrap();
     let extra = dir.path().join("holds.rules");
     std::fs::write(
@@ -57,21 +61,46 @@ fn start() -> Setup {
             ("GH_TEST_PG_PASSWORD", Postgres::SERVICE_PASSWORD),
         ],
     );
-    Setup { pg, gw, admin, proxy }
+    Setup {
+        pg,
+        gw,
+        admin,
+        proxy,
+    }
 }
 
 impl Setup {
     fn token(&self) -> String {
-        let out = cli(self.admin, ADMIN_TOKEN, &["token", "issue", "--agent", "etl", "--target", "app-db", "--ttl", "15m"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = cli(
+            self.admin,
+            ADMIN_TOKEN,
+            &[
+                "token", "issue", "--agent", "etl", "--target", "app-db", "--ttl", "15m",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
     fn psql(&self, token: &str) -> Command {
         let mut c = self.pg.client("psql");
-        c.args(["-h", "127.0.0.1", "-p", &self.proxy.to_string(), "-U", "etl", "-d", "app-db", "-X"])
-            .env("PGPASSWORD", token)
-            .env("PGSSLMODE", "disable");
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.proxy.to_string(),
+            "-U",
+            "etl",
+            "-d",
+            "app-db",
+            "-X",
+        ])
+        .env("PGPASSWORD", token)
+        .env("PGSSLMODE", "disable");
         c
     }
 
@@ -84,14 +113,21 @@ impl Setup {
             if let Some(id) = text.split_whitespace().find(|w| w.starts_with("apr-")) {
                 return id.to_owned();
             }
-            assert!(start.elapsed() < Duration::from_secs(20), "no approval appeared: {text}");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no approval appeared: {text}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 }
 
 fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 #[test]
@@ -102,13 +138,31 @@ fn postgres_through_serve_with_cli_tokens_and_approvals() {
     // Allowed, masked, blocked; the session survives the block.
     let out = s
         .psql(&token)
-        .args(["-At", "-c", "select id, note from t order by id", "-c", "select password from users", "-c", "delete from t", "-c", "select count(*) from t"])
+        .args([
+            "-At",
+            "-c",
+            "select id, note from t order by id",
+            "-c",
+            "select password from users",
+            "-c",
+            "delete from t",
+            "-c",
+            "select count(*) from t",
+        ])
         .output()
         .unwrap();
     let t = text(&out);
     assert!(t.contains("1|a\n2|b\n****\n"), "{t}");
-    assert!(t.contains("ERROR:  destructive statements need a change ticket"), "{t}");
-    assert!(String::from_utf8_lossy(&out.stdout).trim_end().ends_with('2'), "{t}");
+    assert!(
+        t.contains("ERROR:  destructive statements need a change ticket"),
+        "{t}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .trim_end()
+            .ends_with('2'),
+        "{t}"
+    );
 
     // Approved with the CLI.
     let mut cmd = s.psql(&token);
@@ -119,23 +173,50 @@ fn postgres_through_serve_with_cli_tokens_and_approvals() {
     assert!(out.status.success(), "{}", text(&out));
     let out = child.join().unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains(&format!("held for approval {id}")), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("held for approval {id}")),
+        "{}",
+        text(&out)
+    );
 
     // Denied with the CLI.
     let mut cmd = s.psql(&token);
     cmd.args(["-c", "comment on table t is 'sneaky'"]);
     let child = std::thread::spawn(move || cmd.output().unwrap());
     let id = s.pending_approval();
-    let out = cli(s.admin, BOB_TOKEN, &["approvals", "deny", &id, "--reason", "not during the freeze"]);
+    let out = cli(
+        s.admin,
+        BOB_TOKEN,
+        &[
+            "approvals",
+            "deny",
+            &id,
+            "--reason",
+            "not during the freeze",
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let out = child.join().unwrap();
     assert!(!out.status.success());
-    assert!(text(&out).contains("was denied by bob@example.com: not during the freeze"), "{}", text(&out));
+    assert!(
+        text(&out).contains("was denied by bob@example.com: not during the freeze"),
+        "{}",
+        text(&out)
+    );
 
     // Expired (2 s).
-    let out = s.psql(&token).args(["-c", "comment on table t is 'late'"]).output().unwrap();
-    assert!(text(&out).contains("expired before a reviewer decided"), "{}", text(&out));
-    let comment = s.pg.psql_app(&["-At", "-c", "select obj_description('t'::regclass)"]);
+    let out = s
+        .psql(&token)
+        .args(["-c", "comment on table t is 'late'"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&out).contains("expired before a reviewer decided"),
+        "{}",
+        text(&out)
+    );
+    let comment =
+        s.pg.psql_app(&["-At", "-c", "select obj_description('t'::regclass)"]);
     assert_eq!(String::from_utf8_lossy(&comment.stdout).trim(), "reviewed");
 
     // A bad token never reaches the upstream.
@@ -158,14 +239,31 @@ fn postgres_through_serve_with_cli_tokens_and_approvals() {
     for k in ["select", "delete", "alter"] {
         assert!(kinds.iter().any(|x| x == k), "no `{k}` in {kinds:?}");
     }
-    assert!(events.iter().any(|e| matches!(&e.payload, Payload::ResultObserved(r) if r.status == ResultStatus::Refused)));
-    assert!(events.iter().any(|e| matches!(&e.payload, Payload::SessionClosed(_))));
-    assert!(events.iter().any(|e| matches!(&e.payload, Payload::AuthFailed(_))));
+    assert!(events.iter().any(
+        |e| matches!(&e.payload, Payload::ResultObserved(r) if r.status == ResultStatus::Refused)
+    ));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(&e.payload, Payload::SessionClosed(_)))
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(&e.payload, Payload::AuthFailed(_)))
+    );
     let json = serde_json::to_string(&events).unwrap();
-    assert!(!json.contains(Postgres::SERVICE_PASSWORD) && !json.contains("hunter2") && !json.contains(&token));
+    assert!(
+        !json.contains(Postgres::SERVICE_PASSWORD)
+            && !json.contains("hunter2")
+            && !json.contains(&token)
+    );
     let log = s.gw.serve_log();
     assert!(!log.contains(Postgres::SERVICE_PASSWORD) && !log.contains(&token));
     let dir = s.gw.stop();
-    let out = crate::support::gatehouse(&dir.path().join("data")).args(["log", "verify"]).output().unwrap();
+    let out = crate::support::gatehouse(&dir.path().join("data"))
+        .args(["log", "verify"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out));
 }

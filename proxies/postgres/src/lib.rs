@@ -88,13 +88,22 @@ pub struct PgProxy {
 
 impl PgProxy {
     /// A proxy for the Postgres targets of `config`.
-    pub fn new(engine: Arc<Engine>, config: Arc<Config>, options: Options) -> Result<Arc<Self>, SetupError> {
+    pub fn new(
+        engine: Arc<Engine>,
+        config: Arc<Config>,
+        options: Options,
+    ) -> Result<Arc<Self>, SetupError> {
         let mut upstream_tls = HashMap::new();
-        for t in config.targets.iter().filter(|t| t.protocol == Protocol::Postgres && t.tls) {
+        for t in config
+            .targets
+            .iter()
+            .filter(|t| t.protocol == Protocol::Postgres && t.tls)
+        {
             let Some(ca) = &t.ca else {
                 return Err(SetupError::Target {
                     target: t.name.clone(),
-                    message: "`tls = true` needs `ca` (the CA that signed the server certificate)".into(),
+                    message: "`tls = true` needs `ca` (the CA that signed the server certificate)"
+                        .into(),
                 });
             };
             let c = gatehouse_proxy_common::client_config(ca).map_err(|e| SetupError::Target {

@@ -24,7 +24,9 @@ use crate::wire::frame::put;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MaskError {
     /// A rule masks a binary column whose type the gateway cannot re-encode.
-    #[error("column `{column}` (type oid {oid}) is returned in binary format and must be masked; request text format for it")]
+    #[error(
+        "column `{column}` (type oid {oid}) is returned in binary format and must be masked; request text format for it"
+    )]
     Binary {
         /// Column name.
         column: String,
@@ -32,7 +34,9 @@ pub enum MaskError {
         oid: u32,
     },
     /// A text value is not UTF-8 and must be checked against value patterns.
-    #[error("column `{0}` holds text that is not UTF-8 and cannot be checked against the masking rules")]
+    #[error(
+        "column `{0}` holds text that is not UTF-8 and cannot be checked against the masking rules"
+    )]
     Encoding(String),
     /// The data row does not decode.
     #[error(transparent)]
@@ -135,7 +139,8 @@ impl Plan {
                 let sources: Vec<&str> = derived
                     .iter()
                     .filter(|(label, _)| {
-                        label.eq_ignore_ascii_case(&c.name) || (label.is_empty() && c.table_oid == 0)
+                        label.eq_ignore_ascii_case(&c.name)
+                            || (label.is_empty() && c.table_oid == 0)
                     })
                     .flat_map(|(_, s)| s.iter().map(String::as_str))
                     .collect();

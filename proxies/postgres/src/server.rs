@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::PgProxy;
 use crate::cancel::CancelTarget;
 use crate::classify::SessionSql;
 use crate::relay::{Relay, RelayOptions, run::SampleLimits};
@@ -21,7 +22,6 @@ use crate::wire::backend::{self, Report};
 use crate::wire::frame;
 use crate::wire::startup::{self, Startup};
 use crate::wire::{FrameError, Reader};
-use crate::PgProxy;
 
 /// Largest startup packet (PostgreSQL uses the same bound).
 const MAX_STARTUP: usize = 10_000;
@@ -62,7 +62,11 @@ struct Ready {
 
 impl PgProxy {
     /// Accepts clients until `shutdown` turns true.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -85,7 +89,12 @@ impl PgProxy {
         }
     }
 
-    async fn connection(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, shutdown: watch::Receiver<bool>) {
+    async fn connection(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        shutdown: watch::Receiver<bool>,
+    ) {
         let _ = tcp.set_nodelay(true);
         let login = tokio::time::timeout(self.options.login_timeout, self.login(tcp, peer)).await;
         let ready = match login {
@@ -166,7 +175,10 @@ impl PgProxy {
                     if !buf.is_empty() {
                         // Bytes sent after SSLRequest before the handshake could be
                         // injected by a man in the middle.
-                        return Err(FrameError::Malformed("SSLRequest", "data after the request"));
+                        return Err(FrameError::Malformed(
+                            "SSLRequest",
+                            "data after the request",
+                        ));
                     }
                     match (&self.options.tls, stream) {
                         (Some(tls), Stream::Plain(mut tcp)) => {
@@ -188,15 +200,30 @@ impl PgProxy {
                 }
                 Ok(Startup::Params { minor, params }) => break (minor, params),
                 Err(e) => {
-                    refuse(&mut stream, Report::fatal("08P01", format!("protocol violation: {e}"))).await;
+                    refuse(
+                        &mut stream,
+                        Report::fatal("08P01", format!("protocol violation: {e}")),
+                    )
+                    .await;
                     return Err(e);
                 }
             }
         };
-        let user = Startup::param(&params, "user").unwrap_or_default().to_owned();
+        let user = Startup::param(&params, "user")
+            .unwrap_or_default()
+            .to_owned();
         let database = Startup::param(&params, "database").map(str::to_owned);
-        if Startup::param(&params, "replication").is_some_and(|r| r != "false" && r != "0" && r != "off") {
-            refuse(&mut stream, Report::fatal("28000", "replication connections are not available through the gateway")).await;
+        if Startup::param(&params, "replication")
+            .is_some_and(|r| r != "false" && r != "0" && r != "off")
+        {
+            refuse(
+                &mut stream,
+                Report::fatal(
+                    "28000",
+                    "replication connections are not available through the gateway",
+                ),
+            )
+            .await;
             return Ok(Login::Done);
         }
         let mut hello = BytesMut::new();
@@ -225,25 +252,52 @@ impl PgProxy {
             .filter(|d| self.config.target(d).is_some());
         let principal = match self
             .engine
-            .authenticate(&token, Protocol::Postgres, requested, Some(peer), Some(&user))
+            .authenticate(
+                &token,
+                Protocol::Postgres,
+                requested,
+                Some(peer),
+                Some(&user),
+            )
             .await
         {
             Ok(p) => p,
             Err(e) => {
-                refuse(&mut stream, Report::fatal("28P01", format!("gatehouse: {e}"))).await;
+                refuse(
+                    &mut stream,
+                    Report::fatal("28P01", format!("gatehouse: {e}")),
+                )
+                .await;
                 return Ok(Login::Done);
             }
         };
         drop(token);
         let Some(target) = self.config.target(&principal.target) else {
-            refuse(&mut stream, Report::fatal("08006", format!("gatehouse: target `{}` is not configured", principal.target))).await;
+            refuse(
+                &mut stream,
+                Report::fatal(
+                    "08006",
+                    format!("gatehouse: target `{}` is not configured", principal.target),
+                ),
+            )
+            .await;
             return Ok(Login::Done);
         };
         let password = match target.password.as_ref().map(|p| p.resolve()).transpose() {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(message = "Cannot resolve a target credential.", target = %target.name, error = %e);
-                refuse(&mut stream, Report::fatal("08006", format!("gatehouse cannot use the credential of target `{}`", target.name))).await;
+                refuse(
+                    &mut stream,
+                    Report::fatal(
+                        "08006",
+                        format!(
+                            "gatehouse cannot use the credential of target `{}`",
+                            target.name
+                        ),
+                    ),
+                )
+                .await;
                 return Ok(Login::Done);
             }
         };
@@ -266,10 +320,24 @@ impl PgProxy {
             Err(e) => {
                 tracing::warn!(message = "Cannot open the upstream session.", target = %target.name, error = %e);
                 let report = match &e {
-                    upstream::UpstreamError::Refused { code, message } if code.starts_with("3D") || code.starts_with("53") => {
-                        Report::fatal("08006", format!("gatehouse: the upstream of target `{}` refused the session: {message}", target.name))
+                    upstream::UpstreamError::Refused { code, message }
+                        if code.starts_with("3D") || code.starts_with("53") =>
+                    {
+                        Report::fatal(
+                            "08006",
+                            format!(
+                                "gatehouse: the upstream of target `{}` refused the session: {message}",
+                                target.name
+                            ),
+                        )
                     }
-                    _ => Report::fatal("08006", format!("gatehouse cannot open a session on target `{}`", target.name)),
+                    _ => Report::fatal(
+                        "08006",
+                        format!(
+                            "gatehouse cannot open a session on target `{}`",
+                            target.name
+                        ),
+                    ),
                 };
                 refuse(&mut stream, report).await;
                 return Ok(Login::Done);
@@ -278,14 +346,25 @@ impl PgProxy {
         let info = SessionInfo {
             client_addr: Some(peer),
             login: Some(user.clone()),
-            auth_method: Some(if stream.is_tls() { "token-password-tls".into() } else { "token-password".into() }),
+            auth_method: Some(if stream.is_tls() {
+                "token-password-tls".into()
+            } else {
+                "token-password".into()
+            }),
             upstream_host: Some(target.upstream.clone()),
             client_application: Startup::param(&params, "application_name").map(str::to_owned),
         };
         let session = match self.engine.open_session(principal, info).await {
             Ok(s) => s,
             Err(e) => {
-                refuse(&mut stream, Report::fatal("58000", format!("gatehouse cannot record the session, so it is refused: {e}"))).await;
+                refuse(
+                    &mut stream,
+                    Report::fatal(
+                        "58000",
+                        format!("gatehouse cannot record the session, so it is refused: {e}"),
+                    ),
+                )
+                .await;
                 return Ok(Login::Done);
             }
         };
@@ -310,7 +389,9 @@ impl PgProxy {
                     tracing::info!(message = "Cancel request forwarded.", client = %peer);
                 }
             }
-            None => tracing::info!(message = "Cancel request with an unknown key ignored.", client = %peer),
+            None => {
+                tracing::info!(message = "Cancel request with an unknown key ignored.", client = %peer)
+            }
         }
     }
 }
@@ -344,17 +425,31 @@ async fn read_password(stream: &mut Stream, buf: &mut BytesMut) -> Result<String
             Ok(Some(f)) => break f,
             Ok(None) => {}
             Err(e) => {
-                refuse(stream, Report::fatal("08P01", format!("protocol violation: {e}"))).await;
+                refuse(
+                    stream,
+                    Report::fatal("08P01", format!("protocol violation: {e}")),
+                )
+                .await;
                 return Err(e);
             }
         }
         if stream.read_buf(buf).await.map_err(io)? == 0 {
-            return Err(FrameError::Malformed("PasswordMessage", "connection closed"));
+            return Err(FrameError::Malformed(
+                "PasswordMessage",
+                "connection closed",
+            ));
         }
     };
     if f.tag != b'p' {
         let e = FrameError::UnexpectedTag(char::from(f.tag));
-        refuse(stream, Report::fatal("08P01", format!("protocol violation: expected a password message, got {e}"))).await;
+        refuse(
+            stream,
+            Report::fatal(
+                "08P01",
+                format!("protocol violation: expected a password message, got {e}"),
+            ),
+        )
+        .await;
         return Err(e);
     }
     let msg = buf.split_to(f.wire_len);

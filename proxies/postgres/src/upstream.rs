@@ -144,7 +144,9 @@ async fn read_frame(stream: &mut Stream, buf: &mut BytesMut) -> Result<Frame, Up
             .await
             .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
         if n == 0 {
-            return Err(UpstreamError::Protocol("the server closed the connection".into()));
+            return Err(UpstreamError::Protocol(
+                "the server closed the connection".into(),
+            ));
         }
     }
 }
@@ -192,7 +194,9 @@ async fn login(c: Connect<'_>) -> Result<Upstream, UpstreamError> {
         match f.tag {
             b'R' => {
                 let mut r = Reader::new(&body, "Authentication");
-                let code = r.i32().map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+                let code = r
+                    .i32()
+                    .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
                 let data = r.rest();
                 match code {
                     0 => {}
@@ -231,7 +235,8 @@ async fn login(c: Connect<'_>) -> Result<Upstream, UpstreamError> {
                             ));
                         }
                         let p = need_password(&c)?;
-                        let s = ScramSha256::new(p.expose().as_bytes(), ChannelBinding::unsupported());
+                        let s =
+                            ScramSha256::new(p.expose().as_bytes(), ChannelBinding::unsupported());
                         put(&mut out, b'p', |b| {
                             put_cstr(b, SCRAM_SHA_256.as_bytes());
                             let m = s.message();
@@ -242,18 +247,20 @@ async fn login(c: Connect<'_>) -> Result<Upstream, UpstreamError> {
                         write(&mut stream, &mut out).await?;
                     }
                     11 => {
-                        let s = scram
-                            .as_mut()
-                            .ok_or_else(|| UpstreamError::Protocol("SASLContinue before SASL".into()))?;
-                        s.update(data).map_err(|e| UpstreamError::Auth(e.to_string()))?;
+                        let s = scram.as_mut().ok_or_else(|| {
+                            UpstreamError::Protocol("SASLContinue before SASL".into())
+                        })?;
+                        s.update(data)
+                            .map_err(|e| UpstreamError::Auth(e.to_string()))?;
                         put(&mut out, b'p', |b| b.extend_from_slice(s.message()));
                         write(&mut stream, &mut out).await?;
                     }
                     12 => {
-                        let s = scram
-                            .as_mut()
-                            .ok_or_else(|| UpstreamError::Protocol("SASLFinal before SASL".into()))?;
-                        s.finish(data).map_err(|e| UpstreamError::Auth(e.to_string()))?;
+                        let s = scram.as_mut().ok_or_else(|| {
+                            UpstreamError::Protocol("SASLFinal before SASL".into())
+                        })?;
+                        s.finish(data)
+                            .map_err(|e| UpstreamError::Auth(e.to_string()))?;
                     }
                     other => {
                         return Err(UpstreamError::Auth(format!(
@@ -270,8 +277,12 @@ async fn login(c: Connect<'_>) -> Result<Upstream, UpstreamError> {
             }
             b'K' => {
                 let mut r = Reader::new(&body, "BackendKeyData");
-                let pid = r.i32().map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-                let secret = r.i32().map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+                let pid = r
+                    .i32()
+                    .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+                let secret = r
+                    .i32()
+                    .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
                 key = (pid, secret);
             }
             b'E' => {

@@ -28,7 +28,10 @@ const CORPUS: &[(&str, Want)] = &[
     ("DELETE /* harmless */ FROM orders", Want::Block),
     ("DELETE FROM orders -- WHERE id = 1", Want::Block),
     ("/* maintenance */ DROP TABLE orders", Want::Block),
-    ("SELECT 1; -- nothing to see\nDROP TABLE orders", Want::Block),
+    (
+        "SELECT 1; -- nothing to see\nDROP TABLE orders",
+        Want::Block,
+    ),
     ("SELECT * FROM /* /* nested */ */ secrets", Want::Block),
     // Dollar quoting and strings that hide statement boundaries.
     ("SELECT $$;$$; DROP TABLE orders", Want::Block),
@@ -41,10 +44,19 @@ const CORPUS: &[(&str, Want)] = &[
     ("SELECT 1; DELETE FROM orders", Want::Block),
     ("select 1;truncate orders", Want::Block),
     // DML wrapped in CTEs.
-    ("WITH d AS (DELETE FROM orders RETURNING *) SELECT count(*) FROM d", Want::Block),
-    ("WITH u AS (UPDATE orders SET note = 'x' RETURNING 1) SELECT 1", Want::Block),
+    (
+        "WITH d AS (DELETE FROM orders RETURNING *) SELECT count(*) FROM d",
+        Want::Block,
+    ),
+    (
+        "WITH u AS (UPDATE orders SET note = 'x' RETURNING 1) SELECT 1",
+        Want::Block,
+    ),
     ("WITH s AS (SELECT * FROM secrets) SELECT 1", Want::Block),
-    ("WITH secrets AS (SELECT * FROM secrets) SELECT * FROM secrets", Want::Block),
+    (
+        "WITH secrets AS (SELECT * FROM secrets) SELECT * FROM secrets",
+        Want::Block,
+    ),
     // Prepared statements.
     ("PREPARE p AS DELETE FROM orders; EXECUTE p", Want::Block),
     ("EXECUTE never_prepared", Want::Block),
@@ -54,11 +66,26 @@ const CORPUS: &[(&str, Want)] = &[
     (r#"SELECT * FROM "secrets""#, Want::Block),
     ("SELECT (SELECT count(*) FROM public.secrets)", Want::Block),
     // The search path.
-    ("SET search_path = auth, public; SELECT * FROM api_keys", Want::Block),
-    ("SELECT set_config('search_path', 'auth', false); SELECT * FROM api_keys", Want::Block),
-    ("SELECT ext.dblink_exec('host=10.0.0.1', 'select 1')", Want::Hold),
-    ("CREATE FUNCTION public.innocent() RETURNS text LANGUAGE sql AS $$ SELECT dblink_exec('host=x', 'x') $$", Want::Hold),
-    ("SELECT pg_catalog.set_config('role', 'postgres', false)", Want::Hold),
+    (
+        "SET search_path = auth, public; SELECT * FROM api_keys",
+        Want::Block,
+    ),
+    (
+        "SELECT set_config('search_path', 'auth', false); SELECT * FROM api_keys",
+        Want::Block,
+    ),
+    (
+        "SELECT ext.dblink_exec('host=10.0.0.1', 'select 1')",
+        Want::Hold,
+    ),
+    (
+        "CREATE FUNCTION public.innocent() RETURNS text LANGUAGE sql AS $$ SELECT dblink_exec('host=x', 'x') $$",
+        Want::Hold,
+    ),
+    (
+        "SELECT pg_catalog.set_config('role', 'postgres', false)",
+        Want::Hold,
+    ),
     // Statements that run what they explain, or filter nothing.
     ("EXPLAIN ANALYZE DELETE FROM orders", Want::Block),
     ("DELETE FROM orders WHERE 1 = 1", Want::Block),
@@ -66,7 +93,10 @@ const CORPUS: &[(&str, Want)] = &[
     // Other doors.
     ("COPY secrets TO STDOUT", Want::Block),
     ("COPY orders FROM PROGRAM 'curl -s http://x'", Want::Hold),
-    ("DO $$ BEGIN EXECUTE 'DROP TABLE orders'; END $$", Want::Block),
+    (
+        "DO $$ BEGIN EXECUTE 'DROP TABLE orders'; END $$",
+        Want::Block,
+    ),
     ("SELEC * FROM orders", Want::Block),
     ("GRANT ALL ON orders TO PUBLIC", Want::Hold),
     ("SET ROLE postgres", Want::Hold),
@@ -118,11 +148,24 @@ fn the_starter_policy_refuses_every_bypass_attempt() {
             failures.push(format!("{sql}\n  wanted {want:?}, got:\n{text}"));
         }
     }
-    assert!(failures.is_empty(), "{} bypass(es):\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} bypass(es):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     // Nothing happened.
-    let out = ok(&h.pg.psql_app(&["-At", "-c", "select count(*), count(*) filter (where note = 'n') from orders"]));
+    let out = ok(&h.pg.psql_app(&[
+        "-At",
+        "-c",
+        "select count(*), count(*) filter (where note = 'n') from orders",
+    ]));
     assert_eq!(out.trim(), "10|10");
-    let out = ok(&h.pg.psql_app(&["-At", "-c", "select count(*) from pg_proc where proname = 'innocent'"]));
+    let out = ok(&h.pg.psql_app(&[
+        "-At",
+        "-c",
+        "select count(*) from pg_proc where proname = 'innocent'",
+    ]));
     assert_eq!(out.trim(), "0");
 }
 
@@ -156,7 +199,14 @@ fn masked_columns_stay_masked_under_aliases_and_expressions() {
 fn prepared_statements_across_messages_and_the_extended_protocol() {
     let h = Harness::start_with(&starter(), support::Options::default(), setup);
     // PREPARE in one query string, EXECUTE in the next, same session.
-    let out = h.psql(&["-v", "VERBOSITY=verbose", "-c", "PREPARE p2 AS DELETE FROM orders", "-c", "EXECUTE p2"]);
+    let out = h.psql(&[
+        "-v",
+        "VERBOSITY=verbose",
+        "-c",
+        "PREPARE p2 AS DELETE FROM orders",
+        "-c",
+        "EXECUTE p2",
+    ]);
     assert!(all(&out).contains("ERROR:  42501"), "{}", all(&out));
     // Extended protocol: the Parse itself is refused.
     let script = r#"
@@ -170,7 +220,12 @@ for sql in ["delete from orders", "select * from secrets", "with d as (delete fr
         print("refused", e.sqlstate)
 print(conn.execute("select count(*) from orders").fetchone())
 "#;
-    let out = std::process::Command::new("python3").arg("-c").arg(script).arg(h.dsn(&h.token())).output().unwrap();
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(h.dsn(&h.token()))
+        .output()
+        .unwrap();
     let text = ok(&out);
     assert_eq!(text.matches("refused 42501").count(), 3, "{text}");
     assert!(text.contains("(10,)"), "{text}");

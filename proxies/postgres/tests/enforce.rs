@@ -45,8 +45,15 @@ fn results(h: &Harness) -> Vec<ResultObserved> {
 #[test]
 fn masks_apply_by_column_and_value_and_binary_fails_closed() {
     let h = Harness::start_with(&starter(), support::Options::default(), setup);
-    let out = ok(&h.psql(&["-At", "-c", "select id, email, password, card from users order by id"]));
-    assert_eq!(out, "1|a@example.com|****|****-****-****-1111\n2|b@example.com|****|none\n");
+    let out = ok(&h.psql(&[
+        "-At",
+        "-c",
+        "select id, email, password, card from users order by id",
+    ]));
+    assert_eq!(
+        out,
+        "1|a@example.com|****|****-****-****-1111\n2|b@example.com|****|none\n"
+    );
     // Text format: the value pattern rewrites the number's text.
     let out = ok(&h.psql(&["-At", "-c", "select big from users where id = 1"]));
     assert_eq!(out.trim(), "************1111");
@@ -62,13 +69,24 @@ except psycopg.Error as e:
     print("refused", e.sqlstate, e)
 print(conn.execute("select 42").fetchone())
 "#;
-    let out = std::process::Command::new("python3").arg("-c").arg(script).arg(h.dsn(&h.token())).output().unwrap();
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(h.dsn(&h.token()))
+        .output()
+        .unwrap();
     let text = ok(&out);
     assert!(text.contains("[(7,)]"), "{text}");
-    assert!(text.contains("refused 42501") && text.contains("binary format"), "{text}");
+    assert!(
+        text.contains("refused 42501") && text.contains("binary format"),
+        "{text}"
+    );
     assert!(text.contains("(42,)"), "{text}");
     let logged = serde_json::to_string(&h.events()).unwrap();
-    assert!(!logged.contains("hunter2") && !logged.contains("4111111111111111"), "unmasked values in the log");
+    assert!(
+        !logged.contains("hunter2") && !logged.contains("4111111111111111"),
+        "unmasked values in the log"
+    );
 }
 
 #[test]
@@ -102,14 +120,22 @@ fn approvals_granted_denied_and_expired() {
     let out = child.join().unwrap();
     let text = all(&out);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains(&format!("held for approval {id}")) && text.contains("GRANT"), "{text}");
+    assert!(
+        text.contains(&format!("held for approval {id}")) && text.contains("GRANT"),
+        "{text}"
+    );
     // Denied.
     let mut cmd = h.psql_cmd(&token);
     cmd.args(["-c", "grant select on users to public", "-c", "select 1"]);
     let child = std::thread::spawn(move || cmd.output().unwrap());
     let id = h.decide_approval(false);
     let text = all(&child.join().unwrap());
-    assert!(text.contains(&format!("approval {id} was denied by bob@example.com: not today")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "approval {id} was denied by bob@example.com: not today"
+        )),
+        "{text}"
+    );
     // Expired (the rule's timeout is 2 s).
     let out = h.psql(&["-c", "grant select on users to public"]);
     let text = all(&out);
@@ -122,12 +148,24 @@ fn revoking_the_token_closes_the_session() {
     let h = Harness::start(&starter());
     let dsn = h.dsn(&h.token());
     h.rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls).await.unwrap();
+        let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+            .await
+            .unwrap();
         let conn = tokio::spawn(conn);
         client.simple_query("select 1").await.unwrap();
         let cred = h.engine.sessions()[0].credential_id.clone().unwrap();
-        assert_eq!(h.engine.revoke_token(&cred, Some("admin"), None).await.unwrap(), 1);
-        let e = tokio::time::timeout(Duration::from_secs(5), conn).await.unwrap().unwrap().unwrap_err();
+        assert_eq!(
+            h.engine
+                .revoke_token(&cred, Some("admin"), None)
+                .await
+                .unwrap(),
+            1
+        );
+        let e = tokio::time::timeout(Duration::from_secs(5), conn)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap_err();
         let db = e.as_db_error().expect("a FATAL error from the gateway");
         assert_eq!(db.code().code(), "57P01");
         assert!(db.message().contains("credential revoked"), "{db:?}");

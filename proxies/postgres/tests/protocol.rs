@@ -38,10 +38,18 @@ fn psql_copy_in_and_out_with_value_masks() {
     for i in 0..5000 {
         data.push_str(&format!("{i}\thunter{}\n", i % 10));
     }
-    child.stdin.take().unwrap().write_all(data.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(data.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(ok(&out).trim(), "COPY 5000");
-    let out = ok(&h.psql(&["-c", "\\copy (select * from t order by id limit 3) to stdout"]));
+    let out = ok(&h.psql(&[
+        "-c",
+        "\\copy (select * from t order by id limit 3) to stdout",
+    ]));
     assert_eq!(out, "0\t[redacted]\n1\t[redacted]\n2\t[redacted]\n");
     // A failed COPY FROM (bad data) leaves the session usable.
     let mut child = h
@@ -55,7 +63,10 @@ fn psql_copy_in_and_out_with_value_masks() {
     child.stdin.take().unwrap().write_all(b"x\ty\n").unwrap();
     let out = child.wait_with_output().unwrap();
     let text = all(&out);
-    assert!(text.contains("invalid input syntax for type integer") && text.contains("5000"), "{text}");
+    assert!(
+        text.contains("invalid input syntax for type integer") && text.contains("5000"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -63,9 +74,13 @@ fn cancel_requests_reach_the_right_backend() {
     let h = Harness::start(ALLOW_ALL);
     let dsn = h.dsn(&h.token());
     h.rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls).await.unwrap();
+        let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+            .await
+            .unwrap();
         tokio::spawn(conn);
-        let (other, conn2) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls).await.unwrap();
+        let (other, conn2) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+            .await
+            .unwrap();
         tokio::spawn(conn2);
         let token = client.cancel_token();
         let started = std::time::Instant::now();
@@ -106,11 +121,20 @@ fn tls_termination_with_the_configured_certificate() {
 #[test]
 fn notices_and_pipelined_queries_pass_through() {
     let h = Harness::start(ALLOW_ALL);
-    let out = h.psql(&["-c", "do $$ begin raise notice 'hello from plpgsql'; end $$"]);
-    assert!(all(&out).contains("NOTICE:  hello from plpgsql"), "{}", all(&out));
+    let out = h.psql(&[
+        "-c",
+        "do $$ begin raise notice 'hello from plpgsql'; end $$",
+    ]);
+    assert!(
+        all(&out).contains("NOTICE:  hello from plpgsql"),
+        "{}",
+        all(&out)
+    );
     let dsn = h.dsn(&h.token());
     h.rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls).await.unwrap();
+        let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+            .await
+            .unwrap();
         tokio::spawn(conn);
         // tokio-postgres pipelines concurrent queries on one connection.
         let client = std::sync::Arc::new(client);
@@ -203,15 +227,15 @@ fn malformed_messages_close_that_connection_only() {
     };
     let h = Harness::start_with(ALLOW_ALL, options, |_| {});
     let cases: &[&[u8]] = &[
-        b"Q\0\0\0\x02",                        // length below 4
-        b"Q\xff\xff\xff\xf0",                  // negative length
-        b"Q\x00\x20\x00\x00",                  // 2 MiB: over the limit
-        b"?\0\0\0\x04",                        // unknown type
-        b"p\0\0\0\x08abc\0",                   // a password message after login
-        b"Q\0\0\0\x09abcde",                   // query string without terminator
+        b"Q\0\0\0\x02",                          // length below 4
+        b"Q\xff\xff\xff\xf0",                    // negative length
+        b"Q\x00\x20\x00\x00",                    // 2 MiB: over the limit
+        b"?\0\0\0\x04",                          // unknown type
+        b"p\0\0\0\x08abc\0",                     // a password message after login
+        b"Q\0\0\0\x09abcde",                     // query string without terminator
         b"B\0\0\0\x0f\0s\0\0\0\0\x01\0\0\0\x09", // parameter longer than the message
-        b"D\0\0\0\x06X\0",                     // Describe of neither S nor P
-        b"S\0\0\0\x05x",                       // Sync with a body
+        b"D\0\0\0\x06X\0",                       // Describe of neither S nor P
+        b"S\0\0\0\x05x",                         // Sync with a body
     ];
     for case in cases {
         expect_protocol_error(&h, case);

@@ -32,14 +32,23 @@ fn psql_runs_allowed_statements_and_refuses_blocked_ones_keeping_the_session() {
         "select count(*) from app_orders",
     ]);
     let text = all(&out);
-    assert!(text.contains("destructive statements need a change ticket"), "{text}");
+    assert!(
+        text.contains("destructive statements need a change ticket"),
+        "{text}"
+    );
     assert!(text.contains("ERROR:  destructive"), "{text}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.trim_end().ends_with('2'), "rows survived and the session went on: {text}");
+    assert!(
+        stdout.trim_end().ends_with('2'),
+        "rows survived and the session went on: {text}"
+    );
 
     let stmts = h.statements();
     let kinds: Vec<&str> = stmts.iter().map(|(_, s)| s.kind.as_str()).collect();
-    assert!(kinds.contains(&"create") && kinds.contains(&"delete"), "{kinds:?}");
+    assert!(
+        kinds.contains(&"create") && kinds.contains(&"delete"),
+        "{kinds:?}"
+    );
     let refused = h
         .events()
         .into_iter()
@@ -52,7 +61,10 @@ fn psql_runs_allowed_statements_and_refuses_blocked_ones_keeping_the_session() {
 fn one_blocked_statement_blocks_the_whole_string() {
     let h = Harness::start(&starter());
     ok(&h.psql(&["-c", "create table t (a int)"]));
-    let out = h.psql(&["-c", "insert into t values (1); drop table t; insert into t values (2)"]);
+    let out = h.psql(&[
+        "-c",
+        "insert into t values (1); drop table t; insert into t values (2)",
+    ]);
     assert!(all(&out).contains("destructive"), "{}", all(&out));
     let out = h.psql(&["-At", "-c", "select count(*) from t"]);
     assert_eq!(ok(&out).trim(), "0", "nothing of the string ran");
@@ -61,11 +73,23 @@ fn one_blocked_statement_blocks_the_whole_string() {
 #[test]
 fn bad_tokens_are_refused() {
     let h = Harness::start(&starter());
-    let out = h.psql_cmd("not-a-token").args(["-c", "select 1"]).output().unwrap();
+    let out = h
+        .psql_cmd("not-a-token")
+        .args(["-c", "select 1"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(all(&out).contains("not a valid token"), "{}", all(&out));
     // A token for another target, when the client names this one.
     let other = h.token_for("agent:test", "other-db", std::time::Duration::from_secs(60));
-    let out = h.psql_cmd(&other).args(["-c", "select 1"]).output().unwrap();
-    assert!(all(&out).contains("is for target `other-db`"), "{}", all(&out));
+    let out = h
+        .psql_cmd(&other)
+        .args(["-c", "select 1"])
+        .output()
+        .unwrap();
+    assert!(
+        all(&out).contains("is for target `other-db`"),
+        "{}",
+        all(&out)
+    );
 }

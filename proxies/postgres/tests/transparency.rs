@@ -21,7 +21,11 @@ fn run_merged(h: &Harness, script: &str, through_gateway: bool) -> String {
     } else {
         format!("-h 127.0.0.1 -p {} -U gatehouse_svc -d app", h.pg.port)
     };
-    let password = if through_gateway { h.token() } else { Postgres::SERVICE_PASSWORD.to_owned() };
+    let password = if through_gateway {
+        h.token()
+    } else {
+        Postgres::SERVICE_PASSWORD.to_owned()
+    };
     let psql = h.pg.bindir.join("psql");
     let out = std::process::Command::new("sh")
         .arg("-c")
@@ -44,7 +48,11 @@ fn psql_output_is_byte_identical_through_the_gateway() {
         if direct != gateway {
             let d: Vec<&str> = direct.lines().collect();
             let g: Vec<&str> = gateway.lines().collect();
-            let first = d.iter().zip(&g).position(|(a, b)| a != b).unwrap_or(d.len().min(g.len()));
+            let first = d
+                .iter()
+                .zip(&g)
+                .position(|(a, b)| a != b)
+                .unwrap_or(d.len().min(g.len()));
             panic!(
                 "{script}: outputs differ at line {first}:\n direct: {:?}\ngateway: {:?}",
                 d.get(first),

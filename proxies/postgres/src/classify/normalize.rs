@@ -70,7 +70,10 @@ pub fn normalize(sql: &str) -> Option<String> {
             b'-' if b.get(i + 1) == Some(&b'-') => return None,
             b'/' if b.get(i + 1) == Some(&b'*') => return None,
             b'0'..=b'9' | b'.'
-                if !(prev.is_ascii_alphanumeric() || prev == b'_' || prev == b'$' || prev == b'"')
+                if !(prev.is_ascii_alphanumeric()
+                    || prev == b'_'
+                    || prev == b'$'
+                    || prev == b'"')
                     && (c != b'.' || b.get(i + 1).is_some_and(u8::is_ascii_digit)) =>
             {
                 out.push_str(sql.get(last_start..i)?);
@@ -135,8 +138,14 @@ mod tests {
             normalize("SELECT abalance FROM pgbench_accounts WHERE aid = 48213;").as_deref(),
             Some("SELECT abalance FROM pgbench_accounts WHERE aid = ?;")
         );
-        assert_eq!(normalize("select 'it''s', 1.5e-3, t1.c2 from t1").as_deref(), Some("select '?', ?, t1.c2 from t1"));
-        assert_eq!(normalize("select \"a'b\" from x where y = $1").as_deref(), Some("select \"a'b\" from x where y = $1"));
+        assert_eq!(
+            normalize("select 'it''s', 1.5e-3, t1.c2 from t1").as_deref(),
+            Some("select '?', ?, t1.c2 from t1")
+        );
+        assert_eq!(
+            normalize("select \"a'b\" from x where y = $1").as_deref(),
+            Some("select \"a'b\" from x where y = $1")
+        );
         assert_eq!(normalize("select 1"), normalize("select 2"));
         assert_ne!(normalize("select 1 from a"), normalize("select 1 from b"));
     }

@@ -101,7 +101,11 @@ impl SessionSql {
                         list.iter().filter(|t| !t.contains('.')).cloned().collect();
                     for t in unqualified {
                         for schema in path {
-                            let schema = if schema == "$user" { &self.user } else { schema };
+                            let schema = if schema == "$user" {
+                                &self.user
+                            } else {
+                                schema
+                            };
                             let q = format!("{schema}.{t}");
                             if !list.contains(&q) {
                                 list.push(q);

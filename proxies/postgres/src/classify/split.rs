@@ -62,7 +62,11 @@ pub fn split(sql: &str) -> Vec<Piece> {
 
 fn piece(sql: &str, start: usize, end: usize, distrust: Option<String>) -> Piece {
     Piece {
-        text: sql.get(start.min(sql.len())..end.min(sql.len())).unwrap_or_default().trim().to_owned(),
+        text: sql
+            .get(start.min(sql.len())..end.min(sql.len()))
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
         distrust,
     }
 }
@@ -72,14 +76,23 @@ fn distrusted(prev: [Option<&Token>; 2], t: &Token) -> Option<&'static str> {
     match (prev, t) {
         // U&"..." identifiers: sqlparser tokenizes `U`, `&`, `"..."` without decoding.
         ([Some(Token::Word(u)), Some(Token::Ampersand)], Token::Word(w))
-            if u.value.eq_ignore_ascii_case("u") && u.quote_style.is_none() && w.quote_style == Some('"') =>
+            if u.value.eq_ignore_ascii_case("u")
+                && u.quote_style.is_none()
+                && w.quote_style == Some('"') =>
         {
             Some("unicode-escaped identifiers (U&\"...\") are not classified")
         }
-        (_, Token::Word(w)) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("uescape") => {
+        (_, Token::Word(w))
+            if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("uescape") =>
+        {
             Some("UESCAPE is not classified")
         }
-        (_, Token::Whitespace(Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_))) => None,
+        (
+            _,
+            Token::Whitespace(
+                Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_),
+            ),
+        ) => None,
         _ => None,
     }
 }
@@ -125,8 +138,14 @@ mod tests {
     #[test]
     fn splits_at_top_level_semicolons_only() {
         assert_eq!(texts("select 1; select 2"), ["select 1", "select 2"]);
-        assert_eq!(texts("select ';'; select $$;$$ ;"), ["select ';'", "select $$;$$"]);
-        assert_eq!(texts("select 1 -- ;\n; /* ; */ ;; select\n2"), ["select 1 -- ;", "select\n2"]);
+        assert_eq!(
+            texts("select ';'; select $$;$$ ;"),
+            ["select ';'", "select $$;$$"]
+        );
+        assert_eq!(
+            texts("select 1 -- ;\n; /* ; */ ;; select\n2"),
+            ["select 1 -- ;", "select\n2"]
+        );
         assert_eq!(texts("  ; -- only a comment\n"), Vec::<String>::new());
         assert_eq!(texts("select 'é'; select 2"), ["select 'é'", "select 2"]);
     }

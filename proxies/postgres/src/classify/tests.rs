@@ -10,7 +10,9 @@ fn one(sql: &str) -> PgStatement {
 
 #[test]
 fn selects_and_ctes() {
-    let s = one("WITH x AS (SELECT * FROM Infra.Hosts h) SELECT hostname FROM x JOIN app.orders o ON o.id = x.id");
+    let s = one(
+        "WITH x AS (SELECT * FROM Infra.Hosts h) SELECT hostname FROM x JOIN app.orders o ON o.id = x.id",
+    );
     assert_eq!(s.kind, "select");
     assert_eq!(s.tables_read, ["infra.hosts", "app.orders"]);
     assert!(s.tables_written.is_empty());
@@ -37,7 +39,10 @@ fn dml_and_where() {
     assert_eq!(s.tables_written, ["t"]);
     let s = one("INSERT INTO a.b (x, y) SELECT x, y FROM c");
     assert_eq!(s.kind, "insert");
-    assert_eq!((s.tables_written.clone(), s.tables_read.clone()), (vec!["a.b".to_owned()], vec!["c".to_owned()]));
+    assert_eq!(
+        (s.tables_written.clone(), s.tables_read.clone()),
+        (vec!["a.b".to_owned()], vec!["c".to_owned()])
+    );
 }
 
 #[test]
@@ -50,7 +55,10 @@ fn functions_and_danger() {
     assert_eq!(s.dangerous, ["dblink"]);
     assert!(s.tables_read.is_empty(), "{s:?}");
     let s = one("COPY t FROM PROGRAM 'curl x'");
-    assert_eq!((s.kind.as_str(), s.dangerous.clone()), ("copy", vec!["copy_program".to_owned()]));
+    assert_eq!(
+        (s.kind.as_str(), s.dangerous.clone()),
+        ("copy", vec!["copy_program".to_owned()])
+    );
     assert_eq!(s.tables_written, ["t"]);
     let s = one("COPY secrets TO STDOUT");
     assert_eq!(s.tables_read, ["secrets"]);
@@ -63,13 +71,22 @@ fn functions_and_danger() {
 #[test]
 fn ddl_privileges_transactions() {
     let s = one("DROP TABLE app.orders");
-    assert_eq!((s.kind.as_str(), s.ddl_target.as_deref()), ("drop", Some("app.orders")));
+    assert_eq!(
+        (s.kind.as_str(), s.ddl_target.as_deref()),
+        ("drop", Some("app.orders"))
+    );
     let s = one("GRANT ALL ON t TO bob");
-    assert_eq!((s.kind.as_str(), s.privilege_change.as_deref()), ("grant", Some("grant")));
+    assert_eq!(
+        (s.kind.as_str(), s.privilege_change.as_deref()),
+        ("grant", Some("grant"))
+    );
     let s = one("ALTER ROLE bob SUPERUSER");
     assert_eq!(s.privilege_change.as_deref(), Some("alter_role"));
     let s = one("SET ROLE postgres");
-    assert_eq!((s.kind.as_str(), s.privilege_change.as_deref()), ("set", Some("set_role")));
+    assert_eq!(
+        (s.kind.as_str(), s.privilege_change.as_deref()),
+        ("set", Some("set_role"))
+    );
     let s = one("BEGIN");
     assert_eq!(s.transaction_control.as_deref(), Some("begin"));
     let s = one("SAVEPOINT a");

@@ -377,7 +377,10 @@ fn projections(body: &SetExpr, out: &mut Vec<(String, Vec<String>)>) {
                     SelectItem::UnnamedExpr(e) => (label_of(e), e),
                     SelectItem::ExprWithAlias { expr, alias } => (alias.value.to_lowercase(), expr),
                     SelectItem::ExprWithAliases { expr, aliases } => (
-                        aliases.first().map(|a| a.value.to_lowercase()).unwrap_or_default(),
+                        aliases
+                            .first()
+                            .map(|a| a.value.to_lowercase())
+                            .unwrap_or_default(),
                         expr,
                     ),
                     _ => continue,
@@ -415,7 +418,10 @@ fn projections(body: &SetExpr, out: &mut Vec<(String, Vec<String>)>) {
 fn label_of(e: &Expr) -> String {
     match e {
         Expr::Identifier(i) => i.value.to_lowercase(),
-        Expr::CompoundIdentifier(parts) => parts.last().map(|p| p.value.to_lowercase()).unwrap_or_default(),
+        Expr::CompoundIdentifier(parts) => parts
+            .last()
+            .map(|p| p.value.to_lowercase())
+            .unwrap_or_default(),
         _ => String::new(),
     }
 }
@@ -453,14 +459,21 @@ pub fn statement(s: &Statement) -> Classified {
 
     match s {
         Statement::Query(_) => kind = "select",
-        Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) | Statement::Merge(_) => {
+        Statement::Insert(_)
+        | Statement::Update(_)
+        | Statement::Delete(_)
+        | Statement::Merge(_) => {
             // Filled from the DML list below.
         }
         Statement::Copy {
             source, to, target, ..
         } => {
             kind = "copy";
-            if let CopySource::Table { table_name, columns } = source {
+            if let CopySource::Table {
+                table_name,
+                columns,
+            } = source
+            {
                 let n = name(table_name);
                 for c in columns {
                     push_unique(&mut w.columns, c.value.to_lowercase());
@@ -686,14 +699,17 @@ pub fn statement(s: &Statement) -> Classified {
         } => {
             let c = super::inner(statement);
             cacheable = false;
-            w.effect = Some(SqlEffect::Prepare(n.value.to_lowercase(), Box::new(c.stmt.clone())));
+            w.effect = Some(SqlEffect::Prepare(
+                n.value.to_lowercase(),
+                Box::new(c.stmt.clone()),
+            ));
             inner = Some(c);
             kind = "prepare";
         }
         Statement::Execute { name: n, .. } => {
             cacheable = false;
             kind = "execute";
-            executes = n.as_ref().map(|n| name(n));
+            executes = n.as_ref().map(name);
         }
         Statement::Deallocate { name: n, .. } => {
             kind = "prepare";
@@ -811,6 +827,7 @@ pub fn merge(into: &mut PgStatement, from: &PgStatement) {
         into.privilege_change.clone_from(&from.privilege_change);
     }
     if into.transaction_control.is_none() {
-        into.transaction_control.clone_from(&from.transaction_control);
+        into.transaction_control
+            .clone_from(&from.transaction_control);
     }
 }

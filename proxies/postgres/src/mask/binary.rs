@@ -79,7 +79,8 @@ fn epoch() -> Option<chrono::NaiveDate> {
 
 /// `numeric`: ndigits, weight, sign, dscale, then base-10000 digits.
 fn numeric(v: &[u8]) -> Option<String> {
-    let word = |i: usize| -> Option<i16> { Some(i16::from_be_bytes(be(v.get(i * 2..i * 2 + 2)?)?)) };
+    let word =
+        |i: usize| -> Option<i16> { Some(i16::from_be_bytes(be(v.get(i * 2..i * 2 + 2)?)?)) };
     let ndigits = usize::try_from(word(0)?).ok()?;
     let weight = i32::from(word(1)?);
     let sign = word(2)? as u16;
@@ -100,7 +101,11 @@ fn numeric(v: &[u8]) -> Option<String> {
         s.push('0');
     } else {
         for i in 0..=weight {
-            let d = usize::try_from(i).ok().and_then(|i| digits.get(i)).copied().unwrap_or(0);
+            let d = usize::try_from(i)
+                .ok()
+                .and_then(|i| digits.get(i))
+                .copied()
+                .unwrap_or(0);
             if i == 0 {
                 let _ = write!(s, "{d}");
             } else {
@@ -115,7 +120,11 @@ fn numeric(v: &[u8]) -> Option<String> {
             let d = if i < 0 {
                 0
             } else {
-                usize::try_from(i).ok().and_then(|i| digits.get(i)).copied().unwrap_or(0)
+                usize::try_from(i)
+                    .ok()
+                    .and_then(|i| digits.get(i))
+                    .copied()
+                    .unwrap_or(0)
             };
             let _ = write!(frac, "{d:04}");
             i += 1;
@@ -135,7 +144,10 @@ mod tests {
     #[test]
     fn renders_common_types() {
         assert_eq!(render(23, &42i32.to_be_bytes()).unwrap(), "42");
-        assert_eq!(render(20, &4_111_111_111_111_111i64.to_be_bytes()).unwrap(), "4111111111111111");
+        assert_eq!(
+            render(20, &4_111_111_111_111_111i64.to_be_bytes()).unwrap(),
+            "4111111111111111"
+        );
         assert_eq!(render(1082, &1i32.to_be_bytes()).unwrap(), "2000-01-02");
         // 12.50: ndigits 2, weight 0, sign +, dscale 2, digits [12, 5000]
         let n = [0u8, 2, 0, 0, 0, 0, 0, 2, 0, 12, 0x13, 0x88];

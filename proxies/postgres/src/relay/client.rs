@@ -28,7 +28,9 @@ const MAX_PARAM: usize = 256;
 pub(super) enum Kind {
     Query,
     Parse(String),
-    Execute { portal: String },
+    Execute {
+        portal: String,
+    },
     Bind,
     Describe(Target, String),
     Close,
@@ -120,7 +122,10 @@ impl Relay {
                 (one.clone(), stmt)
             }
             _ => {
-                let c = unparsed(query, "a prepared statement must hold exactly one statement");
+                let c = unparsed(
+                    query,
+                    "a prepared statement must hold exactly one statement",
+                );
                 let stmt = c.stmt.clone();
                 (c, stmt)
             }
@@ -137,7 +142,9 @@ impl Relay {
             let f = frame::peek(&raw, usize::MAX)
                 .ok()
                 .flatten()
-                .ok_or(End::Protocol(crate::wire::FrameError::Malformed("frame", "lost")))?;
+                .ok_or(End::Protocol(crate::wire::FrameError::Malformed(
+                    "frame", "lost",
+                )))?;
             let msg = frontend::decode(f, &raw).map_err(End::Protocol)?;
             let skipping = self.skipping;
             derived_of_step = Vec::new();
@@ -215,7 +222,8 @@ impl Relay {
                             (s.text.to_string(), stmt)
                         }
                         None => {
-                            let mut c = unparsed("", format!("Execute of unknown portal `{portal}`"));
+                            let mut c =
+                                unparsed("", format!("Execute of unknown portal `{portal}`"));
                             c.stmt.phase = "execute".into();
                             (String::new(), c.stmt)
                         }
@@ -270,7 +278,9 @@ impl Relay {
                 tracing::error!(message = "Cannot judge a request; refusing it.", session = %self.session.id, %error);
                 for (step, n) in &mut steps {
                     if *n > 0 {
-                        step.error = Some(format!("gatehouse cannot judge the statement, so it was not run: {error}"));
+                        step.error = Some(format!(
+                            "gatehouse cannot judge the statement, so it was not run: {error}"
+                        ));
                     }
                     if let Kind::Parse(name) = &step.kind {
                         self.statements.remove(name);
@@ -312,7 +322,10 @@ impl Relay {
     }
 
     fn enforce(&mut self, step: Step) {
-        let deciding = matches!(step.kind, Kind::Query | Kind::Parse(_) | Kind::Execute { .. });
+        let deciding = matches!(
+            step.kind,
+            Kind::Query | Kind::Parse(_) | Kind::Execute { .. }
+        );
         if deciding {
             let (refusal, waiting) = Self::verdict(&step);
             if let Some(report) = refusal {
@@ -334,8 +347,12 @@ impl Relay {
         match step.kind.clone() {
             Kind::Query => {
                 let masks = all_masks(&step.decisions);
-                let all_derived: crate::classify::Derived =
-                    Arc::new(step.derived.iter().flat_map(|d| d.iter().cloned()).collect());
+                let all_derived: crate::classify::Derived = Arc::new(
+                    step.derived
+                        .iter()
+                        .flat_map(|d| d.iter().cloned())
+                        .collect(),
+                );
                 let runs = step
                     .decisions
                     .iter()
@@ -351,10 +368,11 @@ impl Relay {
                     })
                     .collect::<VecDeque<_>>();
                 self.to_upstream.extend_from_slice(&step.raw);
-                self.pending.push_back(Expect::Query(Box::new(QueryExchange {
-                    runs,
-                    injected: None,
-                })));
+                self.pending
+                    .push_back(Expect::Query(Box::new(QueryExchange {
+                        runs,
+                        injected: None,
+                    })));
             }
             Kind::Parse(_) => {
                 self.to_upstream.extend_from_slice(&step.raw);
@@ -378,7 +396,8 @@ impl Relay {
                         b.extend_from_slice(b"P");
                         put_cstr(b, portal.as_bytes());
                     });
-                    self.pending.push_back(Expect::DescribePortal { hidden: true });
+                    self.pending
+                        .push_back(Expect::DescribePortal { hidden: true });
                 }
                 self.to_upstream.extend_from_slice(&step.raw);
                 self.pending.push_back(Expect::Execute(Box::new(run)));
@@ -435,10 +454,11 @@ impl Relay {
 
     fn inject_query(&mut self, report: Report) {
         put(&mut self.to_upstream, b'Q', |b| put_cstr(b, BLOCKED_SQL));
-        self.pending.push_back(Expect::Query(Box::new(QueryExchange {
-            runs: VecDeque::new(),
-            injected: Some(report),
-        })));
+        self.pending
+            .push_back(Expect::Query(Box::new(QueryExchange {
+                runs: VecDeque::new(),
+                injected: Some(report),
+            })));
     }
 
     fn inject_extended(&mut self, report: Report) {
@@ -465,14 +485,18 @@ impl Relay {
             .unwrap_or_default();
         let resolution = match outcome {
             ApprovalOutcome::Granted { reviewer } => {
-                Report::notice(format!("gatehouse: approval {id} granted by {reviewer}; running the statement"))
-                    .encode(&mut self.to_client);
+                Report::notice(format!(
+                    "gatehouse: approval {id} granted by {reviewer}; running the statement"
+                ))
+                .encode(&mut self.to_client);
                 Ok(())
             }
-            ApprovalOutcome::Denied { reviewer, reason } => Err(format!(
-                "approval {id} was denied by {reviewer}: {reason}"
-            )),
-            ApprovalOutcome::Expired => Err(format!("approval {id} expired before a reviewer decided")),
+            ApprovalOutcome::Denied { reviewer, reason } => {
+                Err(format!("approval {id} was denied by {reviewer}: {reason}"))
+            }
+            ApprovalOutcome::Expired => {
+                Err(format!("approval {id} expired before a reviewer decided"))
+            }
         };
         if let Some(slot) = held.step.approvals.get_mut(held.waiting) {
             *slot = Some(resolution);
@@ -504,4 +528,3 @@ fn all_masks(decisions: &[Arc<Decision>]) -> Vec<Arc<MaskSpec>> {
     }
     out
 }
-

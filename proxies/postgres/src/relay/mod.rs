@@ -10,8 +10,8 @@
 //! rows pass through as bytes unless a mask or a capture needs them.
 
 mod client;
-mod server;
 pub mod run;
+mod server;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -70,7 +70,9 @@ enum Expect {
     Parse,
     Bind,
     DescribeStatement(String),
-    DescribePortal { hidden: bool },
+    DescribePortal {
+        hidden: bool,
+    },
     Execute(Box<Run>),
     Close,
     Sync,

@@ -93,7 +93,13 @@ impl Run {
 
     /// Plans the rows of a result described by `columns`.
     pub fn describe(&mut self, columns: &[Column]) {
-        let plan = Plan::new(columns, &self.formats, &self.masks, &self.captured, &self.derived);
+        let plan = Plan::new(
+            columns,
+            &self.formats,
+            &self.masks,
+            &self.captured,
+            &self.derived,
+        );
         self.plan = Some(plan);
     }
 

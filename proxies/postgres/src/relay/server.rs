@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use gatehouse_events::payload::ResultStatus;
 
-use super::run::{Run, RowOutcome};
+use super::run::{RowOutcome, Run};
 use super::{Expect, Relay};
 use crate::mask::MaskError;
+use crate::wire::FrameError;
 use crate::wire::backend::{Report, command_rows, error_fields, parameter_status, row_description};
 use crate::wire::frame::{self, put};
-use crate::wire::FrameError;
 
 /// Largest server message accepted (PostgreSQL's own limit is 1 GB).
 const MAX_BACKEND: usize = 1 << 30;
@@ -60,7 +60,10 @@ impl Relay {
         match self.pending.front() {
             Some(Expect::Execute(run)) => run.passthrough() && !run.copy_out,
             Some(Expect::Query(q)) => {
-                q.injected.is_none() && q.runs.front().is_some_and(|r| r.passthrough() && !r.copy_out)
+                q.injected.is_none()
+                    && q.runs
+                        .front()
+                        .is_some_and(|r| r.passthrough() && !r.copy_out)
             }
             _ => false,
         }
@@ -183,13 +186,18 @@ impl Relay {
                         }
                     },
                     b'C' | b'I' | b's' => {
-                        let rows = if tag == b'C' { command_rows(body) } else { None };
+                        let rows = if tag == b'C' {
+                            command_rows(body)
+                        } else {
+                            None
+                        };
                         self.results.push(run.finish(ResultStatus::Ok, rows, None));
                         (Fate::Pass, false)
                     }
                     b'E' => {
                         let err = error_fields(body);
-                        self.results.push(run.finish(ResultStatus::Error, None, Some(err)));
+                        self.results
+                            .push(run.finish(ResultStatus::Error, None, Some(err)));
                         self.extended_error(body);
                         (Fate::Pass, false)
                     }
@@ -274,7 +282,11 @@ impl Relay {
             },
             b'C' | b'I' => {
                 if let Some(mut run) = q.runs.pop_front() {
-                    let rows = if tag == b'C' { command_rows(body) } else { Some(0) };
+                    let rows = if tag == b'C' {
+                        command_rows(body)
+                    } else {
+                        Some(0)
+                    };
                     self.results.push(run.finish(ResultStatus::Ok, rows, None));
                 }
                 (Fate::Pass, true)
@@ -286,9 +298,13 @@ impl Relay {
                 } else {
                     let err = error_fields(body);
                     if let Some(mut run) = q.runs.pop_front() {
-                        self.results.push(run.finish(ResultStatus::Error, None, Some(err)));
+                        self.results
+                            .push(run.finish(ResultStatus::Error, None, Some(err)));
                     }
-                    self.finish_all(q, "not run: an earlier statement of the query string failed");
+                    self.finish_all(
+                        q,
+                        "not run: an earlier statement of the query string failed",
+                    );
                     (Fate::Pass, true)
                 }
             }
@@ -309,7 +325,11 @@ impl Relay {
                 // that disagreed with the server's, or a COPY that ended early).
                 run.finish(ResultStatus::Ok, None, None)
             } else {
-                run.finish(ResultStatus::Error, Some(0), Some((String::new(), why.to_owned())))
+                run.finish(
+                    ResultStatus::Error,
+                    Some(0),
+                    Some((String::new(), why.to_owned())),
+                )
             };
             self.results.push(r);
         }
@@ -328,7 +348,10 @@ impl Relay {
                 Expect::Execute(mut run) => self.results.push(run.finish(
                     ResultStatus::Error,
                     Some(0),
-                    Some((String::new(), "not run: an earlier result was refused".into())),
+                    Some((
+                        String::new(),
+                        "not run: an earlier result was refused".into(),
+                    )),
                 )),
                 _ => {}
             }
@@ -347,7 +370,10 @@ impl Relay {
                 self.results.push(run.finish(
                     ResultStatus::Error,
                     Some(0),
-                    Some((code.clone(), "not run: an earlier message of the pipeline failed".into())),
+                    Some((
+                        code.clone(),
+                        "not run: an earlier message of the pipeline failed".into(),
+                    )),
                 ));
             }
         }

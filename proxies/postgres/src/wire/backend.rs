@@ -84,7 +84,11 @@ impl Report {
 
     /// Appends the message to `out`.
     pub fn encode(&self, out: &mut BytesMut) {
-        let tag = if self.severity == Severity::Notice { b'N' } else { b'E' };
+        let tag = if self.severity == Severity::Notice {
+            b'N'
+        } else {
+            b'E'
+        };
         put(out, tag, |b| {
             for field in [b'S', b'V'] {
                 b.extend_from_slice(&[field]);
@@ -264,7 +268,9 @@ mod tests {
     #[test]
     fn reports_encode_and_decode() {
         let mut b = BytesMut::new();
-        Report::error("42501", "no\0pe").with_hint("ask").encode(&mut b);
+        Report::error("42501", "no\0pe")
+            .with_hint("ask")
+            .encode(&mut b);
         assert_eq!(b[0], b'E');
         let (code, msg) = error_fields(&b[5..]);
         assert_eq!((code.as_str(), msg.as_str()), ("42501", "no pe"));

@@ -155,7 +155,11 @@ pub fn decode<'a>(frame: Frame, buf: &'a [u8]) -> Result<Message<'a>, FrameError
             }))
         }
         b'D' | b'C' => {
-            let what = if frame.tag == b'D' { "Describe" } else { "Close" };
+            let what = if frame.tag == b'D' {
+                "Describe"
+            } else {
+                "Close"
+            };
             let mut r = Reader::new(body, what);
             let t = target(r.u8()?, what)?;
             let name = r.str()?;
@@ -202,19 +206,30 @@ mod tests {
 
     #[test]
     fn decodes_and_validates() {
-        assert_eq!(dec(b"Q\0\0\0\x0dselect 1\0").unwrap(), Message::Query("select 1"));
+        assert_eq!(
+            dec(b"Q\0\0\0\x0dselect 1\0").unwrap(),
+            Message::Query("select 1")
+        );
         assert!(dec(b"Q\0\0\0\x0dselect 1x").is_err());
         assert!(dec(b"Q\0\0\0\x0eselect 1\0x").is_err());
         assert_eq!(dec(b"S\0\0\0\x04").unwrap(), Message::Sync);
         assert!(dec(b"S\0\0\0\x05x").is_err());
-        assert!(matches!(dec(b"?\0\0\0\x04"), Err(FrameError::UnexpectedTag('?'))));
+        assert!(matches!(
+            dec(b"?\0\0\0\x04"),
+            Err(FrameError::UnexpectedTag('?'))
+        ));
         assert_eq!(
             dec(b"E\0\0\0\x09\0\0\0\0\0").unwrap(),
-            Message::Execute { portal: "", max_rows: 0 }
+            Message::Execute {
+                portal: "",
+                max_rows: 0
+            }
         );
         // Bind "" "s1", no formats, 1 param "42", 1 result format binary.
         let bind = b"B\0\0\0\x16\0s1\0\0\0\0\x01\0\0\0\x0242\0\x01\0\x01";
-        let Message::Bind(b) = dec(bind).unwrap() else { panic!() };
+        let Message::Bind(b) = dec(bind).unwrap() else {
+            panic!()
+        };
         assert_eq!(b.statement, "s1");
         assert_eq!(b.params, vec![Some(&b"42"[..])]);
         assert_eq!(b.result_formats, vec![1]);

@@ -71,7 +71,10 @@ impl<'a> Reader<'a> {
             .buf
             .iter()
             .position(|&b| b == 0)
-            .ok_or(FrameError::Malformed(self.what, "string without terminator"))?;
+            .ok_or(FrameError::Malformed(
+                self.what,
+                "string without terminator",
+            ))?;
         let (s, rest) = self.buf.split_at(end);
         self.buf = rest.get(1..).unwrap_or_default();
         Ok(s)
@@ -89,7 +92,8 @@ impl<'a> Reader<'a> {
         if n == -1 {
             return Ok(None);
         }
-        let n = usize::try_from(n).map_err(|_| FrameError::Malformed(self.what, "negative length"))?;
+        let n =
+            usize::try_from(n).map_err(|_| FrameError::Malformed(self.what, "negative length"))?;
         self.bytes(n).map(Some)
     }
 

@@ -92,7 +92,9 @@ mod tests {
     fn startup_packets() {
         assert_eq!(decode(b"\0\0\0\x08\x04\xd2\x16\x2f").unwrap(), Startup::Ssl);
         let p = b"\0\0\0\x15\0\x03\0\0user\0bob\0x\0\0\0";
-        let Startup::Params { minor, params } = decode(p).unwrap() else { panic!() };
+        let Startup::Params { minor, params } = decode(p).unwrap() else {
+            panic!()
+        };
         assert_eq!(minor, 0);
         assert_eq!(Startup::param(&params, "user"), Some("bob"));
         assert!(decode(b"\0\0\0\x0c\0\x03\0\0user\0").is_err());

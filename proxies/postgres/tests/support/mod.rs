@@ -24,7 +24,11 @@ use tokio::sync::watch;
 
 /// The starter policy shipped with Gatehouse.
 pub fn starter() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/starter.rules")).unwrap()
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/starter.rules"
+    ))
+    .unwrap()
 }
 
 /// Allow everything (transparency tests).
@@ -41,7 +45,10 @@ pub struct Harness {
 
 fn key() -> Vec<u8> {
     let rng = aws_lc_rs::rand::SystemRandom::new();
-    aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref().to_vec()
+    aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&rng)
+        .unwrap()
+        .as_ref()
+        .to_vec()
 }
 
 impl Harness {
@@ -55,7 +62,11 @@ impl Harness {
         let pg = Postgres::start();
         setup(&pg);
         let dir = tempfile::tempdir().unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let config = Arc::new(
             Config::parse(&format!(
                 "[[target]]\nname = \"app-db\"\nprotocol = \"postgres\"\nupstream = \"127.0.0.1:{}\"\nuser = \"gatehouse_svc\"\ndatabase = \"app\"\npassword = {{ value = \"{}\" }}\n",
@@ -68,11 +79,15 @@ impl Harness {
         let mut sources = Sources::new();
         sources.add("test.rules", rules);
         let policy = PolicyHandle::new(
-            Policy::from_sources(sources, PolicyOptions::default()).unwrap_or_else(|e| panic!("{}", e.render(100))),
+            Policy::from_sources(sources, PolicyOptions::default())
+                .unwrap_or_else(|e| panic!("{}", e.render(100))),
             PolicyOptions::default(),
         );
-        let targets: BTreeMap<String, Protocol> =
-            [("app-db".to_owned(), Protocol::Postgres), ("other-db".to_owned(), Protocol::Postgres)].into();
+        let targets: BTreeMap<String, Protocol> = [
+            ("app-db".to_owned(), Protocol::Postgres),
+            ("other-db".to_owned(), Protocol::Postgres),
+        ]
+        .into();
         let auth = Authenticator::new(TokenKeys::from_pkcs8(&key()).unwrap(), targets);
         let mut eo = EngineOptions::new("gw-test");
         eo.approval_timeout = Duration::from_secs(30);
@@ -86,7 +101,14 @@ impl Harness {
             tokio::spawn(proxy.serve(listener, rx));
             (engine, addr, stop)
         });
-        Self { pg, engine, addr, rt, dir, stop }
+        Self {
+            pg,
+            engine,
+            addr,
+            rt,
+            dir,
+            stop,
+        }
     }
 
     /// A token for `agent` on `target`.
@@ -114,20 +136,37 @@ impl Harness {
     /// A `psql` command through the gateway with `token`.
     pub fn psql_cmd(&self, token: &str) -> Command {
         let mut c = self.pg.client("psql");
-        c.args(["-h", "127.0.0.1", "-p", &self.addr.port().to_string(), "-U", "agent", "-d", "app-db", "-X", "-v", "VERBOSITY=default"])
-            .env("PGPASSWORD", token)
-            .env("PGSSLMODE", "disable");
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.addr.port().to_string(),
+            "-U",
+            "agent",
+            "-d",
+            "app-db",
+            "-X",
+            "-v",
+            "VERBOSITY=default",
+        ])
+        .env("PGPASSWORD", token)
+        .env("PGSSLMODE", "disable");
         c
     }
 
     /// A libpq connection string through the gateway.
     pub fn dsn(&self, token: &str) -> String {
-        format!("host=127.0.0.1 port={} user=agent dbname=app-db password={token} sslmode=disable", self.addr.port())
+        format!(
+            "host=127.0.0.1 port={} user=agent dbname=app-db password={token} sslmode=disable",
+            self.addr.port()
+        )
     }
 
     /// Every event logged so far.
     pub fn events(&self) -> Vec<Event> {
-        LogReader::open(self.dir.path().join("log"), 0).map(|r| r.unwrap().event().unwrap()).collect()
+        LogReader::open(self.dir.path().join("log"), 0)
+            .map(|r| r.unwrap().event().unwrap())
+            .collect()
     }
 
     /// Postgres statements logged so far, with their decision effect.
@@ -148,20 +187,38 @@ impl Harness {
     pub fn decide_approval(&self, approve: bool) -> String {
         let start = std::time::Instant::now();
         loop {
-            if let Some(p) = self.engine.approvals().list().into_iter().find(|p| p.waiting) {
-                let reviewer = Reviewer { name: "bob@example.com".into(), groups: vec![p.group.clone()] };
+            if let Some(p) = self
+                .engine
+                .approvals()
+                .list()
+                .into_iter()
+                .find(|p| p.waiting)
+            {
+                let reviewer = Reviewer {
+                    name: "bob@example.com".into(),
+                    groups: vec![p.group.clone()],
+                };
                 self.rt
                     .block_on(async {
                         if approve {
-                            self.engine.approve(&p.id, &reviewer, None).await.map(|_| ())
+                            self.engine
+                                .approve(&p.id, &reviewer, None)
+                                .await
+                                .map(|_| ())
                         } else {
-                            self.engine.deny(&p.id, &reviewer, "not today").await.map(|_| ())
+                            self.engine
+                                .deny(&p.id, &reviewer, "not today")
+                                .await
+                                .map(|_| ())
                         }
                     })
                     .unwrap();
                 return p.id;
             }
-            assert!(start.elapsed() < Duration::from_secs(20), "no approval appeared");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no approval appeared"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -187,5 +244,9 @@ pub fn ok(out: &Output) -> String {
 
 /// stdout + stderr.
 pub fn all(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
