@@ -12,6 +12,25 @@ pub struct Cache {
     capacity: usize,
 }
 
+/// The classification of one query string.
+#[derive(Debug, Clone)]
+pub struct Classification {
+    /// The statements (from the cache: classified from another text of the same shape).
+    pub statements: Arc<[Classified]>,
+    /// This string's own statement texts, when they differ from the cached ones.
+    texts: Option<Vec<String>>,
+}
+
+impl Classification {
+    /// The text of statement `i` as this string has it.
+    pub fn text(&self, i: usize) -> &str {
+        match &self.texts {
+            Some(t) => t.get(i).map_or("", String::as_str),
+            None => self.statements.get(i).map_or("", |c| c.text.as_str()),
+        }
+    }
+}
+
 impl Cache {
     /// A cache holding at most `capacity` query strings (cleared when full).
     pub fn new(capacity: usize) -> Self {
@@ -22,50 +41,43 @@ impl Cache {
     }
 
     /// The classification of `sql`, from the cache when its normalised text was seen.
-    pub fn classify(&self, sql: &str) -> Arc<[Classified]> {
-        let Some(key) = normalize(sql) else {
-            return classify(sql).into();
+    pub fn classify(&self, sql: &str) -> Classification {
+        let fresh = |statements: Arc<[Classified]>| Classification {
+            statements,
+            texts: None,
         };
-        if let Some(hit) = self.lock().get(key.as_str()) {
-            return with_text(hit, sql);
+        let Some(key) = normalize(sql) else {
+            return fresh(classify(sql).into());
+        };
+        if let Some(hit) = self.lock().get(key.as_str()).cloned() {
+            let texts = if let [one] = &*hit {
+                (one.text != sql)
+                    .then(|| vec![super::truncate(sql.trim().trim_end_matches(';').trim_end())])
+            } else {
+                Some(
+                    super::split::split(sql)
+                        .into_iter()
+                        .map(|p| super::truncate(&p.text))
+                        .collect(),
+                )
+            };
+            return Classification {
+                statements: hit,
+                texts,
+            };
         }
-        let fresh: Arc<[Classified]> = classify(sql).into();
-        if self.capacity > 0 && fresh.iter().all(|c| c.cacheable) {
+        let statements: Arc<[Classified]> = classify(sql).into();
+        if self.capacity > 0 && statements.iter().all(|c| c.cacheable) {
             let mut map = self.lock();
             if map.len() >= self.capacity {
                 map.clear();
             }
-            map.insert(key.into_boxed_str(), fresh.clone());
+            map.insert(key.into_boxed_str(), statements.clone());
         }
-        fresh
+        fresh(statements)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Arc<[Classified]>>> {
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-/// A cached classification with this string's own text (literals differ).
-fn with_text(hit: &Arc<[Classified]>, sql: &str) -> Arc<[Classified]> {
-    if let [one] = &**hit {
-        if one.text == sql {
-            return hit.clone();
-        }
-        let mut c = one.clone();
-        c.text = super::truncate(sql.trim());
-        return Arc::from(vec![c]);
-    }
-    // Several statements: their texts come from a fresh split (cheap next to a parse).
-    let pieces = super::split::split(sql);
-    hit.iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let mut c = c.clone();
-            if let Some(p) = pieces.get(i) {
-                c.text = super::truncate(&p.text);
-            }
-            c
-        })
-        .collect::<Vec<_>>()
-        .into()
 }

@@ -18,7 +18,7 @@ use sqlparser::ast::Statement;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
-pub use cache::Cache;
+pub use cache::{Cache, Classification};
 pub use normalize::normalize;
 pub use session::{SessionSql, SqlEffect};
 

@@ -130,6 +130,6 @@ fn cache_reuses_by_shape() {
     let c = Cache::new(16);
     let a = c.classify("SELECT abalance FROM pgbench_accounts WHERE aid = 1;");
     let b = c.classify("SELECT abalance FROM pgbench_accounts WHERE aid = 2;");
-    assert_eq!(a[0].stmt, b[0].stmt);
-    assert!(b[0].text.contains("aid = 2"));
+    assert_eq!(a.statements[0].stmt, b.statements[0].stmt);
+    assert!(b.text(0).contains("aid = 2"), "{}", b.text(0));
 }

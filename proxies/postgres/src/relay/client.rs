@@ -12,7 +12,7 @@ use gatehouse_events::payload::{Effect, PgStatement, RequestDetail};
 
 use super::run::{Run, refused};
 use super::{End, Expect, Held, Portal, Prepared, QueryExchange, Relay};
-use crate::classify::{Classified, MAX_TEXT, unparsed};
+use crate::classify::{MAX_TEXT, unparsed};
 use crate::wire::backend::Report;
 use crate::wire::frame::{self, put, put_cstr};
 use crate::wire::frontend::{self, Message, Target};
@@ -32,7 +32,7 @@ pub(super) enum Kind {
         portal: String,
     },
     Bind,
-    Describe(Target, String),
+    Describe(Target),
     Close,
     Sync,
     Flush,
@@ -86,13 +86,15 @@ fn render_param(v: Option<&[u8]>, binary: bool) -> Option<String> {
     Some(s)
 }
 
-fn request(c: &Classified, stmt: PgStatement) -> (String, RequestDetail) {
-    let text = if c.text.len() > MAX_TEXT {
-        c.text.get(..MAX_TEXT).unwrap_or_default().to_owned()
-    } else {
-        c.text.clone()
-    };
-    (text, RequestDetail::Postgres(stmt))
+fn request(text: &str, stmt: PgStatement) -> (String, RequestDetail) {
+    let mut end = text.len().min(MAX_TEXT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (
+        text.get(..end).unwrap_or_default().to_owned(),
+        RequestDetail::Postgres(stmt),
+    )
 }
 
 impl Relay {
@@ -114,20 +116,19 @@ impl Relay {
         }
     }
 
-    fn one_statement(&mut self, query: &str) -> (Classified, PgStatement) {
+    fn one_statement(&mut self, query: &str) -> (String, PgStatement, crate::classify::Derived) {
         let all = self.cache.classify(query);
-        match &*all {
+        match &*all.statements {
             [one] => {
                 let stmt = self.sql.resolve(one);
-                (one.clone(), stmt)
+                (all.text(0).to_owned(), stmt, one.derived.clone())
             }
             _ => {
                 let c = unparsed(
                     query,
                     "a prepared statement must hold exactly one statement",
                 );
-                let stmt = c.stmt.clone();
-                (c, stmt)
+                (c.text, c.stmt, c.derived)
             }
         }
     }
@@ -157,31 +158,30 @@ impl Relay {
                 Message::FunctionCall => (Kind::FunctionCall, 0),
                 Message::Query(q) => {
                     let all = self.cache.classify(q);
-                    for c in all.iter() {
+                    for (i, c) in all.statements.iter().enumerate() {
                         derived_of_step.push(c.derived.clone());
                         let mut stmt = self.sql.resolve(c);
                         stmt.phase = "simple".into();
-                        requests.push(request(c, stmt));
+                        requests.push(request(all.text(i), stmt));
                     }
-                    (Kind::Query, all.len())
+                    (Kind::Query, all.statements.len())
                 }
                 Message::Parse { name, query, .. } => {
-                    let (c, mut stmt) = self.one_statement(query);
+                    let (text, mut stmt, derived) = self.one_statement(query);
                     stmt.phase = "parse".into();
                     stmt.prepared_name = Some(name.to_owned());
-                    let text: Arc<str> = Arc::from(c.text.as_str());
+                    let shared: Arc<str> = Arc::from(text.as_str());
                     self.statements.insert(
                         name.to_owned(),
                         Prepared {
                             stmt: Arc::new(stmt.clone()),
-                            text,
+                            text: shared,
                             event: None,
                             undecided: true,
-                            columns: None,
-                            derived: c.derived.clone(),
+                            derived,
                         },
                     );
-                    requests.push(request(&c, stmt));
+                    requests.push(request(&text, stmt));
                     (Kind::Parse(name.to_owned()), 1)
                 }
                 Message::Bind(b) => {
@@ -236,7 +236,7 @@ impl Relay {
                         1,
                     )
                 }
-                Message::Describe(t, name) => (Kind::Describe(t, name.to_owned()), 0),
+                Message::Describe(t, _) => (Kind::Describe(t), 0),
                 Message::Close(t, name) => {
                     match t {
                         Target::Statement => {
@@ -406,10 +406,10 @@ impl Relay {
                 self.to_upstream.extend_from_slice(&step.raw);
                 self.pending.push_back(Expect::Bind);
             }
-            Kind::Describe(t, name) => {
+            Kind::Describe(t) => {
                 self.to_upstream.extend_from_slice(&step.raw);
                 self.pending.push_back(match t {
-                    Target::Statement => Expect::DescribeStatement(name),
+                    Target::Statement => Expect::DescribeStatement,
                     Target::Portal => Expect::DescribePortal { hidden: false },
                 });
             }

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 
 use crate::classify::{Cache, SessionSql};
 use crate::wire::FrameError;
-use crate::wire::backend::{Column, Report};
+use crate::wire::backend::Report;
 
 use run::{Run, SampleLimits};
 
@@ -51,7 +51,6 @@ struct Prepared {
     event: Option<EventId>,
     /// Parsed in the segment being planned (its event id is not known yet).
     undecided: bool,
-    columns: Option<Arc<Vec<Column>>>,
     derived: crate::classify::Derived,
 }
 
@@ -69,7 +68,7 @@ enum Expect {
     Query(Box<QueryExchange>),
     Parse,
     Bind,
-    DescribeStatement(String),
+    DescribeStatement,
     DescribePortal {
         hidden: bool,
     },
@@ -229,7 +228,12 @@ impl Relay {
             if let Err(end) = self.process().await {
                 return end;
             }
-            self.flush_results().await;
+            // Answer the client first; record results while it reads.
+            if (self.to_client.is_empty() && self.to_upstream.is_empty())
+                || self.results.len() > 256
+            {
+                self.flush_results().await;
+            }
             if self.terminating && self.to_upstream.is_empty() {
                 return End::Client;
             }

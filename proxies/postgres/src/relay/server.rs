@@ -1,8 +1,6 @@
 //! Upstream side: match each server message to what was forwarded, mask data rows,
 //! replace the errors of substituted statements, and collect result events.
 
-use std::sync::Arc;
-
 use gatehouse_events::payload::ResultStatus;
 
 use super::run::{RowOutcome, Run};
@@ -119,15 +117,8 @@ impl Relay {
                 }
                 _ => (Fate::Pass, true),
             },
-            Expect::DescribeStatement(name) => match tag {
-                b'T' => {
-                    let cols = Arc::new(row_description(body)?);
-                    if let Some(s) = self.statements.get_mut(name.as_str()) {
-                        s.columns = Some(cols);
-                    }
-                    (Fate::Pass, false)
-                }
-                b'n' => (Fate::Pass, false),
+            Expect::DescribeStatement => match tag {
+                b'T' | b'n' => (Fate::Pass, false),
                 b'E' => {
                     self.extended_error(body);
                     (Fate::Pass, false)
@@ -240,9 +231,10 @@ impl Relay {
         }
         Ok(match tag {
             b'T' => {
-                let cols = row_description(body)?;
-                if let Some(run) = q.runs.front_mut() {
-                    run.describe(&cols);
+                if let Some(run) = q.runs.front_mut()
+                    && run.inspects_rows()
+                {
+                    run.describe(&row_description(body)?);
                 }
                 (Fate::Pass, true)
             }
