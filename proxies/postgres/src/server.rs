@@ -147,6 +147,7 @@ impl PgProxy {
                     rows: self.options.sample_rows,
                     bytes: self.options.sample_bytes,
                 },
+                pids: (upstream.key.0, key.0),
             },
             sql,
             upstream.leftover,

@@ -121,6 +121,22 @@ fn tls_termination_with_the_configured_certificate() {
 #[test]
 fn notices_and_pipelined_queries_pass_through() {
     let h = Harness::start(ALLOW_ALL);
+    // A notification from the session itself carries the pid the client was given.
+    let script = r#"
+import sys, psycopg
+conn = psycopg.connect(sys.argv[1], autocommit=True)
+conn.execute("LISTEN chan")
+conn.execute("NOTIFY chan, 'self'")
+n = next(conn.notifies(timeout=5))
+print(n.payload, n.pid == conn.info.backend_pid)
+"#;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(h.dsn(&h.token()))
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out).trim(), "self True");
     let out = h.psql(&[
         "-c",
         "do $$ begin raise notice 'hello from plpgsql'; end $$",

@@ -40,6 +40,9 @@ pub struct RelayOptions {
     pub max_message: usize,
     /// Result sample limits.
     pub sample: SampleLimits,
+    /// The upstream backend's process id and the one the client was given:
+    /// notifications from the session itself carry the client's.
+    pub pids: (i32, i32),
 }
 
 /// A prepared statement (extended protocol).

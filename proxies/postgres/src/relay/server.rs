@@ -84,7 +84,20 @@ impl Relay {
         let body = msg.get(5..).unwrap_or_default();
         // Asynchronous messages can arrive at any time.
         match tag {
-            b'N' | b'A' => return Ok(Fate::Pass),
+            b'N' => return Ok(Fate::Pass),
+            b'A' => {
+                // NotificationResponse: the sender's pid. The client knows its own
+                // session by the pid the gateway gave it.
+                let (upstream, client) = self.options.pids;
+                if body.get(..4) == Some(&upstream.to_be_bytes()[..]) {
+                    put(&mut self.to_client, b'A', |b| {
+                        b.extend_from_slice(&client.to_be_bytes());
+                        b.extend_from_slice(body.get(4..).unwrap_or_default());
+                    });
+                    return Ok(Fate::Done);
+                }
+                return Ok(Fate::Pass);
+            }
             b'S' => {
                 if let Some((name, value)) = parameter_status(body)
                     && name == "standard_conforming_strings"
