@@ -32,7 +32,7 @@ pub(super) enum Kind {
         portal: String,
     },
     Bind,
-    Describe(Target),
+    Describe(Target, String),
     Close,
     Sync,
     Flush,
@@ -179,6 +179,7 @@ impl Relay {
                             event: None,
                             undecided: true,
                             derived,
+                            columns: None,
                         },
                     );
                     requests.push(request(&text, stmt));
@@ -236,7 +237,7 @@ impl Relay {
                         1,
                     )
                 }
-                Message::Describe(t, _) => (Kind::Describe(t), 0),
+                Message::Describe(t, name) => (Kind::Describe(t, name.to_owned()), 0),
                 Message::Close(t, name) => {
                     match t {
                         Target::Statement => {
@@ -386,18 +387,36 @@ impl Relay {
                 if let Some(derived) = step.derived.first() {
                     run.derived = derived.clone();
                 }
-                if let Some(p) = self.portals.get(&portal) {
-                    run.formats.clone_from(&p.formats);
-                }
+                let statement = self.portals.get(&portal).map(|p| {
+                    // Bind with no result formats means text for every column.
+                    run.formats = if p.formats.is_empty() {
+                        vec![0]
+                    } else {
+                        p.formats.clone()
+                    };
+                    p.statement.clone()
+                });
                 if run.inspects_rows() {
-                    // Describe the portal first (hidden from the client): masks and
-                    // captures are planned from its columns.
-                    put(&mut self.to_upstream, b'D', |b| {
-                        b.extend_from_slice(b"P");
-                        put_cstr(b, portal.as_bytes());
-                    });
-                    self.pending
-                        .push_back(Expect::DescribePortal { hidden: true });
+                    let known = statement
+                        .as_ref()
+                        .and_then(|s| self.statements.get(s))
+                        .and_then(|p| p.columns.clone());
+                    let described = matches!(self.pending.back(), Some(Expect::DescribePortal { portal: p, .. }) if *p == portal);
+                    if let Some(cols) = known {
+                        run.describe(&cols);
+                    } else if !described {
+                        // Describe the portal first (hidden from the client): masks
+                        // and captures are planned from its columns.
+                        put(&mut self.to_upstream, b'D', |b| {
+                            b.extend_from_slice(b"P");
+                            put_cstr(b, portal.as_bytes());
+                        });
+                        self.pending.push_back(Expect::DescribePortal {
+                            portal: portal.clone(),
+                            statement: statement.clone().unwrap_or_default(),
+                            hidden: true,
+                        });
+                    }
                 }
                 self.to_upstream.extend_from_slice(&step.raw);
                 self.pending.push_back(Expect::Execute(Box::new(run)));
@@ -406,12 +425,21 @@ impl Relay {
                 self.to_upstream.extend_from_slice(&step.raw);
                 self.pending.push_back(Expect::Bind);
             }
-            Kind::Describe(t) => {
+            Kind::Describe(t, name) => {
                 self.to_upstream.extend_from_slice(&step.raw);
-                self.pending.push_back(match t {
-                    Target::Statement => Expect::DescribeStatement,
-                    Target::Portal => Expect::DescribePortal { hidden: false },
-                });
+                let expect = match t {
+                    Target::Statement => Expect::DescribeStatement(name),
+                    Target::Portal => Expect::DescribePortal {
+                        statement: self
+                            .portals
+                            .get(&name)
+                            .map(|p| p.statement.clone())
+                            .unwrap_or_default(),
+                        portal: name,
+                        hidden: false,
+                    },
+                };
+                self.pending.push_back(expect);
             }
             Kind::Close => {
                 self.to_upstream.extend_from_slice(&step.raw);

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 
 use crate::classify::{Cache, SessionSql};
 use crate::wire::FrameError;
-use crate::wire::backend::Report;
+use crate::wire::backend::{Column, Report};
 
 use run::{Run, SampleLimits};
 
@@ -55,6 +55,8 @@ struct Prepared {
     /// Parsed in the segment being planned (its event id is not known yet).
     undecided: bool,
     derived: crate::classify::Derived,
+    /// Result columns, once a Describe told them (formats left out: Bind sets them).
+    columns: Option<Arc<Vec<Column>>>,
 }
 
 /// A portal (extended protocol).
@@ -71,8 +73,10 @@ enum Expect {
     Query(Box<QueryExchange>),
     Parse,
     Bind,
-    DescribeStatement,
+    DescribeStatement(String),
     DescribePortal {
+        portal: String,
+        statement: String,
         hidden: bool,
     },
     Execute(Box<Run>),

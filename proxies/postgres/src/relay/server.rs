@@ -130,28 +130,32 @@ impl Relay {
                 }
                 _ => (Fate::Pass, true),
             },
-            Expect::DescribeStatement => match tag {
-                b'T' | b'n' => (Fate::Pass, false),
+            Expect::DescribeStatement(name) => match tag {
+                b'T' | b'n' => {
+                    self.learn_columns(name, tag, body)?;
+                    (Fate::Pass, false)
+                }
                 b'E' => {
                     self.extended_error(body);
                     (Fate::Pass, false)
                 }
                 _ => (Fate::Pass, true),
             },
-            Expect::DescribePortal { hidden, .. } => {
+            Expect::DescribePortal {
+                hidden, statement, ..
+            } => {
                 let hidden = *hidden;
                 match tag {
                     b'T' | b'n' => {
-                        if hidden {
-                            if tag == b'T'
-                                && let Some(Expect::Execute(run)) = self.pending.front_mut()
-                            {
-                                run.describe(&row_description(body)?);
-                            }
-                            (Fate::Done, false)
-                        } else {
-                            (Fate::Pass, false)
+                        let cols = self.learn_columns(statement, tag, body)?;
+                        // The Execute that follows is planned from these columns.
+                        if let (Some(cols), Some(Expect::Execute(run))) =
+                            (cols, self.pending.front_mut())
+                            && run.inspects_rows()
+                        {
+                            run.describe(&cols);
                         }
+                        (if hidden { Fate::Done } else { Fate::Pass }, false)
                     }
                     b'E' => {
                         self.extended_error(body);
@@ -320,6 +324,30 @@ impl Relay {
             }
             _ => (Fate::Pass, true),
         })
+    }
+
+    /// Remembers the result columns of a prepared statement from a Describe answer.
+    fn learn_columns(
+        &mut self,
+        statement: &str,
+        tag: u8,
+        body: &[u8],
+    ) -> Result<Option<Vec<crate::wire::backend::Column>>, FrameError> {
+        let cols = if tag == b'T' {
+            row_description(body)?
+        } else {
+            Vec::new()
+        };
+        if let Some(p) = self.statements.get_mut(statement)
+            && p.columns.is_none()
+        {
+            let mut plain = cols.clone();
+            for c in &mut plain {
+                c.format = 0;
+            }
+            p.columns = Some(std::sync::Arc::new(plain));
+        }
+        Ok(Some(cols))
     }
 
     /// Records the runs of an exchange that PostgreSQL will not report on.
