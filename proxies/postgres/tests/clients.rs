@@ -88,6 +88,13 @@ fn pgbench_select_only_in_every_protocol_mode() {
         .filter(|(c, s)| s.kind == "select" && c.contains("pgbench_accounts"))
         .count();
     assert!(selects >= 600, "{selects}");
+    // Extended mode (unnamed statements parsed and executed together): one event per
+    // execution; prepared mode: one parse event per client, then executions.
+    let parses = stmts
+        .iter()
+        .filter(|(c, s)| s.phase == "parse" && c.contains("pgbench_accounts"))
+        .count();
+    assert_eq!(parses, 2, "only the two prepared-mode clients' Parse");
     // Prepared mode: executions refer to the parse event.
     let exec = stmts
         .iter()

@@ -133,6 +133,25 @@ impl Relay {
         }
     }
 
+    /// Whether the unnamed statement parsed by the frame at the head of the queue is
+    /// bound and executed by frames already received, before any other Parse or Sync.
+    fn executed_next(&self) -> bool {
+        let mut portals: Vec<&str> = Vec::new();
+        for raw in self.queue.iter().skip(1) {
+            let Some(f) = frame::peek(raw, usize::MAX).ok().flatten() else {
+                return false;
+            };
+            match frontend::decode(f, raw) {
+                Ok(Message::Bind(b)) if b.statement.is_empty() => portals.push(b.portal),
+                Ok(Message::Bind(b)) => portals.retain(|p| *p != b.portal),
+                Ok(Message::Execute { portal, .. }) if portals.contains(&portal) => return true,
+                Ok(Message::Describe(..) | Message::Execute { .. } | Message::Flush) => {}
+                _ => return false,
+            }
+        }
+        false
+    }
+
     /// Takes frames from the queue up to a dependency, classifies them and judges
     /// them with one `decide_many`.
     async fn plan_segment(&mut self) -> Result<(), End> {
@@ -171,19 +190,26 @@ impl Relay {
                     stmt.phase = "parse".into();
                     stmt.prepared_name = Some(name.to_owned());
                     let shared: Arc<str> = Arc::from(text.as_str());
+                    // An unnamed statement executed in the same batch is judged once,
+                    // at its execution (one event, one approval).
+                    let at_execute = name.is_empty() && self.executed_next();
                     self.statements.insert(
                         name.to_owned(),
                         Prepared {
                             stmt: Arc::new(stmt.clone()),
                             text: shared,
                             event: None,
-                            undecided: true,
+                            undecided: !at_execute,
                             derived,
                             columns: None,
                         },
                     );
-                    requests.push(request(&text, stmt));
-                    (Kind::Parse(name.to_owned()), 1)
+                    if at_execute {
+                        (Kind::Parse(name.to_owned()), 0)
+                    } else {
+                        requests.push(request(&text, stmt));
+                        (Kind::Parse(name.to_owned()), 1)
+                    }
                 }
                 Message::Bind(b) => {
                     let params = b
