@@ -271,3 +271,50 @@ fn malformed_messages_close_that_connection_only() {
     assert_eq!(ok(&h.psql(&["-At", "-c", "select 8"])).trim(), "8");
     let _ = Postgres::SERVICE_PASSWORD;
 }
+
+fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![tag];
+    m.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+fn parse_bind_execute(sql: &str) -> Vec<u8> {
+    let mut p = vec![0u8];
+    p.extend_from_slice(sql.as_bytes());
+    p.extend_from_slice(&[0, 0, 0]);
+    let mut out = msg(b'P', &p);
+    out.extend(msg(b'B', &[0, 0, 0, 0, 0, 0, 0, 0]));
+    out.extend(msg(b'E', &[0, 0, 0, 0, 0]));
+    out
+}
+
+#[test]
+fn a_refused_execute_inside_a_pipeline_fails_like_a_server_error() {
+    let h = Harness::start(&starter());
+    ok(&h.pg.psql_app(&[
+        "-c",
+        "create table t (a int)",
+        "-c",
+        "insert into t values (1)",
+    ]));
+    let mut s = raw_login(&h);
+    let mut batch = parse_bind_execute("select 1");
+    batch.extend(parse_bind_execute("delete from t"));
+    batch.extend(parse_bind_execute("select 2"));
+    batch.extend(msg(b'S', b""));
+    s.write_all(&batch).unwrap();
+    let tags: Vec<u8> = read_until(&mut s, b'Z')
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(String::from_utf8_lossy(&tags), "12DC12EZ");
+    // The session goes on.
+    let mut next = parse_bind_execute("select count(*) from t");
+    next.extend(msg(b'S', b""));
+    s.write_all(&next).unwrap();
+    let msgs = read_until(&mut s, b'Z');
+    let tags: Vec<u8> = msgs.iter().map(|(t, _)| *t).collect();
+    assert_eq!(String::from_utf8_lossy(&tags), "12DCZ");
+    assert!(msgs[2].1.ends_with(b"1"), "{:?}", msgs[2]);
+}

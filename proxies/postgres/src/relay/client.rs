@@ -349,6 +349,26 @@ impl Relay {
     }
 
     fn enforce(&mut self, step: Step) {
+        // The upstream discards everything until Sync after an error (ours or its
+        // own, which may have arrived while this step waited): so do we.
+        if self.skipping
+            && !matches!(
+                step.kind,
+                Kind::Sync | Kind::Terminate | Kind::Copy | Kind::Flush
+            )
+        {
+            for d in &step.decisions {
+                self.results
+                    .push(gatehouse_events::payload::ResultObserved {
+                        request: Some(d.request),
+                        status: gatehouse_events::payload::ResultStatus::Error,
+                        rows: Some(0),
+                        message: Some("not run: an earlier message of the pipeline failed".into()),
+                        ..Default::default()
+                    });
+            }
+            return;
+        }
         let deciding = matches!(
             step.kind,
             Kind::Query | Kind::Parse(_) | Kind::Execute { .. }
