@@ -262,6 +262,19 @@ fn malformed_messages_close_that_connection_only() {
     let mut s = raw_login(&h);
     s.write_all(b"Q\0\0\0\x20select").unwrap();
     drop(s);
+    // Wrong order: a query instead of the password.
+    let mut s = TcpStream::connect(h.addr).unwrap();
+    let mut startup = vec![0, 3, 0, 0];
+    startup.extend_from_slice(b"user\0agent\0\0");
+    let mut m = ((startup.len() + 4) as u32).to_be_bytes().to_vec();
+    m.extend_from_slice(&startup);
+    s.write_all(&m).unwrap();
+    let mut auth = [0u8; 9];
+    s.read_exact(&mut auth).unwrap();
+    s.write_all(b"Q\0\0\0\x0dselect 1\0").unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(String::from_utf8_lossy(&rest).contains("08P01"), "{}", String::from_utf8_lossy(&rest));
     // A bad startup packet.
     let mut s = TcpStream::connect(h.addr).unwrap();
     s.write_all(b"\0\0\0\x08\0\x09\0\0").unwrap();
