@@ -14,6 +14,7 @@ mod admin;
 mod architecture;
 mod backfill;
 mod log_crash;
+mod postgres;
 mod serve;
 mod shipping;
 mod ssh;

@@ -1,0 +1,170 @@
+//! What the classification of a statement depends on in its session: SQL-level
+//! prepared statements (`PREPARE`/`EXECUTE`) and the search path.
+
+use std::collections::HashMap;
+
+use gatehouse_events::payload::PgStatement;
+
+use super::Classified;
+
+/// A change to session state a statement makes when it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlEffect {
+    /// `PREPARE name AS ...`, with the inner statement's classification.
+    Prepare(String, Box<PgStatement>),
+    /// `DEALLOCATE name` (`all` drops every one).
+    Deallocate(String),
+    /// `SET search_path` / `set_config('search_path', ...)` to a known list.
+    SearchPath(Vec<String>),
+    /// The search path changed to something not known (or back to the default,
+    /// for `RESET`/`DISCARD`, handled as unknown only when it cannot be told).
+    SearchPathUnknown,
+}
+
+/// Search path as the proxy knows it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum SearchPath {
+    /// The server default (`"$user", public`): names are reported as written.
+    #[default]
+    Default,
+    /// Set by the session: unqualified names are also reported qualified by each schema.
+    Set(Vec<String>),
+    /// Changed in a way the proxy cannot follow: unqualified names are not classified.
+    Unknown,
+}
+
+/// Parses a `search_path` value: `a, "B", public`.
+pub fn parse_path(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(|s| {
+            let s = s.trim();
+            match s.strip_prefix('"').and_then(|x| x.strip_suffix('"')) {
+                Some(quoted) => quoted.to_lowercase(),
+                None => s.trim_matches('\'').to_lowercase(),
+            }
+        })
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Per-session SQL state.
+#[derive(Debug, Clone, Default)]
+pub struct SessionSql {
+    prepared: HashMap<String, PgStatement>,
+    search_path: SearchPath,
+    /// The upstream role (`$user` in the search path).
+    pub user: String,
+    /// `standard_conforming_strings` is off: backslashes in strings escape.
+    pub backslash_strings: bool,
+}
+
+impl SessionSql {
+    /// State for a session logged in upstream as `user`.
+    pub fn new(user: impl Into<String>) -> Self {
+        Self {
+            user: user.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The event fields of a classified statement in this session, then the session
+    /// state updated by it (statements of one string are resolved in order).
+    pub fn resolve(&mut self, c: &Classified) -> PgStatement {
+        let mut stmt = c.stmt.clone();
+        if let Some(name) = &c.executes {
+            match self.prepared.get(name) {
+                Some(p) => {
+                    let (index, count) = (stmt.statement_index, stmt.statement_count);
+                    stmt = p.clone();
+                    stmt.statement_index = index;
+                    stmt.statement_count = count;
+                    stmt.prepared_name = Some(name.clone());
+                }
+                None => {
+                    stmt.parse_error = Some(format!(
+                        "EXECUTE of prepared statement `{name}`, which this session did not prepare through the gateway"
+                    ));
+                }
+            }
+        }
+        if self.backslash_strings && c.text.contains('\\') {
+            stmt.parse_error.get_or_insert_with(|| {
+                "standard_conforming_strings is off and the statement holds a backslash".into()
+            });
+        }
+        match &self.search_path {
+            SearchPath::Default => {}
+            SearchPath::Set(path) => {
+                for list in [&mut stmt.tables_read, &mut stmt.tables_written] {
+                    let unqualified: Vec<String> =
+                        list.iter().filter(|t| !t.contains('.')).cloned().collect();
+                    for t in unqualified {
+                        for schema in path {
+                            let schema = if schema == "$user" {
+                                &self.user
+                            } else {
+                                schema
+                            };
+                            let q = format!("{schema}.{t}");
+                            if !list.contains(&q) {
+                                list.push(q);
+                            }
+                        }
+                    }
+                }
+            }
+            SearchPath::Unknown => {
+                let unqualified = stmt
+                    .tables_read
+                    .iter()
+                    .chain(&stmt.tables_written)
+                    .any(|t| !t.contains('.'));
+                if unqualified {
+                    stmt.parse_error.get_or_insert_with(|| {
+                        "the session changed search_path in a way the gateway cannot follow; qualify table names".into()
+                    });
+                }
+            }
+        }
+        if stmt.parse_error.is_some() && stmt.kind != "unparsed" {
+            stmt.kind = "unparsed".into();
+        }
+        self.apply(c);
+        stmt
+    }
+
+    fn apply(&mut self, c: &Classified) {
+        match &c.effect {
+            Some(SqlEffect::Prepare(name, stmt)) => {
+                self.prepared.insert(name.clone(), (**stmt).clone());
+            }
+            Some(SqlEffect::Deallocate(name)) => {
+                if name == "all" {
+                    self.prepared.clear();
+                } else {
+                    self.prepared.remove(name);
+                }
+            }
+            Some(SqlEffect::SearchPath(path)) => {
+                self.search_path = if path.is_empty() || path.iter().any(|p| p == "default") {
+                    SearchPath::Default
+                } else {
+                    SearchPath::Set(path.clone())
+                };
+            }
+            Some(SqlEffect::SearchPathUnknown) => {
+                let resets = matches!(c.stmt.kind.as_str(), "set")
+                    && c.text.trim_start().get(..5).is_some_and(|p| {
+                        p.eq_ignore_ascii_case("reset") || p.eq_ignore_ascii_case("disca")
+                    });
+                self.search_path = if resets {
+                    SearchPath::Default
+                } else {
+                    SearchPath::Unknown
+                };
+            }
+            None => {}
+        }
+    }
+}

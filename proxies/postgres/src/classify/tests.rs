@@ -1,0 +1,135 @@
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
+
+use super::*;
+
+fn one(sql: &str) -> PgStatement {
+    let mut v = classify(sql);
+    assert_eq!(v.len(), 1, "{sql}: {v:?}");
+    v.remove(0).stmt
+}
+
+#[test]
+fn selects_and_ctes() {
+    let s = one(
+        "WITH x AS (SELECT * FROM Infra.Hosts h) SELECT hostname FROM x JOIN app.orders o ON o.id = x.id",
+    );
+    assert_eq!(s.kind, "select");
+    assert_eq!(s.tables_read, ["infra.hosts", "app.orders"]);
+    assert!(s.tables_written.is_empty());
+    assert!(s.columns.contains(&"hostname".to_owned()));
+    // A CTE named like a table hides it in the body, not inside its own definition.
+    let s = one("WITH secrets AS (SELECT * FROM secrets) SELECT * FROM secrets");
+    assert_eq!(s.tables_read, ["secrets"]);
+    let s = one("WITH a AS (SELECT 1) SELECT * FROM a");
+    assert!(s.tables_read.is_empty(), "{s:?}");
+}
+
+#[test]
+fn dml_and_where() {
+    let s = one("DELETE FROM app.orders");
+    assert_eq!((s.kind.as_str(), s.has_where), ("delete", Some(false)));
+    assert_eq!(s.tables_written, ["app.orders"]);
+    let s = one("UPDATE t SET a = 1 WHERE id = 3");
+    assert_eq!((s.kind.as_str(), s.has_where), ("update", Some(true)));
+    assert!(s.columns.contains(&"a".to_owned()));
+    let s = one("DELETE FROM t WHERE 1 = 1");
+    assert_eq!(s.has_where, Some(false), "a constant WHERE filters nothing");
+    let s = one("WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d");
+    assert_eq!((s.kind.as_str(), s.has_where), ("delete", Some(false)));
+    assert_eq!(s.tables_written, ["t"]);
+    let s = one("INSERT INTO a.b (x, y) SELECT x, y FROM c");
+    assert_eq!(s.kind, "insert");
+    assert_eq!(
+        (s.tables_written.clone(), s.tables_read.clone()),
+        (vec!["a.b".to_owned()], vec!["c".to_owned()])
+    );
+}
+
+#[test]
+fn functions_and_danger() {
+    let s = one("SELECT pg_catalog.PG_READ_FILE('/etc/passwd'), lower(x) FROM t");
+    assert!(s.functions.contains(&"pg_catalog.pg_read_file".to_owned()));
+    assert!(s.functions.contains(&"pg_read_file".to_owned()));
+    assert_eq!(s.dangerous, ["pg_read_file"]);
+    let s = one("SELECT * FROM dblink('host=x', 'select 1') AS t(a int)");
+    assert_eq!(s.dangerous, ["dblink"]);
+    assert!(s.tables_read.is_empty(), "{s:?}");
+    let s = one("COPY t FROM PROGRAM 'curl x'");
+    assert_eq!(
+        (s.kind.as_str(), s.dangerous.clone()),
+        ("copy", vec!["copy_program".to_owned()])
+    );
+    assert_eq!(s.tables_written, ["t"]);
+    let s = one("COPY secrets TO STDOUT");
+    assert_eq!(s.tables_read, ["secrets"]);
+    let s = one("COPY (SELECT * FROM public.secrets) TO STDOUT");
+    assert_eq!(s.tables_read, ["public.secrets"]);
+    let s = one("SELECT set_config('role', 'postgres', false)");
+    assert_eq!(s.privilege_change.as_deref(), Some("set_role"));
+}
+
+#[test]
+fn ddl_privileges_transactions() {
+    let s = one("DROP TABLE app.orders");
+    assert_eq!(
+        (s.kind.as_str(), s.ddl_target.as_deref()),
+        ("drop", Some("app.orders"))
+    );
+    let s = one("GRANT ALL ON t TO bob");
+    assert_eq!(
+        (s.kind.as_str(), s.privilege_change.as_deref()),
+        ("grant", Some("grant"))
+    );
+    let s = one("ALTER ROLE bob SUPERUSER");
+    assert_eq!(s.privilege_change.as_deref(), Some("alter_role"));
+    let s = one("SET ROLE postgres");
+    assert_eq!(
+        (s.kind.as_str(), s.privilege_change.as_deref()),
+        ("set", Some("set_role"))
+    );
+    let s = one("BEGIN");
+    assert_eq!(s.transaction_control.as_deref(), Some("begin"));
+    let s = one("SAVEPOINT a");
+    assert_eq!(s.transaction_control.as_deref(), Some("savepoint"));
+}
+
+#[test]
+fn multi_statement_and_unparsed() {
+    let v = classify("SELECT 1; DROP TABLE x; SELEC oops");
+    assert_eq!(v.len(), 3);
+    assert_eq!(v[1].stmt.kind, "drop");
+    assert_eq!(v[1].stmt.statement_index, 1);
+    assert_eq!(v[2].stmt.statement_count, 3);
+    assert_eq!(v[2].stmt.kind, "unparsed");
+    assert!(v[2].stmt.parse_error.is_some());
+}
+
+#[test]
+fn prepare_and_execute_follow_the_session() {
+    let mut s = SessionSql::default();
+    let v = classify("PREPARE p AS DELETE FROM t; EXECUTE p");
+    let a = s.resolve(&v[0]);
+    assert_eq!(a.kind, "prepare");
+    let b = s.resolve(&v[1]);
+    assert_eq!((b.kind.as_str(), b.has_where), ("delete", Some(false)));
+    let c = s.resolve(&classify("EXECUTE q")[0]);
+    assert_eq!(c.kind, "unparsed");
+}
+
+#[test]
+fn search_path_qualifies_names() {
+    let mut s = SessionSql::default();
+    let v = classify("SET search_path = auth, public; SELECT * FROM api_keys");
+    s.resolve(&v[0]);
+    let b = s.resolve(&v[1]);
+    assert!(b.tables_read.contains(&"auth.api_keys".to_owned()), "{b:?}");
+}
+
+#[test]
+fn cache_reuses_by_shape() {
+    let c = Cache::new(16);
+    let a = c.classify("SELECT abalance FROM pgbench_accounts WHERE aid = 1;");
+    let b = c.classify("SELECT abalance FROM pgbench_accounts WHERE aid = 2;");
+    assert_eq!(a.statements[0].stmt, b.statements[0].stmt);
+    assert!(b.text(0).contains("aid = 2"), "{}", b.text(0));
+}

@@ -1,0 +1,124 @@
+//! The Gatehouse PostgreSQL proxy.
+//!
+//! A client (`psql`, `pgbench`, a driver, an ORM) connects as it would to PostgreSQL,
+//! with a Gatehouse token as its password. Every statement is parsed and classified
+//! ([`classify`]), judged by the engine, enforced (block, mask, hold for approval) and
+//! recorded before it is forwarded to the upstream server, which Gatehouse reaches with
+//! the credential it holds ([`upstream`]).
+//!
+//! Both sockets of a session are served by one task ([`relay`]); upstream bytes are
+//! passed through untouched except where a mask rewrites a data row.
+
+#![warn(missing_docs)]
+
+pub mod cancel;
+pub mod classify;
+pub mod mask;
+pub mod relay;
+mod server;
+pub mod upstream;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_core::config::Config;
+use gatehouse_core::engine::Engine;
+use gatehouse_events::Protocol;
+
+/// Proxy settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// TLS for clients (`SSLRequest` is refused without it).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Accept tokens over unencrypted connections from non-loopback clients.
+    pub allow_plaintext_password: bool,
+    /// Largest client message, bytes.
+    pub max_message: usize,
+    /// Result rows kept in each result event (after masking).
+    pub sample_rows: usize,
+    /// Result bytes kept in each result event.
+    pub sample_bytes: usize,
+    /// Query strings whose classification is cached (by normalised text).
+    pub cache_capacity: usize,
+    /// Upstream connect and login timeout.
+    pub connect_timeout: Duration,
+    /// Client login timeout.
+    pub login_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            tls: None,
+            allow_plaintext_password: false,
+            max_message: 64 << 20,
+            sample_rows: 5,
+            sample_bytes: 2048,
+            cache_capacity: 10_000,
+            connect_timeout: Duration::from_secs(10),
+            login_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A setup problem (upstream TLS configuration).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A target's TLS settings are unusable.
+    #[error("target `{target}`: {message}")]
+    Target {
+        /// Target.
+        target: String,
+        /// Problem.
+        message: String,
+    },
+}
+
+/// The PostgreSQL proxy.
+pub struct PgProxy {
+    engine: Arc<Engine>,
+    config: Arc<Config>,
+    options: Options,
+    cache: Arc<classify::Cache>,
+    cancels: cancel::CancelKeys,
+    upstream_tls: HashMap<String, Arc<rustls::ClientConfig>>,
+}
+
+impl PgProxy {
+    /// A proxy for the Postgres targets of `config`.
+    pub fn new(
+        engine: Arc<Engine>,
+        config: Arc<Config>,
+        options: Options,
+    ) -> Result<Arc<Self>, SetupError> {
+        let mut upstream_tls = HashMap::new();
+        for t in config
+            .targets
+            .iter()
+            .filter(|t| t.protocol == Protocol::Postgres && t.tls)
+        {
+            let Some(ca) = &t.ca else {
+                return Err(SetupError::Target {
+                    target: t.name.clone(),
+                    message: "`tls = true` needs `ca` (the CA that signed the server certificate)"
+                        .into(),
+                });
+            };
+            let c = gatehouse_proxy_common::client_config(ca).map_err(|e| SetupError::Target {
+                target: t.name.clone(),
+                message: e.to_string(),
+            })?;
+            upstream_tls.insert(t.name.clone(), c);
+        }
+        Ok(Arc::new(Self {
+            engine,
+            config,
+            cache: Arc::new(classify::Cache::new(options.cache_capacity)),
+            options,
+            cancels: cancel::CancelKeys::default(),
+            upstream_tls,
+        }))
+    }
+}

@@ -1,0 +1,604 @@
+//! Client side: plan a segment of frames (classify, one `decide_many`), then enforce
+//! each frame in order.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use gatehouse_core::engine::{ApprovalOutcome, Decision};
+use gatehouse_dsl::mask::MaskSpec;
+use gatehouse_events::payload::{Effect, PgStatement, RequestDetail};
+
+use super::run::{Run, refused};
+use super::{End, Expect, Held, Portal, Prepared, QueryExchange, Relay};
+use crate::classify::{MAX_TEXT, unparsed};
+use crate::wire::backend::Report;
+use crate::wire::frame::{self, put, put_cstr};
+use crate::wire::frontend::{self, Message, Target};
+
+/// The text sent upstream in place of a refused statement: it fails to parse, so the
+/// server reacts exactly as to a failed statement, and runs nothing.
+const BLOCKED_SQL: &[u8] = b"GATEHOUSE BLOCKED";
+
+/// Longest parameter value kept in an event.
+const MAX_PARAM: usize = 256;
+
+#[derive(Debug, Clone)]
+pub(super) enum Kind {
+    Query,
+    Parse(String),
+    Execute {
+        portal: String,
+    },
+    Bind,
+    Describe(Target, String),
+    Close,
+    Sync,
+    Flush,
+    Terminate,
+    Copy,
+    FunctionCall,
+    /// Discarded: the upstream skips until Sync.
+    Drop,
+}
+
+/// A client frame with its decisions.
+pub(super) struct Step {
+    raw: Bytes,
+    kind: Kind,
+    /// One per statement the frame carries (a query string may hold several).
+    pub(super) decisions: Vec<Arc<Decision>>,
+    /// Outcome of each approval asked for (index = decision).
+    approvals: Vec<Option<Result<(), String>>>,
+    /// Judging failed (log unavailable, policy error): refuse.
+    error: Option<String>,
+    /// Derived result labels, per statement.
+    derived: Vec<crate::classify::Derived>,
+}
+
+impl Step {
+    fn new(raw: Bytes, kind: Kind) -> Self {
+        Self {
+            raw,
+            kind,
+            decisions: Vec::new(),
+            approvals: Vec::new(),
+            error: None,
+            derived: Vec::new(),
+        }
+    }
+}
+
+fn render_param(v: Option<&[u8]>, binary: bool) -> Option<String> {
+    let v = v?;
+    if !binary && let Ok(s) = std::str::from_utf8(v) {
+        let mut end = s.len().min(MAX_PARAM);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        return Some(s.get(..end).unwrap_or_default().to_owned());
+    }
+    let mut s = String::from("\\x");
+    for b in v.iter().take(MAX_PARAM / 2) {
+        let _ = write!(s, "{b:02x}");
+    }
+    Some(s)
+}
+
+fn request(text: &str, stmt: PgStatement) -> (String, RequestDetail) {
+    let mut end = text.len().min(MAX_TEXT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (
+        text.get(..end).unwrap_or_default().to_owned(),
+        RequestDetail::Postgres(stmt),
+    )
+}
+
+impl Relay {
+    /// Plans, judges and enforces queued client frames until all are done or one is
+    /// held for approval.
+    pub(super) async fn process(&mut self) -> Result<(), End> {
+        loop {
+            if self.held.is_some() {
+                return Ok(());
+            }
+            if let Some(step) = self.ready.pop_front() {
+                self.enforce(step);
+                continue;
+            }
+            if self.queue.is_empty() {
+                return Ok(());
+            }
+            self.plan_segment().await?;
+        }
+    }
+
+    fn one_statement(&mut self, query: &str) -> (String, PgStatement, crate::classify::Derived) {
+        let all = self.cache.classify(query);
+        match &*all.statements {
+            [one] => {
+                let stmt = self.sql.resolve(one);
+                (all.text(0).to_owned(), stmt, one.derived.clone())
+            }
+            _ => {
+                let c = unparsed(
+                    query,
+                    "a prepared statement must hold exactly one statement",
+                );
+                (c.text, c.stmt, c.derived)
+            }
+        }
+    }
+
+    /// Whether the unnamed statement parsed by the frame at the head of the queue is
+    /// bound and executed by frames already received, before any other Parse or Sync.
+    fn executed_next(&self) -> bool {
+        let mut portals: Vec<&str> = Vec::new();
+        for raw in self.queue.iter().skip(1) {
+            let Some(f) = frame::peek(raw, usize::MAX).ok().flatten() else {
+                return false;
+            };
+            match frontend::decode(f, raw) {
+                Ok(Message::Bind(b)) if b.statement.is_empty() => portals.push(b.portal),
+                Ok(Message::Bind(b)) => portals.retain(|p| *p != b.portal),
+                Ok(Message::Execute { portal, .. }) if portals.contains(&portal) => return true,
+                Ok(Message::Describe(..) | Message::Execute { .. } | Message::Flush) => {}
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    /// Takes frames from the queue up to a dependency, classifies them and judges
+    /// them with one `decide_many`.
+    async fn plan_segment(&mut self) -> Result<(), End> {
+        let mut steps: Vec<(Step, usize)> = Vec::new();
+        let mut derived_of_step: Vec<crate::classify::Derived>;
+        let mut requests = Vec::new();
+        while let Some(raw) = self.queue.front().cloned() {
+            let f = frame::peek(&raw, usize::MAX)
+                .ok()
+                .flatten()
+                .ok_or(End::Protocol(crate::wire::FrameError::Malformed(
+                    "frame", "lost",
+                )))?;
+            let msg = frontend::decode(f, &raw).map_err(End::Protocol)?;
+            let skipping = self.skipping;
+            derived_of_step = Vec::new();
+            let (kind, n) = match msg {
+                Message::Sync => (Kind::Sync, 0),
+                Message::Flush => (Kind::Flush, 0),
+                Message::Terminate => (Kind::Terminate, 0),
+                Message::CopyData | Message::CopyDone | Message::CopyFail => (Kind::Copy, 0),
+                _ if skipping => (Kind::Drop, 0),
+                Message::FunctionCall => (Kind::FunctionCall, 0),
+                Message::Query(q) => {
+                    let all = self.cache.classify(q);
+                    for (i, c) in all.statements.iter().enumerate() {
+                        derived_of_step.push(c.derived.clone());
+                        let mut stmt = self.sql.resolve(c);
+                        stmt.phase = "simple".into();
+                        requests.push(request(all.text(i), stmt));
+                    }
+                    (Kind::Query, all.statements.len())
+                }
+                Message::Parse { name, query, .. } => {
+                    let (text, mut stmt, derived) = self.one_statement(query);
+                    stmt.phase = "parse".into();
+                    stmt.prepared_name = Some(name.to_owned());
+                    let shared: Arc<str> = Arc::from(text.as_str());
+                    // An unnamed statement executed in the same batch is judged once,
+                    // at its execution (one event, one approval).
+                    let at_execute = name.is_empty() && self.executed_next();
+                    self.statements.insert(
+                        name.to_owned(),
+                        Prepared {
+                            stmt: Arc::new(stmt.clone()),
+                            text: shared,
+                            event: None,
+                            undecided: !at_execute,
+                            derived,
+                            columns: None,
+                        },
+                    );
+                    if at_execute {
+                        (Kind::Parse(name.to_owned()), 0)
+                    } else {
+                        requests.push(request(&text, stmt));
+                        (Kind::Parse(name.to_owned()), 1)
+                    }
+                }
+                Message::Bind(b) => {
+                    let params = b
+                        .params
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| render_param(*v, b.param_format(i) == 1))
+                        .collect();
+                    self.portals.insert(
+                        b.portal.to_owned(),
+                        Portal {
+                            statement: b.statement.to_owned(),
+                            params,
+                            formats: b.result_formats.clone(),
+                        },
+                    );
+                    (Kind::Bind, 0)
+                }
+                Message::Execute { portal, .. } => {
+                    let found = self
+                        .portals
+                        .get(portal)
+                        .and_then(|p| self.statements.get(&p.statement).map(|s| (p, s)));
+                    let (text, stmt) = match found {
+                        Some((p, s)) => {
+                            if s.undecided && !steps.is_empty() {
+                                // The execute event refers to the parse event: judge
+                                // the parse first.
+                                break;
+                            }
+                            let mut stmt = (*s.stmt).clone();
+                            stmt.phase = "execute".into();
+                            stmt.prepared_name = Some(p.statement.clone());
+                            stmt.prepared_event = s.event;
+                            stmt.params = p.params.clone();
+                            derived_of_step.push(s.derived.clone());
+                            (s.text.to_string(), stmt)
+                        }
+                        None => {
+                            let mut c =
+                                unparsed("", format!("Execute of unknown portal `{portal}`"));
+                            c.stmt.phase = "execute".into();
+                            (String::new(), c.stmt)
+                        }
+                    };
+                    requests.push((text, RequestDetail::Postgres(stmt)));
+                    (
+                        Kind::Execute {
+                            portal: portal.to_owned(),
+                        },
+                        1,
+                    )
+                }
+                Message::Describe(t, name) => (Kind::Describe(t, name.to_owned()), 0),
+                Message::Close(t, name) => {
+                    match t {
+                        Target::Statement => {
+                            self.statements.remove(name);
+                        }
+                        Target::Portal => {
+                            self.portals.remove(name);
+                        }
+                    }
+                    (Kind::Close, 0)
+                }
+            };
+            self.queue.pop_front();
+            let mut step = Step::new(raw, kind);
+            step.derived = std::mem::take(&mut derived_of_step);
+            steps.push((step, n));
+        }
+        let decided = if requests.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.engine.decide_many(&self.session, requests).await
+        };
+        match decided {
+            Ok(decisions) => {
+                let mut it = decisions.into_iter().map(Arc::new);
+                for (step, n) in &mut steps {
+                    step.decisions = it.by_ref().take(*n).collect();
+                    step.approvals = vec![None; step.decisions.len()];
+                    if let (Kind::Parse(name), Some(d)) = (&step.kind, step.decisions.first())
+                        && let Some(p) = self.statements.get_mut(name)
+                        && p.undecided
+                    {
+                        p.event = Some(d.request);
+                        p.undecided = false;
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(message = "Cannot judge a request; refusing it.", session = %self.session.id, %error);
+                for (step, n) in &mut steps {
+                    if *n > 0 {
+                        step.error = Some(format!(
+                            "gatehouse cannot judge the statement, so it was not run: {error}"
+                        ));
+                    }
+                    if let Kind::Parse(name) = &step.kind {
+                        self.statements.remove(name);
+                    }
+                }
+            }
+        }
+        self.ready.extend(steps.into_iter().map(|(s, _)| s));
+        Ok(())
+    }
+
+    /// The first refusal among the step's decisions, if any, and whether some
+    /// decision still waits for a reviewer.
+    fn verdict(step: &Step) -> (Option<Report>, Option<usize>) {
+        if let Some(e) = &step.error {
+            return (Some(Report::error("58000", e.clone())), None);
+        }
+        let mut waiting = None;
+        for (i, d) in step.decisions.iter().enumerate() {
+            match d.effect {
+                Effect::Block => {
+                    let message = d
+                        .message
+                        .clone()
+                        .unwrap_or_else(|| "blocked by the gateway policy".into());
+                    return (Some(blocked(message, d)), None);
+                }
+                Effect::RequireApproval => match step.approvals.get(i).cloned().flatten() {
+                    Some(Ok(())) => {}
+                    Some(Err(message)) => return (Some(blocked(message, d)), None),
+                    None => {
+                        waiting.get_or_insert(i);
+                    }
+                },
+                Effect::Allow | Effect::Mask => {}
+            }
+        }
+        (None, waiting)
+    }
+
+    fn enforce(&mut self, step: Step) {
+        // The upstream discards everything until Sync after an error (ours or its
+        // own, which may have arrived while this step waited): so do we.
+        if self.skipping
+            && !matches!(
+                step.kind,
+                Kind::Sync | Kind::Terminate | Kind::Copy | Kind::Flush
+            )
+        {
+            for d in &step.decisions {
+                self.results
+                    .push(gatehouse_events::payload::ResultObserved {
+                        request: Some(d.request),
+                        status: gatehouse_events::payload::ResultStatus::Error,
+                        rows: Some(0),
+                        message: Some("not run: an earlier message of the pipeline failed".into()),
+                        ..Default::default()
+                    });
+            }
+            return;
+        }
+        let deciding = matches!(
+            step.kind,
+            Kind::Query | Kind::Parse(_) | Kind::Execute { .. }
+        );
+        if deciding {
+            let (refusal, waiting) = Self::verdict(&step);
+            if let Some(report) = refusal {
+                self.refuse(step, report);
+                return;
+            }
+            if let Some(i) = waiting {
+                if let Some(d) = step.decisions.get(i) {
+                    let text = d
+                        .message
+                        .clone()
+                        .unwrap_or_else(|| "the statement is held for approval".into());
+                    Report::notice(format!("gatehouse: {text}")).encode(&mut self.to_client);
+                }
+                self.held = Some(Held { step, waiting: i });
+                return;
+            }
+        }
+        match step.kind.clone() {
+            Kind::Query => {
+                let masks = all_masks(&step.decisions);
+                let all_derived: crate::classify::Derived = Arc::new(
+                    step.derived
+                        .iter()
+                        .flat_map(|d| d.iter().cloned())
+                        .collect(),
+                );
+                let runs = step
+                    .decisions
+                    .iter()
+                    .map(|d| {
+                        let m = if step.decisions.len() > 1 {
+                            masks.clone()
+                        } else {
+                            d.masks().to_vec()
+                        };
+                        let mut run = Run::new(d.clone(), m, self.options.sample);
+                        run.derived = all_derived.clone();
+                        run
+                    })
+                    .collect::<VecDeque<_>>();
+                self.to_upstream.extend_from_slice(&step.raw);
+                self.pending
+                    .push_back(Expect::Query(Box::new(QueryExchange {
+                        runs,
+                        injected: None,
+                    })));
+            }
+            Kind::Parse(_) => {
+                self.to_upstream.extend_from_slice(&step.raw);
+                self.pending.push_back(Expect::Parse);
+            }
+            Kind::Execute { portal, .. } => {
+                let Some(d) = step.decisions.first() else {
+                    return;
+                };
+                let mut run = Run::new(d.clone(), d.masks().to_vec(), self.options.sample);
+                if let Some(derived) = step.derived.first() {
+                    run.derived = derived.clone();
+                }
+                let statement = self.portals.get(&portal).map(|p| {
+                    // Bind with no result formats means text for every column.
+                    run.formats = if p.formats.is_empty() {
+                        vec![0]
+                    } else {
+                        p.formats.clone()
+                    };
+                    p.statement.clone()
+                });
+                if run.inspects_rows() {
+                    let known = statement
+                        .as_ref()
+                        .and_then(|s| self.statements.get(s))
+                        .and_then(|p| p.columns.clone());
+                    let described = matches!(self.pending.back(), Some(Expect::DescribePortal { portal: p, .. }) if *p == portal);
+                    if let Some(cols) = known {
+                        run.describe(&cols);
+                    } else if !described {
+                        // Describe the portal first (hidden from the client): masks
+                        // and captures are planned from its columns.
+                        put(&mut self.to_upstream, b'D', |b| {
+                            b.extend_from_slice(b"P");
+                            put_cstr(b, portal.as_bytes());
+                        });
+                        self.pending.push_back(Expect::DescribePortal {
+                            portal: portal.clone(),
+                            statement: statement.clone().unwrap_or_default(),
+                            hidden: true,
+                        });
+                    }
+                }
+                self.to_upstream.extend_from_slice(&step.raw);
+                self.pending.push_back(Expect::Execute(Box::new(run)));
+            }
+            Kind::Bind => {
+                self.to_upstream.extend_from_slice(&step.raw);
+                self.pending.push_back(Expect::Bind);
+            }
+            Kind::Describe(t, name) => {
+                self.to_upstream.extend_from_slice(&step.raw);
+                let expect = match t {
+                    Target::Statement => Expect::DescribeStatement(name),
+                    Target::Portal => Expect::DescribePortal {
+                        statement: self
+                            .portals
+                            .get(&name)
+                            .map(|p| p.statement.clone())
+                            .unwrap_or_default(),
+                        portal: name,
+                        hidden: false,
+                    },
+                };
+                self.pending.push_back(expect);
+            }
+            Kind::Close => {
+                self.to_upstream.extend_from_slice(&step.raw);
+                self.pending.push_back(Expect::Close);
+            }
+            Kind::Sync => {
+                self.skipping = false;
+                self.to_upstream.extend_from_slice(&step.raw);
+                self.pending.push_back(Expect::Sync);
+            }
+            Kind::Flush | Kind::Copy => self.to_upstream.extend_from_slice(&step.raw),
+            Kind::Terminate => {
+                self.to_upstream.extend_from_slice(&step.raw);
+                self.terminating = true;
+            }
+            Kind::FunctionCall => self.inject_query(Report::error(
+                "42501",
+                "the function-call protocol is not available through the gateway",
+            )),
+            Kind::Drop => {}
+        }
+    }
+
+    /// Refuses a step: a failing statement goes upstream in its place.
+    fn refuse(&mut self, step: Step, report: Report) {
+        let message = Some(report.message.clone());
+        for d in &step.decisions {
+            self.results.push(refused(d, message.clone()));
+        }
+        match &step.kind {
+            Kind::Query => self.inject_query(report),
+            Kind::Parse(name) => {
+                self.statements.remove(name);
+                self.inject_extended(report);
+            }
+            Kind::Execute { .. } => self.inject_extended(report),
+            _ => {}
+        }
+    }
+
+    fn inject_query(&mut self, report: Report) {
+        put(&mut self.to_upstream, b'Q', |b| put_cstr(b, BLOCKED_SQL));
+        self.pending
+            .push_back(Expect::Query(Box::new(QueryExchange {
+                runs: VecDeque::new(),
+                injected: Some(report),
+            })));
+    }
+
+    fn inject_extended(&mut self, report: Report) {
+        put(&mut self.to_upstream, b'P', |b| {
+            put_cstr(b, b"gatehouse_blocked");
+            put_cstr(b, BLOCKED_SQL);
+            b.extend_from_slice(&0i16.to_be_bytes());
+        });
+        self.pending.push_back(Expect::Injected(report));
+        self.skipping = true;
+    }
+
+    /// A reviewer decided the held step's current approval.
+    pub(super) fn approval_decided(&mut self, outcome: ApprovalOutcome) {
+        let Some(mut held) = self.held.take() else {
+            return;
+        };
+        let id = held
+            .step
+            .decisions
+            .get(held.waiting)
+            .and_then(|d| d.approval.as_ref())
+            .map(|a| a.id.clone())
+            .unwrap_or_default();
+        let resolution = match outcome {
+            ApprovalOutcome::Granted { reviewer } => {
+                Report::notice(format!(
+                    "gatehouse: approval {id} granted by {reviewer}; running the statement"
+                ))
+                .encode(&mut self.to_client);
+                Ok(())
+            }
+            ApprovalOutcome::Denied { reviewer, reason } => {
+                Err(format!("approval {id} was denied by {reviewer}: {reason}"))
+            }
+            ApprovalOutcome::Expired => {
+                Err(format!("approval {id} expired before a reviewer decided"))
+            }
+        };
+        if let Some(slot) = held.step.approvals.get_mut(held.waiting) {
+            *slot = Some(resolution);
+        }
+        self.ready.push_front(held.step);
+    }
+}
+
+fn blocked(message: String, d: &Decision) -> Report {
+    Report::error("42501", message).with_detail(format!(
+        "refused by the Gatehouse policy (request {}{})",
+        d.request,
+        if d.rules.is_empty() {
+            String::new()
+        } else {
+            format!(", rules: {}", d.rules.join(", "))
+        }
+    ))
+}
+
+fn all_masks(decisions: &[Arc<Decision>]) -> Vec<Arc<MaskSpec>> {
+    let mut out: Vec<Arc<MaskSpec>> = Vec::new();
+    for d in decisions {
+        for m in d.masks() {
+            if !out.iter().any(|x| Arc::ptr_eq(x, m)) {
+                out.push(m.clone());
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,317 @@
+//! One client session after login: both sockets served by one task.
+//!
+//! Client frames are decoded, classified and judged in segments (one log write per
+//! segment), then enforced in order: forwarded, held for approval, or refused. A
+//! refused statement is replaced upstream by a statement that fails to parse
+//! (`GATEHOUSE BLOCKED`), so the server's own transaction and pipeline state stay
+//! exactly as after a failed statement, and its error is replaced by ours.
+//!
+//! Upstream messages are matched to what was forwarded (`pending`), in order; data
+//! rows pass through as bytes unless a mask or a capture needs them.
+
+mod client;
+pub mod run;
+mod server;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use gatehouse_core::engine::{ApprovalOutcome, Decision, Engine, Session};
+use gatehouse_events::EventId;
+use gatehouse_events::payload::{PgStatement, ResultObserved};
+use gatehouse_proxy_common::Stream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::watch;
+
+use crate::classify::{Cache, SessionSql};
+use crate::wire::FrameError;
+use crate::wire::backend::{Column, Report};
+
+use run::{Run, SampleLimits};
+
+/// Output buffered beyond this stops reading the other side (backpressure).
+const HIGH_WATER: usize = 1 << 20;
+
+/// Settings the relay needs.
+#[derive(Debug, Clone)]
+pub struct RelayOptions {
+    /// Largest client message accepted.
+    pub max_message: usize,
+    /// Result sample limits.
+    pub sample: SampleLimits,
+    /// The upstream backend's process id and the one the client was given:
+    /// notifications from the session itself carry the client's.
+    pub pids: (i32, i32),
+}
+
+/// A prepared statement (extended protocol).
+#[derive(Debug, Clone)]
+struct Prepared {
+    stmt: Arc<PgStatement>,
+    text: Arc<str>,
+    /// The `parse` event, once decided.
+    event: Option<EventId>,
+    /// Parsed in the segment being planned (its event id is not known yet).
+    undecided: bool,
+    derived: crate::classify::Derived,
+    /// Result columns, once a Describe told them (formats left out: Bind sets them).
+    columns: Option<Arc<Vec<Column>>>,
+}
+
+/// A portal (extended protocol).
+#[derive(Debug, Clone)]
+struct Portal {
+    statement: String,
+    params: Vec<Option<String>>,
+    formats: Vec<i16>,
+}
+
+/// What the relay expects from upstream next, in order.
+enum Expect {
+    /// A simple query: responses until `ReadyForQuery`.
+    Query(Box<QueryExchange>),
+    Parse,
+    Bind,
+    DescribeStatement(String),
+    DescribePortal {
+        portal: String,
+        statement: String,
+        hidden: bool,
+    },
+    Execute(Box<Run>),
+    Close,
+    Sync,
+    /// A statement substituted for a refused one: its error is replaced by ours.
+    Injected(Report),
+}
+
+struct QueryExchange {
+    runs: VecDeque<Run>,
+    injected: Option<Report>,
+}
+
+/// Why a session ended.
+#[derive(Debug)]
+pub enum End {
+    /// The client terminated or hung up.
+    Client,
+    /// The upstream hung up.
+    Upstream,
+    /// The gateway closed the session (revoked, expired, shutdown).
+    Closed(String),
+    /// A protocol violation.
+    Protocol(FrameError),
+    /// A socket failed.
+    Io(std::io::Error),
+}
+
+impl End {
+    /// The `session_closed` reason.
+    pub fn reason(&self) -> String {
+        match self {
+            End::Client => "client_closed".into(),
+            End::Upstream => "upstream_closed".into(),
+            End::Closed(r) => r.clone(),
+            End::Protocol(_) => "protocol_error".into(),
+            End::Io(_) => "connection_error".into(),
+        }
+    }
+}
+
+/// A step whose decision waits for a reviewer.
+struct Held {
+    step: client::Step,
+    /// Index of the decision being waited for.
+    waiting: usize,
+}
+
+/// The session state machine.
+pub struct Relay {
+    engine: Arc<Engine>,
+    session: Arc<Session>,
+    cache: Arc<Cache>,
+    options: RelayOptions,
+    sql: SessionSql,
+    statements: HashMap<String, Prepared>,
+    portals: HashMap<String, Portal>,
+    pending: VecDeque<Expect>,
+    queue: VecDeque<Bytes>,
+    ready: VecDeque<client::Step>,
+    held: Option<Held>,
+    results: Vec<ResultObserved>,
+    to_client: BytesMut,
+    to_upstream: BytesMut,
+    cin: BytesMut,
+    uin: BytesMut,
+    tx_status: u8,
+    /// The upstream discards messages until the next Sync (after an error).
+    skipping: bool,
+    /// Drop upstream responses until `ReadyForQuery` (a result failed closed).
+    swallow: bool,
+    terminating: bool,
+}
+
+impl Relay {
+    /// A relay for an authenticated session.
+    pub fn new(
+        engine: Arc<Engine>,
+        session: Arc<Session>,
+        cache: Arc<Cache>,
+        options: RelayOptions,
+        sql: SessionSql,
+        leftover: BytesMut,
+    ) -> Self {
+        Self {
+            engine,
+            session,
+            cache,
+            options,
+            sql,
+            statements: HashMap::new(),
+            portals: HashMap::new(),
+            pending: VecDeque::new(),
+            queue: VecDeque::new(),
+            ready: VecDeque::new(),
+            held: None,
+            results: Vec::new(),
+            to_client: BytesMut::with_capacity(64 * 1024),
+            to_upstream: BytesMut::with_capacity(16 * 1024),
+            cin: BytesMut::with_capacity(16 * 1024),
+            uin: {
+                let mut b = BytesMut::with_capacity(64 * 1024);
+                b.extend_from_slice(&leftover);
+                b
+            },
+            tx_status: b'I',
+            skipping: false,
+            swallow: false,
+            terminating: false,
+        }
+    }
+
+    /// Serves the session until it ends.
+    pub async fn run(
+        mut self,
+        client: Stream,
+        upstream: Stream,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> End {
+        let (mut cr, mut cw) = tokio::io::split(client);
+        let (mut ur, mut uw) = tokio::io::split(upstream);
+        let end = self
+            .serve(&mut cr, &mut cw, &mut ur, &mut uw, &mut shutdown)
+            .await;
+        if let End::Closed(reason) = &end {
+            Report::fatal("57P01", format!("terminating connection: {reason}"))
+                .encode(&mut self.to_client);
+        }
+        if let End::Protocol(e) = &end {
+            Report::fatal("08P01", format!("protocol violation: {e}")).encode(&mut self.to_client);
+        }
+        let _ = cw.write_all(&self.to_client).await;
+        let _ = cw.shutdown().await;
+        // Tell the upstream we are done (an unterminated session logs a warning).
+        let _ = uw.write_all(&[b'X', 0, 0, 0, 4]).await;
+        let _ = uw.shutdown().await;
+        self.flush_results().await;
+        end
+    }
+
+    async fn serve(
+        &mut self,
+        cr: &mut ReadHalf<Stream>,
+        cw: &mut WriteHalf<Stream>,
+        ur: &mut ReadHalf<Stream>,
+        uw: &mut WriteHalf<Stream>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> End {
+        if !self.uin.is_empty()
+            && let Err(e) = self.on_upstream()
+        {
+            return End::Protocol(e);
+        }
+        loop {
+            if let Err(end) = self.process().await {
+                return end;
+            }
+            // Answer the client first; record results while it reads.
+            if (self.to_client.is_empty() && self.to_upstream.is_empty())
+                || self.results.len() > 256
+            {
+                self.flush_results().await;
+            }
+            if self.terminating && self.to_upstream.is_empty() {
+                return End::Client;
+            }
+            let session = self.session.clone();
+            let engine = self.engine.clone();
+            let held_decision: Option<Arc<Decision>> = self
+                .held
+                .as_ref()
+                .and_then(|h| h.step.decisions.get(h.waiting).cloned());
+            tokio::select! {
+                biased;
+                reason = session.closed() => return End::Closed(reason),
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        return End::Closed("the gateway is shutting down".into());
+                    }
+                }
+                outcome = wait(&engine, held_decision.as_deref()), if held_decision.is_some() => {
+                    self.approval_decided(outcome);
+                }
+                r = uw.write_buf(&mut self.to_upstream), if !self.to_upstream.is_empty() => {
+                    if let Err(e) = r { return End::Io(e); }
+                }
+                r = cw.write_buf(&mut self.to_client), if !self.to_client.is_empty() => {
+                    if let Err(e) = r { return End::Io(e); }
+                }
+                r = ur.read_buf(&mut self.uin), if self.to_client.len() < HIGH_WATER => {
+                    match r {
+                        Ok(0) => {
+                            let _ = cw.write_all(&self.to_client).await;
+                            return End::Upstream;
+                        }
+                        Ok(_) => if let Err(e) = self.on_upstream() { return End::Protocol(e); },
+                        Err(e) => return End::Io(e),
+                    }
+                }
+                r = cr.read_buf(&mut self.cin), if self.to_upstream.len() < HIGH_WATER && self.held.is_none() && self.ready.is_empty() && !self.terminating => {
+                    match r {
+                        Ok(0) => return End::Client,
+                        Ok(_) => if let Err(e) = self.frames() { return End::Protocol(e); },
+                        Err(e) => return End::Io(e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Cuts complete client frames off the input.
+    fn frames(&mut self) -> Result<(), FrameError> {
+        while let Some(f) = crate::wire::frame::peek(&self.cin, self.options.max_message)? {
+            let raw = self.cin.split_to(f.wire_len).freeze();
+            // Validate now: a malformed message closes the session before anything
+            // after it is judged.
+            crate::wire::frontend::decode(f, &raw)?;
+            self.queue.push_back(raw);
+        }
+        Ok(())
+    }
+
+    async fn flush_results(&mut self) {
+        for r in std::mem::take(&mut self.results) {
+            if let Err(error) = self.engine.record_result(&self.session, r).await {
+                tracing::error!(message = "Cannot record a result.", session = %self.session.id, %error);
+            }
+        }
+    }
+}
+
+async fn wait(engine: &Engine, decision: Option<&Decision>) -> ApprovalOutcome {
+    match decision {
+        Some(d) => engine.wait_for_approval(d).await,
+        None => std::future::pending().await,
+    }
+}

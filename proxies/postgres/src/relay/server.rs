@@ -1,0 +1,429 @@
+//! Upstream side: match each server message to what was forwarded, mask data rows,
+//! replace the errors of substituted statements, and collect result events.
+
+use gatehouse_events::payload::ResultStatus;
+
+use super::run::{RowOutcome, Run};
+use super::{Expect, Relay};
+use crate::mask::MaskError;
+use crate::wire::FrameError;
+use crate::wire::backend::{Report, command_rows, error_fields, parameter_status, row_description};
+use crate::wire::frame::{self, put};
+
+/// Largest server message accepted (PostgreSQL's own limit is 1 GB).
+const MAX_BACKEND: usize = 1 << 30;
+
+/// What to do with one server message.
+enum Fate {
+    /// Forward it as received.
+    Pass,
+    /// Already handled (rewritten, replaced or swallowed).
+    Done,
+}
+
+impl Relay {
+    /// Handles every complete message in the upstream input buffer.
+    pub(super) fn on_upstream(&mut self) -> Result<(), FrameError> {
+        // Bytes [0, pass) of the input are forwarded in one copy.
+        let mut pass = 0usize;
+        loop {
+            let rest = self.uin.get(pass..).unwrap_or_default();
+            let Some(f) = frame::peek(rest, MAX_BACKEND)? else {
+                break;
+            };
+            // Fast path: a data row of a result that needs no inspection.
+            if f.tag == b'D' && !self.swallow && self.passthrough_rows() {
+                self.count_row(f.wire_len);
+                pass += f.wire_len;
+                continue;
+            }
+            if pass > 0 {
+                let chunk = self.uin.split_to(pass);
+                self.to_client.extend_from_slice(&chunk);
+                pass = 0;
+            }
+            let msg = self.uin.split_to(f.wire_len);
+            if let Fate::Pass = self.server_message(f.tag, &msg)? {
+                self.to_client.extend_from_slice(&msg);
+            }
+        }
+        if pass > 0 {
+            let chunk = self.uin.split_to(pass);
+            self.to_client.extend_from_slice(&chunk);
+        }
+        Ok(())
+    }
+
+    fn passthrough_rows(&self) -> bool {
+        match self.pending.front() {
+            Some(Expect::Execute(run)) => run.passthrough() && !run.copy_out,
+            Some(Expect::Query(q)) => {
+                q.injected.is_none()
+                    && q.runs
+                        .front()
+                        .is_some_and(|r| r.passthrough() && !r.copy_out)
+            }
+            _ => false,
+        }
+    }
+
+    fn count_row(&mut self, len: usize) {
+        match self.pending.front_mut() {
+            Some(Expect::Execute(run)) => run.count_passed(len),
+            Some(Expect::Query(q)) => {
+                if let Some(r) = q.runs.front_mut() {
+                    r.count_passed(len);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Handles one server message (`msg` is the whole frame).
+    fn server_message(&mut self, tag: u8, msg: &[u8]) -> Result<Fate, FrameError> {
+        let body = msg.get(5..).unwrap_or_default();
+        // Asynchronous messages can arrive at any time.
+        match tag {
+            b'N' => return Ok(Fate::Pass),
+            b'A' => {
+                // NotificationResponse: the sender's pid. The client knows its own
+                // session by the pid the gateway gave it.
+                let (upstream, client) = self.options.pids;
+                if body.get(..4) == Some(&upstream.to_be_bytes()[..]) {
+                    put(&mut self.to_client, b'A', |b| {
+                        b.extend_from_slice(&client.to_be_bytes());
+                        b.extend_from_slice(body.get(4..).unwrap_or_default());
+                    });
+                    return Ok(Fate::Done);
+                }
+                return Ok(Fate::Pass);
+            }
+            b'S' => {
+                if let Some((name, value)) = parameter_status(body)
+                    && name == "standard_conforming_strings"
+                {
+                    self.sql.backslash_strings = value != "on";
+                }
+                return Ok(Fate::Pass);
+            }
+            _ => {}
+        }
+        if self.swallow {
+            if tag == b'Z' {
+                self.swallow = false;
+                self.finish_front_on_ready(body);
+                return Ok(Fate::Pass);
+            }
+            return Ok(Fate::Done);
+        }
+        let Some(mut front) = self.pending.pop_front() else {
+            // Nothing expected (e.g. an error before a hang-up): pass it on.
+            return Ok(Fate::Pass);
+        };
+        let (fate, keep) = match &mut front {
+            Expect::Query(q) => self.query_message(q, tag, body, msg.len())?,
+            Expect::Parse | Expect::Bind | Expect::Close => match tag {
+                b'1' | b'2' | b'3' => (Fate::Pass, false),
+                b'E' => {
+                    self.extended_error(body);
+                    (Fate::Pass, false)
+                }
+                _ => (Fate::Pass, true),
+            },
+            Expect::DescribeStatement(name) => match tag {
+                b'T' | b'n' => {
+                    self.learn_columns(name, tag, body)?;
+                    (Fate::Pass, false)
+                }
+                b'E' => {
+                    self.extended_error(body);
+                    (Fate::Pass, false)
+                }
+                _ => (Fate::Pass, true),
+            },
+            Expect::DescribePortal {
+                hidden, statement, ..
+            } => {
+                let hidden = *hidden;
+                match tag {
+                    b'T' | b'n' => {
+                        let cols = self.learn_columns(statement, tag, body)?;
+                        // The Execute that follows is planned from these columns.
+                        if let (Some(cols), Some(Expect::Execute(run))) =
+                            (cols, self.pending.front_mut())
+                            && run.inspects_rows()
+                        {
+                            run.describe(&cols);
+                        }
+                        (if hidden { Fate::Done } else { Fate::Pass }, false)
+                    }
+                    b'E' => {
+                        self.extended_error(body);
+                        (Fate::Pass, false)
+                    }
+                    _ => (Fate::Pass, true),
+                }
+            }
+            Expect::Execute(run) => {
+                run.count(msg.len());
+                match tag {
+                    b'D' => match run.row(body, &mut self.to_client) {
+                        Ok(RowOutcome::Pass) => (Fate::Pass, true),
+                        Ok(RowOutcome::Rewritten) => (Fate::Done, true),
+                        Err(e) => {
+                            self.fail_closed(run, &e);
+                            if !self.pending.iter().any(|e| matches!(e, Expect::Sync)) {
+                                self.skipping = true;
+                            }
+                            (Fate::Done, false)
+                        }
+                    },
+                    b'H' => {
+                        run.copy_out = true;
+                        (Fate::Pass, true)
+                    }
+                    b'd' if run.copy_out => match run.copy_data(body) {
+                        Ok(None) => (Fate::Pass, true),
+                        Ok(Some(masked)) => {
+                            put(&mut self.to_client, b'd', |b| b.extend_from_slice(&masked));
+                            (Fate::Done, true)
+                        }
+                        Err(e) => {
+                            self.fail_closed(run, &e);
+                            (Fate::Done, false)
+                        }
+                    },
+                    b'C' | b'I' | b's' => {
+                        let rows = if tag == b'C' {
+                            command_rows(body)
+                        } else {
+                            None
+                        };
+                        self.results.push(run.finish(ResultStatus::Ok, rows, None));
+                        (Fate::Pass, false)
+                    }
+                    b'E' => {
+                        let err = error_fields(body);
+                        self.results
+                            .push(run.finish(ResultStatus::Error, None, Some(err)));
+                        self.extended_error(body);
+                        (Fate::Pass, false)
+                    }
+                    _ => (Fate::Pass, true),
+                }
+            }
+            Expect::Sync => {
+                if tag == b'Z' {
+                    self.tx_status = body.first().copied().unwrap_or(b'I');
+                    (Fate::Pass, false)
+                } else {
+                    (Fate::Pass, true)
+                }
+            }
+            Expect::Injected(report) => {
+                if tag == b'E' {
+                    report.encode(&mut self.to_client);
+                    self.extended_error(body);
+                    (Fate::Done, false)
+                } else {
+                    (Fate::Pass, true)
+                }
+            }
+        };
+        if keep {
+            self.pending.push_front(front);
+        }
+        Ok(fate)
+    }
+
+    fn query_message(
+        &mut self,
+        q: &mut super::QueryExchange,
+        tag: u8,
+        body: &[u8],
+        len: usize,
+    ) -> Result<(Fate, bool), FrameError> {
+        if let Some(run) = q.runs.front_mut() {
+            run.count(len);
+        }
+        Ok(match tag {
+            b'T' => {
+                if let Some(run) = q.runs.front_mut()
+                    && run.inspects_rows()
+                {
+                    run.describe(&row_description(body)?);
+                }
+                (Fate::Pass, true)
+            }
+            b'D' => match q.runs.front_mut() {
+                Some(run) => match run.row(body, &mut self.to_client) {
+                    Ok(RowOutcome::Pass) => (Fate::Pass, true),
+                    Ok(RowOutcome::Rewritten) => (Fate::Done, true),
+                    Err(e) => {
+                        self.fail_closed(run, &e);
+                        q.runs.pop_front();
+                        self.finish_all(q, "not run: an earlier result was refused");
+                        (Fate::Done, true)
+                    }
+                },
+                None => (Fate::Pass, true),
+            },
+            b'H' => {
+                if let Some(run) = q.runs.front_mut() {
+                    run.copy_out = true;
+                }
+                (Fate::Pass, true)
+            }
+            b'd' => match q.runs.front_mut() {
+                Some(run) if run.copy_out => match run.copy_data(body) {
+                    Ok(None) => (Fate::Pass, true),
+                    Ok(Some(masked)) => {
+                        put(&mut self.to_client, b'd', |b| b.extend_from_slice(&masked));
+                        (Fate::Done, true)
+                    }
+                    Err(e) => {
+                        self.fail_closed(run, &e);
+                        q.runs.pop_front();
+                        (Fate::Done, true)
+                    }
+                },
+                _ => (Fate::Pass, true),
+            },
+            b'C' | b'I' => {
+                if let Some(mut run) = q.runs.pop_front() {
+                    let rows = if tag == b'C' {
+                        command_rows(body)
+                    } else {
+                        Some(0)
+                    };
+                    self.results.push(run.finish(ResultStatus::Ok, rows, None));
+                }
+                (Fate::Pass, true)
+            }
+            b'E' => {
+                if let Some(report) = q.injected.take() {
+                    report.encode(&mut self.to_client);
+                    (Fate::Done, true)
+                } else {
+                    let err = error_fields(body);
+                    if let Some(mut run) = q.runs.pop_front() {
+                        self.results
+                            .push(run.finish(ResultStatus::Error, None, Some(err)));
+                    }
+                    self.finish_all(
+                        q,
+                        "not run: an earlier statement of the query string failed",
+                    );
+                    (Fate::Pass, true)
+                }
+            }
+            b'Z' => {
+                self.tx_status = body.first().copied().unwrap_or(b'I');
+                self.finish_all(q, "");
+                (Fate::Pass, false)
+            }
+            _ => (Fate::Pass, true),
+        })
+    }
+
+    /// Remembers the result columns of a prepared statement from a Describe answer.
+    fn learn_columns(
+        &mut self,
+        statement: &str,
+        tag: u8,
+        body: &[u8],
+    ) -> Result<Option<Vec<crate::wire::backend::Column>>, FrameError> {
+        let cols = if tag == b'T' {
+            row_description(body)?
+        } else {
+            Vec::new()
+        };
+        if let Some(p) = self.statements.get_mut(statement)
+            && p.columns.is_none()
+        {
+            let mut plain = cols.clone();
+            for c in &mut plain {
+                c.format = 0;
+            }
+            p.columns = Some(std::sync::Arc::new(plain));
+        }
+        Ok(Some(cols))
+    }
+
+    /// Records the runs of an exchange that PostgreSQL will not report on.
+    fn finish_all(&mut self, q: &mut super::QueryExchange, why: &str) {
+        while let Some(mut run) = q.runs.pop_front() {
+            let r = if why.is_empty() {
+                // A statement the server never reported on separately (a split
+                // that disagreed with the server's, or a COPY that ended early).
+                run.finish(ResultStatus::Ok, None, None)
+            } else {
+                run.finish(
+                    ResultStatus::Error,
+                    Some(0),
+                    Some((String::new(), why.to_owned())),
+                )
+            };
+            self.results.push(r);
+        }
+    }
+
+    /// `ReadyForQuery` after a swallowed result: it ends whatever was in progress.
+    fn finish_front_on_ready(&mut self, body: &[u8]) {
+        self.tx_status = body.first().copied().unwrap_or(b'I');
+        while let Some(front) = self.pending.pop_front() {
+            match front {
+                Expect::Query(mut q) => {
+                    self.finish_all(&mut q, "not run: an earlier result was refused");
+                    return;
+                }
+                Expect::Sync => return,
+                Expect::Execute(mut run) => self.results.push(run.finish(
+                    ResultStatus::Error,
+                    Some(0),
+                    Some((
+                        String::new(),
+                        "not run: an earlier result was refused".into(),
+                    )),
+                )),
+                _ => {}
+            }
+        }
+    }
+
+    /// After an error in the extended protocol the server skips to the next Sync:
+    /// so does what we expect.
+    fn extended_error(&mut self, body: &[u8]) {
+        let (code, _) = error_fields(body);
+        while let Some(front) = self.pending.front() {
+            if matches!(front, Expect::Sync) {
+                return;
+            }
+            if let Some(Expect::Execute(mut run)) = self.pending.pop_front() {
+                self.results.push(run.finish(
+                    ResultStatus::Error,
+                    Some(0),
+                    Some((
+                        code.clone(),
+                        "not run: an earlier message of the pipeline failed".into(),
+                    )),
+                ));
+            }
+        }
+        // No Sync forwarded yet: the upstream discards what comes until one is.
+        self.skipping = true;
+    }
+
+    /// A result that cannot be masked safely: the client gets an error instead of
+    /// the rest of it; upstream responses are dropped until `ReadyForQuery`.
+    fn fail_closed(&mut self, run: &mut Run, e: &MaskError) {
+        tracing::warn!(message = "A result could not be masked safely; refusing it.", session = %self.session.id, error = %e);
+        Report::error("42501", format!("gatehouse: {e}")).encode(&mut self.to_client);
+        self.results.push(run.finish(
+            ResultStatus::Refused,
+            None,
+            Some(("42501".into(), e.to_string())),
+        ));
+        self.swallow = true;
+    }
+}

@@ -1,0 +1,173 @@
+//! Enforcement: masks, captures, approvals (granted, denied, expired), revocation.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod support;
+
+use std::time::Duration;
+
+use gatehouse_events::payload::{Payload, ResultObserved};
+use support::{Harness, Postgres, all, ok, starter};
+
+fn setup(pg: &Postgres) {
+    ok(&pg.psql_app(&[
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-c",
+        "create table users (id bigint primary key, email text, password text, card text, big bigint)",
+        "-c",
+        "insert into users values (1, 'a@example.com', 'hunter2', '4111-1111-1111-1111', 4111111111111111), (2, 'b@example.com', 's3cret', 'none', 7)",
+        "-c",
+        "create schema infra",
+        "-c",
+        "create table infra.hosts (hostname text, role text)",
+        "-c",
+        "insert into infra.hosts values ('db-1.internal', 'db'), ('bastion.internal', 'jump'), ('db-1.internal', 'db')",
+    ]));
+}
+
+fn results(h: &Harness) -> Vec<ResultObserved> {
+    h.events()
+        .into_iter()
+        .filter_map(|e| match e.payload {
+            Payload::ResultObserved(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn masks_apply_by_column_and_value_and_binary_fails_closed() {
+    let h = Harness::start_with(&starter(), support::Options::default(), setup);
+    let out = ok(&h.psql(&[
+        "-At",
+        "-c",
+        "select id, email, password, card from users order by id",
+    ]));
+    assert_eq!(
+        out,
+        "1|a@example.com|****|****-****-****-1111\n2|b@example.com|****|none\n"
+    );
+    // Text format: the value pattern rewrites the number's text.
+    let out = ok(&h.psql(&["-At", "-c", "select big from users where id = 1"]));
+    assert_eq!(out.trim(), "************1111");
+    // Binary format: a bigint cannot be re-encoded masked, so the result is refused;
+    // a value that needs no mask passes.
+    let script = r#"
+import sys, psycopg
+conn = psycopg.connect(sys.argv[1], autocommit=True)
+print(conn.cursor(binary=True).execute("select big from users where id = 2").fetchall())
+try:
+    conn.cursor(binary=True).execute("select big from users where id = 1").fetchall()
+except psycopg.Error as e:
+    print("refused", e.sqlstate, e)
+print(conn.execute("select 42").fetchone())
+"#;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(h.dsn(&h.token()))
+        .output()
+        .unwrap();
+    let text = ok(&out);
+    assert!(text.contains("[(7,)]"), "{text}");
+    assert!(
+        text.contains("refused 42501") && text.contains("binary format"),
+        "{text}"
+    );
+    assert!(text.contains("(42,)"), "{text}");
+    let logged = serde_json::to_string(&h.events()).unwrap();
+    assert!(
+        !logged.contains("hunter2") && !logged.contains("4111111111111111"),
+        "unmasked values in the log"
+    );
+}
+
+#[test]
+fn captures_keep_host_names_for_sequences() {
+    let h = Harness::start_with(&starter(), support::Options::default(), setup);
+    ok(&h.psql(&["-At", "-c", "select hostname, role from infra.hosts"]));
+    let r = results(&h);
+    let cap = r
+        .iter()
+        .flat_map(|r| r.captures.iter())
+        .find(|c| c.name.ends_with("recon.hosts"))
+        .expect("a capture");
+    assert_eq!(cap.values, ["db-1.internal", "bastion.internal"]);
+    assert_eq!(cap.source, "hostname");
+}
+
+const HOLD_RULES: &str = r#"
+rule allow_all { when pg.statement.kind exists then allow }
+rule hold_grants { when pg.statement.kind == grant then require approval from "security" timeout 2s }
+"#;
+
+#[test]
+fn approvals_granted_denied_and_expired() {
+    let h = Harness::start_with(HOLD_RULES, support::Options::default(), setup);
+    // Granted: the NOTICE names the approval, then the statement runs.
+    let token = h.token();
+    let mut cmd = h.psql_cmd(&token);
+    cmd.args(["-c", "grant select on users to public"]);
+    let child = std::thread::spawn(move || cmd.output().unwrap());
+    let id = h.decide_approval(true);
+    let out = child.join().unwrap();
+    let text = all(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("held for approval {id}")) && text.contains("GRANT"),
+        "{text}"
+    );
+    // Denied.
+    let mut cmd = h.psql_cmd(&token);
+    cmd.args(["-c", "grant select on users to public", "-c", "select 1"]);
+    let child = std::thread::spawn(move || cmd.output().unwrap());
+    let id = h.decide_approval(false);
+    let text = all(&child.join().unwrap());
+    assert!(
+        text.contains(&format!(
+            "approval {id} was denied by bob@example.com: not today"
+        )),
+        "{text}"
+    );
+    // Expired (the rule's timeout is 2 s).
+    let out = h.psql(&["-c", "grant select on users to public"]);
+    let text = all(&out);
+    assert!(!out.status.success());
+    assert!(text.contains("expired before a reviewer decided"), "{text}");
+}
+
+#[test]
+fn revoking_the_token_closes_the_session() {
+    let h = Harness::start(&starter());
+    let dsn = h.dsn(&h.token());
+    h.rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let conn = tokio::spawn(conn);
+        client.simple_query("select 1").await.unwrap();
+        let cred = h.engine.sessions()[0].credential_id.clone().unwrap();
+        assert_eq!(
+            h.engine
+                .revoke_token(&cred, Some("admin"), None)
+                .await
+                .unwrap(),
+            1
+        );
+        let e = tokio::time::timeout(Duration::from_secs(5), conn)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap_err();
+        let db = e.as_db_error().expect("a FATAL error from the gateway");
+        assert_eq!(db.code().code(), "57P01");
+        assert!(db.message().contains("credential revoked"), "{db:?}");
+    });
+}

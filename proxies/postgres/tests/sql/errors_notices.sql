@@ -1,0 +1,27 @@
+\set VERBOSITY verbose
+CREATE SCHEMA tx;
+SET search_path = tx;
+CREATE TABLE t (id int PRIMARY KEY, v text CHECK (length(v) < 5));
+SELECT 1/0;
+SELEC oops;
+SELECT * FROM no_such_table;
+INSERT INTO t VALUES (1, 'toolong');
+BEGIN;
+INSERT INTO t VALUES (1, 'a');
+SELECT 1/0;
+SELECT 1;
+ROLLBACK;
+SELECT count(*) FROM t;
+BEGIN;
+SAVEPOINT s1;
+INSERT INTO t VALUES (2, 'b');
+ROLLBACK TO SAVEPOINT s1;
+INSERT INTO t VALUES (3, 'c');
+COMMIT;
+SELECT * FROM t;
+DO $$ BEGIN RAISE NOTICE 'notice with detail %', 42 USING DETAIL = 'some detail', HINT = 'a hint'; END $$;
+DO $$ BEGIN RAISE WARNING 'a warning'; END $$;
+DO $$ BEGIN RAISE EXCEPTION 'custom failure' USING ERRCODE = '22012'; END $$;
+SELECT 'after errors' AS still_working;
+SET client_min_messages = warning;
+DROP SCHEMA tx CASCADE;

@@ -1,0 +1,269 @@
+//! The PostgreSQL proxy through `gatehouse serve`: tokens issued with the CLI, real
+//! `psql` against a real PostgreSQL, approvals decided with the CLI (approved,
+//! denied, expired), and the events in the gateway's log.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use gatehouse_events::payload::{Payload, RequestDetail, ResultStatus};
+
+use crate::admin::{ADMIN_TOKEN, BOB_TOKEN, admin_config, cli};
+use crate::support::{Gateway, Postgres, free_port};
+
+struct Setup {
+    pg: Postgres,
+    gw: Gateway,
+    admin: u16,
+    proxy: u16,
+}
+
+fn start() -> Setup {
+    let pg = Postgres::start();
+    let out = pg.psql_app(&[
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-c",
+        "create table t (id int primary key, note text)",
+        "-c",
+        "insert into t values (1, 'a'), (2, 'b')",
+        "-c",
+        "create table users (id int, password text)",
+        "-c",
+        "insert into users values (1, 'hunter2')",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let extra = dir.path().join("holds.rules");
+    std::fs::write(
+        &extra,
+        "rule hold_comments { when pg.statement.kind == alter and pg.statement.ddl_target == \"t\" then require approval from \"dba\" timeout 2s }\n",
+    )
+    .unwrap();
+    let starter = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/starter.rules");
+    let (admin, proxy) = (free_port(), free_port());
+    let config = format!(
+        "{}\n[policy]\nfiles = [\"{starter}\", \"{}\"]\n[listen]\npostgres = \"127.0.0.1:{proxy}\"\n\
+         [[target]]\nname = \"app-db\"\nprotocol = \"postgres\"\nupstream = \"127.0.0.1:{}\"\nuser = \"gatehouse_svc\"\ndatabase = \"app\"\npassword = {{ env = \"GH_TEST_PG_PASSWORD\" }}\n",
+        admin_config(admin),
+        extra.display(),
+        pg.port
+    );
+    let gw = Gateway::start_full(
+        dir,
+        &config,
+        &[
+            ("GH_TEST_ADMIN_TOKEN", ADMIN_TOKEN),
+            ("GH_TEST_BOB_TOKEN", BOB_TOKEN),
+            ("GH_TEST_PG_PASSWORD", Postgres::SERVICE_PASSWORD),
+        ],
+    );
+    Setup {
+        pg,
+        gw,
+        admin,
+        proxy,
+    }
+}
+
+impl Setup {
+    fn token(&self) -> String {
+        let out = cli(
+            self.admin,
+            ADMIN_TOKEN,
+            &[
+                "token", "issue", "--agent", "etl", "--target", "app-db", "--ttl", "15m",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    fn psql(&self, token: &str) -> Command {
+        let mut c = self.pg.client("psql");
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.proxy.to_string(),
+            "-U",
+            "etl",
+            "-d",
+            "app-db",
+            "-X",
+        ])
+        .env("PGPASSWORD", token)
+        .env("PGSSLMODE", "disable");
+        c
+    }
+
+    /// Waits for a pending approval and returns its id.
+    fn pending_approval(&self) -> String {
+        let start = Instant::now();
+        loop {
+            let out = cli(self.admin, BOB_TOKEN, &["approvals", "list"]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if let Some(id) = text.split_whitespace().find(|w| w.starts_with("apr-")) {
+                return id.to_owned();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no approval appeared: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn postgres_through_serve_with_cli_tokens_and_approvals() {
+    let s = start();
+    let token = s.token();
+
+    // Allowed, masked, blocked; the session survives the block.
+    let out = s
+        .psql(&token)
+        .args([
+            "-At",
+            "-c",
+            "select id, note from t order by id",
+            "-c",
+            "select password from users",
+            "-c",
+            "delete from t",
+            "-c",
+            "select count(*) from t",
+        ])
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert!(t.contains("1|a\n2|b\n****\n"), "{t}");
+    assert!(
+        t.contains("ERROR:  destructive statements need a change ticket"),
+        "{t}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .trim_end()
+            .ends_with('2'),
+        "{t}"
+    );
+
+    // Approved with the CLI.
+    let mut cmd = s.psql(&token);
+    cmd.args(["-c", "comment on table t is 'reviewed'"]);
+    let child = std::thread::spawn(move || cmd.output().unwrap());
+    let id = s.pending_approval();
+    let out = cli(s.admin, BOB_TOKEN, &["approvals", "approve", &id]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = child.join().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("held for approval {id}")),
+        "{}",
+        text(&out)
+    );
+
+    // Denied with the CLI.
+    let mut cmd = s.psql(&token);
+    cmd.args(["-c", "comment on table t is 'sneaky'"]);
+    let child = std::thread::spawn(move || cmd.output().unwrap());
+    let id = s.pending_approval();
+    let out = cli(
+        s.admin,
+        BOB_TOKEN,
+        &[
+            "approvals",
+            "deny",
+            &id,
+            "--reason",
+            "not during the freeze",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = child.join().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("was denied by bob@example.com: not during the freeze"),
+        "{}",
+        text(&out)
+    );
+
+    // Expired (2 s).
+    let out = s
+        .psql(&token)
+        .args(["-c", "comment on table t is 'late'"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&out).contains("expired before a reviewer decided"),
+        "{}",
+        text(&out)
+    );
+    let comment =
+        s.pg.psql_app(&["-At", "-c", "select obj_description('t'::regclass)"]);
+    assert_eq!(String::from_utf8_lossy(&comment.stdout).trim(), "reviewed");
+
+    // A bad token never reaches the upstream.
+    let out = s.psql("nope").args(["-c", "select 1"]).output().unwrap();
+    assert!(text(&out).contains("not a valid token"), "{}", text(&out));
+
+    // The log holds every statement, decision and result; secrets never.
+    std::thread::sleep(Duration::from_millis(300));
+    let events = s.gw.events();
+    let kinds: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Payload::RequestObserved(r) => match &r.detail {
+                RequestDetail::Postgres(p) => Some(p.kind.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    for k in ["select", "delete", "alter"] {
+        assert!(kinds.iter().any(|x| x == k), "no `{k}` in {kinds:?}");
+    }
+    assert!(events.iter().any(
+        |e| matches!(&e.payload, Payload::ResultObserved(r) if r.status == ResultStatus::Refused)
+    ));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(&e.payload, Payload::SessionClosed(_)))
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(&e.payload, Payload::AuthFailed(_)))
+    );
+    let json = serde_json::to_string(&events).unwrap();
+    assert!(
+        !json.contains(Postgres::SERVICE_PASSWORD)
+            && !json.contains("hunter2")
+            && !json.contains(&token)
+    );
+    let log = s.gw.serve_log();
+    assert!(!log.contains(Postgres::SERVICE_PASSWORD) && !log.contains(&token));
+    let dir = s.gw.stop();
+    let out = crate::support::gatehouse(&dir.path().join("data"))
+        .args(["log", "verify"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}
