@@ -1,0 +1,5 @@
+//! The Kubernetes API proxy.
+
+#![warn(missing_docs)]
+
+pub mod parse;
