@@ -50,21 +50,19 @@ fn s(v: &str) -> String {
     v.to_owned()
 }
 
+type Want<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+);
+
 #[test]
 fn verbs_resources_and_namespaces() {
-    let cases: &[(
-        &str,
-        &str,
-        (
-            &str,
-            &str,
-            &str,
-            &str,
-            Option<&str>,
-            Option<&str>,
-            Option<&str>,
-        ),
-    )] = &[
+    let cases: &[(&str, &str, Want<'_>)] = &[
         (
             "GET",
             "/api/v1/pods",
