@@ -122,12 +122,11 @@ pub fn client_config(
         .with_safe_default_protocol_versions()
         .map_err(|e| ProxyError::Tls(e.to_string()))?
         .with_root_certificates(roots);
-    let mut config = match client {
+    // ALPN (`http/1.1` only: upgrades need it) is set by the connector.
+    match client {
         Some((chain, key)) => builder
             .with_client_auth_cert(chain, key)
-            .map_err(|e| ProxyError::Tls(format!("client certificate: {e}")))?,
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+            .map_err(|e| ProxyError::Tls(format!("client certificate: {e}"))),
+        None => Ok(builder.with_no_client_auth()),
+    }
 }

@@ -114,6 +114,14 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
                 "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}}]}),
         ),
         ["api", "v1"] => json_response(StatusCode::OK, &resource_list("", "v1")),
+        ["openapi", "v3"] => json_response(
+            StatusCode::OK,
+            &json!({"paths": {
+                "api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=0001"},
+                "apis/apps/v1": {"serverRelativeURL": "/openapi/v3/apis/apps/v1?hash=0002"}}}),
+        ),
+        ["openapi", "v3", "api", "v1"] => json_response(StatusCode::OK, &openapi("")),
+        ["openapi", "v3", "apis", "apps", "v1"] => json_response(StatusCode::OK, &openapi("apps")),
         ["apis", "apps", "v1"] => json_response(StatusCode::OK, &resource_list("apps", "v1")),
         ["api", "v1", rest @ ..] => resources(&state, req, "", rest).await,
         ["apis", "apps", "v1", rest @ ..] => resources(&state, req, "apps", rest).await,
@@ -141,6 +149,33 @@ fn resource_list(group: &str, version: &str) -> Value {
         format!("{group}/{version}")
     };
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list})
+}
+
+/// Just enough OpenAPI v3 for kubectl: each kind's PATCH operation declares the
+/// `fieldValidation` parameter, so kubectl leaves validation to the server (which
+/// this one does not do) instead of downloading schemas.
+fn openapi(group: &str) -> Value {
+    let mut paths = serde_json::Map::new();
+    for (_, version, plural, kind, namespaced) in RESOURCES.iter().filter(|r| r.0 == group) {
+        let prefix = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
+        let path = if *namespaced {
+            format!("{prefix}/namespaces/{{namespace}}/{plural}/{{name}}")
+        } else {
+            format!("{prefix}/{plural}/{{name}}")
+        };
+        paths.insert(
+            path,
+            json!({"patch": {
+                "x-kubernetes-group-version-kind": {"group": group, "version": version, "kind": kind},
+                "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "OK"}}}}),
+        );
+    }
+    json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0"}, "paths": paths})
 }
 
 fn query(req: &Request<Incoming>) -> Vec<(String, String)> {

@@ -152,12 +152,10 @@ impl KubeUpstream {
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(serve(
-                tokio::net::TcpListener::from_std(listener).unwrap(),
-                acceptor,
-                st,
-                stopped,
-            ));
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                serve(listener, acceptor, st, stopped).await;
+            });
         });
         Self {
             addr,

@@ -131,8 +131,8 @@ impl WsObserver {
                 None => return,
             },
         };
-        // An empty message opens a channel (kubectl sends one per stream).
-        if data.is_empty() {
+        // An empty message opens a channel; channel 255 carries v5 close signals.
+        if data.is_empty() || (channel == 255 && self.channels == Channels::Binary) {
             return;
         }
         out.push(Chunk {
