@@ -12,6 +12,7 @@
 
 mod admin;
 mod architecture;
+mod kubernetes;
 mod log_crash;
 mod serve;
 mod shipping;

@@ -211,7 +211,12 @@ impl Req<'_> {
                     .await;
             }
             Effect::RequireApproval => {
-                if let Err(message) = self.wait(&decision).await {
+                // If the client goes away while held, hyper drops this future: the
+                // guard records that the request never ran.
+                let abandoned = Abandoned::new(self.engine(), &self.active, &decision);
+                let waited = self.wait(&decision).await;
+                abandoned.disarm();
+                if let Err(message) = waited {
                     return self
                         .refuse(&decision, &parsed, client_upgrade, &message)
                         .await;
@@ -556,6 +561,56 @@ impl Req<'_> {
             .await
         {
             tracing::error!(message = "Cannot record a Kubernetes result.", session = %self.active.session.id, %error);
+        }
+    }
+}
+
+/// Records a held request whose client went away before the hold ended.
+struct Abandoned {
+    armed: Option<(
+        Arc<Engine>,
+        Arc<gatehouse_core::engine::Session>,
+        gatehouse_events::EventId,
+        String,
+    )>,
+}
+
+impl Abandoned {
+    fn new(engine: &Arc<Engine>, active: &Active, decision: &Decision) -> Self {
+        let id = decision
+            .approval
+            .as_ref()
+            .map(|a| a.id.clone())
+            .unwrap_or_default();
+        Self {
+            armed: Some((engine.clone(), active.session.clone(), decision.request, id)),
+        }
+    }
+
+    fn disarm(mut self) {
+        self.armed = None;
+    }
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        let Some((engine, session, request, id)) = self.armed.take() else {
+            return;
+        };
+        let result = ResultObserved {
+            request: Some(request),
+            status: ResultStatus::Refused,
+            message: Some(format!(
+                "the client went away while held for approval {id}; the request was not forwarded"
+            )),
+            ..ResultObserved::default()
+        };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(error) = engine.record_result(&session, result).await {
+                    tracing::error!(message = "Cannot record an abandoned Kubernetes request.", session = %session.id, %error);
+                }
+            });
         }
     }
 }
