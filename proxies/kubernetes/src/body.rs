@@ -305,3 +305,89 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+    use std::borrow::Cow;
+    use std::convert::Infallible;
+
+    use super::*;
+    use crate::mask::Maskable;
+
+    struct Stars;
+
+    impl MaskValue for Stars {
+        fn mask<'v>(&self, _column: &str, _value: &'v str) -> Cow<'v, str> {
+            Cow::Owned("****".into())
+        }
+    }
+
+    #[tokio::test]
+    async fn watch_events_split_across_frames_are_masked_one_by_one() {
+        let secret = |n: &str| {
+            format!(
+                r#"{{"type":"ADDED","object":{{"kind":"Secret","metadata":{{"name":"{n}"}},"data":{{"k":"aHVudGVyMg=="}}}}}}"#
+            )
+        };
+        let stream = format!("{}\n{}\n", secret("a"), secret("b"));
+        let (first, rest) = stream.as_bytes().split_at(30);
+        let (second, third) = rest.split_at(rest.len() - 20);
+        let inner = Frames(
+            [first, second, third]
+                .iter()
+                .map(|c| Bytes::copy_from_slice(c))
+                .collect(),
+        );
+        let stats = Arc::new(MaskStats::default());
+        let mut body = WatchMasker::new(
+            inner,
+            Masker::new(Maskable::Secret, Stars),
+            stats.clone(),
+            1 << 20,
+        );
+        let mut out = Vec::new();
+        while let Some(frame) = body.frame().await {
+            out.push(frame.unwrap().into_data().unwrap());
+        }
+        // One frame per completed event: the first as soon as it was whole.
+        assert_eq!(out.len(), 2);
+        let text: String = out
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect();
+        assert!(
+            !text.contains("aHVudGVyMg==") && text.contains("KioqKg=="),
+            "{text}"
+        );
+        assert_eq!(stats.masked.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn a_watch_stream_that_is_not_json_is_an_error() {
+        let inner = Frames(vec![Bytes::from_static(b"\x0a\x0bk8s\x00protobuf")].into());
+        let mut body = WatchMasker::new(
+            inner,
+            Masker::new(Maskable::Secret, Stars),
+            Arc::new(MaskStats::default()),
+            1 << 20,
+        );
+        assert!(body.frame().await.unwrap().is_err());
+    }
+
+    /// A body yielding the given chunks.
+    struct Frames(std::collections::VecDeque<Bytes>);
+
+    impl Body for Frames {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+        }
+    }
+}
