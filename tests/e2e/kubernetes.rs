@@ -367,7 +367,7 @@ fn secret_values_are_masked_in_get_list_and_watch() {
 }
 
 #[test]
-fn logs_follow_streams_without_buffering() {
+fn logs_follow_and_watch_stream_without_buffering() {
     let c = Cluster::start(&starter_rules());
     let mut child = c
         .kubectl_cmd(&c.kubeconfig, &["logs", "-f", "web"])
@@ -399,6 +399,36 @@ fn logs_follow_streams_without_buffering() {
     );
     let status = child.wait().unwrap();
     assert!(status.success());
+
+    // A watch passes events through as they happen.
+    let mut watch = c
+        .kubectl_cmd(&c.kubeconfig, &["get", "pods", "--watch", "-o", "name"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), "pod/web");
+    wait_until("the watch request", Duration::from_secs(30), || {
+        c.forwarded("watch=true") || c.forwarded("watch=1")
+    });
+    c.upstream.state.store.put(
+        "pods",
+        gatehouse_kube_upstream::store::pod("default", "late", "busybox:1.36"),
+    );
+    let line = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert_eq!(line, "pod/late");
+
     let streamed = c.gw.events().iter().any(|e| {
         matches!(&e.payload, Payload::ResultObserved(r) if r.sample.as_deref() == Some("log line 1\nlog line 2\nlog line 3\n"))
     });

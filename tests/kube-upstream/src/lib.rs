@@ -25,7 +25,7 @@
 
 mod api;
 mod exec;
-mod store;
+pub mod store;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
