@@ -20,8 +20,8 @@ pub async fn start(
     if config.listen.ssh.is_some() {
         started.push(start_ssh(engine, config, shutdown.clone()).await?);
     }
-    if config.listen.kubernetes.is_some() {
-        anyhow::bail!("the Kubernetes proxy is not part of this build yet");
+    if let Some(addr) = config.listen.kubernetes {
+        started.push(start_kubernetes(engine, config, addr, shutdown.clone()).await?);
     }
     Ok(started)
 }
@@ -62,4 +62,32 @@ async fn start_ssh(
     tracing::info!(message = "SSH proxy listening.", %addr, host_key = %proxy.host_public_key());
     tokio::spawn(proxy.run(shutdown));
     Ok(format!("ssh={addr}"))
+}
+
+/// The Kubernetes API proxy (HTTPS; a self-signed certificate under
+/// `<data_dir>/kubernetes/` unless `listen.kubernetes_cert` is set).
+async fn start_kubernetes(
+    engine: &Arc<Engine>,
+    config: &Arc<Config>,
+    addr: std::net::SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<String> {
+    use gatehouse_proxy_kubernetes::{KubeProxy, Options, tls};
+    let configured = config
+        .listen
+        .kubernetes_cert
+        .as_deref()
+        .zip(config.listen.kubernetes_key.as_deref());
+    let (cert, key) = tls::front_certificate(configured, &config.data_dir.join("kubernetes"), addr)
+        .context("the Kubernetes proxy's TLS certificate")?;
+    let options = Options::new(
+        tls::server_config(&cert, &key).context("the Kubernetes proxy's TLS certificate")?,
+    );
+    let proxy = KubeProxy::new(engine.clone(), config, options)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (listen.kubernetes)"))?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(proxy.serve(listener, shutdown));
+    Ok(format!("kubernetes={bound}"))
 }

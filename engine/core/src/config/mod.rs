@@ -488,6 +488,15 @@ pub struct ListenSection {
     /// Kubernetes API proxy address (HTTPS).
     #[serde(default)]
     pub kubernetes: Option<SocketAddr>,
+    /// Certificate chain (PEM) of the Kubernetes proxy's HTTPS front. When absent, a
+    /// self-signed certificate is generated under `<data_dir>/kubernetes/` on first
+    /// start; give it to kubectl with `gatehouse token issue --kubeconfig FILE --ca
+    /// <data_dir>/kubernetes/cert.pem`.
+    #[serde(default)]
+    pub kubernetes_cert: Option<PathBuf>,
+    /// Private key (PEM) of `kubernetes_cert`.
+    #[serde(default)]
+    pub kubernetes_key: Option<PathBuf>,
 }
 
 /// `[[target]]`: a protected upstream.
@@ -604,9 +613,14 @@ impl Config {
                 fix(p);
             }
         }
-        for p in [&mut self.admin.cert, &mut self.admin.key]
-            .into_iter()
-            .flatten()
+        for p in [
+            &mut self.admin.cert,
+            &mut self.admin.key,
+            &mut self.listen.kubernetes_cert,
+            &mut self.listen.kubernetes_key,
+        ]
+        .into_iter()
+        .flatten()
         {
             fix(p);
         }
@@ -675,6 +689,11 @@ impl Config {
                     o.issuer
                 ));
             }
+        }
+        if self.listen.kubernetes_cert.is_some() != self.listen.kubernetes_key.is_some() {
+            problems.push(
+                "listen: give both `kubernetes_cert` and `kubernetes_key`, or neither (a self-signed certificate is generated)".into(),
+            );
         }
         let admin_loopback = self.admin.listen.ip().is_loopback();
         if !admin_loopback && (self.admin.cert.is_none() || self.admin.key.is_none()) {
