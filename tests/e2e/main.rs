@@ -13,6 +13,7 @@
 mod admin;
 mod architecture;
 mod backfill;
+mod demo;
 mod kubernetes;
 mod log_crash;
 mod postgres;

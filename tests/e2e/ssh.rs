@@ -46,43 +46,98 @@ pub fn start() -> SshGateway {
         sshd.client_key.display(),
         sshd.host_public_key,
     );
-    let gw = Gateway::start_full(dir, &config, &[("GH_TEST_ADMIN_TOKEN", ADMIN_TOKEN), ("GH_TEST_BOB_TOKEN", BOB_TOKEN)]);
-    let host_key = gw.serve_log().lines().find_map(|l| l.split("host_key=").nth(1).map(|k| k.trim().trim_matches('"').to_owned())).expect("gateway host key in the log");
+    let gw = Gateway::start_full(
+        dir,
+        &config,
+        &[
+            ("GH_TEST_ADMIN_TOKEN", ADMIN_TOKEN),
+            ("GH_TEST_BOB_TOKEN", BOB_TOKEN),
+        ],
+    );
+    let host_key = gw
+        .serve_log()
+        .lines()
+        .find_map(|l| {
+            l.split("host_key=")
+                .nth(1)
+                .map(|k| k.trim().trim_matches('"').to_owned())
+        })
+        .expect("gateway host key in the log");
     let askpass = gw.dir.path().join("askpass.sh");
     std::fs::write(&askpass, "#!/bin/sh\nprintf '%s\\n' \"$GH_TOKEN\"\n").unwrap();
-    std::fs::set_permissions(&askpass, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        &askpass,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let known_hosts = gw.dir.path().join("known_hosts");
     std::fs::write(&known_hosts, format!("[127.0.0.1]:{ssh_port} {host_key}\n")).unwrap();
-    SshGateway { gw, sshd, admin_port, ssh_port, askpass, known_hosts }
+    SshGateway {
+        gw,
+        sshd,
+        admin_port,
+        ssh_port,
+        askpass,
+        known_hosts,
+    }
 }
 
 impl SshGateway {
     pub fn token(&self, agent: &str) -> String {
-        let out = cli(self.admin_port, ADMIN_TOKEN, &["token", "issue", "--agent", agent, "--target", "web", "--ttl", "10m"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = cli(
+            self.admin_port,
+            ADMIN_TOKEN,
+            &[
+                "token", "issue", "--agent", agent, "--target", "web", "--ttl", "10m",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
     /// `ssh` to the gateway as `login` (`agent+target`).
     pub fn ssh(&self, token: &str, login: &str) -> Command {
         let mut c = Command::new("ssh");
-        c.args(["-F", "/dev/null", "-o", "BatchMode=no", "-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no"])
-            .args(["-o", "NumberOfPasswordPrompts=1", "-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR"])
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
-            .args(["-p", &self.ssh_port.to_string()])
-            .arg(format!("{login}@127.0.0.1"))
-            .env("SSH_ASKPASS", &self.askpass)
-            .env("SSH_ASKPASS_REQUIRE", "force")
-            .env("DISPLAY", ":0")
-            .env("GH_TOKEN", token)
-            .stdin(Stdio::null());
+        c.args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=no",
+            "-o",
+            "PreferredAuthentications=password",
+            "-o",
+            "PubkeyAuthentication=no",
+        ])
+        .args([
+            "-o",
+            "NumberOfPasswordPrompts=1",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "LogLevel=ERROR",
+        ])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
+        .args(["-p", &self.ssh_port.to_string()])
+        .arg(format!("{login}@127.0.0.1"))
+        .env("SSH_ASKPASS", &self.askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("DISPLAY", ":0")
+        .env("GH_TOKEN", token)
+        .stdin(Stdio::null());
         c
     }
 }
 
 fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -98,50 +153,112 @@ fn ssh_through_serve_judges_exec_and_holds_for_cli_approval() {
     assert_eq!(through.stdout, direct.stdout);
 
     // Blocked: exit 126, the rule's message on stderr.
-    let blocked = g.ssh(&token, "etl+web").arg("rm -rf /tmp/gatehouse-should-not-exist").output().unwrap();
+    let blocked = g
+        .ssh(&token, "etl+web")
+        .arg("rm -rf /tmp/gatehouse-should-not-exist")
+        .output()
+        .unwrap();
     assert_eq!(blocked.status.code(), Some(126), "{:?}", text(&blocked));
     assert!(text(&blocked).1.contains("rm is not allowed on this host"));
 
     // Held, then approved through the CLI by a reviewer: the command runs.
-    let mut held = g.ssh(&token, "etl+web").arg("systemctl --version >/dev/null 2>&1; echo released").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let held = g
+        .ssh(&token, "etl+web")
+        .arg("systemctl --version >/dev/null 2>&1; echo released")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut id = String::new();
     wait_until("the approval to be listed", Duration::from_secs(20), || {
         let out = cli(g.admin_port, BOB_TOKEN, &["approvals", "list"]);
-        id = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_owned();
+        id = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_owned();
         id.starts_with("apr-")
     });
     // The agent cannot approve itself: its token is not an admin API token at all.
-    assert!(!cli(g.admin_port, &token, &["approvals", "approve", &id]).status.success());
+    assert!(
+        !cli(g.admin_port, &token, &["approvals", "approve", &id])
+            .status
+            .success()
+    );
     let out = cli(g.admin_port, BOB_TOKEN, &["approvals", "approve", &id]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let done = held.wait_with_output().unwrap();
     let (stdout, stderr) = text(&done);
-    assert!(stdout.contains("released"), "stdout {stdout:?} stderr {stderr:?}");
-    assert!(stderr.contains(&id), "the agent saw the approval id: {stderr:?}");
+    assert!(
+        stdout.contains("released"),
+        "stdout {stdout:?} stderr {stderr:?}"
+    );
+    assert!(
+        stderr.contains(&id),
+        "the agent saw the approval id: {stderr:?}"
+    );
 
     // Held, then denied: a clear error naming the approval id.
-    let held = g.ssh(&token, "etl+web").arg("systemctl restart nothing").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let held = g
+        .ssh(&token, "etl+web")
+        .arg("systemctl restart nothing")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut id = String::new();
     wait_until("the second approval", Duration::from_secs(20), || {
         let out = cli(g.admin_port, BOB_TOKEN, &["approvals", "list"]);
-        id = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_owned();
+        id = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_owned();
         id.starts_with("apr-")
     });
-    assert!(cli(g.admin_port, BOB_TOKEN, &["approvals", "deny", &id, "--reason", "change freeze"]).status.success());
+    assert!(
+        cli(
+            g.admin_port,
+            BOB_TOKEN,
+            &["approvals", "deny", &id, "--reason", "change freeze"]
+        )
+        .status
+        .success()
+    );
     let denied = held.wait_with_output().unwrap();
     assert_ne!(denied.status.code(), Some(0));
     let (_, stderr) = text(&denied);
-    assert!(stderr.contains(&id) && stderr.contains("change freeze"), "{stderr:?}");
+    assert!(
+        stderr.contains(&id) && stderr.contains("change freeze"),
+        "{stderr:?}"
+    );
 
     // A token that names the target is refused when the login names another one.
     let out = g.ssh(&token, "etl+elsewhere").arg("true").output().unwrap();
-    assert_ne!(out.status.code(), Some(0), "a token for `web` reached `elsewhere`");
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "a token for `web` reached `elsewhere`"
+    );
 
     // The held key never left the gateway.
     let key = std::fs::read_to_string(&g.sshd.client_key).unwrap();
     let secret_line = key.lines().nth(1).unwrap().to_owned();
-    let raw: Vec<u8> = std::fs::read_dir(g.gw.data().join("log")).unwrap().flat_map(|e| std::fs::read(e.unwrap().path()).unwrap()).collect();
-    assert!(!String::from_utf8_lossy(&raw).contains(&secret_line), "the upstream key reached the event log");
+    let raw: Vec<u8> = std::fs::read_dir(g.gw.data().join("log"))
+        .unwrap()
+        .flat_map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(
+        !String::from_utf8_lossy(&raw).contains(&secret_line),
+        "the upstream key reached the event log"
+    );
     assert!(!g.gw.serve_log().contains(&secret_line));
-    assert!(!String::from_utf8_lossy(&raw).contains(&token), "the agent token reached the event log");
+    assert!(
+        !String::from_utf8_lossy(&raw).contains(&token),
+        "the agent token reached the event log"
+    );
 }

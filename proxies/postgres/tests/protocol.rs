@@ -274,7 +274,11 @@ fn malformed_messages_close_that_connection_only() {
     s.write_all(b"Q\0\0\0\x0dselect 1\0").unwrap();
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
-    assert!(String::from_utf8_lossy(&rest).contains("08P01"), "{}", String::from_utf8_lossy(&rest));
+    assert!(
+        String::from_utf8_lossy(&rest).contains("08P01"),
+        "{}",
+        String::from_utf8_lossy(&rest)
+    );
     // A bad startup packet.
     let mut s = TcpStream::connect(h.addr).unwrap();
     s.write_all(b"\0\0\0\x08\0\x09\0\0").unwrap();

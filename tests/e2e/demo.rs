@@ -1,0 +1,51 @@
+//! `scripts/demo` runs `gatehouse-demo`; this runs the same library against the
+//! binary under test and checks the story it tells.
+
+use gatehouse_demo::Outcome;
+
+#[test]
+fn the_demo_runs_to_completion_and_tells_the_whole_story() {
+    let examples = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples"));
+    let mut transcript = Vec::new();
+    let report = gatehouse_demo::run(
+        std::path::Path::new(env!("CARGO_BIN_EXE_gatehouse")),
+        examples,
+        &mut transcript,
+    );
+    let transcript = String::from_utf8(transcript).unwrap();
+    eprintln!("{transcript}");
+    let count = |o: Outcome| report.steps.iter().filter(|s| s.outcome == o).count();
+    assert!(count(Outcome::Allowed) >= 2, "{transcript}");
+    assert!(count(Outcome::Masked) >= 3, "{transcript}");
+    assert!(count(Outcome::Blocked) >= 4, "{transcript}");
+    assert_eq!(count(Outcome::HeldThenApproved), 1, "{transcript}");
+    // Masking reached the agent: no card number, password or Secret value in clear.
+    let agent_saw: String = report.steps.iter().map(|s| s.output.as_str()).collect();
+    for secret in [
+        "4111 1111 1111 1111",
+        "Tr0ub4dor&3",
+        "aHVudGVyMg==",
+        "sk_live_0123456789abcdef",
+    ] {
+        assert!(
+            !agent_saw.contains(secret),
+            "`{secret}` reached the agent:\n{agent_saw}"
+        );
+    }
+    // The chain query names the identity and all three protocols.
+    assert!(report.chains.contains("deploy-bot"), "{}", report.chains);
+    for proto in ["postgres", "ssh", "kubernetes"] {
+        assert!(
+            report.chains.contains(proto),
+            "chains lack {proto}:\n{}",
+            report.chains
+        );
+    }
+    // The alert is an OCSF Detection Finding with the chain's events related.
+    assert_eq!(report.alert["class_uid"], 2004, "{}", report.alert);
+    let related = report.alert["finding_info"]["related_events"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert!(related >= 3, "{}", report.alert);
+    assert!(report.decisions.contains("block"), "{}", report.decisions);
+}
