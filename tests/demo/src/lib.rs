@@ -445,7 +445,7 @@ ca = "{k8s_ca}"
         let output = text(&out);
         let outcome = if !out.status.success() {
             assert!(
-                output.contains("42501"),
+                output.contains("refused by the Gatehouse policy"),
                 "psql failed other than by a block: {output}"
             );
             Outcome::Blocked
