@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use gatehouse_core::log::LogReader;
-use gatehouse_proxy_ssh::replay::{ReplayFormat, render, session_events};
+use gatehouse_core::replay::{ReplayFormat, render, session_events};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -48,4 +48,10 @@ fn the_demo_runs_to_completion_and_tells_the_whole_story() {
         .map_or(0, Vec::len);
     assert!(related >= 3, "{}", report.alert);
     assert!(report.decisions.contains("block"), "{}", report.decisions);
+    // Replay shows the statements and requests in order, with decisions and the
+    // masked result sample (never the clear value).
+    for needle in ["infra.hosts", "=> mask", "****", "/pods", "require_approval"] {
+        assert!(report.replays.contains(needle), "replay lacks `{needle}`:\n{}", report.replays);
+    }
+    assert!(!report.replays.contains("Tr0ub4dor&3"), "{}", report.replays);
 }

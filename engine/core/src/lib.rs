@@ -7,3 +7,4 @@ pub mod engine;
 pub mod identity;
 pub mod log;
 pub mod policy;
+pub mod replay;

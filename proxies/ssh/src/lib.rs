@@ -16,7 +16,6 @@ pub mod line_editor;
 pub mod mask;
 pub mod options;
 mod record;
-pub mod replay;
 mod server;
 pub mod sftp;
 mod upstream;

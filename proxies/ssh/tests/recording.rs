@@ -12,7 +12,7 @@
 mod support;
 
 use gatehouse_events::payload::{Payload, SshRequestKind};
-use gatehouse_proxy_ssh::replay::{ReplayFormat, render, session_events};
+use gatehouse_core::replay::{ReplayFormat, render, session_events};
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -70,6 +70,8 @@ pub struct Report {
     pub chains: String,
     /// `gatehouse audit sql` output of the decision summary.
     pub decisions: String,
+    /// `gatehouse replay --format text` of the last Postgres and Kubernetes sessions.
+    pub replays: String,
     /// The Detection Finding of the chain, as read back from the alerts topic.
     pub alert: serde_json::Value,
     /// Wall time of the whole demo.
@@ -153,6 +155,21 @@ pub fn run(gatehouse: &Path, examples: &Path, out: &mut dyn Write) -> Report {
     d.say(&format!("$ gatehouse audit sql \"SELECT protocol, effect, count(*) ... FROM decisions ...\"\n{decisions}"));
     let chains = d.audit(&["chains", "--within", "30m"]);
     d.say(&format!("$ gatehouse audit chains --within 30m\n{chains}"));
+    d.section("Replay: every session, every protocol, with its decisions");
+    let mut replays = String::new();
+    for protocol in ["postgres", "kubernetes"] {
+        let listed = d.audit(&[
+            "sql",
+            "--format",
+            "csv",
+            &format!("SELECT session_id FROM sessions WHERE protocol = '{protocol}' ORDER BY opened DESC LIMIT 1"),
+        ]);
+        let session = listed.lines().nth(1).expect("a session of each protocol").trim().to_owned();
+        let replay = d.gatehouse_data(&["replay", &session, "--format", "text"]);
+        let shown: Vec<&str> = replay.lines().filter(|l| !l.contains("GET /api") && !l.contains("GET /openapi")).collect();
+        d.say(&format!("$ gatehouse replay {session}\n{}", indent(&shown.join("\n"))));
+        replays.push_str(&replay);
+    }
     let verify = d.gatehouse_data(&["log", "verify"]);
     d.say(&format!("$ gatehouse log verify\n{}", verify.trim_end()));
 
@@ -162,6 +179,7 @@ pub fn run(gatehouse: &Path, examples: &Path, out: &mut dyn Write) -> Report {
         steps,
         chains,
         decisions,
+        replays,
         alert,
         elapsed,
     }

@@ -1,10 +1,12 @@
-//! Renders a recorded session from its events: asciicast v2 (for `asciinema play`),
-//! plain text (commands, decisions and outputs), or the events as JSON lines.
+//! Renders a recorded session from its events, for every protocol: asciicast v2 (for
+//! `asciinema play`; the session's byte streams: SSH channels, Kubernetes exec/attach),
+//! plain text (commands in order with their decisions, results and outputs), or the
+//! events as JSON lines.
 
 use std::fmt::Write as _;
 
 use base64::Engine as _;
-use gatehouse_events::Event;
+use gatehouse_events::{Event, Protocol};
 use gatehouse_events::payload::{DataDirection, Payload};
 
 /// Output formats of `gatehouse replay`.
@@ -122,7 +124,7 @@ fn text(events: &[&Event]) -> String {
             Payload::RequestObserved(r) => {
                 let (effect, reason) = decisions
                     .get(&e.id)
-                    .map(|(ef, re)| (format!("{ef:?}").to_lowercase(), re.clone()))
+                    .map(|(ef, re)| (ef.as_str().to_owned(), re.clone()))
                     .unwrap_or_else(|| ("?".into(), None));
                 let _ = writeln!(
                     out,
@@ -139,8 +141,34 @@ fn text(events: &[&Event]) -> String {
                 out.push_str(&String::from_utf8_lossy(&data).replace('\r', ""));
             }
             Payload::ResultObserved(r) => {
+                if e.protocol == Some(Protocol::Ssh) {
+                    // The output itself came as session data; close it with the status.
+                    if let Some(code) = &r.code {
+                        let _ = writeln!(out, "\n[{:>8.3}s] exit {code}", at(e));
+                    }
+                    continue;
+                }
+                let _ = write!(out, "[{:>8.3}s]   <- {}", at(e), r.status.as_str());
                 if let Some(code) = &r.code {
-                    let _ = writeln!(out, "\n[{:>8.3}s] exit {code}", at(e));
+                    let _ = write!(out, " {code}");
+                }
+                if let Some(rows) = r.rows {
+                    let _ = write!(out, ", {rows} rows");
+                }
+                if r.masked > 0 {
+                    let _ = write!(out, ", {} values masked", r.masked);
+                }
+                if let Some(us) = r.duration_us {
+                    let _ = write!(out, ", {:.3} ms", us as f64 / 1000.0);
+                }
+                if let Some(message) = &r.message {
+                    let _ = write!(out, ": {message}");
+                }
+                out.push('\n');
+                if let Some(sample) = &r.sample {
+                    for line in sample.lines() {
+                        let _ = writeln!(out, "             | {line}");
+                    }
                 }
             }
             Payload::SessionClosed(c) => {
