@@ -191,6 +191,27 @@ fn inline_and_backfilled_sequence_matches_agree() {
             "{inline:?}"
         );
 
+        // The same evaluator over the log in log order.
+        let log_events: Vec<gatehouse_events::Event> = LogReader::open(log.dir(), 0)
+            .map(|r| r.unwrap().event().unwrap())
+            .collect();
+        let from_log: BTreeSet<Match> = backfill(
+            &Policy::from_sources(sources.clone(), PolicyOptions::default()).unwrap(),
+            log_events.clone(),
+            true,
+        )
+        .into_iter()
+        .map(|m| (m.rule, m.request, m.related))
+        .collect();
+        let order = |events: &[gatehouse_events::Event]| -> Vec<String> {
+            events
+                .iter()
+                .filter(|e| e.identity_name() == Some("agent:4"))
+                .map(|e| format!("{} {} {}", e.time.format("%H:%M:%S%.6f"), e.id, e.event_type()))
+                .collect()
+        };
+        assert_eq!(inline, from_log, "inline and log-order backfill differ:\n{}", order(&log_events).join("\n"));
+
         // Ship to Parquet, read back with DataFusion, backfill.
         let audit_dir = tmp.path().join("audit");
         let mut opts = ShipOptions::new(tmp.path().join("cursors"));
@@ -208,13 +229,21 @@ fn inline_and_backfilled_sequence_matches_agree() {
         let fresh = Policy::from_sources(sources, PolicyOptions::default()).unwrap();
         let mut stream = audit.events_in_order(None).await.unwrap();
         let mut backfilled = BTreeSet::new();
+        let mut parquet_events = Vec::new();
         while let Some(batch) = stream.next().await {
             let events = gatehouse_events::arrow::from_record_batch(&batch.unwrap()).unwrap();
+            parquet_events.extend(events.iter().cloned());
             for m in backfill(&fresh, events, true) {
                 backfilled.insert((m.rule, m.request, m.related));
             }
         }
-        assert_eq!(inline, backfilled, "inline and backfilled matches differ");
+        assert_eq!(
+            inline,
+            backfilled,
+            "inline and backfilled matches differ; log order:\n{}\nParquet order:\n{}",
+            order(&log_events).join("\n"),
+            order(&parquet_events).join("\n")
+        );
         eprintln!("{} sequence matches agree", inline.len());
     });
 }

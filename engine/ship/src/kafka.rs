@@ -12,6 +12,7 @@ use gatehouse_events::{Event, ocsf};
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::{ShipError, Sink};
@@ -45,12 +46,25 @@ impl KafkaOptions {
 }
 
 /// Produces the log to Kafka.
+///
+/// Deliveries stay in flight across batches (up to [`MAX_IN_FLIGHT`] records), so
+/// reading and encoding the next batch overlaps with the broker acknowledging the
+/// last one; [`Sink::flush`] reports the offset after the longest acknowledged prefix,
+/// which is what the cursor may advance to (at least once: nothing unacknowledged is
+/// ever behind the cursor).
 pub struct KafkaSink {
     producer: FutureProducer,
     options: KafkaOptions,
+    /// Deliveries not yet known to be acknowledged, in log order, each with the offset
+    /// after its record.
+    pending: VecDeque<(Offset, DeliveryFuture)>,
+    /// The offset after the last acknowledged prefix, not yet reported.
     done: Option<Offset>,
     broken: bool,
 }
+
+/// Records produced but not yet acknowledged before `write` waits for the oldest.
+pub const MAX_IN_FLIGHT: usize = 200_000;
 
 fn producer(options: &KafkaOptions) -> Result<FutureProducer, ShipError> {
     let mut config = ClientConfig::new();
@@ -82,14 +96,17 @@ impl KafkaSink {
         Ok(Self {
             producer: producer(&options)?,
             options,
+            pending: VecDeque::new(),
             done: None,
             broken: false,
         })
     }
 
+    /// Produces one record; when librdkafka's queue is full, waits for the oldest
+    /// delivery first.
     async fn send(
-        &self,
-        pending: &mut VecDeque<DeliveryFuture>,
+        &mut self,
+        after: Offset,
         topic: &str,
         key: &str,
         value: &[u8],
@@ -102,24 +119,54 @@ impl KafkaSink {
                 .headers(headers.clone());
             match self.producer.send_result(record) {
                 Ok(f) => {
-                    pending.push_back(f);
+                    self.pending.push_back((after, f));
                     return Ok(());
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    // Local queue full: wait for the oldest delivery, then retry.
-                    match pending.pop_front() {
-                        Some(f) => await_delivery(f).await?,
-                        None => tokio::time::sleep(Duration::from_millis(10)).await,
+                    if !self.settle_oldest().await? {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 }
                 Err((e, _)) => return Err(ShipError::Kafka(e.to_string())),
             }
         }
     }
+
+    /// Waits for the oldest in-flight delivery; false when nothing is in flight.
+    async fn settle_oldest(&mut self) -> Result<bool, ShipError> {
+        let Some((after, f)) = self.pending.pop_front() else {
+            return Ok(false);
+        };
+        await_delivery(f).await?;
+        self.done = Some(after);
+        Ok(true)
+    }
+
+    /// Takes the deliveries already acknowledged at the front, without waiting.
+    fn settle_ready(&mut self) -> Result<(), ShipError> {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        while let Some((after, f)) = self.pending.front_mut() {
+            let after = *after;
+            match std::pin::Pin::new(f).poll(&mut cx) {
+                std::task::Poll::Pending => break,
+                std::task::Poll::Ready(result) => {
+                    self.pending.pop_front();
+                    delivered(result)?;
+                    self.done = Some(after);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 async fn await_delivery(f: DeliveryFuture) -> Result<(), ShipError> {
-    match f.await {
+    delivered(f.await)
+}
+
+fn delivered<E>(result: Result<OwnedDeliveryResult, E>) -> Result<(), ShipError> {
+    match result {
         Ok(Ok(_)) => Ok(()),
         Ok(Err((e, _))) => Err(ShipError::Kafka(format!("delivery failed: {e}"))),
         Err(_) => Err(ShipError::Kafka("producer dropped the delivery".into())),
@@ -138,15 +185,13 @@ impl Sink for KafkaSink {
             self.producer = producer(&self.options)?;
             self.broken = false;
         }
-        let mut pending = VecDeque::with_capacity(records.len());
-        let mut last = None;
         for (offset, event) in &records {
             let mut value = Vec::with_capacity(1024);
             ocsf::write_ocsf(event, &mut value)
                 .map_err(|e| ShipError::Kafka(format!("cannot encode event {}: {e}", event.id)))?;
             let id = event.id.to_string();
             let version = event.schema_version.to_string();
-            let headers = OwnedHeaders::new()
+            let headers = OwnedHeaders::new_with_capacity(3)
                 .insert(Header {
                     key: "event_id",
                     value: Some(id.as_bytes()),
@@ -160,41 +205,36 @@ impl Sink for KafkaSink {
                     value: Some(version.as_bytes()),
                 });
             let key = event.identity_name().unwrap_or("");
-            self.send(
-                &mut pending,
-                &self.options.events_topic,
-                key,
-                &value,
-                &headers,
-            )
-            .await?;
+            let after = offset + 1;
+            let events_topic = std::mem::take(&mut self.options.events_topic);
+            let sent = self.send(after, &events_topic, key, &value, &headers).await;
+            self.options.events_topic = events_topic;
+            sent?;
             if ocsf::is_alert(event) {
-                self.send(
-                    &mut pending,
-                    &self.options.alerts_topic,
-                    key,
-                    &value,
-                    &headers,
-                )
-                .await?;
+                let alerts_topic = std::mem::take(&mut self.options.alerts_topic);
+                let sent = self.send(after, &alerts_topic, key, &value, &headers).await;
+                self.options.alerts_topic = alerts_topic;
+                sent?;
             }
-            last = Some(*offset);
         }
-        while let Some(f) = pending.pop_front() {
-            await_delivery(f).await?;
-        }
-        if let Some(last) = last {
-            self.done = Some(last + 1);
+        self.settle_ready()?;
+        while self.pending.len() > MAX_IN_FLIGHT {
+            self.settle_oldest().await?;
         }
         Ok(())
     }
 
-    async fn flush(&mut self, _force: bool) -> Result<Option<Offset>, ShipError> {
-        // `write` returns only after every record is acknowledged.
+    async fn flush(&mut self, force: bool) -> Result<Option<Offset>, ShipError> {
+        if force {
+            while self.settle_oldest().await? {}
+        } else {
+            self.settle_ready()?;
+        }
         Ok(self.done.take())
     }
 
     fn reset(&mut self) {
+        self.pending.clear();
         self.done = None;
         self.broken = true;
     }
