@@ -6,6 +6,7 @@
 //!   asked of the code itself (serde's "unknown field, expected one of ..." error), so
 //!   a key added to a config struct fails this test until it is documented.
 //! - The defaults written in those tables are the defaults the code applies.
+//! - Every other ```toml block of the doc parses and validates too.
 
 #![allow(
     clippy::unwrap_used,
@@ -599,4 +600,27 @@ fn secret_references_are_as_documented() {
     let w = inline.warnings();
     assert_eq!(w.len(), 1);
     assert!(w[0].contains("written inline") && !w[0].contains("not-for-production"));
+}
+
+#[test]
+fn every_toml_block_of_the_doc_is_a_valid_config() {
+    let mut blocks = Vec::new();
+    let mut current: Option<Vec<&str>> = None;
+    for line in DOC.lines() {
+        match (&mut current, line.trim_end()) {
+            (None, "```toml") => current = Some(Vec::new()),
+            (Some(body), "```") => {
+                blocks.push(body.join("\n"));
+                current = None;
+            }
+            (Some(body), l) => body.push(l),
+            (None, _) => {}
+        }
+    }
+    assert!(blocks.len() >= 2, "the example and more");
+    for (i, b) in blocks.iter().enumerate() {
+        let c = Config::parse(b).unwrap_or_else(|e| panic!("toml block {i}:\n{e}"));
+        c.validate()
+            .unwrap_or_else(|e| panic!("toml block {i} does not validate:\n{e}"));
+    }
 }
