@@ -1,8 +1,8 @@
 //! `gatehouse.toml`: the gateway's configuration.
 //!
 //! Every struct rejects unknown keys, so a typo is an error, not a silently ignored
-//! setting. The doc comments here are the reference; `docs/config.md` renders them
-//! with examples.
+//! setting. The doc comments here are the reference; `docs/configuration.md` renders
+//! them with examples (`engine/core/tests/config_reference.rs` keeps the two in step).
 
 mod secret;
 
