@@ -207,10 +207,22 @@ fn inline_and_backfilled_sequence_matches_agree() {
             events
                 .iter()
                 .filter(|e| e.identity_name() == Some("agent:4"))
-                .map(|e| format!("{} {} {}", e.time.format("%H:%M:%S%.6f"), e.id, e.event_type()))
+                .map(|e| {
+                    format!(
+                        "{} {} {}",
+                        e.time.format("%H:%M:%S%.6f"),
+                        e.id,
+                        e.event_type()
+                    )
+                })
                 .collect()
         };
-        assert_eq!(inline, from_log, "inline and log-order backfill differ:\n{}", order(&log_events).join("\n"));
+        assert_eq!(
+            inline,
+            from_log,
+            "inline and log-order backfill differ:\n{}",
+            order(&log_events).join("\n")
+        );
 
         // Ship to Parquet, read back with DataFusion, backfill.
         let audit_dir = tmp.path().join("audit");

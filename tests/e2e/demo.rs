@@ -34,7 +34,11 @@ fn the_demo_runs_to_completion_and_tells_the_whole_story() {
     }
     // The chain query finds the full Postgres -> SSH -> Kubernetes chain.
     assert!(report.chains.contains("deploy-bot"), "{}", report.chains);
-    assert!(report.chains.contains("pg->ssh->k8s"), "no full chain:\n{}", report.chains);
+    assert!(
+        report.chains.contains("pg->ssh->k8s"),
+        "no full chain:\n{}",
+        report.chains
+    );
     // The alert is an OCSF Detection Finding with the chain's events related.
     assert_eq!(report.alert["class_uid"], 2004, "{}", report.alert);
     let related = report.alert["finding_info"]["related_events"]
@@ -44,8 +48,22 @@ fn the_demo_runs_to_completion_and_tells_the_whole_story() {
     assert!(report.decisions.contains("block"), "{}", report.decisions);
     // Replay shows the statements and requests in order, with decisions and the
     // masked result sample (never the clear value).
-    for needle in ["infra.hosts", "=> mask", "****", "/pods", "require_approval"] {
-        assert!(report.replays.contains(needle), "replay lacks `{needle}`:\n{}", report.replays);
+    for needle in [
+        "infra.hosts",
+        "=> mask",
+        "****",
+        "/pods",
+        "require_approval",
+    ] {
+        assert!(
+            report.replays.contains(needle),
+            "replay lacks `{needle}`:\n{}",
+            report.replays
+        );
     }
-    assert!(!report.replays.contains("Tr0ub4dor&3"), "{}", report.replays);
+    assert!(
+        !report.replays.contains("Tr0ub4dor&3"),
+        "{}",
+        report.replays
+    );
 }

@@ -6,8 +6,8 @@
 use std::fmt::Write as _;
 
 use base64::Engine as _;
-use gatehouse_events::{Event, Protocol};
 use gatehouse_events::payload::{DataDirection, Payload};
+use gatehouse_events::{Event, Protocol};
 
 /// Output formats of `gatehouse replay`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

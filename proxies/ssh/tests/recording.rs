@@ -11,8 +11,8 @@
 
 mod support;
 
-use gatehouse_events::payload::{Payload, SshRequestKind};
 use gatehouse_core::replay::{ReplayFormat, render, session_events};
+use gatehouse_events::payload::{Payload, SshRequestKind};
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

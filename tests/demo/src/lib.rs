@@ -164,10 +164,21 @@ pub fn run(gatehouse: &Path, examples: &Path, out: &mut dyn Write) -> Report {
             "csv",
             &format!("SELECT session_id FROM sessions WHERE protocol = '{protocol}' ORDER BY opened DESC LIMIT 1"),
         ]);
-        let session = listed.lines().nth(1).expect("a session of each protocol").trim().to_owned();
+        let session = listed
+            .lines()
+            .nth(1)
+            .expect("a session of each protocol")
+            .trim()
+            .to_owned();
         let replay = d.gatehouse_data(&["replay", &session, "--format", "text"]);
-        let shown: Vec<&str> = replay.lines().filter(|l| !l.contains("GET /api") && !l.contains("GET /openapi")).collect();
-        d.say(&format!("$ gatehouse replay {session}\n{}", indent(&shown.join("\n"))));
+        let shown: Vec<&str> = replay
+            .lines()
+            .filter(|l| !l.contains("GET /api") && !l.contains("GET /openapi"))
+            .collect();
+        d.say(&format!(
+            "$ gatehouse replay {session}\n{}",
+            indent(&shown.join("\n"))
+        ));
         replays.push_str(&replay);
     }
     let verify = d.gatehouse_data(&["log", "verify"]);

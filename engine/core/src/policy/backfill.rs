@@ -38,16 +38,26 @@ pub fn backfill(
         match &event.payload {
             Payload::RequestObserved(_) => {
                 let verdict = policy.decide(&event, None);
+                // One request can complete several partial matches of one sequence
+                // (two earlier recons, one hop): each completion has its own alert, so
+                // pair matches with alerts one to one, in order.
+                let mut taken = vec![false; verdict.alerts.len()];
                 for m in &verdict.matched {
                     if sequences_only && !m.sequence {
                         continue;
                     }
-                    let related = verdict
+                    let alert = verdict
                         .alerts
                         .iter()
-                        .find(|a| a.rule == m.name && !a.related.is_empty())
-                        .map(|a| a.related.iter().map(|r| EventId::from_u128(*r)).collect())
-                        .unwrap_or_else(|| vec![event.id]);
+                        .zip(taken.iter_mut())
+                        .find(|(a, taken)| !**taken && a.rule == m.name && !a.related.is_empty());
+                    let related = match alert {
+                        Some((a, taken)) => {
+                            *taken = true;
+                            a.related.iter().map(|r| EventId::from_u128(*r)).collect()
+                        }
+                        None => vec![event.id],
+                    };
                     out.push(BackfillMatch {
                         time: event.time.to_rfc3339(),
                         rule: m.name.to_string(),
@@ -62,11 +72,12 @@ pub fn backfill(
                     });
                 }
             }
-            Payload::ResultObserved(_) => {
-                policy.on_result(&event);
-            }
+            // Everything else goes the way the engine feeds it inline (and on restart,
+            // `Policy::replay`): results fill captures, the gateway's own derived
+            // events (decisions, alerts, session bytes) are not fed back, the rest
+            // applies `until` conditions.
             _ => {
-                policy.observe(&event);
+                policy.replay(&event);
             }
         }
     }
