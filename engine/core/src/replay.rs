@@ -20,6 +20,9 @@ pub enum ReplayFormat {
     Json,
 }
 
+/// Characters of a result sample line shown by the text format.
+const SAMPLE_LINE_CHARS: usize = 160;
+
 fn bytes_of(text: Option<&str>, b64: Option<&str>) -> Vec<u8> {
     match (text, b64) {
         (Some(t), _) => t.as_bytes().to_vec(),
@@ -166,8 +169,21 @@ fn text(events: &[&Event]) -> String {
                 }
                 out.push('\n');
                 if let Some(sample) = &r.sample {
+                    // Text is for reading: long lines are cut (`--format json` has
+                    // the whole recorded sample).
                     for line in sample.lines() {
-                        let _ = writeln!(out, "             | {line}");
+                        match line.char_indices().nth(SAMPLE_LINE_CHARS) {
+                            Some((cut, _)) => {
+                                let _ = writeln!(
+                                    out,
+                                    "             | {}…",
+                                    line.get(..cut).unwrap_or(line)
+                                );
+                            }
+                            None => {
+                                let _ = writeln!(out, "             | {line}");
+                            }
+                        }
                     }
                 }
             }

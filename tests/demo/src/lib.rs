@@ -171,14 +171,15 @@ pub fn run(gatehouse: &Path, examples: &Path, out: &mut dyn Write) -> Report {
             .trim()
             .to_owned();
         let replay = d.gatehouse_data(&["replay", &session, "--format", "text"]);
-        let shown: Vec<&str> = replay
-            .lines()
-            .filter(|l| !l.contains("GET /api") && !l.contains("GET /openapi"))
-            .collect();
-        d.say(&format!(
-            "$ gatehouse replay {session}\n{}",
-            indent(&shown.join("\n"))
-        ));
+        // The Kubernetes session starts with kubectl's discovery requests: show its end.
+        let lines: Vec<&str> = replay.lines().collect();
+        let shown = if protocol == "kubernetes" {
+            let from = lines.len().saturating_sub(9);
+            format!("    ...\n{}", indent(&lines[from..].join("\n")))
+        } else {
+            indent(&replay)
+        };
+        d.say(&format!("$ gatehouse replay {session}\n{shown}"));
         replays.push_str(&replay);
     }
     let verify = d.gatehouse_data(&["log", "verify"]);
