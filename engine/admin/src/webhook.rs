@@ -76,10 +76,40 @@ impl Notifier for WebhookNotifier {
                 match client.send(Method::POST, &url, None, Some(&body)).await {
                     Ok((status, _)) if status.is_success() => return,
                     Ok((status, _)) => tracing::warn!(message = "Approval webhook refused.", approval = %id, %status, attempt),
-                    Err(error) => tracing::warn!(message = "Approval webhook failed.", approval = %id, %error, attempt),
+                    Err(error) => {
+                        // Webhook URLs (Slack's, for one) carry a secret in their path:
+                        // log only the scheme and host.
+                        let error = error.to_string().replace(&url, &redacted(&url));
+                        tracing::warn!(message = "Approval webhook failed.", approval = %id, %error, attempt);
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
             }
         });
+    }
+}
+
+/// `scheme://host[:port]/…` of a URL: what may be logged of a webhook address.
+fn redacted(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host.rsplit('@').next().unwrap_or(host);
+    format!("{scheme}://{host}/…")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn webhook_urls_are_logged_without_path_query_or_userinfo() {
+        assert_eq!(
+            redacted("https://hooks.slack.com/services/T000/B000/XXXXSECRET"),
+            "https://hooks.slack.com/…"
+        );
+        assert_eq!(
+            redacted("http://user:pw@127.0.0.1:9/x?token=s"),
+            "http://127.0.0.1:9/…"
+        );
     }
 }
