@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use gatehouse_core::log::Offset;
+use gatehouse_events::payload::Payload;
 use gatehouse_events::{Event, ocsf};
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -161,6 +162,12 @@ impl KafkaSink {
     }
 }
 
+/// Detection findings and approval requests (reviewers watch the SIEM too) also go to
+/// the alerts topic.
+fn for_alerts_topic(event: &Event) -> bool {
+    ocsf::is_alert(event) || matches!(event.payload, Payload::ApprovalRequested(_))
+}
+
 async fn await_delivery(f: DeliveryFuture) -> Result<(), ShipError> {
     delivered(f.await)
 }
@@ -210,7 +217,7 @@ impl Sink for KafkaSink {
             let sent = self.send(after, &events_topic, key, &value, &headers).await;
             self.options.events_topic = events_topic;
             sent?;
-            if ocsf::is_alert(event) {
+            if for_alerts_topic(event) {
                 let alerts_topic = std::mem::take(&mut self.options.alerts_topic);
                 let sent = self.send(after, &alerts_topic, key, &value, &headers).await;
                 self.options.alerts_topic = alerts_topic;
