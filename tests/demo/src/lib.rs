@@ -74,6 +74,8 @@ pub struct Report {
     pub replays: String,
     /// The Detection Finding of the chain, as read back from the alerts topic.
     pub alert: serde_json::Value,
+    /// Where the held downstream secrets were looked for, and where they were found.
+    pub secrets: SecretScan,
     /// Wall time of the whole demo.
     pub elapsed: Duration,
 }
@@ -146,6 +148,10 @@ pub fn run(gatehouse: &Path, examples: &Path, out: &mut dyn Write) -> Report {
     .unwrap();
     d.say(&shown);
 
+    // What a reviewer and a SIEM see, kept for the secret check below.
+    let api = d.api_responses();
+    let kafka = d.kafka_records();
+
     d.section("After the fact: SQL over the Parquet audit (DataFusion)");
     d.gateway.stop();
     let decisions = d.audit(&[
@@ -182,6 +188,16 @@ pub fn run(gatehouse: &Path, examples: &Path, out: &mut dyn Write) -> Report {
         d.say(&format!("$ gatehouse replay {session}\n{shown}"));
         replays.push_str(&replay);
     }
+    d.section("Secrets: the downstream credentials appear in no artifact of the run");
+    let secrets = d.secret_scan(&api, &kafka);
+    for (what, bytes) in &secrets.scanned {
+        d.say(&format!("    scanned {what}: {bytes} bytes"));
+    }
+    if secrets.hits.is_empty() {
+        d.say("    none of the Postgres password, the Kubernetes token or the SSH key found");
+    } else {
+        d.say(&format!("    FOUND: {:?}", secrets.hits));
+    }
     let verify = d.gatehouse_data(&["log", "verify"]);
     d.say(&format!("$ gatehouse log verify\n{}", verify.trim_end()));
 
@@ -193,6 +209,7 @@ pub fn run(gatehouse: &Path, examples: &Path, out: &mut dyn Write) -> Report {
         decisions,
         replays,
         alert,
+        secrets,
         elapsed,
     }
 }
@@ -201,6 +218,15 @@ fn pod_yaml(name: &str, privileged: bool) -> String {
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  containers:\n  - name: main\n    image: busybox:1.36\n    command: [\"sh\", \"-c\", \"sleep 3600\"]\n    securityContext:\n      privileged: {privileged}\n"
     )
+}
+
+/// The result of grepping every artifact of the run for the downstream secrets.
+#[derive(Debug, Default)]
+pub struct SecretScan {
+    /// What was scanned (`log segments`, `Parquet (decoded)`, ...) and how many bytes.
+    pub scanned: Vec<(String, usize)>,
+    /// `secret name in artifact` for every hit (empty when clean).
+    pub hits: Vec<String>,
 }
 
 /// The running servers and the gateway.
@@ -216,6 +242,7 @@ struct Demo<'o> {
     home: tempfile::TempDir,
     known_hosts: PathBuf,
     askpass: PathBuf,
+    ssh_client_key: PathBuf,
 }
 
 struct Ports {
@@ -363,6 +390,7 @@ ca = "{k8s_ca}"
             "Gatehouse listens on postgres 127.0.0.1:{}, ssh 127.0.0.1:{}, kubernetes https://127.0.0.1:{}, admin http://127.0.0.1:{}",
             ports.postgres, ports.ssh, ports.kubernetes, ports.admin
         );
+        let ssh_client_key = sshd.client_key.clone();
         Self {
             out,
             gatehouse: gatehouse.to_owned(),
@@ -375,6 +403,7 @@ ca = "{k8s_ca}"
             home,
             known_hosts,
             askpass,
+            ssh_client_key,
         }
     }
 
@@ -711,6 +740,116 @@ ca = "{k8s_ca}"
             }
         }
         panic!("no pg_ssh_k8s Detection Finding on {topic} after {seen} alerts");
+    }
+
+    /// GET every admin API endpoint a reviewer or a monitoring system reads.
+    fn api_responses(&mut self) -> String {
+        let mut all = String::new();
+        for path in ["/healthz", "/metrics", "/v1/whoami", "/v1/approvals", "/v1/sessions"] {
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.ports.admin)).unwrap();
+            write!(
+                stream,
+                "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {REVIEWER_TOKEN}\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut response = String::new();
+            std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+            assert!(response.starts_with("HTTP/1.1 200"), "GET {path}: {response}");
+            all.push_str(&response);
+        }
+        all
+    }
+
+    /// Every record of the events and alerts topics, as text.
+    fn kafka_records(&mut self) -> String {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.tansu.brokers())
+            .set("group.id", "gatehouse-demo-scan")
+            .set("enable.auto.commit", "false")
+            .set("enable.metrics.push", "false")
+            .create()
+            .unwrap();
+        let mut all = String::new();
+        for topic in ["gatehouse.events", "gatehouse.alerts"] {
+            let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+            let partitions = md.topics().first().map_or(0, |t| t.partitions().len());
+            let mut tpl = TopicPartitionList::new();
+            let mut ends = Vec::new();
+            for p in 0..partitions {
+                let p = i32::try_from(p).unwrap();
+                let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap();
+                tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+                ends.push((p, high));
+            }
+            consumer.assign(&tpl).unwrap();
+            let start = Instant::now();
+            let mut seen = vec![0i64; ends.len()];
+            while ends.iter().zip(&seen).any(|((_, high), n)| n < high) {
+                assert!(start.elapsed() < Duration::from_secs(30), "reading {topic} timed out");
+                let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
+                    continue;
+                };
+                let msg = msg.unwrap();
+                if let Some(n) = usize::try_from(msg.partition()).ok().and_then(|i| seen.get_mut(i)) {
+                    *n = msg.offset() + 1;
+                }
+                all.push_str(&String::from_utf8_lossy(msg.key().unwrap_or_default()));
+                all.push_str(&String::from_utf8_lossy(msg.payload().unwrap_or_default()));
+                all.push('\n');
+            }
+        }
+        all
+    }
+
+    /// Greps every artifact for the secrets the gateway holds: the raw files of its
+    /// directory (log segments, cursors, keys, its operational log), the log and the
+    /// Parquet audit decoded (Parquet pages are compressed), the Kafka records and the
+    /// admin API responses.
+    fn secret_scan(&mut self, api: &str, kafka: &str) -> SecretScan {
+        let key = std::fs::read_to_string(&self.ssh_client_key).unwrap();
+        let key_line = key
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .max_by_key(|l| l.len())
+            .unwrap()
+            .to_owned();
+        let secrets = [
+            ("the Postgres password", Postgres::SERVICE_PASSWORD.to_owned()),
+            ("the Kubernetes token", UPSTREAM_K8S_TOKEN.to_owned()),
+            ("the SSH private key", key_line),
+        ];
+        let mut files = Vec::new();
+        let mut stack = vec![self.gateway.dir.path().to_owned()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    files.push(std::fs::read(&path).unwrap());
+                }
+            }
+        }
+        let raw: Vec<u8> = files.concat();
+        let log = self.gatehouse_data(&["log", "tail", "--from", "0"]);
+        let parquet = self.audit(&["sql", "--format", "json", "SELECT * FROM events"]);
+        let artifacts: [(&str, &[u8]); 5] = [
+            ("gateway directory (raw files)", &raw),
+            ("event log (decoded)", log.as_bytes()),
+            ("Parquet audit (decoded)", parquet.as_bytes()),
+            ("Kafka records", kafka.as_bytes()),
+            ("admin API responses", api.as_bytes()),
+        ];
+        let mut scan = SecretScan::default();
+        for (what, bytes) in artifacts {
+            scan.scanned.push((what.to_owned(), bytes.len()));
+            for (name, secret) in &secrets {
+                if bytes.windows(secret.len()).any(|w| w == secret.as_bytes()) {
+                    scan.hits.push(format!("{name} in {what}"));
+                }
+            }
+        }
+        scan
     }
 
     fn audit(&mut self, args: &[&str]) -> String {
