@@ -136,6 +136,7 @@ pub struct DenyRequest {
 fn approval_error(e: ApprovalError) -> ApiError {
     let status = match &e {
         ApprovalError::NotFound(_) => StatusCode::NOT_FOUND,
+        ApprovalError::BadDuration(_) => StatusCode::BAD_REQUEST,
         ApprovalError::SelfApproval(_) | ApprovalError::NotInGroup { .. } => StatusCode::FORBIDDEN,
         ApprovalError::Engine(_) => StatusCode::SERVICE_UNAVAILABLE,
     };

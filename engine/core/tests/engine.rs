@@ -392,6 +392,58 @@ async fn approval_granted_denied_expired_and_self_approval() {
     assert!(f.engine.approvals().list().is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reviewers_produce_exactly_one_outcome() {
+    let f = fixture();
+    let s = session(&f, "etl").await;
+    for round in 0..20 {
+        let (c, d) = stmt("delete");
+        let held = f.engine.decide(&s, c, d).await.unwrap();
+        let id = held.approval.unwrap().id;
+        let (a, b) = (f.engine.clone(), f.engine.clone());
+        let (id_a, id_b) = (id.clone(), id.clone());
+        let grant = tokio::spawn(async move { a.approve(&id_a, &dba("bob"), None).await });
+        let deny = tokio::spawn(async move { b.deny(&id_b, &dba("carol"), "no").await });
+        let (grant, deny) = (grant.await.unwrap(), deny.await.unwrap());
+        let one_winner = matches!(
+            (&grant, &deny),
+            (Ok(_), Err(ApprovalError::NotFound(_))) | (Err(ApprovalError::NotFound(_)), Ok(_))
+        );
+        assert!(
+            one_winner,
+            "round {round}: exactly one reviewer must win: {grant:?} / {deny:?}"
+        );
+        let outcomes = events(&f.log_dir)
+            .iter()
+            .filter(|e| {
+                matches!(&e.payload,
+                    Payload::ApprovalGranted(g) if g.approval_id == id)
+                    || matches!(&e.payload, Payload::ApprovalDenied(d) if d.approval_id == id)
+            })
+            .count();
+        assert_eq!(outcomes, 1, "round {round}: one outcome in the log");
+    }
+}
+
+#[tokio::test]
+async fn an_unrepresentable_grant_duration_is_refused_not_a_crash() {
+    let f = fixture();
+    let s = session(&f, "etl").await;
+    let (c, d) = stmt("delete");
+    let held = f.engine.decide(&s, c, d).await.unwrap();
+    let id = held.approval.unwrap().id;
+    let forever = Duration::from_secs(300_000 * 365 * 24 * 3600);
+    assert!(matches!(
+        f.engine.approve(&id, &dba("bob"), Some(forever)).await,
+        Err(ApprovalError::BadDuration(_))
+    ));
+    // Still pending, and a sane grant still works.
+    f.engine
+        .approve(&id, &dba("bob"), Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_grant_for_a_duration_covers_the_same_identity_target_and_rule() {
     let f = fixture();

@@ -745,7 +745,13 @@ ca = "{k8s_ca}"
     /// GET every admin API endpoint a reviewer or a monitoring system reads.
     fn api_responses(&mut self) -> String {
         let mut all = String::new();
-        for path in ["/healthz", "/metrics", "/v1/whoami", "/v1/approvals", "/v1/sessions"] {
+        for path in [
+            "/healthz",
+            "/metrics",
+            "/v1/whoami",
+            "/v1/approvals",
+            "/v1/sessions",
+        ] {
             let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.ports.admin)).unwrap();
             write!(
                 stream,
@@ -754,7 +760,10 @@ ca = "{k8s_ca}"
             .unwrap();
             let mut response = String::new();
             std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
-            assert!(response.starts_with("HTTP/1.1 200"), "GET {path}: {response}");
+            assert!(
+                response.starts_with("HTTP/1.1 200"),
+                "GET {path}: {response}"
+            );
             all.push_str(&response);
         }
         all
@@ -771,26 +780,37 @@ ca = "{k8s_ca}"
             .unwrap();
         let mut all = String::new();
         for topic in ["gatehouse.events", "gatehouse.alerts"] {
-            let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+            let md = consumer
+                .fetch_metadata(Some(topic), Duration::from_secs(10))
+                .unwrap();
             let partitions = md.topics().first().map_or(0, |t| t.partitions().len());
             let mut tpl = TopicPartitionList::new();
             let mut ends = Vec::new();
             for p in 0..partitions {
                 let p = i32::try_from(p).unwrap();
-                let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap();
-                tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+                let (_, high) = consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .unwrap();
+                tpl.add_partition_offset(topic, p, Offset::Beginning)
+                    .unwrap();
                 ends.push((p, high));
             }
             consumer.assign(&tpl).unwrap();
             let start = Instant::now();
             let mut seen = vec![0i64; ends.len()];
             while ends.iter().zip(&seen).any(|((_, high), n)| n < high) {
-                assert!(start.elapsed() < Duration::from_secs(30), "reading {topic} timed out");
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "reading {topic} timed out"
+                );
                 let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
                     continue;
                 };
                 let msg = msg.unwrap();
-                if let Some(n) = usize::try_from(msg.partition()).ok().and_then(|i| seen.get_mut(i)) {
+                if let Some(n) = usize::try_from(msg.partition())
+                    .ok()
+                    .and_then(|i| seen.get_mut(i))
+                {
                     *n = msg.offset() + 1;
                 }
                 all.push_str(&String::from_utf8_lossy(msg.key().unwrap_or_default()));
@@ -814,7 +834,10 @@ ca = "{k8s_ca}"
             .unwrap()
             .to_owned();
         let secrets = [
-            ("the Postgres password", Postgres::SERVICE_PASSWORD.to_owned()),
+            (
+                "the Postgres password",
+                Postgres::SERVICE_PASSWORD.to_owned(),
+            ),
             ("the Kubernetes token", UPSTREAM_K8S_TOKEN.to_owned()),
             ("the SSH private key", key_line),
         ];

@@ -99,6 +99,9 @@ pub enum ApprovalError {
         /// Required group.
         group: String,
     },
+    /// A grant duration too long to represent.
+    #[error("`{0}` is too long for a grant")]
+    BadDuration(String),
     /// Recording the decision failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -179,6 +182,9 @@ pub struct Engine {
     approvals: Approvals,
     sessions: sessions::Registry,
     session_seq: AtomicU64,
+    /// Serialises approval outcomes (grant, deny, expiry): check, append and apply
+    /// happen under it, so one approval gets exactly one outcome in the log.
+    deciding: tokio::sync::Mutex<()>,
 }
 
 fn random_hex(n: usize) -> String {
@@ -205,6 +211,7 @@ impl Engine {
             approvals: Approvals::default(),
             sessions: sessions::Registry::default(),
             session_seq: AtomicU64::new(0),
+            deciding: tokio::sync::Mutex::new(()),
         });
         engine.replay()?;
         Ok(engine)
@@ -685,10 +692,19 @@ impl Engine {
         reviewer: &Reviewer,
         valid_for: Option<Duration>,
     ) -> Result<PendingApproval, ApprovalError> {
+        let _deciding = self.deciding.lock().await;
         let p = self.check_reviewer(id, reviewer)?;
-        let valid_until = valid_for
-            .and_then(|d| chrono::Duration::from_std(d).ok())
-            .map(|d| Utc::now() + d);
+        let valid_until = match valid_for {
+            None => None,
+            Some(d) => Some(
+                chrono::Duration::from_std(d)
+                    .ok()
+                    .and_then(|d| Utc::now().checked_add_signed(d))
+                    .ok_or_else(|| {
+                        ApprovalError::BadDuration(humantime::format_duration(d).to_string())
+                    })?,
+            ),
+        };
         let event = self.approval_event(
             &p,
             ApprovalGranted {
@@ -709,6 +725,7 @@ impl Engine {
         reviewer: &Reviewer,
         reason: &str,
     ) -> Result<PendingApproval, ApprovalError> {
+        let _deciding = self.deciding.lock().await;
         let p = self.check_reviewer(id, reviewer)?;
         let event = self.approval_event(
             &p,
@@ -759,6 +776,7 @@ impl Engine {
 
     /// Expires overdue approvals (records `approval_expired`); returns their ids.
     pub async fn expire_overdue(&self) -> Result<Vec<String>, EngineError> {
+        let _deciding = self.deciding.lock().await;
         let ids = self.approvals.overdue(Utc::now());
         for id in &ids {
             if let Some(p) = self.approvals.get(id) {
