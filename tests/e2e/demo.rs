@@ -66,4 +66,13 @@ fn the_demo_runs_to_completion_and_tells_the_whole_story() {
         "{}",
         report.replays
     );
+    // No held secret in any artifact: raw files, decoded log and Parquet, Kafka, API.
+    assert_eq!(report.secrets.scanned.len(), 5, "{:?}", report.secrets);
+    for (what, bytes) in &report.secrets.scanned {
+        assert!(
+            *bytes > 1000,
+            "{what} was not really scanned: {bytes} bytes"
+        );
+    }
+    assert!(report.secrets.hits.is_empty(), "{:?}", report.secrets.hits);
 }

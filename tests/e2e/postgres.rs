@@ -18,6 +18,11 @@ struct Setup {
 }
 
 fn start() -> Setup {
+    start_with("")
+}
+
+/// Like [`start`], with `extra` appended to the gateway's config.
+fn start_with(extra_config: &str) -> Setup {
     let pg = Postgres::start();
     let out = pg.psql_app(&[
         "-v",
@@ -51,7 +56,7 @@ fn start() -> Setup {
         admin_config(admin),
         extra.display(),
         pg.port
-    );
+    ) + extra_config;
     let gw = Gateway::start_full(
         dir,
         &config,
@@ -266,4 +271,93 @@ fn postgres_through_serve_with_cli_tokens_and_approvals() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
+}
+
+/// A local HTTP server that accepts one request and hands over its head and body.
+fn one_request_server() -> (u16, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
+    use std::io::{BufRead, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+        let (mut head, mut len) = (String::new(), 0usize);
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+            head.push_str(&line);
+        }
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).unwrap();
+        conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        tx.send((head, body)).unwrap();
+    });
+    (port, rx)
+}
+
+#[test]
+fn an_approval_request_reaches_the_webhook_with_approve_and_deny_links() {
+    let (port, received) = one_request_server();
+    let s = start_with(&format!(
+        "[approvals]\nwebhook = \"http://127.0.0.1:{port}/hooks/T0/B0/s3cr3t\"\npublic_url = \"https://gatehouse.example:7070\"\n"
+    ));
+    let token = s.token();
+    let mut cmd = s.psql(&token);
+    cmd.args(["-c", "comment on table t is 'via webhook'"]);
+    let child = std::thread::spawn(move || cmd.output().unwrap());
+    let id = s.pending_approval();
+    let (head, body) = received
+        .recv_timeout(Duration::from_secs(20))
+        .expect("no webhook request arrived");
+    assert!(
+        head.starts_with("POST /hooks/T0/B0/s3cr3t HTTP/1.1"),
+        "{head}"
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["approval"]["id"], id.as_str(), "{v}");
+    assert_eq!(v["approval"]["rule"], "hold_comments", "{v}");
+    assert_eq!(v["approval"]["group"], "dba", "{v}");
+    assert_eq!(v["approval"]["target"], "app-db", "{v}");
+    assert_eq!(
+        v["approve_url"],
+        format!("https://gatehouse.example:7070/v1/approvals/{id}/approve"),
+        "{v}"
+    );
+    assert_eq!(
+        v["deny_url"],
+        format!("https://gatehouse.example:7070/v1/approvals/{id}/deny"),
+        "{v}"
+    );
+    let message = v["text"].as_str().unwrap();
+    assert!(
+        message.contains(&id) && message.contains("comment on table t"),
+        "{message}"
+    );
+    let buttons = v["blocks"][1]["elements"].as_array().unwrap();
+    assert_eq!(buttons.len(), 2, "{v}");
+    // The reviewer answers (or the 2 s hold runs out first on a slow machine); either
+    // way the client gets an error naming the approval.
+    let _ = cli(
+        s.admin,
+        BOB_TOKEN,
+        &["approvals", "deny", &id, "--reason", "not via chat"],
+    );
+    let out = child.join().unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains(&id), "{}", text(&out));
+    // The webhook URL's secret path never reaches the operational log.
+    assert!(!s.gw.serve_log().contains("s3cr3t"), "{}", s.gw.serve_log());
 }
