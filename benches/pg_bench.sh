@@ -61,7 +61,7 @@ rule allow_sql { when pg.statement.kind in [select, set, begin, commit, rollback
 rule mask_email { when pg.statement.kind == select then mask columns ["email"] with "****" }
 RULES
 start_gatehouse() { # $1: rules file
-  local dir=$WORK/gh-$(basename "$1" .rules)
+  local dir=$WORK/gh-$(basename "$1" .rules)-$RANDOM
   mkdir -p "$dir"
   cat > "$dir/gatehouse.toml" <<TOML
 data_dir = "$dir/data"

@@ -10,7 +10,10 @@
 #   GATEWAY="gatehouse serve -c"    command that takes a config path (default: the
 #                                   ssh_gateway example binary in release mode)
 #   ROUNDS=3 CONNS=50 STREAM_MB=1024 SCP_MB=500
+#   CIPHER=aes256-gcm@openssh.com    cipher every OpenSSH client leg uses (like for
+#                                   like: russh's legs prefer AES-GCM too); "" = defaults
 set -euo pipefail
+CIPHER=${CIPHER-aes256-gcm@openssh.com}
 
 ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-50}
@@ -95,7 +98,8 @@ $GATEWAY "$work/gatehouse.toml" >"$work/gw.log" 2>&1 &
 pids+=($!)
 wait_port "$GPORT"
 
-common="  HostName 127.0.0.1
+common="  HostName 127.0.0.1${CIPHER:+
+  Ciphers $CIPHER}
   StrictHostKeyChecking no
   UserKnownHostsFile /dev/null
   LogLevel ERROR
@@ -143,7 +147,7 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-printf "rounds=%s conns=%s stream=%sMiB scp=%sMiB\n" "$ROUNDS" "$CONNS" "$STREAM_MB" "$SCP_MB"
+printf "rounds=%s conns=%s stream=%sMiB scp=%sMiB cipher=%s\n" "$ROUNDS" "$CONNS" "$STREAM_MB" "$SCP_MB" "${CIPHER:-default}"
 printf "%-10s %18s %18s %16s\n" mode "setup ms/conn" "stream MiB/s" "scp MiB/s"
 for mode in direct gatehouse proxyjump; do
   printf "%-10s %18.2f %18.1f %16.1f   (all: %s| %s| %s)\n" "$mode" \
