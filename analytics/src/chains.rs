@@ -44,20 +44,26 @@ impl ChainQuery {
             .as_deref()
             .map(|s| format!("AND time >= TIMESTAMP '{}'", s.replace('\'', "''")))
             .unwrap_or_default();
+        let since_r = since.replace("AND time", "AND r.time");
         let day_filter = self
             .since
             .as_deref()
             .and_then(|s| s.get(..10))
             .map(|d| format!("AND day >= '{}'", d.replace('\'', "''")))
             .unwrap_or_default();
-        let full = format!(
-            "WITH recon AS (\n\
-               SELECT identity, time AS t1, request_event_id AS recon_event, session_id AS s1, \
-                      captured_values, coalesce(result_sample, '') AS sample\n\
-               FROM events\n\
-               WHERE event_type = 'result_observed' AND protocol = 'postgres' {since} {day_filter}\n\
-                 AND (cardinality(captured_values) > 0 OR result_sample IS NOT NULL)\n\
-             ), hop AS (\n\
+        let day_filter_r = day_filter.replace("AND day", "AND r.day");
+        // Every expensive part is referenced once (DataFusion does not materialise
+        // CTEs): recon rows are first narrowed to the host names SSH logins used, the
+        // chain candidates of all three kinds come out of one pass, and window
+        // functions drop the partial chains a full chain covers.
+        let partial_filter = if self.partial {
+            "OR (kind = 'pg->ssh' AND hop_in_full = 0) \
+             OR (kind = 'ssh->k8s' AND pod_in_full = 0)"
+        } else {
+            ""
+        };
+        format!(
+            "WITH hop AS (\n\
                SELECT identity, time AS t2, event_id AS hop_event, ssh_host AS host, session_id AS s2\n\
                FROM events\n\
                WHERE event_type = 'request_observed' AND protocol = 'ssh' AND action = 'session_open' {since} {day_filter}\n\
@@ -66,36 +72,42 @@ impl ChainQuery {
                FROM events\n\
                WHERE event_type = 'request_observed' AND protocol = 'kubernetes' {since} {day_filter}\n\
                  AND ((action = 'create' AND k8s_resource = 'pods') OR k8s_subresource IN ('exec', 'attach'))\n\
+             ), hop_hosts AS (\n\
+               SELECT DISTINCT host FROM hop\n\
+             ), recon AS (\n\
+               SELECT r.identity, r.time AS t1, r.request_event_id AS recon_event, r.session_id AS s1, hh.host\n\
+               FROM events r JOIN hop_hosts hh\n\
+                 ON (array_has(r.captured_values, hh.host) OR strpos(coalesce(r.result_sample, ''), hh.host) > 0)\n\
+               WHERE r.event_type = 'result_observed' AND r.protocol = 'postgres' {since_r} {day_filter_r}\n\
+                 AND (cardinality(r.captured_values) > 0 OR r.result_sample IS NOT NULL)\n\
              ), recon_hop AS (\n\
                SELECT DISTINCT r.identity, h.host, r.t1, h.t2, r.recon_event, h.hop_event, r.s1, h.s2\n\
-               FROM recon r JOIN hop h ON h.identity = r.identity\n\
+               FROM recon r JOIN hop h ON h.identity = r.identity AND h.host = r.host\n\
                  AND h.t2 > r.t1 AND h.t2 <= r.t1 + INTERVAL '{secs} seconds'\n\
-                 AND (array_has(r.captured_values, h.host) OR strpos(r.sample, h.host) > 0)\n\
-             ), full_chain AS (\n\
-               SELECT 'pg->ssh->k8s' AS kind, rh.identity, rh.host, rh.t1 AS started, p.t3 AS ended,\n\
+             ), candidates AS (\n\
+               SELECT CASE WHEN p.pod_event IS NULL THEN 'pg->ssh' ELSE 'pg->ssh->k8s' END AS kind,\n\
+                      rh.identity, rh.host, rh.t1 AS started, coalesce(p.t3, rh.t2) AS ended,\n\
                       rh.recon_event, rh.hop_event, p.pod_event,\n\
-                      concat_ws(',', rh.s1, rh.s2, p.s3) AS sessions\n\
-               FROM recon_hop rh JOIN pod p ON p.identity = rh.identity\n\
+                      CASE WHEN p.pod_event IS NULL THEN concat_ws(',', rh.s1, rh.s2)\n\
+                           ELSE concat_ws(',', rh.s1, rh.s2, p.s3) END AS sessions\n\
+               FROM recon_hop rh LEFT JOIN pod p ON p.identity = rh.identity\n\
                  AND p.t3 > rh.t2 AND p.t3 <= rh.t1 + INTERVAL '{secs} seconds'\n\
-             )\n"
-        );
-        let partial = if self.partial {
-            format!(
-                "UNION ALL\n\
-                 SELECT 'pg->ssh' AS kind, identity, host, t1 AS started, t2 AS ended, recon_event, hop_event, \
-                        CAST(NULL AS VARCHAR) AS pod_event, concat_ws(',', s1, s2) AS sessions\n\
-                 FROM recon_hop rh WHERE NOT EXISTS (SELECT 1 FROM full_chain f WHERE f.hop_event = rh.hop_event)\n\
-                 UNION ALL\n\
-                 SELECT 'ssh->k8s' AS kind, h.identity, h.host, h.t2 AS started, p.t3 AS ended, \
-                        CAST(NULL AS VARCHAR) AS recon_event, h.hop_event, p.pod_event, concat_ws(',', h.s2, p.s3) AS sessions\n\
-                 FROM hop h JOIN pod p ON p.identity = h.identity AND p.t3 > h.t2 AND p.t3 <= h.t2 + INTERVAL '{secs} seconds'\n\
-                 WHERE NOT EXISTS (SELECT 1 FROM full_chain f WHERE f.pod_event = p.pod_event)\n"
-            )
-        } else {
-            String::new()
-        };
-        format!(
-            "{full}SELECT * FROM (\nSELECT * FROM full_chain\n{partial}) ORDER BY started, identity, kind, hop_event, pod_event"
+               UNION ALL\n\
+               SELECT 'ssh->k8s' AS kind, h.identity, h.host, h.t2 AS started, p.t3 AS ended,\n\
+                      CAST(NULL AS VARCHAR) AS recon_event, h.hop_event, p.pod_event,\n\
+                      concat_ws(',', h.s2, p.s3) AS sessions\n\
+               FROM hop h JOIN pod p ON p.identity = h.identity\n\
+                 AND p.t3 > h.t2 AND p.t3 <= h.t2 + INTERVAL '{secs} seconds'\n\
+             ), ranked AS (\n\
+               SELECT *,\n\
+                      max(CASE WHEN kind = 'pg->ssh->k8s' THEN 1 ELSE 0 END) OVER (PARTITION BY hop_event) AS hop_in_full,\n\
+                      max(CASE WHEN kind = 'pg->ssh->k8s' THEN 1 ELSE 0 END) OVER (PARTITION BY pod_event) AS pod_in_full\n\
+               FROM candidates\n\
+             )\n\
+             SELECT kind, identity, host, started, ended, recon_event, hop_event, pod_event, sessions\n\
+             FROM ranked\n\
+             WHERE kind = 'pg->ssh->k8s' {partial_filter}\n\
+             ORDER BY started, identity, kind, hop_event, pod_event"
         )
     }
 }

@@ -75,7 +75,8 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
     };
     let log = Arc::new(EventLog::open(log_config).context("cannot open the event log")?);
     let policy = load_policy(&config)?;
-    let auth = Authenticator::from_config(&config, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let auth = Authenticator::from_config(&config, Some(jwks_fetcher()))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut options = EngineOptions::new(config.gateway_id());
     options.approval_timeout = config.approvals.default_timeout;
     options.notifier = crate::cli::notify::webhook(&config);
@@ -227,4 +228,23 @@ async fn reload_on_change(engine: Arc<Engine>, config: Arc<Config>) {
             }
         }
     }
+}
+
+/// Fetches `[[oidc]] jwks_url` documents (HTTPS with the Mozilla roots, or plain HTTP).
+/// The verifier caches the result for `jwks_cache` and refetches once on an unknown
+/// key id (rotation).
+fn jwks_fetcher() -> gatehouse_core::identity::JwksFetcher {
+    let client = Arc::new(gatehouse_admin::client::HttpClient::new(
+        std::time::Duration::from_secs(10),
+    ));
+    Arc::new(move |url: String| {
+        let client = client.clone();
+        Box::pin(async move {
+            match client.send(hyper::Method::GET, &url, None, None).await {
+                Ok((status, body)) if status.is_success() => Ok(body.to_vec()),
+                Ok((status, _)) => Err(format!("the JWKS URL answered {status}")),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    })
 }

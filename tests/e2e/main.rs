@@ -16,6 +16,7 @@ mod backfill;
 mod demo;
 mod kubernetes;
 mod log_crash;
+mod oidc;
 mod postgres;
 mod serve;
 mod shipping;
