@@ -6,7 +6,6 @@
 use std::io::{BufRead, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::Engine as _;
@@ -88,7 +87,7 @@ fn oidc_jwts_verified_against_a_fetched_jwks_with_roles() {
          [[oidc]]\nissuer = \"{ISSUER}\"\naudiences = [\"gatehouse\"]\njwks_url = \"http://127.0.0.1:{jwks_port}/jwks.json\"\n\
          jwks_cache = \"10m\"\non_behalf_of_claim = \"act.sub\"\nrole_claim = \"gatehouse_role\"\n\
          [roles.db-reader]\ntargets = [\"app-db\"]\nprotocols = [\"postgres\"]\n\
-         [roles.ssh-only]\ntargets = [\"web\"]\n\
+         [roles.k8s-only]\ntargets = [\"app-db\"]\nprotocols = [\"kubernetes\"]\n\
          [[target]]\nname = \"app-db\"\nprotocol = \"postgres\"\nupstream = \"127.0.0.1:{}\"\nuser = \"gatehouse_svc\"\ndatabase = \"app\"\npassword = {{ env = \"GH_TEST_PG_PASSWORD\" }}\n",
         admin_config(admin),
         pg.port
@@ -163,8 +162,8 @@ fn oidc_jwts_verified_against_a_fetched_jwks_with_roles() {
             ),
         ),
         (
-            "role that may not reach app-db",
-            jwt(&key, "k1", &claims("ci-bot", "ssh-only", "gatehouse", 600)),
+            "role that may not use postgres",
+            jwt(&key, "k1", &claims("ci-bot", "k8s-only", "gatehouse", 600)),
         ),
         (
             "unknown role",
