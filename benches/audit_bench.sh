@@ -35,7 +35,7 @@ fi
 echo "audit: $(find "$AUDIT" -name '*.parquet' | wc -l) files, $(du -sh "$AUDIT" | cut -f1)"
 
 Q1="SELECT protocol, event_type, count(*) AS n FROM events GROUP BY protocol, event_type ORDER BY protocol, event_type"
-Q2="SELECT identity, count(*) AS blocks FROM events WHERE event_type = 'decision_made' AND effect = 'block' GROUP BY identity ORDER BY blocks DESC, identity LIMIT 10"
+Q2="SELECT identity, count(*) AS statements, count(DISTINCT session_id) AS sessions FROM events WHERE event_type = 'request_observed' AND protocol = 'postgres' GROUP BY identity ORDER BY statements DESC, identity LIMIT 10"
 Q3="SELECT day, count(*) AS n FROM events WHERE protocol = 'postgres' AND event_type = 'request_observed' AND array_has(pg_tables_read, 'infra.hosts') GROUP BY day ORDER BY day"
 CHAINS=$("$GATEHOUSE" --data-dir "$WORK" audit chains --within 30m --print-sql --audit-dir "$AUDIT")
 
