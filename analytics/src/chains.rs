@@ -39,19 +39,23 @@ impl ChainQuery {
     /// `host`, `started`, `ended`, `recon_event`, `hop_event`, `pod_event`, `sessions`.
     pub fn sql(&self) -> String {
         let secs = self.within.as_secs().max(1);
-        let since = self
-            .since
-            .as_deref()
-            .map(|s| format!("AND time >= TIMESTAMP '{}'", s.replace('\'', "''")))
-            .unwrap_or_default();
-        let since_r = since.replace("AND time", "AND r.time");
-        let day_filter = self
-            .since
-            .as_deref()
-            .and_then(|s| s.get(..10))
-            .map(|d| format!("AND day >= '{}'", d.replace('\'', "''")))
-            .unwrap_or_default();
-        let day_filter_r = day_filter.replace("AND day", "AND r.day");
+        // Filters on the start time (and, for pruning, the `day` partition), for a
+        // table referred to with `prefix` (`""` or `"r."`).
+        let since = |prefix: &str| {
+            self.since
+                .as_deref()
+                .map(|s| format!("AND {prefix}time >= TIMESTAMP '{}'", s.replace('\'', "''")))
+                .unwrap_or_default()
+        };
+        let day_filter = |prefix: &str| {
+            self.since
+                .as_deref()
+                .and_then(|s| s.get(..10))
+                .map(|d| format!("AND {prefix}day >= '{}'", d.replace('\'', "''")))
+                .unwrap_or_default()
+        };
+        let (since_r, day_filter_r) = (since("r."), day_filter("r."));
+        let (since, day_filter) = (since(""), day_filter(""));
         // Every expensive part is referenced once (DataFusion does not materialise
         // CTEs): recon rows are first narrowed to the host names SSH logins used, the
         // chain candidates of all three kinds come out of one pass, and window

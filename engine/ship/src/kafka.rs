@@ -192,6 +192,10 @@ impl Sink for KafkaSink {
             self.producer = producer(&self.options)?;
             self.broken = false;
         }
+        let (events_topic, alerts_topic) = (
+            self.options.events_topic.clone(),
+            self.options.alerts_topic.clone(),
+        );
         for (offset, event) in &records {
             let mut value = Vec::with_capacity(1024);
             ocsf::write_ocsf(event, &mut value)
@@ -213,15 +217,11 @@ impl Sink for KafkaSink {
                 });
             let key = event.identity_name().unwrap_or("");
             let after = offset + 1;
-            let events_topic = std::mem::take(&mut self.options.events_topic);
-            let sent = self.send(after, &events_topic, key, &value, &headers).await;
-            self.options.events_topic = events_topic;
-            sent?;
+            self.send(after, &events_topic, key, &value, &headers)
+                .await?;
             if for_alerts_topic(event) {
-                let alerts_topic = std::mem::take(&mut self.options.alerts_topic);
-                let sent = self.send(after, &alerts_topic, key, &value, &headers).await;
-                self.options.alerts_topic = alerts_topic;
-                sent?;
+                self.send(after, &alerts_topic, key, &value, &headers)
+                    .await?;
             }
         }
         self.settle_ready()?;
