@@ -235,7 +235,7 @@ async fn reload_on_change(engine: Arc<Engine>, config: Arc<Config>) {
 /// key id (rotation).
 fn jwks_fetcher() -> gatehouse_core::identity::JwksFetcher {
     let client = Arc::new(gatehouse_admin::client::HttpClient::new(
-        std::time::Duration::from_secs(10),
+        Duration::from_secs(10),
     ));
     Arc::new(move |url: String| {
         let client = client.clone();
