@@ -3,8 +3,8 @@
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 #[allow(unused_imports, reason = "re-exported for the protocol test modules")]
@@ -24,12 +24,21 @@ pub fn gatehouse(data_dir: &Path) -> Command {
     c
 }
 
-/// A running `gatehouse serve` with its own data directory and config file.
-pub struct Gateway {
-    /// The process.
-    pub proc: Proc,
-    /// Temp dir holding `gatehouse.toml`, `data/`, `serve.log`.
-    pub dir: tempfile::TempDir,
+/// A running `gatehouse serve` (the binary under test) with its own data directory and
+/// config file: [`gatehouse_testkit::Gateway`] plus the event log reader.
+pub struct Gateway(gatehouse_testkit::Gateway);
+
+impl std::ops::Deref for Gateway {
+    type Target = gatehouse_testkit::Gateway;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Gateway {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl Gateway {
@@ -53,53 +62,12 @@ impl Gateway {
 
     /// Starts in `dir` with `config` and extra environment.
     pub fn start_full(dir: tempfile::TempDir, config: &str, env: &[(&str, &str)]) -> Self {
-        let config = if config.contains("data_dir") {
-            config.to_owned()
-        } else {
-            format!("data_dir = \"data\"\n{config}")
-        };
-        std::fs::write(dir.path().join("gatehouse.toml"), config).unwrap();
-        let log_path = dir.path().join("serve.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .unwrap();
-        let proc = Proc::spawn(
-            "gatehouse serve",
-            Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-                .args(["serve", "-c"])
-                .arg(dir.path().join("gatehouse.toml"))
-                .env("RUST_LOG", "info")
-                .env_remove("GATEHOUSE_LOG_FORMAT")
-                .envs(env.iter().copied())
-                .current_dir(dir.path())
-                .stdout(Stdio::null())
-                .stderr(log),
-        );
-        let mut gw = Self { proc, dir };
-        let start = Instant::now();
-        loop {
-            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-            if text.contains("Gatehouse ready.") {
-                break;
-            }
-            if !gw.proc.running() || start.elapsed() > Duration::from_secs(60) {
-                panic!("gatehouse serve did not become ready:\n{text}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        gw
-    }
-
-    /// The data directory.
-    pub fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    /// The operational log so far.
-    pub fn serve_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+        Self(gatehouse_testkit::Gateway::start(
+            Path::new(env!("CARGO_BIN_EXE_gatehouse")),
+            dir,
+            config,
+            env,
+        ))
     }
 
     /// Every event in the gateway's log so far.
@@ -110,11 +78,8 @@ impl Gateway {
     }
 
     /// Stops the gateway with SIGTERM and waits; returns the directory for a restart.
-    pub fn stop(mut self) -> tempfile::TempDir {
-        self.proc.signal("TERM");
-        self.proc.wait_success(Duration::from_secs(60));
-        let dir = tempfile::tempdir().unwrap();
-        std::mem::replace(&mut self.dir, dir)
+    pub fn stop(self) -> tempfile::TempDir {
+        self.0.stop()
     }
 }
 

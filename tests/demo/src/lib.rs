@@ -24,7 +24,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use gatehouse_kube_upstream::KubeUpstream;
-use gatehouse_testkit::{Postgres, Proc, Sshd, Tansu, free_port};
+use gatehouse_testkit::{Gateway, Postgres, Sshd, Tansu, free_port};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -153,7 +153,7 @@ pub fn run(gatehouse: &Path, examples: &Path, out: &mut dyn Write) -> Report {
     let kafka = d.kafka_records();
 
     d.section("After the fact: SQL over the Parquet audit (DataFusion)");
-    d.gateway.stop();
+    d.gateway.terminate();
     let decisions = d.audit(&[
         "sql",
         "SELECT protocol, effect, count(*) AS decisions FROM decisions GROUP BY 1, 2 ORDER BY 1, 2",
@@ -361,9 +361,18 @@ ca = "{k8s_ca}"
             k8s_url = k8s.url(),
             k8s_ca = k8s.ca.display(),
         );
-        let gateway = Gateway::start(gatehouse, dir, &config);
+        let gateway = Gateway::start(
+            gatehouse,
+            dir,
+            &config,
+            &[
+                ("DEMO_REVIEWER_TOKEN", REVIEWER_TOKEN),
+                ("DEMO_PG_PASSWORD", Postgres::SERVICE_PASSWORD),
+                ("DEMO_K8S_TOKEN", UPSTREAM_K8S_TOKEN),
+            ],
+        );
         let host_key = gateway
-            .log()
+            .serve_log()
             .lines()
             .find_map(|l| {
                 l.split("host_key=")
@@ -932,63 +941,4 @@ fn indent(s: &str) -> String {
         .collect::<String>()
         .trim_end()
         .to_owned()
-}
-
-/// `gatehouse serve` in a temp dir.
-struct Gateway {
-    proc: Proc,
-    dir: tempfile::TempDir,
-    stopped: bool,
-}
-
-impl Gateway {
-    fn start(bin: &Path, dir: tempfile::TempDir, config: &str) -> Self {
-        std::fs::write(dir.path().join("gatehouse.toml"), config).unwrap();
-        let log_path = dir.path().join("serve.log");
-        let log = std::fs::File::create(&log_path).unwrap();
-        let proc = Proc::spawn(
-            "gatehouse serve",
-            Command::new(bin)
-                .args(["serve", "-c"])
-                .arg(dir.path().join("gatehouse.toml"))
-                .env("RUST_LOG", "info")
-                .env("DEMO_REVIEWER_TOKEN", REVIEWER_TOKEN)
-                .env("DEMO_PG_PASSWORD", Postgres::SERVICE_PASSWORD)
-                .env("DEMO_K8S_TOKEN", UPSTREAM_K8S_TOKEN)
-                .env_remove("GATEHOUSE_LOG_FORMAT")
-                .current_dir(dir.path())
-                .stdout(Stdio::null())
-                .stderr(log),
-        );
-        let mut gw = Self {
-            proc,
-            dir,
-            stopped: false,
-        };
-        let start = Instant::now();
-        loop {
-            let log = gw.log();
-            if log.contains("Gatehouse ready.") {
-                return gw;
-            }
-            assert!(
-                gw.proc.running() && start.elapsed() < Duration::from_secs(60),
-                "gatehouse serve did not become ready:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
-    }
-
-    /// SIGTERM: the gateway drains and the shippers flush their last files.
-    fn stop(&mut self) {
-        if !self.stopped {
-            self.proc.signal("TERM");
-            self.proc.wait_success(Duration::from_secs(60));
-            self.stopped = true;
-        }
-    }
 }

@@ -12,6 +12,7 @@
     reason = "test harness: a failure here is a failed test, reported with a message"
 )]
 
+mod gateway;
 mod postgres;
 mod sshd;
 
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub use gateway::Gateway;
 pub use postgres::Postgres;
 pub use sshd::Sshd;
 
