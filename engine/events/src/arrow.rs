@@ -41,12 +41,15 @@ pub enum Kind {
     Ts,
     /// List of UTF-8 strings.
     List,
+    /// UTF-8 string holding the JSON of a payload (serialized straight into the
+    /// column buffer).
+    Json,
 }
 
 impl Kind {
     fn data_type(self) -> DataType {
         match self {
-            Kind::Str => DataType::Utf8,
+            Kind::Str | Kind::Json => DataType::Utf8,
             Kind::U16 => DataType::UInt16,
             Kind::U32 => DataType::UInt32,
             Kind::U64 => DataType::UInt64,
@@ -70,6 +73,8 @@ pub enum Cell<'a> {
     Ts(Option<i64>),
     /// List of strings (empty list for "none").
     List(Vec<Cow<'a, str>>),
+    /// A payload, written as JSON.
+    Json(&'a Payload),
 }
 
 /// A column of the audit schema.
@@ -693,10 +698,10 @@ pub static COLUMNS: &[Column] = &[
     ),
     col!(
         "payload_json",
-        Str,
+        Json,
         false,
         "the full native payload (JSON)",
-        |e| owned(Some(serde_json::to_string(&e.payload).unwrap_or_default()))
+        |e| Cell::Json(&e.payload)
     ),
 ];
 
@@ -718,7 +723,7 @@ pub fn markdown_columns() -> String {
     let mut out = String::from("| column | type | meaning |\n|---|---|---|\n");
     for c in COLUMNS {
         let ty = match c.kind {
-            Kind::Str => "string",
+            Kind::Str | Kind::Json => "string",
             Kind::U16 | Kind::U32 | Kind::U64 => "integer",
             Kind::Bool => "boolean",
             Kind::Ts => "timestamp (UTC, µs)",
@@ -741,6 +746,8 @@ pub fn schema() -> SchemaRef {
 
 enum Builder {
     Str(StringBuilder),
+    /// The column, and a scratch buffer the JSON is serialized into.
+    Json(StringBuilder, Vec<u8>),
     U16(UInt16Builder),
     U32(UInt32Builder),
     U64(UInt64Builder),
@@ -753,6 +760,12 @@ impl Builder {
     fn new(kind: Kind, capacity: usize) -> Self {
         match kind {
             Kind::Str => Builder::Str(StringBuilder::with_capacity(capacity, capacity * 16)),
+            // Payloads are a few hundred bytes: reserving for that up front spares the
+            // value buffer its doublings (each one a copy of everything so far).
+            Kind::Json => Builder::Json(
+                StringBuilder::with_capacity(capacity, capacity * 512),
+                Vec::with_capacity(4096),
+            ),
             Kind::U16 => Builder::U16(UInt16Builder::with_capacity(capacity)),
             Kind::U32 => Builder::U32(UInt32Builder::with_capacity(capacity)),
             Kind::U64 => Builder::U64(UInt64Builder::with_capacity(capacity)),
@@ -779,6 +792,21 @@ impl Builder {
                 for e in events {
                     match (col.get)(e) {
                         Cell::Str(v) => b.append_option(v),
+                        other => return Err(wrong(&other)),
+                    }
+                }
+            }
+            Builder::Json(b, scratch) => {
+                for e in events {
+                    match (col.get)(e) {
+                        Cell::Json(payload) => {
+                            scratch.clear();
+                            serde_json::to_writer(&mut *scratch, payload)
+                                .map_err(|err| ArrowError::ExternalError(Box::new(err)))?;
+                            let json = std::str::from_utf8(scratch)
+                                .map_err(|err| ArrowError::ExternalError(Box::new(err)))?;
+                            b.append_value(json);
+                        }
                         other => return Err(wrong(&other)),
                     }
                 }
@@ -848,7 +876,7 @@ impl Builder {
 
     fn finish(self) -> ArrayRef {
         match self {
-            Builder::Str(mut b) => Arc::new(b.finish()),
+            Builder::Str(mut b) | Builder::Json(mut b, _) => Arc::new(b.finish()),
             Builder::U16(mut b) => Arc::new(b.finish()),
             Builder::U32(mut b) => Arc::new(b.finish()),
             Builder::U64(mut b) => Arc::new(b.finish()),

@@ -37,6 +37,9 @@ pub enum ShipError {
     /// Kafka refused or timed out.
     #[error("kafka: {0}")]
     Kafka(String),
+    /// A worker task (decoding, encoding) died.
+    #[error("shipper task failed: {0}")]
+    Task(String),
 }
 
 impl ShipError {
@@ -48,15 +51,28 @@ impl ShipError {
     }
 }
 
+/// Turns decoded records into a sink's batch. Runs on blocking threads, several
+/// batches at once, so a sink's encoding (Arrow batches, OCSF JSON) uses every core.
+pub type Encoder<B> = fn(Vec<(Offset, Event)>) -> Result<B, ShipError>;
+
 /// A destination for log records.
+///
+/// The shipper reads raw records, then decodes and [encodes](Sink::encoder) batches
+/// on worker threads, and hands the encoded batches to [`Sink::write`] in log order.
 pub trait Sink: Send {
+    /// Records encoded for this sink.
+    type Batch: Send + 'static;
+
     /// Short name, used for the cursor file (`parquet`, `kafka`).
     fn name(&self) -> &str;
 
-    /// Accepts records (in offset order). May buffer.
+    /// The encoder for this sink's batches.
+    fn encoder(&self) -> Encoder<Self::Batch>;
+
+    /// Accepts a batch (batches arrive in offset order). May buffer.
     fn write(
         &mut self,
-        records: Vec<(Offset, Event)>,
+        batch: Self::Batch,
     ) -> impl std::future::Future<Output = Result<(), ShipError>> + Send;
 
     /// Makes buffered records durable if due (`force`: now). Returns the offset after

@@ -10,6 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use arrow_array::RecordBatch;
 use chrono::NaiveDate;
 use gatehouse_core::log::Offset;
 use gatehouse_events::{Event, arrow};
@@ -41,10 +42,45 @@ impl ParquetOptions {
     }
 }
 
+/// A batch of log records encoded for Parquet: one Arrow batch per partition.
+pub struct ParquetBatch {
+    first: Offset,
+    next: Offset,
+    rows: usize,
+    parts: Vec<((NaiveDate, &'static str), RecordBatch)>,
+}
+
+/// Splits records by partition and transposes each part into an Arrow batch (on a
+/// shipper worker thread).
+fn encode(records: Vec<(Offset, Event)>) -> Result<ParquetBatch, ShipError> {
+    let (Some(first), Some(last)) = (records.first(), records.last()) else {
+        return Err(ShipError::Parquet("empty batch".into()));
+    };
+    let (first, next, rows) = (first.0, last.0 + 1, records.len());
+    let mut split: BTreeMap<(NaiveDate, &'static str), Vec<Event>> = BTreeMap::new();
+    for (_, event) in records {
+        split.entry(partition_of(&event)).or_default().push(event);
+    }
+    let parts = split
+        .into_iter()
+        .map(|(key, events)| {
+            arrow::to_record_batch(&events)
+                .map(|batch| (key, batch))
+                .map_err(|e| ShipError::Parquet(e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(ParquetBatch {
+        first,
+        next,
+        rows,
+        parts,
+    })
+}
+
 /// Writes the log as Parquet files.
 pub struct ParquetSink {
     options: ParquetOptions,
-    partitions: BTreeMap<(NaiveDate, &'static str), Vec<Event>>,
+    partitions: BTreeMap<(NaiveDate, &'static str), Vec<RecordBatch>>,
     in_flight: Option<tokio::task::JoinHandle<Result<Offset, ShipError>>>,
     buffered: usize,
     first: Option<Offset>,
@@ -119,18 +155,39 @@ fn properties() -> WriterProperties {
     b.build()
 }
 
+/// Events per Arrow batch handed to the Parquet writer.
+const ARROW_CHUNK: usize = 4096;
+
 /// Writes one partition file durably; returns its path.
 pub fn write_file(dir: &Path, name: &str, events: &[Event]) -> Result<PathBuf, ShipError> {
+    // Rows are transposed into columns a few thousand at a time, so the events and
+    // the column buffers stay in cache (one batch of 100,000 events took 2x as long).
+    let batches = events
+        .chunks(ARROW_CHUNK)
+        .map(arrow::to_record_batch)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ShipError::Parquet(e.to_string()))?;
+    write_batches(dir, name, &batches)
+}
+
+/// Writes Arrow batches (audit schema) as one partition file, durably; returns its
+/// path.
+pub fn write_batches(
+    dir: &Path,
+    name: &str,
+    batches: &[RecordBatch],
+) -> Result<PathBuf, ShipError> {
     fs::create_dir_all(dir).map_err(|e| ShipError::io(dir, e))?;
     let path = dir.join(name);
     let tmp = dir.join(format!("{name}.tmp"));
-    let batch = arrow::to_record_batch(events).map_err(|e| ShipError::Parquet(e.to_string()))?;
     let file = fs::File::create(&tmp).map_err(|e| ShipError::io(&tmp, e))?;
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties()))
+    let mut writer = ArrowWriter::try_new(file, arrow::schema(), Some(properties()))
         .map_err(|e| ShipError::Parquet(e.to_string()))?;
-    writer
-        .write(&batch)
-        .map_err(|e| ShipError::Parquet(e.to_string()))?;
+    for batch in batches {
+        writer
+            .write(batch)
+            .map_err(|e| ShipError::Parquet(e.to_string()))?;
+    }
     let file = writer
         .into_inner()
         .map_err(|e| ShipError::Parquet(e.to_string()))?;
@@ -143,23 +200,26 @@ pub fn write_file(dir: &Path, name: &str, events: &[Event]) -> Result<PathBuf, S
 }
 
 impl Sink for ParquetSink {
+    type Batch = ParquetBatch;
+
     fn name(&self) -> &str {
         "parquet"
     }
 
-    async fn write(&mut self, records: Vec<(Offset, Event)>) -> Result<(), ShipError> {
-        for (offset, event) in records {
-            if self.first.is_none() {
-                self.first = Some(offset);
-                self.since = Some(Instant::now());
-            }
-            self.next = Some(offset + 1);
-            self.partitions
-                .entry(partition_of(&event))
-                .or_default()
-                .push(event);
-            self.buffered += 1;
+    fn encoder(&self) -> crate::Encoder<ParquetBatch> {
+        encode
+    }
+
+    async fn write(&mut self, batch: ParquetBatch) -> Result<(), ShipError> {
+        if self.first.is_none() {
+            self.first = Some(batch.first);
+            self.since = Some(Instant::now());
         }
+        self.next = Some(batch.next);
+        for (key, part) in batch.parts {
+            self.partitions.entry(key).or_default().push(part);
+        }
+        self.buffered += batch.rows;
         Ok(())
     }
 
@@ -200,12 +260,13 @@ impl Sink for ParquetSink {
         let events = self.buffered;
         let task = tokio::task::spawn_blocking(move || -> Result<Offset, ShipError> {
             let name = format!("part-{first:020}-{:020}.parquet", next - 1);
-            for ((day, proto), events) in &partitions {
-                write_file(&root.join(partition_dir(*day, proto)), &name, events)?;
+            let files = partitions.len();
+            for ((day, proto), batches) in &partitions {
+                write_batches(&root.join(partition_dir(*day, proto)), &name, batches)?;
             }
             tracing::debug!(
                 message = "Parquet files written.",
-                files = partitions.len(),
+                files,
                 events,
                 first,
                 next

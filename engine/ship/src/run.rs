@@ -6,7 +6,7 @@ use gatehouse_core::log::{EventLog, LogReader, Offset};
 use gatehouse_events::Event;
 use tokio::sync::watch;
 
-use crate::{Cursor, ShipError, Sink};
+use crate::{Cursor, Encoder, ShipError, Sink};
 
 /// Where a shipper reads the log from.
 #[derive(Clone)]
@@ -74,6 +74,7 @@ pub async fn run<S: Sink>(
     let name = sink.name().to_owned();
     tracing::info!(message = "Shipper starting.", sink = %name, from = cursor.next());
     let mut reader = source.reader(cursor.next());
+    let mut decoding = Decoding::new(sink.encoder());
     let mut backoff = options.backoff;
     loop {
         if *shutdown.borrow() {
@@ -85,7 +86,7 @@ pub async fn run<S: Sink>(
         if options.stop_at.is_some_and(|stop| cursor.next() >= stop) {
             return Ok(cursor.next());
         }
-        match step(&mut reader, &mut sink, &mut cursor, &options).await {
+        match step(&mut reader, &mut decoding, &mut sink, &mut cursor, &options).await {
             Ok(progress) => {
                 backoff = options.backoff;
                 if !progress {
@@ -110,6 +111,7 @@ pub async fn run<S: Sink>(
             Err(error) => {
                 tracing::warn!(message = "Shipping failed; rewinding to the cursor and retrying.", sink = %name, cursor = cursor.next(), %error, retry_in_ms = backoff.as_millis() as u64);
                 sink.reset();
+                decoding.clear();
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     _ = shutdown.changed() => {}
@@ -121,30 +123,104 @@ pub async fn run<S: Sink>(
     }
 }
 
-/// Moves one batch; true when records were read.
-async fn step<S: Sink>(
-    reader: &mut LogReader,
-    sink: &mut S,
-    cursor: &mut Cursor,
-    options: &ShipOptions,
-) -> Result<bool, ShipError> {
-    let mut batch: Vec<(Offset, Event)> = Vec::with_capacity(options.batch);
-    while batch.len() < options.batch {
+/// Records read from the log but not yet decoded: payloads back to back in one buffer.
+struct RawBatch {
+    bytes: Vec<u8>,
+    /// Offset of each record and the end of its payload in `bytes`.
+    records: Vec<(Offset, usize)>,
+}
+
+impl RawBatch {
+    fn decode(self) -> Result<Vec<(Offset, Event)>, ShipError> {
+        let mut start = 0;
+        let mut out = Vec::with_capacity(self.records.len());
+        for (offset, end) in self.records {
+            let json = self.bytes.get(start..end).unwrap_or_default();
+            let event = Event::from_json(json)
+                .map_err(|source| gatehouse_core::log::LogError::Decode { offset, source })?;
+            out.push((offset, event));
+            start = end;
+        }
+        Ok(out)
+    }
+}
+
+/// Batches being decoded and encoded on blocking threads, in log order. Decoding
+/// and encoding are most of a shipper's work; with one batch per core in flight they
+/// run on every core while the sink takes the batch before.
+struct Decoding<B> {
+    encoder: Encoder<B>,
+    queue: std::collections::VecDeque<tokio::task::JoinHandle<Result<B, ShipError>>>,
+}
+
+impl<B: Send + 'static> Decoding<B> {
+    fn new(encoder: Encoder<B>) -> Self {
+        Self {
+            encoder,
+            queue: std::collections::VecDeque::new(),
+        }
+    }
+
+    fn depth() -> usize {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    }
+
+    fn clear(&mut self) {
+        for task in self.queue.drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// Reads up to `options.batch` records (not past `stop_at`) without decoding them.
+fn read_raw(reader: &mut LogReader, options: &ShipOptions) -> Result<RawBatch, ShipError> {
+    let mut raw = RawBatch {
+        bytes: Vec::with_capacity(options.batch * 768),
+        records: Vec::with_capacity(options.batch),
+    };
+    while raw.records.len() < options.batch {
         if options
             .stop_at
             .is_some_and(|stop| reader.next_offset() >= stop)
         {
             break;
         }
-        match reader.next_event()? {
-            Some(rec) => batch.push(rec),
+        match reader.next_raw(&mut raw.bytes)? {
+            Some(offset) => raw.records.push((offset, raw.bytes.len())),
             None => break,
         }
     }
-    let progress = !batch.is_empty();
-    if progress {
-        sink.write(batch).await?;
+    Ok(raw)
+}
+
+/// Moves one batch; true when records were handed to the sink.
+async fn step<S: Sink>(
+    reader: &mut LogReader,
+    decoding: &mut Decoding<S::Batch>,
+    sink: &mut S,
+    cursor: &mut Cursor,
+    options: &ShipOptions,
+) -> Result<bool, ShipError> {
+    while decoding.queue.len() < Decoding::<S::Batch>::depth() {
+        let raw = read_raw(reader, options)?;
+        if raw.records.is_empty() {
+            break;
+        }
+        let encode = decoding.encoder;
+        decoding
+            .queue
+            .push_back(tokio::task::spawn_blocking(move || encode(raw.decode()?)));
     }
+    let progress = match decoding.queue.pop_front() {
+        Some(task) => {
+            let batch = task
+                .await
+                .map_err(|e| ShipError::Task(format!("decoding: {e}")))??;
+            sink.write(batch).await?;
+            true
+        }
+        None => false,
+    };
     let at_stop = options
         .stop_at
         .is_some_and(|stop| reader.next_offset() >= stop);

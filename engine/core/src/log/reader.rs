@@ -129,6 +129,31 @@ impl LogReader {
 
     /// The next record, or `None` when the reader has caught up.
     pub fn next_record(&mut self) -> Result<Option<Record>, LogError> {
+        self.advance(|offset, prev_hash, payload| {
+            Ok(Record {
+                offset,
+                prev_hash,
+                payload: payload.to_vec(),
+            })
+        })
+    }
+
+    /// Appends the next record's payload (the event's native JSON) to `buf` and
+    /// returns its offset, or `None` when the reader has caught up. For readers that
+    /// decode elsewhere (the shippers decode batches on other threads).
+    pub fn next_raw(&mut self, buf: &mut Vec<u8>) -> Result<Option<Offset>, LogError> {
+        self.advance(|offset, _, payload| {
+            buf.extend_from_slice(payload);
+            Ok(offset)
+        })
+    }
+
+    /// Moves past the next record, handing its offset, previous hash and payload
+    /// (borrowed from the read buffer, not copied) to `take`.
+    fn advance<T>(
+        &mut self,
+        take: impl FnOnce(Offset, Hash, &[u8]) -> Result<T, LogError>,
+    ) -> Result<Option<T>, LogError> {
         if let Some(rx) = &self.limit
             && self.next >= *rx.borrow()
         {
@@ -160,11 +185,7 @@ impl LogReader {
                             ),
                         });
                     }
-                    let out = Record {
-                        offset: rec.offset,
-                        prev_hash: rec.prev,
-                        payload: rec.payload.to_vec(),
-                    };
+                    let out = take(rec.offset, rec.prev, rec.payload)?;
                     seg.start += len;
                     self.next += 1;
                     return Ok(Some(out));
@@ -203,10 +224,11 @@ impl LogReader {
 
     /// The next decoded event with its offset.
     pub fn next_event(&mut self) -> Result<Option<(Offset, Event)>, LogError> {
-        match self.next_record()? {
-            Some(r) => Ok(Some((r.offset, r.event()?))),
-            None => Ok(None),
-        }
+        self.advance(|offset, _, payload| {
+            Event::from_json(payload)
+                .map(|event| (offset, event))
+                .map_err(|source| LogError::Decode { offset, source })
+        })
     }
 
     /// True when a later segment starts exactly where the current one ended.
