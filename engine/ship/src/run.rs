@@ -175,8 +175,8 @@ impl<B: Send + 'static> Decoding<B> {
 /// Reads up to `options.batch` records (not past `stop_at`) without decoding them.
 fn read_raw(reader: &mut LogReader, options: &ShipOptions) -> Result<RawBatch, ShipError> {
     let mut raw = RawBatch {
-        bytes: Vec::with_capacity(options.batch * 768),
-        records: Vec::with_capacity(options.batch),
+        bytes: Vec::new(),
+        records: Vec::new(),
     };
     while raw.records.len() < options.batch {
         if options
@@ -186,7 +186,16 @@ fn read_raw(reader: &mut LogReader, options: &ShipOptions) -> Result<RawBatch, S
             break;
         }
         match reader.next_raw(&mut raw.bytes)? {
-            Some(offset) => raw.records.push((offset, raw.bytes.len())),
+            Some(offset) => {
+                if raw.records.is_empty() {
+                    // Size the buffers once, from the first record (a caught-up
+                    // reader allocates nothing).
+                    raw.records.reserve(options.batch);
+                    raw.bytes
+                        .reserve(options.batch.saturating_sub(1) * raw.bytes.len());
+                }
+                raw.records.push((offset, raw.bytes.len()));
+            }
             None => break,
         }
     }
