@@ -95,16 +95,21 @@ fn append(c: &mut Criterion) {
     g.finish();
 }
 
+/// Events shipped per iteration (Kafka, and Parquet with small files).
 const SHIP_N: u64 = 100_000;
+/// Events shipped per iteration to Parquet with the default roll size (200,000 rows):
+/// enough for files to roll while the next ones are being encoded.
+const SHIP_PARQUET_N: u64 = 600_000;
 
 fn ship_once<S: Sink + 'static>(
     rt: &tokio::runtime::Runtime,
     log_dir: &std::path::Path,
     sink: S,
+    n: u64,
 ) -> Duration {
     let cursors = tempfile::tempdir().unwrap();
     let mut opts = ShipOptions::new(cursors.path());
-    opts.stop_at = Some(SHIP_N);
+    opts.stop_at = Some(n);
     let (_tx, rx) = tokio::sync::watch::channel(false);
     let start = Instant::now();
     let shipped = rt
@@ -115,7 +120,7 @@ fn ship_once<S: Sink + 'static>(
             rx,
         ))
         .unwrap();
-    assert_eq!(shipped, SHIP_N);
+    assert_eq!(shipped, n);
     start.elapsed()
 }
 
@@ -128,22 +133,36 @@ fn ship(c: &mut Criterion) {
     let log_tmp = tempfile::tempdir().unwrap();
     {
         let log = open(log_tmp.path(), Durability::default());
-        for chunk in events(SHIP_N).chunks(1000) {
+        for chunk in events(SHIP_PARQUET_N).chunks(1000) {
             log.append_batch(chunk).unwrap();
         }
     }
     let mut g = c.benchmark_group("ship");
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(10));
-    g.throughput(Throughput::Elements(SHIP_N));
+    g.throughput(Throughput::Elements(SHIP_PARQUET_N));
     g.bench_function("parquet", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    let out = tempfile::tempdir().unwrap();
+                    let p = ParquetOptions::new(out.path());
+                    let sink = ParquetSink::new(p).unwrap();
+                    ship_once(&rt, log_tmp.path(), sink, SHIP_PARQUET_N)
+                })
+                .sum()
+        });
+    });
+    g.throughput(Throughput::Elements(SHIP_N));
+    g.bench_function("parquet-small-files", |b| {
         b.iter_custom(|iters| {
             (0..iters)
                 .map(|_| {
                     let out = tempfile::tempdir().unwrap();
                     let mut p = ParquetOptions::new(out.path());
                     p.max_rows = 25_000;
-                    ship_once(&rt, log_tmp.path(), ParquetSink::new(p).unwrap())
+                    let sink = ParquetSink::new(p).unwrap();
+                    ship_once(&rt, log_tmp.path(), sink, SHIP_N)
                 })
                 .sum()
         });
@@ -158,6 +177,7 @@ fn ship(c: &mut Criterion) {
                                 &rt,
                                 log_tmp.path(),
                                 KafkaSink::new(KafkaOptions::new(&broker.addr)).unwrap(),
+                                SHIP_N,
                             )
                         })
                         .sum()
