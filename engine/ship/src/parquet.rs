@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
@@ -77,11 +79,34 @@ fn encode(records: Vec<(Offset, Event)>) -> Result<ParquetBatch, ShipError> {
     })
 }
 
+type PartKey = (NaiveDate, &'static str);
+
+/// What the sink asks of its writer thread.
+enum Command {
+    /// Append a batch to the open file of a partition (opening it if needed).
+    Write(PartKey, RecordBatch),
+    /// Finish every open file (footer, fsync, rename to its final name) and report.
+    Roll {
+        first: Offset,
+        next: Offset,
+        done: tokio::sync::oneshot::Sender<Result<Offset, ShipError>>,
+    },
+}
+
+/// Batches queued for the writer thread before `write` waits.
+const WRITER_QUEUE: usize = 8;
+
 /// Writes the log as Parquet files.
+///
+/// Files are written as batches arrive, by one writer thread that keeps a file open
+/// per partition, so encoding overlaps with decoding the next records and only the
+/// footer is left when a file rolls; the cursor moves when the roll is durable.
 pub struct ParquetSink {
     options: ParquetOptions,
-    partitions: BTreeMap<(NaiveDate, &'static str), Vec<RecordBatch>>,
-    in_flight: Option<tokio::task::JoinHandle<Result<Offset, ShipError>>>,
+    writer: Option<WriterHandle>,
+    /// Writer threads started so far (names their temporary files).
+    generation: u64,
+    in_flight: Option<tokio::sync::oneshot::Receiver<Result<Offset, ShipError>>>,
     buffered: usize,
     first: Option<Offset>,
     next: Option<Offset>,
@@ -108,7 +133,8 @@ impl ParquetSink {
         remove_temporaries(&options.dir)?;
         Ok(Self {
             options,
-            partitions: BTreeMap::new(),
+            writer: None,
+            generation: 0,
             in_flight: None,
             buffered: 0,
             first: None,
@@ -199,6 +225,144 @@ pub fn write_batches(
     Ok(path)
 }
 
+/// The sink's end of a writer thread.
+struct WriterHandle {
+    commands: tokio::sync::mpsc::Sender<Command>,
+    /// Set when the sink resets: the thread then drops whatever is still queued
+    /// (including a roll) and deletes its files, instead of finishing them.
+    abandoned: Arc<AtomicBool>,
+}
+
+/// A partition file being written under a temporary name.
+struct OpenFile {
+    dir: PathBuf,
+    tmp: PathBuf,
+    writer: ArrowWriter<fs::File>,
+}
+
+/// The writer thread: appends batches to open files, finishes them on `Roll`. After
+/// an error it refuses every roll (the sink resets and starts a new thread).
+fn writer_loop(
+    root: PathBuf,
+    tmp_name: String,
+    mut commands: tokio::sync::mpsc::Receiver<Command>,
+    abandoned: Arc<AtomicBool>,
+) {
+    let mut open: BTreeMap<PartKey, OpenFile> = BTreeMap::new();
+    let mut failed: Option<String> = None;
+    while let Some(command) = commands.blocking_recv() {
+        if abandoned.load(Ordering::Acquire) {
+            break;
+        }
+        match command {
+            Command::Write(key, batch) => {
+                if failed.is_some() {
+                    continue;
+                }
+                if let Err(e) = append(&root, &tmp_name, &mut open, key, &batch) {
+                    failed = Some(e.to_string());
+                }
+            }
+            Command::Roll { first, next, done } => {
+                let result = match &failed {
+                    Some(e) => Err(ShipError::Parquet(format!("an earlier write failed: {e}"))),
+                    None => finish(&mut open, first, next).map(|()| next),
+                };
+                if let Err(e) = &result {
+                    failed.get_or_insert_with(|| e.to_string());
+                }
+                // The sink may have given up waiting (reset); nothing to tell then.
+                let _ = done.send(result);
+            }
+        }
+    }
+    for (_, file) in open {
+        // Abandoned (the sink was reset or dropped): the cursor never covered these
+        // rows, so they will be shipped again.
+        drop(file.writer);
+        let _ = fs::remove_file(&file.tmp);
+    }
+}
+
+fn append(
+    root: &Path,
+    tmp_name: &str,
+    open: &mut BTreeMap<PartKey, OpenFile>,
+    key: PartKey,
+    batch: &RecordBatch,
+) -> Result<(), ShipError> {
+    let file = match open.entry(key) {
+        std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+        std::collections::btree_map::Entry::Vacant(v) => {
+            let dir = root.join(partition_dir(key.0, key.1));
+            fs::create_dir_all(&dir).map_err(|e| ShipError::io(&dir, e))?;
+            let tmp = dir.join(tmp_name);
+            let f = fs::File::create(&tmp).map_err(|e| ShipError::io(&tmp, e))?;
+            let writer = ArrowWriter::try_new(f, arrow::schema(), Some(properties()))
+                .map_err(|e| ShipError::Parquet(e.to_string()))?;
+            v.insert(OpenFile { dir, tmp, writer })
+        }
+    };
+    file.writer
+        .write(batch)
+        .map_err(|e| ShipError::Parquet(e.to_string()))
+}
+
+fn finish(
+    open: &mut BTreeMap<PartKey, OpenFile>,
+    first: Offset,
+    next: Offset,
+) -> Result<(), ShipError> {
+    let name = format!("part-{first:020}-{:020}.parquet", next.saturating_sub(1));
+    let files = open.len();
+    for (_, file) in std::mem::take(open) {
+        let f = file
+            .writer
+            .into_inner()
+            .map_err(|e| ShipError::Parquet(e.to_string()))?;
+        f.sync_all().map_err(|e| ShipError::io(&file.tmp, e))?;
+        let path = file.dir.join(&name);
+        fs::rename(&file.tmp, &path).map_err(|e| ShipError::io(&path, e))?;
+        fs::File::open(&file.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| ShipError::io(&file.dir, e))?;
+    }
+    tracing::debug!(message = "Parquet files written.", files, first, next);
+    Ok(())
+}
+
+impl ParquetSink {
+    /// The writer thread's queue, starting the thread if there is none.
+    fn writer(&mut self) -> tokio::sync::mpsc::Sender<Command> {
+        if let Some(w) = &self.writer {
+            return w.commands.clone();
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(WRITER_QUEUE);
+        let root = self.options.dir.clone();
+        self.generation += 1;
+        let tmp_name = format!(
+            "writing-{}-{}.parquet.tmp",
+            std::process::id(),
+            self.generation
+        );
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let flag = abandoned.clone();
+        // Detached: it ends when the sender is dropped (reset, or the sink dropped).
+        drop(tokio::task::spawn_blocking(move || {
+            writer_loop(root, tmp_name, rx, flag);
+        }));
+        self.writer = Some(WriterHandle {
+            commands: tx.clone(),
+            abandoned,
+        });
+        tx
+    }
+}
+
+fn writer_gone() -> ShipError {
+    ShipError::Task("the Parquet writer thread stopped".into())
+}
+
 impl Sink for ParquetSink {
     type Batch = ParquetBatch;
 
@@ -216,25 +380,36 @@ impl Sink for ParquetSink {
             self.since = Some(Instant::now());
         }
         self.next = Some(batch.next);
+        let writer = self.writer();
         for (key, part) in batch.parts {
-            self.partitions.entry(key).or_default().push(part);
+            writer
+                .send(Command::Write(key, part))
+                .await
+                .map_err(|_| writer_gone())?;
         }
         self.buffered += batch.rows;
         Ok(())
     }
 
     async fn flush(&mut self, force: bool) -> Result<Option<Offset>, ShipError> {
-        // Files are encoded on a blocking thread while the shipper decodes the next
-        // records; the cursor only moves when a write has finished.
+        // The cursor moves only when a roll (footers, fsync, renames) has finished.
         let mut done = None;
-        if let Some(task) = &self.in_flight
-            && (task.is_finished() || force)
-            && let Some(task) = self.in_flight.take()
-        {
-            done = Some(
-                task.await
-                    .map_err(|e| ShipError::Parquet(format!("writer task failed: {e}")))??,
-            );
+        if let Some(rx) = &mut self.in_flight {
+            let finished = if force {
+                Some(rx.await.map_err(|_| writer_gone()))
+            } else {
+                match rx.try_recv() {
+                    Ok(result) => Some(Ok(result)),
+                    Err(tokio::sync::oneshot::error::TryRecvError::Empty) => None,
+                    Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                        Some(Err(writer_gone()))
+                    }
+                }
+            };
+            if let Some(result) = finished {
+                self.in_flight = None;
+                done = Some(result??);
+            }
         }
         let due = self.buffered > 0
             && (force
@@ -245,54 +420,41 @@ impl Sink for ParquetSink {
         if !due {
             return Ok(done);
         }
-        if let Some(task) = self.in_flight.take() {
-            // One write at a time: wait for the previous one before starting the next.
-            done = Some(
-                task.await
-                    .map_err(|e| ShipError::Parquet(format!("writer task failed: {e}")))??,
-            );
+        if let Some(rx) = self.in_flight.take() {
+            // One roll at a time: the previous one must be durable first.
+            done = Some(rx.await.map_err(|_| writer_gone())??);
         }
         let (Some(first), Some(next)) = (self.first, self.next) else {
             return Ok(done);
         };
-        let partitions = std::mem::take(&mut self.partitions);
-        let root = self.options.dir.clone();
-        let events = self.buffered;
-        let task = tokio::task::spawn_blocking(move || -> Result<Offset, ShipError> {
-            let name = format!("part-{first:020}-{:020}.parquet", next - 1);
-            let files = partitions.len();
-            for ((day, proto), batches) in &partitions {
-                write_batches(&root.join(partition_dir(*day, proto)), &name, batches)?;
-            }
-            tracing::debug!(
-                message = "Parquet files written.",
-                files,
-                events,
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.writer()
+            .send(Command::Roll {
                 first,
-                next
-            );
-            Ok(next)
-        });
+                next,
+                done: tx,
+            })
+            .await
+            .map_err(|_| writer_gone())?;
         self.buffered = 0;
         self.first = None;
         self.since = None;
         self.next = None;
         if force {
-            done = Some(
-                task.await
-                    .map_err(|e| ShipError::Parquet(format!("writer task failed: {e}")))??,
-            );
+            done = Some(rx.await.map_err(|_| writer_gone())??);
         } else {
-            self.in_flight = Some(task);
+            self.in_flight = Some(rx);
         }
         Ok(done)
     }
 
     fn reset(&mut self) {
-        if let Some(task) = self.in_flight.take() {
-            task.abort();
+        // The writer thread stops at its next command (or when the queue, dropped
+        // here, runs dry) and deletes its open files.
+        if let Some(w) = self.writer.take() {
+            w.abandoned.store(true, Ordering::Release);
         }
-        self.partitions.clear();
+        self.in_flight = None;
         self.buffered = 0;
         self.first = None;
         self.next = None;
