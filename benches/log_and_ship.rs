@@ -22,6 +22,10 @@ use gatehouse_ship::kafka::{KafkaOptions, KafkaSink};
 use gatehouse_ship::parquet::{ParquetOptions, ParquetSink};
 use gatehouse_ship::{ShipOptions, Sink, Source};
 
+// The same allocator as the `gatehouse` binary.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn events(n: u64) -> Vec<Event> {
     (0..n).map(|i| synth::sample(i, "gw-bench")).collect()
 }

@@ -117,13 +117,13 @@ impl KafkaSink {
         topic: &str,
         key: &str,
         value: &[u8],
-        headers: &OwnedHeaders,
+        headers: impl Fn() -> OwnedHeaders,
     ) -> Result<(), ShipError> {
         loop {
             let record = FutureRecord::to(topic)
                 .key(key)
                 .payload(value)
-                .headers(headers.clone());
+                .headers(headers());
             match self.producer.send_result(record) {
                 Ok(f) => {
                     self.pending.push_back((after, f));
@@ -194,9 +194,32 @@ pub struct KafkaRecord {
     key: String,
     /// OCSF JSON.
     value: Vec<u8>,
-    headers: OwnedHeaders,
+    /// Header values. The headers themselves are built when the record is produced:
+    /// librdkafka allocates them, and building them once on the producing thread is
+    /// cheaper than building on a worker and copying into the producer.
+    event_id: String,
+    event_type: &'static str,
+    schema_version: String,
     /// Also goes to the alerts topic.
     alert: bool,
+}
+
+impl KafkaRecord {
+    fn headers(&self) -> OwnedHeaders {
+        OwnedHeaders::new_with_capacity(3)
+            .insert(Header {
+                key: "event_id",
+                value: Some(self.event_id.as_bytes()),
+            })
+            .insert(Header {
+                key: "event_type",
+                value: Some(self.event_type.as_bytes()),
+            })
+            .insert(Header {
+                key: "schema_version",
+                value: Some(self.schema_version.as_bytes()),
+            })
+    }
 }
 
 fn encode(records: Vec<(Offset, Event)>) -> Result<Vec<KafkaRecord>, ShipError> {
@@ -206,26 +229,13 @@ fn encode(records: Vec<(Offset, Event)>) -> Result<Vec<KafkaRecord>, ShipError> 
             let mut value = Vec::with_capacity(1024);
             ocsf::write_ocsf(&event, &mut value)
                 .map_err(|e| ShipError::Kafka(format!("cannot encode event {}: {e}", event.id)))?;
-            let id = event.id.to_string();
-            let version = event.schema_version.to_string();
-            let headers = OwnedHeaders::new_with_capacity(3)
-                .insert(Header {
-                    key: "event_id",
-                    value: Some(id.as_bytes()),
-                })
-                .insert(Header {
-                    key: "event_type",
-                    value: Some(event.event_type().as_bytes()),
-                })
-                .insert(Header {
-                    key: "schema_version",
-                    value: Some(version.as_bytes()),
-                });
             Ok(KafkaRecord {
                 after: offset + 1,
                 key: event.identity_name().unwrap_or("").to_owned(),
                 value,
-                headers,
+                event_id: event.id.to_string(),
+                event_type: event.event_type(),
+                schema_version: event.schema_version.to_string(),
                 alert: for_alerts_topic(&event),
             })
         })
@@ -261,7 +271,7 @@ impl Sink for KafkaSink {
                 &events_topic,
                 &record.key,
                 &record.value,
-                &record.headers,
+                || record.headers(),
             )
             .await?;
             if record.alert {
@@ -270,7 +280,7 @@ impl Sink for KafkaSink {
                     &alerts_topic,
                     &record.key,
                     &record.value,
-                    &record.headers,
+                    || record.headers(),
                 )
                 .await?;
             }
