@@ -203,26 +203,14 @@ pub fn write_batches(
     name: &str,
     batches: &[RecordBatch],
 ) -> Result<PathBuf, ShipError> {
-    fs::create_dir_all(dir).map_err(|e| ShipError::io(dir, e))?;
-    let path = dir.join(name);
-    let tmp = dir.join(format!("{name}.tmp"));
-    let file = fs::File::create(&tmp).map_err(|e| ShipError::io(&tmp, e))?;
-    let mut writer = ArrowWriter::try_new(file, arrow::schema(), Some(properties()))
-        .map_err(|e| ShipError::Parquet(e.to_string()))?;
+    let mut file = OpenFile::create(dir.to_owned(), &format!("{name}.tmp"))?;
     for batch in batches {
-        writer
-            .write(batch)
-            .map_err(|e| ShipError::Parquet(e.to_string()))?;
+        if let Err(e) = file.write(batch) {
+            file.discard();
+            return Err(e);
+        }
     }
-    let file = writer
-        .into_inner()
-        .map_err(|e| ShipError::Parquet(e.to_string()))?;
-    file.sync_all().map_err(|e| ShipError::io(&tmp, e))?;
-    fs::rename(&tmp, &path).map_err(|e| ShipError::io(&path, e))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| ShipError::io(dir, e))?;
-    Ok(path)
+    file.finish(name)
 }
 
 /// The sink's end of a writer thread.
@@ -238,6 +226,52 @@ struct OpenFile {
     dir: PathBuf,
     tmp: PathBuf,
     writer: ArrowWriter<fs::File>,
+}
+
+impl OpenFile {
+    /// Creates `dir/tmp_name` (and `dir`).
+    fn create(dir: PathBuf, tmp_name: &str) -> Result<Self, ShipError> {
+        fs::create_dir_all(&dir).map_err(|e| ShipError::io(&dir, e))?;
+        let tmp = dir.join(tmp_name);
+        let file = fs::File::create(&tmp).map_err(|e| ShipError::io(&tmp, e))?;
+        let writer = ArrowWriter::try_new(file, arrow::schema(), Some(properties()))
+            .map_err(|e| ShipError::Parquet(e.to_string()))?;
+        Ok(Self { dir, tmp, writer })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), ShipError> {
+        self.writer
+            .write(batch)
+            .map_err(|e| ShipError::Parquet(e.to_string()))
+    }
+
+    /// Writes the footer, fsyncs, renames the file to `name` and fsyncs the directory.
+    /// On failure the temporary file is removed.
+    fn finish(self, name: &str) -> Result<PathBuf, ShipError> {
+        let (dir, tmp) = (self.dir, self.tmp);
+        let path = dir.join(name);
+        let result = self
+            .writer
+            .into_inner()
+            .map_err(|e| ShipError::Parquet(e.to_string()))
+            .and_then(|f| f.sync_all().map_err(|e| ShipError::io(&tmp, e)))
+            .and_then(|()| fs::rename(&tmp, &path).map_err(|e| ShipError::io(&path, e)))
+            .and_then(|()| {
+                fs::File::open(&dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| ShipError::io(&dir, e))
+            });
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map(|()| path)
+    }
+
+    /// Abandons the file (its rows were never covered by the cursor).
+    fn discard(self) {
+        drop(self.writer);
+        let _ = fs::remove_file(&self.tmp);
+    }
 }
 
 /// The writer thread: appends batches to open files, finishes them on `Roll`. After
@@ -276,11 +310,10 @@ fn writer_loop(
             }
         }
     }
+    // Abandoned (the sink was reset or dropped): the cursor never covered these rows,
+    // so they will be shipped again.
     for (_, file) in open {
-        // Abandoned (the sink was reset or dropped): the cursor never covered these
-        // rows, so they will be shipped again.
-        drop(file.writer);
-        let _ = fs::remove_file(&file.tmp);
+        file.discard();
     }
 }
 
@@ -293,19 +326,12 @@ fn append(
 ) -> Result<(), ShipError> {
     let file = match open.entry(key) {
         std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-        std::collections::btree_map::Entry::Vacant(v) => {
-            let dir = root.join(partition_dir(key.0, key.1));
-            fs::create_dir_all(&dir).map_err(|e| ShipError::io(&dir, e))?;
-            let tmp = dir.join(tmp_name);
-            let f = fs::File::create(&tmp).map_err(|e| ShipError::io(&tmp, e))?;
-            let writer = ArrowWriter::try_new(f, arrow::schema(), Some(properties()))
-                .map_err(|e| ShipError::Parquet(e.to_string()))?;
-            v.insert(OpenFile { dir, tmp, writer })
-        }
+        std::collections::btree_map::Entry::Vacant(v) => v.insert(OpenFile::create(
+            root.join(partition_dir(key.0, key.1)),
+            tmp_name,
+        )?),
     };
-    file.writer
-        .write(batch)
-        .map_err(|e| ShipError::Parquet(e.to_string()))
+    file.write(batch)
 }
 
 fn finish(
@@ -315,17 +341,9 @@ fn finish(
 ) -> Result<(), ShipError> {
     let name = format!("part-{first:020}-{:020}.parquet", next.saturating_sub(1));
     let files = open.len();
-    for (_, file) in std::mem::take(open) {
-        let f = file
-            .writer
-            .into_inner()
-            .map_err(|e| ShipError::Parquet(e.to_string()))?;
-        f.sync_all().map_err(|e| ShipError::io(&file.tmp, e))?;
-        let path = file.dir.join(&name);
-        fs::rename(&file.tmp, &path).map_err(|e| ShipError::io(&path, e))?;
-        fs::File::open(&file.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| ShipError::io(&file.dir, e))?;
+    // Files left in `open` after a failure are discarded when the thread ends.
+    while let Some((_, file)) = open.pop_first() {
+        file.finish(&name)?;
     }
     tracing::debug!(message = "Parquet files written.", files, first, next);
     Ok(())
