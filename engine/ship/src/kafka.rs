@@ -111,22 +111,15 @@ impl KafkaSink {
 
     /// Produces one record; when librdkafka's queue is full, waits for the oldest
     /// delivery first.
-    async fn send(
-        &mut self,
-        after: Offset,
-        topic: &str,
-        key: &str,
-        value: &[u8],
-        headers: impl Fn() -> OwnedHeaders,
-    ) -> Result<(), ShipError> {
+    async fn send(&mut self, topic: &str, record: &KafkaRecord) -> Result<(), ShipError> {
         loop {
-            let record = FutureRecord::to(topic)
-                .key(key)
-                .payload(value)
-                .headers(headers());
-            match self.producer.send_result(record) {
+            let produced = FutureRecord::to(topic)
+                .key(&record.key)
+                .payload(&record.value)
+                .headers(record.headers());
+            match self.producer.send_result(produced) {
                 Ok(f) => {
-                    self.pending.push_back((after, f));
+                    self.pending.push_back((record.after, f));
                     return Ok(());
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -266,23 +259,9 @@ impl Sink for KafkaSink {
             self.options.alerts_topic.clone(),
         );
         for record in &batch {
-            self.send(
-                record.after,
-                &events_topic,
-                &record.key,
-                &record.value,
-                || record.headers(),
-            )
-            .await?;
+            self.send(&events_topic, record).await?;
             if record.alert {
-                self.send(
-                    record.after,
-                    &alerts_topic,
-                    &record.key,
-                    &record.value,
-                    || record.headers(),
-                )
-                .await?;
+                self.send(&alerts_topic, record).await?;
             }
         }
         self.settle_ready()?;

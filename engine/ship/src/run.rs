@@ -150,6 +150,8 @@ impl RawBatch {
 /// run on every core while the sink takes the batch before.
 struct Decoding<B> {
     encoder: Encoder<B>,
+    /// Batches in flight: one per core (looked up once; it reads cgroup files).
+    depth: usize,
     queue: std::collections::VecDeque<tokio::task::JoinHandle<Result<B, ShipError>>>,
 }
 
@@ -157,12 +159,9 @@ impl<B: Send + 'static> Decoding<B> {
     fn new(encoder: Encoder<B>) -> Self {
         Self {
             encoder,
+            depth: std::thread::available_parallelism().map_or(2, |n| n.get()),
             queue: std::collections::VecDeque::new(),
         }
-    }
-
-    fn depth() -> usize {
-        std::thread::available_parallelism().map_or(2, |n| n.get())
     }
 
     fn clear(&mut self) {
@@ -210,7 +209,7 @@ async fn step<S: Sink>(
     cursor: &mut Cursor,
     options: &ShipOptions,
 ) -> Result<bool, ShipError> {
-    while decoding.queue.len() < Decoding::<S::Batch>::depth() {
+    while decoding.queue.len() < decoding.depth {
         let raw = read_raw(reader, options)?;
         if raw.records.is_empty() {
             break;
