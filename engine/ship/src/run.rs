@@ -164,6 +164,20 @@ impl<B: Send + 'static> Decoding<B> {
         }
     }
 
+    /// Starts decoding batches until `depth` are in flight or the log is exhausted.
+    fn fill(&mut self, reader: &mut LogReader, options: &ShipOptions) -> Result<(), ShipError> {
+        while self.queue.len() < self.depth {
+            let raw = read_raw(reader, options)?;
+            if raw.records.is_empty() {
+                break;
+            }
+            let encode = self.encoder;
+            self.queue
+                .push_back(tokio::task::spawn_blocking(move || encode(raw.decode()?)));
+        }
+        Ok(())
+    }
+
     fn clear(&mut self) {
         for task in self.queue.drain(..) {
             task.abort();
@@ -209,21 +223,14 @@ async fn step<S: Sink>(
     cursor: &mut Cursor,
     options: &ShipOptions,
 ) -> Result<bool, ShipError> {
-    while decoding.queue.len() < decoding.depth {
-        let raw = read_raw(reader, options)?;
-        if raw.records.is_empty() {
-            break;
-        }
-        let encode = decoding.encoder;
-        decoding
-            .queue
-            .push_back(tokio::task::spawn_blocking(move || encode(raw.decode()?)));
-    }
+    decoding.fill(reader, options)?;
     let progress = match decoding.queue.pop_front() {
         Some(task) => {
             let batch = task
                 .await
                 .map_err(|e| ShipError::Task(format!("decoding: {e}")))??;
+            // Keep every core decoding while the sink takes this batch.
+            decoding.fill(reader, options)?;
             sink.write(batch).await?;
             true
         }
