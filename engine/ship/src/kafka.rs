@@ -5,16 +5,17 @@
 
 use std::collections::BTreeMap;
 use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use gatehouse_core::log::Offset;
 use gatehouse_events::payload::Payload;
 use gatehouse_events::{Event, ocsf};
 use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::future_producer::OwnedDeliveryResult;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
 use crate::{ShipError, Sink};
 
@@ -53,12 +54,20 @@ impl KafkaOptions {
 /// last one; [`Sink::flush`] reports the offset after the longest acknowledged prefix,
 /// which is what the cursor may advance to (at least once: nothing unacknowledged is
 /// ever behind the cursor).
+///
+/// Delivery reports are served by polling the producer from the shipper's own task
+/// (no polling thread, no future per record): each message carries its sequence
+/// number as the delivery opaque, and the report callback only records it.
 pub struct KafkaSink {
-    producer: FutureProducer,
+    producer: BaseProducer<Deliveries>,
     options: KafkaOptions,
-    /// Deliveries not yet known to be acknowledged, in log order, each with the offset
-    /// after its record.
-    pending: VecDeque<(Offset, DeliveryFuture)>,
+    /// Messages produced and not yet settled, in log order: the offset after each
+    /// one's record and whether the broker acknowledged it. The first has sequence
+    /// number `first_seq`.
+    pending: VecDeque<(Offset, bool)>,
+    first_seq: u64,
+    /// Reports taken from the producer, swapped out on every poll.
+    reports: Vec<u64>,
     /// The offset after the last acknowledged prefix, not yet reported.
     done: Option<Offset>,
     broken: bool,
@@ -67,7 +76,43 @@ pub struct KafkaSink {
 /// Records produced but not yet acknowledged before `write` waits for the oldest.
 pub const MAX_IN_FLIGHT: usize = 200_000;
 
-fn producer(options: &KafkaOptions) -> Result<FutureProducer, ShipError> {
+/// How long the sink sleeps between polls while it waits for acknowledgements.
+const WAIT_TICK: Duration = Duration::from_millis(1);
+
+/// The producer context: collects delivery reports until the sink takes them.
+#[derive(Default)]
+pub struct Deliveries {
+    reports: Mutex<Reports>,
+}
+
+#[derive(Default)]
+struct Reports {
+    acknowledged: Vec<u64>,
+    failed: Option<String>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
+        // A poisoned lock cannot lose a report silently: the sink treats it as a
+        // failed delivery.
+        if let Ok(mut reports) = self.reports.lock() {
+            match result {
+                Ok(_) => reports.acknowledged.push(seq as u64),
+                Err((e, _)) => {
+                    if reports.failed.is_none() {
+                        reports.failed = Some(format!("delivery failed: {e}"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn producer(options: &KafkaOptions) -> Result<BaseProducer<Deliveries>, ShipError> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &options.brokers)
@@ -93,7 +138,7 @@ fn producer(options: &KafkaOptions) -> Result<FutureProducer, ShipError> {
         config.set(k, v);
     }
     config
-        .create()
+        .create_with_context(Deliveries::default())
         .map_err(|e| ShipError::Kafka(format!("cannot create producer: {e}")))
 }
 
@@ -104,27 +149,32 @@ impl KafkaSink {
             producer: producer(&options)?,
             options,
             pending: VecDeque::new(),
+            first_seq: 0,
+            reports: Vec::new(),
             done: None,
             broken: false,
         })
     }
 
-    /// Produces one record; when librdkafka's queue is full, waits for the oldest
-    /// delivery first.
+    /// Produces one record; when librdkafka's queue is full, waits for deliveries
+    /// first.
     async fn send(&mut self, topic: &str, record: &KafkaRecord) -> Result<(), ShipError> {
+        let seq = self.first_seq + self.pending.len() as u64;
+        let opaque = usize::try_from(seq)
+            .map_err(|_| ShipError::Kafka("delivery sequence number overflow".into()))?;
         loop {
-            let produced = FutureRecord::to(topic)
+            let produced = BaseRecord::with_opaque_to(topic, opaque)
                 .key(&record.key)
                 .payload(&record.value)
                 .headers(record.headers());
-            match self.producer.send_result(produced) {
-                Ok(f) => {
-                    self.pending.push_back((record.after, f));
+            match self.producer.send(produced) {
+                Ok(()) => {
+                    self.pending.push_back((record.after, false));
                     return Ok(());
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    if !self.settle_oldest().await? {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    if !self.settle_ready()? {
+                        tokio::time::sleep(WAIT_TICK).await;
                     }
                 }
                 Err((e, _)) => return Err(ShipError::Kafka(e.to_string())),
@@ -132,32 +182,60 @@ impl KafkaSink {
         }
     }
 
-    /// Waits for the oldest in-flight delivery; false when nothing is in flight.
-    async fn settle_oldest(&mut self) -> Result<bool, ShipError> {
-        let Some((after, f)) = self.pending.pop_front() else {
+    /// Serves the delivery reports librdkafka has ready and settles the acknowledged
+    /// prefix, without waiting. True when a report arrived.
+    fn settle_ready(&mut self) -> Result<bool, ShipError> {
+        if self.broken {
+            // The old producer's reports are for messages already given up on.
             return Ok(false);
-        };
-        await_delivery(f).await?;
-        self.done = Some(after);
-        Ok(true)
-    }
-
-    /// Takes the deliveries already acknowledged at the front, without waiting.
-    fn settle_ready(&mut self) -> Result<(), ShipError> {
-        let waker = std::task::Waker::noop();
-        let mut cx = std::task::Context::from_waker(waker);
-        while let Some((after, f)) = self.pending.front_mut() {
-            let after = *after;
-            match std::pin::Pin::new(f).poll(&mut cx) {
-                std::task::Poll::Pending => break,
-                std::task::Poll::Ready(result) => {
-                    self.pending.pop_front();
-                    delivered(result)?;
-                    self.done = Some(after);
+        }
+        let mut any = false;
+        loop {
+            // One poll serves one report event (a batch of deliveries).
+            self.producer.poll(Duration::ZERO);
+            {
+                let mut reports = self
+                    .producer
+                    .context()
+                    .reports
+                    .lock()
+                    .map_err(|_| ShipError::Kafka("delivery reports lock poisoned".into()))?;
+                if let Some(failed) = reports.failed.take() {
+                    return Err(ShipError::Kafka(failed));
+                }
+                if reports.acknowledged.is_empty() {
+                    break;
+                }
+                std::mem::swap(&mut reports.acknowledged, &mut self.reports);
+            }
+            any = true;
+            for seq in self.reports.drain(..) {
+                let slot = seq
+                    .checked_sub(self.first_seq)
+                    .and_then(|i| usize::try_from(i).ok())
+                    .and_then(|i| self.pending.get_mut(i));
+                if let Some((_, acked)) = slot {
+                    *acked = true;
                 }
             }
         }
-        Ok(())
+        while let Some(&(after, true)) = self.pending.front() {
+            self.pending.pop_front();
+            self.first_seq += 1;
+            self.done = Some(after);
+        }
+        Ok(any)
+    }
+
+    /// Waits until at most `limit` messages are unsettled.
+    async fn settle_until(&mut self, limit: usize) -> Result<(), ShipError> {
+        loop {
+            self.settle_ready()?;
+            if self.pending.len() <= limit {
+                return Ok(());
+            }
+            tokio::time::sleep(WAIT_TICK).await;
+        }
     }
 }
 
@@ -165,18 +243,6 @@ impl KafkaSink {
 /// the alerts topic.
 fn for_alerts_topic(event: &Event) -> bool {
     ocsf::is_alert(event) || matches!(event.payload, Payload::ApprovalRequested(_))
-}
-
-async fn await_delivery(f: DeliveryFuture) -> Result<(), ShipError> {
-    delivered(f.await)
-}
-
-fn delivered<E>(result: Result<OwnedDeliveryResult, E>) -> Result<(), ShipError> {
-    match result {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err((e, _))) => Err(ShipError::Kafka(format!("delivery failed: {e}"))),
-        Err(_) => Err(ShipError::Kafka("producer dropped the delivery".into())),
-    }
 }
 
 /// One log record encoded for Kafka (on a shipper worker thread).
@@ -265,15 +331,15 @@ impl Sink for KafkaSink {
             }
         }
         self.settle_ready()?;
-        while self.pending.len() > MAX_IN_FLIGHT {
-            self.settle_oldest().await?;
+        if self.pending.len() > MAX_IN_FLIGHT {
+            self.settle_until(MAX_IN_FLIGHT).await?;
         }
         Ok(())
     }
 
     async fn flush(&mut self, force: bool) -> Result<Option<Offset>, ShipError> {
         if force {
-            while self.settle_oldest().await? {}
+            self.settle_until(0).await?;
         } else {
             self.settle_ready()?;
         }
@@ -281,6 +347,7 @@ impl Sink for KafkaSink {
     }
 
     fn reset(&mut self) {
+        self.first_seq += self.pending.len() as u64;
         self.pending.clear();
         self.done = None;
         self.broken = true;
