@@ -173,3 +173,42 @@ async fn tokens_are_refused_for_another_target_and_when_malformed() {
             .any(|e| matches!(e.payload, Payload::SessionOpened(_)))
     );
 }
+
+/// The gateway's upstream leg prefers AES-GCM when the CPU has AES instructions
+/// (cheaper than ChaCha20-Poly1305 for the target and the gateway), ChaCha20 otherwise.
+/// The target's sshd log (LogLevel DEBUG1) names the cipher each connection negotiated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_leg_negotiates_aes_gcm_when_the_cpu_has_aes() {
+    let f = fixture_with(Setup {
+        sshd_log_level: "DEBUG1",
+        ..Setup::default()
+    })
+    .await;
+    let token = f.token("bot", "web").await;
+    let out = run(f.ssh(&token, "bot", &["true"])).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    #[cfg(target_arch = "x86_64")]
+    let aes = std::arch::is_x86_feature_detected!("aes")
+        && std::arch::is_x86_feature_detected!("pclmulqdq");
+    #[cfg(target_arch = "aarch64")]
+    let aes = std::arch::is_aarch64_feature_detected!("aes")
+        && std::arch::is_aarch64_feature_detected!("pmull");
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let aes = false;
+    let expected = if aes {
+        "aes256-gcm@openssh.com"
+    } else {
+        "chacha20-poly1305@openssh.com"
+    };
+    let log = std::fs::read_to_string(f.sshd.dir().join("sshd.log")).unwrap();
+    let ciphers: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split("kex: client->server cipher: ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    assert!(!ciphers.is_empty(), "no kex lines in the sshd log:\n{log}");
+    assert!(
+        ciphers.iter().all(|c| *c == expected),
+        "expected {expected} on every upstream connection, got {ciphers:?}"
+    );
+}

@@ -42,8 +42,15 @@ fn keygen(path: &std::path::Path) {
 }
 
 impl Sshd {
-    /// Generates keys, writes a config and starts `sshd -D`.
+    /// Generates keys, writes a config and starts `sshd -D` (LogLevel VERBOSE).
     pub fn start() -> Self {
+        Self::start_logging("VERBOSE")
+    }
+
+    /// Like [`start`](Self::start) with another `LogLevel` for `sshd.log` (`DEBUG1`
+    /// names each connection's negotiated algorithms, but also sends debug text to
+    /// clients, so only tests that read the log use it).
+    pub fn start_logging(log_level: &str) -> Self {
         let sshd = find_program("sshd", &["/usr/sbin", "/usr/local/sbin"])
             .unwrap_or_else(|| missing("OpenSSH sshd (openssh-server)"));
         let dir = tempfile::Builder::new()
@@ -64,7 +71,7 @@ impl Sshd {
              AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
              PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n\
              AllowTcpForwarding yes\nAllowAgentForwarding no\nX11Forwarding no\nPermitTTY yes\n\
-             Subsystem sftp internal-sftp\nLogLevel VERBOSE\nMaxStartups 100:30:200\nMaxSessions 50\n",
+             Subsystem sftp internal-sftp\nLogLevel {log_level}\nMaxStartups 100:30:200\nMaxSessions 50\n",
             d = d.display()
         );
         std::fs::write(d.join("sshd_config"), config).unwrap();

@@ -65,6 +65,8 @@ pub struct Setup {
     pub handshake_timeout: Duration,
     pub record_bytes: u64,
     pub pin: Option<String>,
+    /// The target sshd's `LogLevel`.
+    pub sshd_log_level: &'static str,
 }
 
 impl Default for Setup {
@@ -75,6 +77,7 @@ impl Default for Setup {
             handshake_timeout: Duration::from_secs(10),
             record_bytes: 1024 * 1024,
             pin: None,
+            sshd_log_level: "VERBOSE",
         }
     }
 }
@@ -84,7 +87,7 @@ pub async fn fixture() -> Fixture {
 }
 
 pub async fn fixture_with(setup: Setup) -> Fixture {
-    let sshd = Sshd::start();
+    let sshd = Sshd::start_logging(setup.sshd_log_level);
     let dir = tempfile::tempdir().unwrap();
     let log_dir = dir.path().join("log");
     let log = Arc::new(EventLog::open(LogConfig::new(&log_dir)).unwrap());
