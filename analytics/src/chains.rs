@@ -39,8 +39,7 @@ impl ChainQuery {
     /// `host`, `started`, `ended`, `recon_event`, `hop_event`, `pod_event`, `sessions`.
     pub fn sql(&self) -> String {
         let secs = self.within.as_secs().max(1);
-        // Filters on the start time (and, for pruning, the `day` partition), for a
-        // table referred to with `prefix` (`""` or `"r."`).
+        // Filters on the start time (and, for pruning, the `day` partition).
         let since = |prefix: &str| {
             self.since
                 .as_deref()
@@ -54,63 +53,76 @@ impl ChainQuery {
                 .map(|d| format!("AND {prefix}day >= '{}'", d.replace('\'', "''")))
                 .unwrap_or_default()
         };
-        let (since_r, day_filter_r) = (since("r."), day_filter("r."));
         let (since, day_filter) = (since(""), day_filter(""));
-        // Every expensive part is referenced once (DataFusion does not materialise
-        // CTEs): recon rows are first narrowed to the host names SSH logins used, the
-        // chain candidates of all three kinds come out of one pass, and window
-        // functions drop the partial chains a full chain covers.
-        let partial_filter = if self.partial {
-            "OR (kind = 'pg->ssh' AND hop_in_full = 0) \
-             OR (kind = 'ssh->k8s' AND pod_in_full = 0)"
+        // Shape, chosen so that no engine has to materialise anything (DataFusion
+        // does not materialise CTEs, so each is referenced once) and no join needs a
+        // nested loop:
+        // - `slot` numbers window-sized time slots. A later step within the window
+        //   of an earlier one lies in the same slot or the next, so every join is an
+        //   equality join on (identity, slot): pods and recon results are listed once
+        //   for each slot they may pair with (`unnest`), and the window and host
+        //   conditions only run on those few candidates.
+        // - One pass over the SSH logins joins the pods after each and the Postgres
+        //   results before it; window functions then mark the logins, pods and
+        //   (result, login) pairs that are part of a full chain, and each row yields
+        //   the chain kinds it stands for.
+        // - `proto` is the directory partition: each CTE reads one protocol's files.
+        let slot = format!("CAST(floor(extract(epoch FROM time) / {secs}) AS BIGINT)");
+        let kinds = if self.partial {
+            "CASE WHEN is_full = 1 THEN 'pg->ssh->k8s' END,\n\
+             CASE WHEN recon_event IS NOT NULL AND pair_full = 0 AND hop_in_full = 0 THEN 'pg->ssh' END,\n\
+             CASE WHEN pod_event IS NOT NULL AND pod_in_full = 0 THEN 'ssh->k8s' END"
         } else {
-            ""
+            "CASE WHEN is_full = 1 THEN 'pg->ssh->k8s' END"
         };
         format!(
             "WITH hop AS (\n\
-               SELECT identity, time AS t2, event_id AS hop_event, ssh_host AS host, session_id AS s2\n\
+               SELECT identity, time AS t2, event_id AS hop_event, ssh_host AS host, session_id AS s2, {slot} AS slot\n\
                FROM events\n\
-               WHERE event_type = 'request_observed' AND protocol = 'ssh' AND action = 'session_open' {since} {day_filter}\n\
+               WHERE proto = 'ssh' AND event_type = 'request_observed' AND action = 'session_open' {since} {day_filter}\n\
              ), pod AS (\n\
-               SELECT identity, time AS t3, event_id AS pod_event, session_id AS s3\n\
+               SELECT identity, time AS t3, event_id AS pod_event, session_id AS s3, unnest([{slot}, {slot} - 1]) AS slot\n\
                FROM events\n\
-               WHERE event_type = 'request_observed' AND protocol = 'kubernetes' {since} {day_filter}\n\
+               WHERE proto = 'kubernetes' AND event_type = 'request_observed' {since} {day_filter}\n\
                  AND ((action = 'create' AND k8s_resource = 'pods') OR k8s_subresource IN ('exec', 'attach'))\n\
-             ), hop_hosts AS (\n\
-               SELECT DISTINCT host FROM hop\n\
              ), recon AS (\n\
-               SELECT r.identity, r.time AS t1, r.request_event_id AS recon_event, r.session_id AS s1, hh.host\n\
-               FROM events r JOIN hop_hosts hh\n\
-                 ON (array_has(r.captured_values, hh.host) OR strpos(coalesce(r.result_sample, ''), hh.host) > 0)\n\
-               WHERE r.event_type = 'result_observed' AND r.protocol = 'postgres' {since_r} {day_filter_r}\n\
-                 AND (cardinality(r.captured_values) > 0 OR r.result_sample IS NOT NULL)\n\
-             ), recon_hop AS (\n\
-               SELECT DISTINCT r.identity, h.host, r.t1, h.t2, r.recon_event, h.hop_event, r.s1, h.s2\n\
-               FROM recon r JOIN hop h ON h.identity = r.identity AND h.host = r.host\n\
-                 AND h.t2 > r.t1 AND h.t2 <= r.t1 + INTERVAL '{secs} seconds'\n\
-             ), candidates AS (\n\
-               SELECT CASE WHEN p.pod_event IS NULL THEN 'pg->ssh' ELSE 'pg->ssh->k8s' END AS kind,\n\
-                      rh.identity, rh.host, rh.t1 AS started, coalesce(p.t3, rh.t2) AS ended,\n\
-                      rh.recon_event, rh.hop_event, p.pod_event,\n\
-                      CASE WHEN p.pod_event IS NULL THEN concat_ws(',', rh.s1, rh.s2)\n\
-                           ELSE concat_ws(',', rh.s1, rh.s2, p.s3) END AS sessions\n\
-               FROM recon_hop rh LEFT JOIN pod p ON p.identity = rh.identity\n\
-                 AND p.t3 > rh.t2 AND p.t3 <= rh.t1 + INTERVAL '{secs} seconds'\n\
-               UNION ALL\n\
-               SELECT 'ssh->k8s' AS kind, h.identity, h.host, h.t2 AS started, p.t3 AS ended,\n\
-                      CAST(NULL AS VARCHAR) AS recon_event, h.hop_event, p.pod_event,\n\
-                      concat_ws(',', h.s2, p.s3) AS sessions\n\
-               FROM hop h JOIN pod p ON p.identity = h.identity\n\
+               SELECT identity, time AS t1, request_event_id AS recon_event, session_id AS s1, captured_values, result_sample,\n\
+                      unnest([{slot}, {slot} + 1]) AS slot\n\
+               FROM events\n\
+               WHERE proto = 'postgres' AND event_type = 'result_observed' {since} {day_filter}\n\
+             ), steps AS (\n\
+               SELECT h.identity, h.host, h.t2, h.hop_event, h.s2, p.t3, p.pod_event, p.s3, r.t1, r.recon_event, r.s1,\n\
+                      CASE WHEN r.recon_event IS NOT NULL AND p.pod_event IS NOT NULL\n\
+                                AND p.t3 <= r.t1 + INTERVAL '{secs} seconds' THEN 1 ELSE 0 END AS is_full\n\
+               FROM hop h\n\
+               LEFT JOIN pod p ON p.identity = h.identity AND p.slot = h.slot\n\
                  AND p.t3 > h.t2 AND p.t3 <= h.t2 + INTERVAL '{secs} seconds'\n\
-             ), ranked AS (\n\
+               LEFT JOIN recon r ON r.identity = h.identity AND r.slot = h.slot\n\
+                 AND h.t2 > r.t1 AND h.t2 <= r.t1 + INTERVAL '{secs} seconds'\n\
+                 AND (array_has(r.captured_values, h.host) OR strpos(coalesce(r.result_sample, ''), h.host) > 0)\n\
+               WHERE p.pod_event IS NOT NULL OR r.recon_event IS NOT NULL\n\
+             ), flagged AS (\n\
                SELECT *,\n\
-                      max(CASE WHEN kind = 'pg->ssh->k8s' THEN 1 ELSE 0 END) OVER (PARTITION BY hop_event) AS hop_in_full,\n\
-                      max(CASE WHEN kind = 'pg->ssh->k8s' THEN 1 ELSE 0 END) OVER (PARTITION BY pod_event) AS pod_in_full\n\
-               FROM candidates\n\
+                      max(is_full) OVER (PARTITION BY hop_event) AS hop_in_full,\n\
+                      max(is_full) OVER (PARTITION BY pod_event) AS pod_in_full,\n\
+                      max(is_full) OVER (PARTITION BY recon_event, hop_event) AS pair_full\n\
+               FROM steps\n\
+             ), kinds AS (\n\
+               SELECT *, unnest([\n\
+               {kinds}]) AS kind\n\
+               FROM flagged\n\
              )\n\
-             SELECT kind, identity, host, started, ended, recon_event, hop_event, pod_event, sessions\n\
-             FROM ranked\n\
-             WHERE kind = 'pg->ssh->k8s' {partial_filter}\n\
+             SELECT DISTINCT kind, identity, host,\n\
+                    CASE WHEN kind = 'ssh->k8s' THEN t2 ELSE t1 END AS started,\n\
+                    CASE WHEN kind = 'pg->ssh' THEN t2 ELSE t3 END AS ended,\n\
+                    CASE WHEN kind = 'ssh->k8s' THEN CAST(NULL AS VARCHAR) ELSE recon_event END AS recon_event,\n\
+                    hop_event,\n\
+                    CASE WHEN kind = 'pg->ssh' THEN CAST(NULL AS VARCHAR) ELSE pod_event END AS pod_event,\n\
+                    CASE WHEN kind = 'pg->ssh->k8s' THEN concat_ws(',', s1, s2, s3)\n\
+                         WHEN kind = 'pg->ssh' THEN concat_ws(',', s1, s2)\n\
+                         ELSE concat_ws(',', s2, s3) END AS sessions\n\
+             FROM kinds\n\
+             WHERE kind IS NOT NULL\n\
              ORDER BY started, identity, kind, hop_event, pod_event"
         )
     }

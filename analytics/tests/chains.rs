@@ -258,3 +258,138 @@ fn the_documented_datafusion_cli_statement_reads_the_files() {
         assert_eq!(by_proto.iter().map(RecordBatch::num_rows).sum::<usize>(), 3);
     });
 }
+
+/// The chain hunt as it was first written (a nested-loop join of results against
+/// host names, then plain range joins): slow, but straightforward, so the optimized
+/// query is checked against it.
+fn reference_sql(secs: u64) -> String {
+    format!(
+        "WITH hop AS (\n\
+           SELECT identity, time AS t2, event_id AS hop_event, ssh_host AS host, session_id AS s2\n\
+           FROM events\n\
+           WHERE event_type = 'request_observed' AND protocol = 'ssh' AND action = 'session_open' \n\
+         ), pod AS (\n\
+           SELECT identity, time AS t3, event_id AS pod_event, session_id AS s3\n\
+           FROM events\n\
+           WHERE event_type = 'request_observed' AND protocol = 'kubernetes' \n\
+             AND ((action = 'create' AND k8s_resource = 'pods') OR k8s_subresource IN ('exec', 'attach'))\n\
+         ), hop_hosts AS (\n\
+           SELECT DISTINCT host FROM hop\n\
+         ), recon AS (\n\
+           SELECT r.identity, r.time AS t1, r.request_event_id AS recon_event, r.session_id AS s1, hh.host\n\
+           FROM events r JOIN hop_hosts hh\n\
+             ON (array_has(r.captured_values, hh.host) OR strpos(coalesce(r.result_sample, ''), hh.host) > 0)\n\
+           WHERE r.event_type = 'result_observed' AND r.protocol = 'postgres' \n\
+             AND (cardinality(r.captured_values) > 0 OR r.result_sample IS NOT NULL)\n\
+         ), recon_hop AS (\n\
+           SELECT DISTINCT r.identity, h.host, r.t1, h.t2, r.recon_event, h.hop_event, r.s1, h.s2\n\
+           FROM recon r JOIN hop h ON h.identity = r.identity AND h.host = r.host\n\
+             AND h.t2 > r.t1 AND h.t2 <= r.t1 + INTERVAL '{secs} seconds'\n\
+         ), candidates AS (\n\
+           SELECT CASE WHEN p.pod_event IS NULL THEN 'pg->ssh' ELSE 'pg->ssh->k8s' END AS kind,\n\
+                  rh.identity, rh.host, rh.t1 AS started, coalesce(p.t3, rh.t2) AS ended,\n\
+                  rh.recon_event, rh.hop_event, p.pod_event,\n\
+                  CASE WHEN p.pod_event IS NULL THEN concat_ws(',', rh.s1, rh.s2)\n\
+                       ELSE concat_ws(',', rh.s1, rh.s2, p.s3) END AS sessions\n\
+           FROM recon_hop rh LEFT JOIN pod p ON p.identity = rh.identity\n\
+             AND p.t3 > rh.t2 AND p.t3 <= rh.t1 + INTERVAL '{secs} seconds'\n\
+           UNION ALL\n\
+           SELECT 'ssh->k8s' AS kind, h.identity, h.host, h.t2 AS started, p.t3 AS ended,\n\
+                  CAST(NULL AS VARCHAR) AS recon_event, h.hop_event, p.pod_event,\n\
+                  concat_ws(',', h.s2, p.s3) AS sessions\n\
+           FROM hop h JOIN pod p ON p.identity = h.identity\n\
+             AND p.t3 > h.t2 AND p.t3 <= h.t2 + INTERVAL '{secs} seconds'\n\
+         ), ranked AS (\n\
+           SELECT *,\n\
+                  max(CASE WHEN kind = 'pg->ssh->k8s' THEN 1 ELSE 0 END) OVER (PARTITION BY hop_event) AS hop_in_full,\n\
+                  max(CASE WHEN kind = 'pg->ssh->k8s' THEN 1 ELSE 0 END) OVER (PARTITION BY pod_event) AS pod_in_full\n\
+           FROM candidates\n\
+         )\n\
+         SELECT kind, identity, host, started, ended, recon_event, hop_event, pod_event, sessions\n\
+         FROM ranked\n\
+         WHERE kind = 'pg->ssh->k8s' OR (kind = 'pg->ssh' AND hop_in_full = 0) OR (kind = 'ssh->k8s' AND pod_in_full = 0)\n\
+         ORDER BY started, identity, kind, hop_event, pod_event"
+    )
+}
+
+fn rows(batches: &[RecordBatch]) -> Vec<String> {
+    let columns = [
+        "kind",
+        "identity",
+        "host",
+        "started",
+        "ended",
+        "recon_event",
+        "hop_event",
+        "pod_event",
+        "sessions",
+    ];
+    let cols: Vec<Vec<Option<String>>> = columns.iter().map(|c| strings(batches, c)).collect();
+    (0..cols[0].len())
+        .map(|i| {
+            cols.iter()
+                .map(|c| c[i].clone().unwrap_or_else(|| "NULL".into()))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        })
+        .collect()
+}
+
+/// Dense traffic (few identities, many chains, overlapping windows) so that every
+/// kind, window edge and suppression case occurs; the optimized query must return
+/// exactly what the reference query returns, for several windows, with and without
+/// partial chains.
+#[test]
+fn the_optimized_chain_query_matches_the_reference_query() {
+    let spec = HistorySpec {
+        identities: 6,
+        benign_events: 30_000,
+        chains: 40,
+        span: Duration::hours(6),
+        ..HistorySpec::default()
+    };
+    let (events, _planted) = history(&spec);
+    let tmp = tempfile::tempdir().unwrap();
+    write_audit(tmp.path(), &events, 3_000);
+    rt().block_on(async {
+        let audit = Audit::open(tmp.path()).await.unwrap();
+        let mut kinds_seen = BTreeSet::new();
+        for secs in [300u64, 540, 1_800, 7_200] {
+            let mut reference = rows(&audit.sql(&reference_sql(secs)).await.unwrap());
+            reference.sort();
+            assert!(!reference.is_empty(), "window {secs} s: nothing to compare");
+            let query = ChainQuery {
+                within: std::time::Duration::from_secs(secs),
+                ..ChainQuery::default()
+            };
+            let mut found = rows(&audit.chains(&query).await.unwrap());
+            found.sort();
+            assert_eq!(found, reference, "window {secs} s");
+            for r in &found {
+                kinds_seen.insert(r.split(" | ").next().unwrap().to_owned());
+            }
+            // Full chains only: the reference's full rows.
+            let mut full = rows(
+                &audit
+                    .chains(&ChainQuery {
+                        partial: false,
+                        ..query
+                    })
+                    .await
+                    .unwrap(),
+            );
+            full.sort();
+            let reference_full: Vec<String> = reference
+                .iter()
+                .filter(|r| r.starts_with("pg->ssh->k8s |"))
+                .cloned()
+                .collect();
+            assert_eq!(full, reference_full, "full only, window {secs} s");
+        }
+        assert_eq!(
+            kinds_seen.len(),
+            3,
+            "the history must exercise every chain kind: {kinds_seen:?}"
+        );
+    });
+}
