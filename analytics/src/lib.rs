@@ -52,7 +52,10 @@ impl Audit {
             path: dir.to_owned(),
             source,
         })?;
-        let ctx = SessionContext::new();
+        // DataFusion's options can be set with `DATAFUSION_*` environment variables
+        // (e.g. `DATAFUSION_EXECUTION_TARGET_PARTITIONS=8`).
+        let config = datafusion::prelude::SessionConfig::from_env()?;
+        let ctx = SessionContext::new_with_config(config);
         let url = ListingTableUrl::parse(format!("{}/", dir.display()))?;
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(".parquet")
