@@ -40,20 +40,17 @@ impl ChainQuery {
     pub fn sql(&self) -> String {
         let secs = self.within.as_secs().max(1);
         // Filters on the start time (and, for pruning, the `day` partition).
-        let since = |prefix: &str| {
-            self.since
-                .as_deref()
-                .map(|s| format!("AND {prefix}time >= TIMESTAMP '{}'", s.replace('\'', "''")))
-                .unwrap_or_default()
-        };
-        let day_filter = |prefix: &str| {
-            self.since
-                .as_deref()
-                .and_then(|s| s.get(..10))
-                .map(|d| format!("AND {prefix}day >= '{}'", d.replace('\'', "''")))
-                .unwrap_or_default()
-        };
-        let (since, day_filter) = (since(""), day_filter(""));
+        let since = self
+            .since
+            .as_deref()
+            .map(|s| format!("AND time >= TIMESTAMP '{}'", s.replace('\'', "''")))
+            .unwrap_or_default();
+        let day_filter = self
+            .since
+            .as_deref()
+            .and_then(|s| s.get(..10))
+            .map(|d| format!("AND day >= '{}'", d.replace('\'', "''")))
+            .unwrap_or_default();
         // Shape, chosen so that no engine has to materialise anything (DataFusion
         // does not materialise CTEs, so each is referenced once) and no join needs a
         // nested loop:
