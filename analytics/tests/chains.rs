@@ -121,6 +121,34 @@ fn chains_are_found_among_interleaved_benign_traffic() {
             "{kinds:?}"
         );
         assert!(!kinds.iter().any(|k| k.as_deref() == Some("pg->ssh->k8s")));
+        // `since` keeps the chains that start at or after it, and only those.
+        let mut starts: Vec<String> = strings(&found, "started")
+            .into_iter()
+            .zip(strings(&found, "kind"))
+            .filter(|(_, k)| k.as_deref() == Some("pg->ssh->k8s"))
+            .map(|(t, _)| t.unwrap())
+            .collect();
+        starts.sort();
+        let since = starts[starts.len() / 2].clone();
+        let later = audit
+            .chains(&ChainQuery {
+                since: Some(since.clone()),
+                partial: false,
+                ..ChainQuery::default()
+            })
+            .await
+            .unwrap();
+        let later_starts = strings(&later, "started");
+        assert_eq!(
+            later_starts.len(),
+            starts.iter().filter(|t| **t >= since).count(),
+            "since {since}: {later_starts:?}"
+        );
+        assert!(
+            later_starts
+                .iter()
+                .all(|t| t.as_deref().unwrap() >= since.as_str())
+        );
         // The same chains through plain SQL over the views.
         let n = audit
             .sql("SELECT count(*) AS n FROM ssh_commands WHERE kind = 'session_open'")
