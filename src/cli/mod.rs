@@ -25,14 +25,10 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = tracing_setup::LogFormat::Human, env = "GATEHOUSE_LOG_FORMAT")]
     log_format: tracing_setup::LogFormat,
 
-    /// Data directory: event log, shipper cursors, audit files, keys.
-    #[arg(
-        long,
-        global = true,
-        default_value = ".gatehouse",
-        env = "GATEHOUSE_DATA_DIR"
-    )]
-    data_dir: std::path::PathBuf,
+    /// Data directory: event log, shipper cursors, audit files, keys (default
+    /// `.gatehouse`; for `serve`, given here it overrides `data_dir` of the config file).
+    #[arg(long, global = true, env = "GATEHOUSE_DATA_DIR")]
+    data_dir: Option<std::path::PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -75,15 +71,19 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_setup::init(cli.log_format);
+    let data_dir = cli
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from(".gatehouse"));
     let result = match cli.command {
         Command::Rules(cmd) => rules::run(cmd),
-        Command::Log(cmd) => log::run(cmd, &cli.data_dir),
-        Command::Ship(args) => ship::run(args, &cli.data_dir),
-        Command::Audit(cmd) => audit::run(cmd, &cli.data_dir),
-        Command::Serve(args) => serve::run(args),
+        Command::Log(cmd) => log::run(cmd, &data_dir),
+        Command::Ship(args) => ship::run(args, &data_dir),
+        Command::Audit(cmd) => audit::run(cmd, &data_dir),
+        Command::Serve(args) => serve::run(args, cli.data_dir.as_deref()),
         Command::Token { cmd, remote } => remote::token(cmd, &remote),
         Command::Approvals { cmd, remote } => remote::approvals(cmd, &remote),
-        Command::Replay(args) => replay::run(args, &cli.data_dir),
+        Command::Replay(args) => replay::run(args, &data_dir),
     };
     match result {
         Ok(code) => code,

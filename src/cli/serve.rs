@@ -40,9 +40,23 @@ pub fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// Runs the gateway until SIGINT/SIGTERM.
-pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = Arc::new(load_config(&args.config)?);
+/// Runs the gateway until SIGINT/SIGTERM. `data_dir`, when given on the command line
+/// (`--data-dir` or `GATEHOUSE_DATA_DIR`), overrides the config file's `data_dir`.
+pub fn run(args: ServeArgs, data_dir: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let mut config = load_config(&args.config)?;
+    if let Some(dir) = data_dir {
+        let dir = std::path::absolute(dir)
+            .with_context(|| format!("data directory `{}`", dir.display()))?;
+        if dir != config.data_dir {
+            tracing::info!(
+                message = "Data directory from the command line overrides the configuration file's.",
+                data_dir = %dir.display(),
+                config_data_dir = %config.data_dir.display()
+            );
+        }
+        config.data_dir = dir;
+    }
+    let config = Arc::new(config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("gatehouse")

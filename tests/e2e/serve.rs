@@ -106,3 +106,29 @@ fn serve_refuses_to_start_on_a_bad_policy_or_config() {
     assert!(!out.status.success());
     assert!(err.contains("durabilty") && err.contains("line 3"), "{err}");
 }
+
+#[test]
+fn serve_uses_the_data_dir_given_on_the_command_line_over_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    let elsewhere = root.join("elsewhere");
+    let gw = Gateway::start_full(
+        dir,
+        "data_dir = \"data\"\n",
+        &[("GATEHOUSE_DATA_DIR", elsewhere.to_str().unwrap())],
+    );
+    assert!(
+        elsewhere.join("log").is_dir(),
+        "no event log under the --data-dir directory"
+    );
+    assert!(
+        !root.join("data").join("log").exists(),
+        "the config file's data_dir was used"
+    );
+    assert!(
+        gw.serve_log().contains("overrides the configuration file"),
+        "{}",
+        gw.serve_log()
+    );
+    gw.stop();
+}
