@@ -81,7 +81,7 @@ const WAIT_TICK: Duration = Duration::from_millis(1);
 
 /// The producer context: collects delivery reports until the sink takes them.
 #[derive(Default)]
-pub struct Deliveries {
+struct Deliveries {
     reports: Mutex<Reports>,
 }
 
