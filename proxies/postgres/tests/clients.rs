@@ -12,7 +12,7 @@
 
 mod support;
 
-use gatehouse_events::payload::{Payload, ResultStatus};
+use gatehouse_events::payload::{Payload, RequestDetail, ResultStatus};
 use support::{Harness, Postgres, all, ok, starter};
 
 fn pgbench_init(pg: &Postgres) {
@@ -223,4 +223,65 @@ print(conn.execute("select count(*) from users").fetchone())
     assert!(text.contains("refused 42501"), "{text}");
     assert!(text.trim_end().ends_with("(2,)"), "{text}");
     let _ = all(&out);
+}
+
+/// Result events wait for the session's next log write (ahead of its next request),
+/// but never longer than a short quiet spell: an open, idle session has every result
+/// of its finished statements in the log.
+#[test]
+fn results_are_logged_in_order_and_while_the_session_stays_open() {
+    let h = Harness::start(&starter());
+    let dsn = h.dsn(&h.token());
+    h.rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        for i in 0..20 {
+            let n: i32 = client
+                .query_one(&format!("select {i}"), &[])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(n, i);
+        }
+        // The session stays open and idle: all 20 results reach the log.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let results = h
+                .events()
+                .iter()
+                .filter(|e| matches!(&e.payload, Payload::ResultObserved(r) if r.status == ResultStatus::Ok))
+                .count();
+            if results >= 20 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {results} of 20 results logged while the session is open"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        drop(client);
+    });
+    // In log order, each execution's result comes after its request and before the
+    // next execution's request.
+    let mut open: Option<gatehouse_events::EventId> = None;
+    let mut seen = 0;
+    for e in h.events() {
+        match &e.payload {
+            // Each query is parsed (no result of its own), then executed.
+            Payload::RequestObserved(r) if matches!(&r.detail, RequestDetail::Postgres(p) if p.phase == "execute") =>
+            {
+                assert!(open.is_none(), "request before the previous result: {e:?}");
+                open = Some(e.id);
+            }
+            Payload::ResultObserved(r) => {
+                assert_eq!(r.request, open.take(), "result out of order: {e:?}");
+                seen += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(seen, 20);
 }

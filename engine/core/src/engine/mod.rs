@@ -482,6 +482,25 @@ impl Engine {
         session: &Session,
         requests: Vec<(String, RequestDetail)>,
     ) -> Result<Vec<Decision>, EngineError> {
+        self.decide_after(session, &mut Vec::new(), requests).await
+    }
+
+    /// Like [`decide_many`](Self::decide_many), but first writes `prior`: result
+    /// events of the session's earlier requests (built with
+    /// [`result_event`](Self::result_event)), in the same log write and ahead of the
+    /// new requests. `prior` is drained when that write succeeds.
+    pub async fn decide_after(
+        &self,
+        session: &Session,
+        prior: &mut Vec<Event>,
+        requests: Vec<(String, RequestDetail)>,
+    ) -> Result<Vec<Decision>, EngineError> {
+        // Captured values must reach the sequences before the next requests are
+        // judged: results that carry any are recorded first, on their own.
+        if prior.iter().any(has_captures) {
+            self.record_results(prior).await?;
+            prior.clear();
+        }
         let mut events = Vec::with_capacity(requests.len() * 2);
         let mut decisions = Vec::with_capacity(requests.len());
         let mut notify = Vec::new();
@@ -661,7 +680,19 @@ impl Engine {
                 verdict: Arc::new(verdict),
             });
         }
-        self.append(&events).await?;
+        if prior.is_empty() {
+            self.append(&events).await?;
+        } else {
+            let results = prior.len();
+            prior.append(&mut events);
+            let written = self.append(prior).await;
+            // Whatever happened, the requests are not left behind for a later write.
+            prior.truncate(results);
+            written?;
+            for e in prior.drain(..) {
+                self.policy.on_result(&e);
+            }
+        }
         for d in &decisions {
             self.metrics.count(d.effect);
         }
@@ -815,9 +846,26 @@ impl Engine {
         session: &Session,
         result: ResultObserved,
     ) -> Result<(), EngineError> {
-        let event = session.event(&self.options.gateway_id, result).build();
-        self.append(std::slice::from_ref(&event)).await?;
-        self.policy.on_result(&event);
+        let event = self.result_event(session, result);
+        self.record_results(std::slice::from_ref(&event)).await
+    }
+
+    /// The event of a request's outcome, stamped now, to be recorded with
+    /// [`record_results`](Self::record_results) or ahead of the session's next
+    /// requests ([`decide_after`](Self::decide_after)).
+    pub fn result_event(&self, session: &Session, result: ResultObserved) -> Event {
+        session.event(&self.options.gateway_id, result).build()
+    }
+
+    /// Records result events in one write and feeds captured values to sequences.
+    pub async fn record_results(&self, events: &[Event]) -> Result<(), EngineError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.append(events).await?;
+        for e in events {
+            self.policy.on_result(e);
+        }
         Ok(())
     }
 
@@ -842,6 +890,11 @@ impl Engine {
     pub fn now() -> DateTime<Utc> {
         Utc::now()
     }
+}
+
+/// Whether a result event carries captured values for sequences.
+pub fn has_captures(event: &Event) -> bool {
+    matches!(&event.payload, Payload::ResultObserved(r) if !r.captures.is_empty())
 }
 
 /// The offset of the oldest record still in the log.

@@ -1,4 +1,4 @@
-//! Client side: plan a segment of frames (classify, one `decide_many`), then enforce
+//! Client side: plan a segment of frames (classify, one `decide_after`), then enforce
 //! each frame in order.
 
 use std::collections::VecDeque;
@@ -153,7 +153,7 @@ impl Relay {
     }
 
     /// Takes frames from the queue up to a dependency, classifies them and judges
-    /// them with one `decide_many`.
+    /// them with one `decide_after` (which also writes pending results).
     async fn plan_segment(&mut self) -> Result<(), End> {
         let mut steps: Vec<(Step, usize)> = Vec::new();
         let mut derived_of_step: Vec<crate::classify::Derived>;
@@ -284,7 +284,9 @@ impl Relay {
         let decided = if requests.is_empty() {
             Ok(Vec::new())
         } else {
-            self.engine.decide_many(&self.session, requests).await
+            self.engine
+                .decide_after(&self.session, &mut self.results, requests)
+                .await
         };
         match decided {
             Ok(decisions) => {
@@ -358,14 +360,13 @@ impl Relay {
             )
         {
             for d in &step.decisions {
-                self.results
-                    .push(gatehouse_events::payload::ResultObserved {
-                        request: Some(d.request),
-                        status: gatehouse_events::payload::ResultStatus::Error,
-                        rows: Some(0),
-                        message: Some("not run: an earlier message of the pipeline failed".into()),
-                        ..Default::default()
-                    });
+                self.push_result(gatehouse_events::payload::ResultObserved {
+                    request: Some(d.request),
+                    status: gatehouse_events::payload::ResultStatus::Error,
+                    rows: Some(0),
+                    message: Some("not run: an earlier message of the pipeline failed".into()),
+                    ..Default::default()
+                });
             }
             return;
         }
@@ -513,7 +514,7 @@ impl Relay {
     fn refuse(&mut self, step: Step, report: Report) {
         let message = Some(report.message.clone());
         for d in &step.decisions {
-            self.results.push(refused(d, message.clone()));
+            self.push_result(refused(d, message.clone()));
         }
         match &step.kind {
             Kind::Query => self.inject_query(report),

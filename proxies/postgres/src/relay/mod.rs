@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use gatehouse_core::engine::{ApprovalOutcome, Decision, Engine, Session};
-use gatehouse_events::EventId;
 use gatehouse_events::payload::{PgStatement, ResultObserved};
+use gatehouse_events::{Event, EventId};
 use gatehouse_proxy_common::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::watch;
@@ -32,6 +32,9 @@ use run::{Run, SampleLimits};
 
 /// Output buffered beyond this stops reading the other side (backpressure).
 const HIGH_WATER: usize = 1 << 20;
+
+/// Longest a result event waits for the session's next log write.
+const RESULT_DELAY: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Settings the relay needs.
 #[derive(Debug, Clone)]
@@ -139,7 +142,11 @@ pub struct Relay {
     queue: VecDeque<Bytes>,
     ready: VecDeque<client::Step>,
     held: Option<Held>,
-    results: Vec<ResultObserved>,
+    /// Result events not yet written: they go out ahead of the session's next
+    /// requests, in the same log write, or after [`RESULT_DELAY`] of quiet.
+    results: Vec<Event>,
+    /// A pending result carries captured values: write it once the client is answered.
+    flush_now: bool,
     to_client: BytesMut,
     to_upstream: BytesMut,
     cin: BytesMut,
@@ -175,6 +182,7 @@ impl Relay {
             ready: VecDeque::new(),
             held: None,
             results: Vec::new(),
+            flush_now: false,
             to_client: BytesMut::with_capacity(64 * 1024),
             to_upstream: BytesMut::with_capacity(16 * 1024),
             cin: BytesMut::with_capacity(16 * 1024),
@@ -231,32 +239,57 @@ impl Relay {
         {
             return End::Protocol(e);
         }
+        // Results without captures wait for the next requests' log write (one write
+        // per statement instead of two), or for this timer.
+        let mut quiet = Box::pin(tokio::time::sleep(RESULT_DELAY));
+        let mut armed = false;
+        // Futures that live as long as the session, so each pass of the loop does not
+        // register and drop their waiters again.
+        let session = self.session.clone();
+        let engine = self.engine.clone();
+        let closed = session.closed();
+        tokio::pin!(closed);
+        let stop = async {
+            loop {
+                match shutdown.changed().await {
+                    Ok(()) if !*shutdown.borrow() => {}
+                    _ => return,
+                }
+            }
+        };
+        tokio::pin!(stop);
         loop {
             if let Err(end) = self.process().await {
                 return end;
             }
             // Answer the client first; record results while it reads.
-            if (self.to_client.is_empty() && self.to_upstream.is_empty())
+            if (self.flush_now && self.to_client.is_empty() && self.to_upstream.is_empty())
                 || self.results.len() > 256
             {
                 self.flush_results().await;
             }
+            // Armed once per delay at most: a timer left running after a merged write
+            // just writes whatever is pending when it fires.
+            if !armed && !self.results.is_empty() {
+                quiet
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + RESULT_DELAY);
+                armed = true;
+            }
             if self.terminating && self.to_upstream.is_empty() {
                 return End::Client;
             }
-            let session = self.session.clone();
-            let engine = self.engine.clone();
             let held_decision: Option<Arc<Decision>> = self
                 .held
                 .as_ref()
                 .and_then(|h| h.step.decisions.get(h.waiting).cloned());
             tokio::select! {
                 biased;
-                reason = session.closed() => return End::Closed(reason),
-                changed = shutdown.changed() => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        return End::Closed("the gateway is shutting down".into());
-                    }
+                reason = &mut closed => return End::Closed(reason),
+                () = &mut stop => return End::Closed("the gateway is shutting down".into()),
+                () = &mut quiet, if armed => {
+                    armed = false;
+                    self.flush_results().await;
                 }
                 outcome = wait(&engine, held_decision.as_deref()), if held_decision.is_some() => {
                     self.approval_decided(outcome);
@@ -300,12 +333,22 @@ impl Relay {
         Ok(())
     }
 
+    /// Queues the result event of a finished (or refused) request.
+    fn push_result(&mut self, result: ResultObserved) {
+        let event = self.engine.result_event(&self.session, result);
+        self.flush_now |= gatehouse_core::engine::has_captures(&event);
+        self.results.push(event);
+    }
+
     async fn flush_results(&mut self) {
-        for r in std::mem::take(&mut self.results) {
-            if let Err(error) = self.engine.record_result(&self.session, r).await {
-                tracing::error!(message = "Cannot record a result.", session = %self.session.id, %error);
-            }
+        self.flush_now = false;
+        if self.results.is_empty() {
+            return;
         }
+        if let Err(error) = self.engine.record_results(&self.results).await {
+            tracing::error!(message = "Cannot record results.", session = %self.session.id, count = self.results.len(), %error);
+        }
+        self.results.clear();
     }
 }
 

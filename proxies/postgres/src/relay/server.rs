@@ -199,13 +199,12 @@ impl Relay {
                         } else {
                             None
                         };
-                        self.results.push(run.finish(ResultStatus::Ok, rows, None));
+                        self.push_result(run.finish(ResultStatus::Ok, rows, None));
                         (Fate::Pass, false)
                     }
                     b'E' => {
                         let err = error_fields(body);
-                        self.results
-                            .push(run.finish(ResultStatus::Error, None, Some(err)));
+                        self.push_result(run.finish(ResultStatus::Error, None, Some(err)));
                         self.extended_error(body);
                         (Fate::Pass, false)
                     }
@@ -296,7 +295,7 @@ impl Relay {
                     } else {
                         Some(0)
                     };
-                    self.results.push(run.finish(ResultStatus::Ok, rows, None));
+                    self.push_result(run.finish(ResultStatus::Ok, rows, None));
                 }
                 (Fate::Pass, true)
             }
@@ -307,8 +306,7 @@ impl Relay {
                 } else {
                     let err = error_fields(body);
                     if let Some(mut run) = q.runs.pop_front() {
-                        self.results
-                            .push(run.finish(ResultStatus::Error, None, Some(err)));
+                        self.push_result(run.finish(ResultStatus::Error, None, Some(err)));
                     }
                     self.finish_all(
                         q,
@@ -364,7 +362,7 @@ impl Relay {
                     Some((String::new(), why.to_owned())),
                 )
             };
-            self.results.push(r);
+            self.push_result(r);
         }
     }
 
@@ -378,7 +376,7 @@ impl Relay {
                     return;
                 }
                 Expect::Sync => return,
-                Expect::Execute(mut run) => self.results.push(run.finish(
+                Expect::Execute(mut run) => self.push_result(run.finish(
                     ResultStatus::Error,
                     Some(0),
                     Some((
@@ -400,7 +398,7 @@ impl Relay {
                 return;
             }
             if let Some(Expect::Execute(mut run)) = self.pending.pop_front() {
-                self.results.push(run.finish(
+                self.push_result(run.finish(
                     ResultStatus::Error,
                     Some(0),
                     Some((
@@ -419,7 +417,7 @@ impl Relay {
     fn fail_closed(&mut self, run: &mut Run, e: &MaskError) {
         tracing::warn!(message = "A result could not be masked safely; refusing it.", session = %self.session.id, error = %e);
         Report::error("42501", format!("gatehouse: {e}")).encode(&mut self.to_client);
-        self.results.push(run.finish(
+        self.push_result(run.finish(
             ResultStatus::Refused,
             None,
             Some(("42501".into(), e.to_string())),
