@@ -77,6 +77,7 @@ pub struct Event {
     /// Unique, time-sortable id.
     pub id: EventId,
     /// When the event happened (microsecond precision).
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub time: DateTime<Utc>,
     /// Schema version this event was written with.
     pub schema_version: u16,

@@ -22,6 +22,7 @@ pub mod ocsf;
 pub mod payload;
 pub mod synth;
 mod tagged;
+mod timefmt;
 
 pub use envelope::{Event, EventBuilder, Identity, Protocol};
 pub use id::{EventId, ParseIdError};
