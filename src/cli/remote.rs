@@ -196,7 +196,9 @@ fn write_kubeconfig(
 pub enum ApprovalsCommand {
     /// Requests waiting for a reviewer.
     List,
-    /// Approve a held request (`--for 30m`: also allow the same identity, target and rule for that long).
+    /// Time-boxed grants in force (from `approve --for`).
+    Grants,
+    /// Approve a held request (`--for 30m`: also allow the same identity, credential, target and rule for that long, up to `approvals.max_grant`).
     Approve {
         /// Approval id.
         id: String,
@@ -217,6 +219,33 @@ pub enum ApprovalsCommand {
 /// Runs `approvals ...`.
 pub fn approvals(cmd: ApprovalsCommand, remote: &Remote) -> anyhow::Result<ExitCode> {
     match cmd {
+        ApprovalsCommand::Grants => {
+            let v = remote.call(Method::GET, "/v1/grants", None)?;
+            if remote.json {
+                println!("{v}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let list = v
+                .get("grants")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if list.is_empty() {
+                println!("no grants in force");
+            }
+            for g in list {
+                println!(
+                    "{}  {}  credential={}  target={}  rule={}  until={}  by={}",
+                    field(&g, "approval_id"),
+                    field(&g, "identity"),
+                    field(&g, "credential_id"),
+                    field(&g, "target"),
+                    field(&g, "rule"),
+                    field(&g, "until"),
+                    field(&g, "reviewer"),
+                );
+            }
+        }
         ApprovalsCommand::List => {
             let v = remote.call(Method::GET, "/v1/approvals", None)?;
             if remote.json {
@@ -261,7 +290,9 @@ pub fn approvals(cmd: ApprovalsCommand, remote: &Remote) -> anyhow::Result<ExitC
                 println!(
                     "approved {id}{}",
                     valid_for
-                        .map(|d| format!(" (and the same identity, target and rule for {d})"))
+                        .map(|d| format!(
+                            " (and the same identity, credential, target and rule for {d})"
+                        ))
                         .unwrap_or_default()
                 );
             }

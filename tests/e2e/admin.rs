@@ -143,6 +143,11 @@ fn tokens_are_issued_and_revoked_through_the_cli_with_roles_enforced() {
     );
     let out = cli(port, BOB_TOKEN, &["approvals", "approve", "apr-0000"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no pending approval `apr-0000`"));
+    let out = cli(port, BOB_TOKEN, &["approvals", "grants"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "no grants in force"
+    );
     // Health and metrics.
     let (status, body) = curl(port, "/healthz", None);
     assert_eq!(status, 200);

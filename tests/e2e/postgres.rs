@@ -224,6 +224,49 @@ fn postgres_through_serve_with_cli_tokens_and_approvals() {
         s.pg.psql_app(&["-At", "-c", "select obj_description('t'::regclass)"]);
     assert_eq!(String::from_utf8_lossy(&comment.stdout).trim(), "reviewed");
 
+    // Approved with a time-boxed grant. Longer than `approvals.max_grant` is refused
+    // and the approval stays pending; 30 minutes is listed and covers the next
+    // statement of the same credential without a hold.
+    let mut cmd = s.psql(&token);
+    cmd.args(["-c", "comment on table t is 'granted'"]);
+    let child = std::thread::spawn(move || cmd.output().unwrap());
+    let id = s.pending_approval();
+    let out = cli(
+        s.admin,
+        BOB_TOKEN,
+        &["approvals", "approve", &id, "--for", "9h"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("approvals.max_grant = 8h"),
+        "{}",
+        text(&out)
+    );
+    let out = cli(
+        s.admin,
+        BOB_TOKEN,
+        &["approvals", "approve", &id, "--for", "30m"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = child.join().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let out = cli(s.admin, BOB_TOKEN, &["approvals", "grants"]);
+    let listed = text(&out);
+    assert!(
+        listed.contains(&id) && listed.contains("credential=tok_"),
+        "{listed}"
+    );
+    let out = s
+        .psql(&token)
+        .args(["-c", "comment on table t is 'again'"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && !text(&out).contains("held for approval"),
+        "{}",
+        text(&out)
+    );
+
     // A bad token never reaches the upstream.
     let out = s.psql("nope").args(["-c", "select 1"]).output().unwrap();
     assert!(text(&out).contains("not a valid token"), "{}", text(&out));

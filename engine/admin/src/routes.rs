@@ -83,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/approvals/{id}", get(get_approval))
         .route("/v1/approvals/{id}/approve", post(approve))
         .route("/v1/approvals/{id}/deny", post(deny))
+        .route("/v1/grants", get(list_grants))
         .route("/v1/sessions", get(sessions))
         .route("/v1/tokens", post(issue))
         .route("/v1/tokens/{id}", delete(revoke))
@@ -106,6 +107,10 @@ async fn list_approvals(State(s): State<AppState>, Authed(_): Authed) -> Json<se
     Json(json!({ "approvals": s.engine.approvals().list() }))
 }
 
+async fn list_grants(State(s): State<AppState>, Authed(_): Authed) -> Json<serde_json::Value> {
+    Json(json!({ "grants": s.engine.grants() }))
+}
+
 async fn get_approval(
     State(s): State<AppState>,
     Authed(_): Authed,
@@ -121,7 +126,8 @@ async fn get_approval(
 /// Body of `POST /v1/approvals/{id}/approve`.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ApproveRequest {
-    /// Time-boxed grant (`30m`): the same identity, target and rule are allowed until then.
+    /// Time-boxed grant (`30m`, at most `approvals.max_grant`): the same identity,
+    /// credential, target and rule are allowed until then.
     #[serde(default, rename = "for")]
     pub valid_for: Option<String>,
 }
@@ -136,7 +142,9 @@ pub struct DenyRequest {
 fn approval_error(e: ApprovalError) -> ApiError {
     let status = match &e {
         ApprovalError::NotFound(_) => StatusCode::NOT_FOUND,
-        ApprovalError::BadDuration(_) => StatusCode::BAD_REQUEST,
+        ApprovalError::BadDuration(_) | ApprovalError::GrantTooLong { .. } => {
+            StatusCode::BAD_REQUEST
+        }
         ApprovalError::SelfApproval(_) | ApprovalError::NotInGroup { .. } => StatusCode::FORBIDDEN,
         ApprovalError::Engine(_) => StatusCode::SERVICE_UNAVAILABLE,
     };

@@ -426,17 +426,22 @@ async fn concurrent_reviewers_produce_exactly_one_outcome() {
 }
 
 #[tokio::test]
-async fn an_unrepresentable_grant_duration_is_refused_not_a_crash() {
+async fn an_over_long_grant_is_refused_not_a_crash() {
     let f = fixture();
     let s = session(&f, "etl").await;
     let (c, d) = stmt("delete");
     let held = f.engine.decide(&s, c, d).await.unwrap();
     let id = held.approval.unwrap().id;
-    let forever = Duration::from_secs(300_000 * 365 * 24 * 3600);
-    assert!(matches!(
-        f.engine.approve(&id, &dba("bob"), Some(forever)).await,
-        Err(ApprovalError::BadDuration(_))
-    ));
+    // Past `approvals.max_grant` (8 h by default), and past what a date can hold.
+    for asked in [9 * 3600, 300_000 * 365 * 24 * 3600] {
+        let e = f
+            .engine
+            .approve(&id, &dba("bob"), Some(Duration::from_secs(asked)))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ApprovalError::GrantTooLong { .. }), "{e}");
+        assert!(e.to_string().contains("approvals.max_grant = 8h"), "{e}");
+    }
     // Still pending, and a sane grant still works.
     f.engine
         .approve(&id, &dba("bob"), Some(Duration::from_secs(60)))
@@ -445,9 +450,19 @@ async fn an_unrepresentable_grant_duration_is_refused_not_a_crash() {
 }
 
 #[tokio::test]
-async fn a_grant_for_a_duration_covers_the_same_identity_target_and_rule() {
+async fn a_grant_for_a_duration_covers_the_same_identity_credential_target_and_rule() {
     let f = fixture();
-    let s = session(&f, "etl").await;
+    let (s_token, _) = issue(&f.engine, "etl", "db-a", Duration::from_secs(600)).await;
+    let p = f
+        .engine
+        .authenticate(&s_token, Protocol::Postgres, None, None, None)
+        .await
+        .unwrap();
+    let s = f
+        .engine
+        .open_session(p, SessionInfo::default())
+        .await
+        .unwrap();
     let (c, d) = stmt("delete");
     let held = f.engine.decide(&s, c, d).await.unwrap();
     let id = held.approval.unwrap().id;
@@ -464,6 +479,46 @@ async fn a_grant_for_a_duration_covers_the_same_identity_target_and_rule() {
     assert_eq!(
         f.engine.decide(&other, c, d).await.unwrap().effect,
         Effect::RequireApproval
+    );
+    // Nor is the same identity with another credential: a grant ends with the
+    // credential it was given to (revoked or expired).
+    let new_token = session(&f, "etl").await;
+    let (c, d) = stmt("delete");
+    assert_eq!(
+        f.engine.decide(&new_token, c, d).await.unwrap().effect,
+        Effect::RequireApproval
+    );
+    // Reviewers can list it, and it survives a restart bound the same way.
+    let grants = f.engine.grants();
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    assert_eq!(grants[0].approval_id, id);
+    assert_eq!(grants[0].identity, "etl");
+    assert_eq!(
+        grants[0].credential_id.as_deref(),
+        s.principal.identity.credential_id.as_deref()
+    );
+    assert_eq!(grants[0].reviewer, "bob");
+    let Fixture {
+        _dir,
+        engine,
+        key,
+        log_dir,
+    } = f;
+    drop((engine, other, new_token));
+    let engine = open_engine(&log_dir, &key);
+    assert_eq!(engine.grants().len(), 1);
+    let p = engine
+        .authenticate(&s_token, Protocol::Postgres, None, None, None)
+        .await
+        .unwrap();
+    let again = engine
+        .open_session(p, SessionInfo::default())
+        .await
+        .unwrap();
+    let (c, d) = stmt("delete");
+    assert_eq!(
+        engine.decide(&again, c, d).await.unwrap().effect,
+        Effect::Allow
     );
 }
 

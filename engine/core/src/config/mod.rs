@@ -399,6 +399,9 @@ pub struct ApprovalsSection {
     /// Hold timeout when a rule does not give one.
     #[serde(default = "default_ttl", deserialize_with = "duration")]
     pub default_timeout: Duration,
+    /// Longest time-boxed grant (`approvals approve --for`) a reviewer may give.
+    #[serde(default = "default_max_grant", deserialize_with = "duration")]
+    pub max_grant: Duration,
     /// Webhook receiving Slack-compatible JSON for every approval request.
     #[serde(default)]
     pub webhook: Option<String>,
@@ -411,10 +414,15 @@ impl Default for ApprovalsSection {
     fn default() -> Self {
         Self {
             default_timeout: default_ttl(),
+            max_grant: default_max_grant(),
             webhook: None,
             public_url: None,
         }
     }
+}
+
+fn default_max_grant() -> Duration {
+    crate::engine::DEFAULT_MAX_GRANT
 }
 
 /// `[admin]`

@@ -58,16 +58,30 @@ pub struct PendingApproval {
 
 struct Pending {
     view: PendingApproval,
+    /// The credential of the held request's session: a grant covers only it.
+    credential: Option<String>,
     tx: watch::Sender<Option<ApprovalOutcome>>,
 }
 
-#[derive(Debug, Clone)]
-struct Grant {
-    identity: String,
-    target: String,
-    rule: String,
-    until: DateTime<Utc>,
-    approval_id: String,
+/// A time-boxed grant: the same identity, credential, target and rule run without
+/// asking again until it ends. Revoking (or the expiry of) the credential ends it too,
+/// since no session can use that credential any more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Grant {
+    /// The approval that made it.
+    pub approval_id: String,
+    /// Identity covered.
+    pub identity: String,
+    /// Credential covered (`None` only for approvals logged without one).
+    pub credential_id: Option<String>,
+    /// Target covered.
+    pub target: String,
+    /// Rule covered.
+    pub rule: String,
+    /// When it ends.
+    pub until: DateTime<Utc>,
+    /// Reviewer who granted it.
+    pub reviewer: String,
 }
 
 /// Pending approvals and grants.
@@ -109,19 +123,28 @@ impl Approvals {
                     deadline: a.deadline,
                     waiting,
                 };
+                let credential = identity.and_then(|i| i.credential_id.clone());
                 let (tx, _) = watch::channel(None);
-                s.pending
-                    .insert(a.approval_id.clone(), Pending { view, tx });
+                s.pending.insert(
+                    a.approval_id.clone(),
+                    Pending {
+                        view,
+                        credential,
+                        tx,
+                    },
+                );
             }
             Payload::ApprovalGranted(g) => {
                 if let Some(p) = s.pending.remove(&g.approval_id) {
                     if let Some(until) = g.valid_until {
                         s.grants.push(Grant {
+                            approval_id: g.approval_id.clone(),
                             identity: p.view.identity.clone(),
+                            credential_id: p.credential.clone(),
                             target: p.view.target.clone(),
                             rule: p.view.rule.clone(),
                             until,
-                            approval_id: g.approval_id.clone(),
+                            reviewer: g.reviewer.clone(),
                         });
                     }
                     p.tx.send_replace(Some(ApprovalOutcome::Granted {
@@ -151,10 +174,12 @@ impl Approvals {
         self.lock().pending.get(id).map(|p| p.tx.subscribe())
     }
 
-    /// The grant covering every one of `rules` for this identity and target at `now`.
+    /// The grant covering every one of `rules` for this identity, credential and
+    /// target at `now`.
     pub fn grant_for(
         &self,
         identity: &str,
+        credential: Option<&str>,
         target: &str,
         rules: &[&str],
         now: DateTime<Utc>,
@@ -163,13 +188,28 @@ impl Approvals {
         s.grants.retain(|g| g.until > now);
         let mut found = None;
         for rule in rules {
-            let g = s
-                .grants
-                .iter()
-                .find(|g| g.identity == identity && g.target == target && g.rule == *rule)?;
+            let g = s.grants.iter().find(|g| {
+                g.identity == identity
+                    && g.credential_id.as_deref() == credential
+                    && g.target == target
+                    && g.rule == *rule
+            })?;
             found = Some((g.approval_id.clone(), g.until));
         }
         found
+    }
+
+    /// Grants in force at `now`, soonest to end first.
+    pub fn grants(&self, now: DateTime<Utc>) -> Vec<Grant> {
+        let mut s = self.lock();
+        s.grants.retain(|g| g.until > now);
+        let mut v = s.grants.clone();
+        v.sort_by(|a, b| {
+            a.until
+                .cmp(&b.until)
+                .then(a.approval_id.cmp(&b.approval_id))
+        });
+        v
     }
 
     /// Pending approvals, oldest first.

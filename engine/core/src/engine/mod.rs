@@ -27,7 +27,7 @@ use gatehouse_events::payload::{
 };
 use gatehouse_events::{Event, EventId, Identity, Protocol};
 
-pub use approvals::{ApprovalOutcome, Approvals, PendingApproval};
+pub use approvals::{ApprovalOutcome, Approvals, Grant, PendingApproval};
 pub use sessions::{Session, SessionInfo, SessionView};
 
 use crate::identity::{AuthError, Authenticator, IssueRequest, Principal};
@@ -40,6 +40,9 @@ pub trait Notifier: Send + Sync {
     fn approval_requested(&self, approval: &PendingApproval);
 }
 
+/// Longest time-boxed grant unless `approvals.max_grant` says otherwise.
+pub const DEFAULT_MAX_GRANT: Duration = Duration::from_secs(8 * 3600);
+
 /// Engine settings.
 #[derive(Clone)]
 pub struct EngineOptions {
@@ -47,6 +50,8 @@ pub struct EngineOptions {
     pub gateway_id: String,
     /// Hold timeout when a rule gives none.
     pub approval_timeout: Duration,
+    /// Longest time-boxed grant a reviewer may give.
+    pub max_grant: Duration,
     /// Notified of approval requests.
     pub notifier: Option<Arc<dyn Notifier>>,
 }
@@ -57,6 +62,7 @@ impl EngineOptions {
         Self {
             gateway_id: gateway_id.into(),
             approval_timeout: Duration::from_secs(15 * 60),
+            max_grant: DEFAULT_MAX_GRANT,
             notifier: None,
         }
     }
@@ -102,6 +108,14 @@ pub enum ApprovalError {
     /// A grant duration too long to represent.
     #[error("`{0}` is too long for a grant")]
     BadDuration(String),
+    /// A grant longer than `approvals.max_grant`.
+    #[error("a grant of {asked} is longer than this gateway allows (approvals.max_grant = {max})")]
+    GrantTooLong {
+        /// What the reviewer asked for.
+        asked: String,
+        /// The configured maximum.
+        max: String,
+    },
     /// Recording the decision failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -461,6 +475,11 @@ impl Engine {
         self.sessions.list()
     }
 
+    /// Time-boxed grants in force.
+    pub fn grants(&self) -> Vec<Grant> {
+        self.approvals.grants(Utc::now())
+    }
+
     /// Judges one request. The request, the decision, any alerts and any approval
     /// request are appended to the log before this returns. An `Err` means the
     /// request must be refused.
@@ -524,6 +543,7 @@ impl Engine {
                 let now = Utc::now();
                 match self.approvals.grant_for(
                     &session.principal.identity.name,
+                    session.principal.identity.credential_id.as_deref(),
                     &session.principal.target,
                     &asking,
                     now,
@@ -725,6 +745,14 @@ impl Engine {
     ) -> Result<PendingApproval, ApprovalError> {
         let _deciding = self.deciding.lock().await;
         let p = self.check_reviewer(id, reviewer)?;
+        if let Some(d) = valid_for
+            && d > self.options.max_grant
+        {
+            return Err(ApprovalError::GrantTooLong {
+                asked: humantime::format_duration(d).to_string(),
+                max: humantime::format_duration(self.options.max_grant).to_string(),
+            });
+        }
         let valid_until = match valid_for {
             None => None,
             Some(d) => Some(
