@@ -94,7 +94,7 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
     let mut options = EngineOptions::new(config.gateway_id());
     options.approval_timeout = config.approvals.default_timeout;
     options.max_grant = config.approvals.max_grant;
-    options.notifier = crate::cli::notify::webhook(&config);
+    options.notifier = crate::cli::notify::webhook(&config)?;
     let engine = Engine::open(options, log.clone(), policy, auth)
         .context("cannot rebuild state from the event log")?;
 

@@ -346,11 +346,13 @@ fn one_request_server() -> (u16, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
     (port, rx)
 }
 
+const WEBHOOK_SECRET: &str = "webhook-signing-secret";
+
 #[test]
 fn an_approval_request_reaches_the_webhook_with_approve_and_deny_links() {
     let (port, received) = one_request_server();
     let s = start_with(&format!(
-        "[approvals]\nwebhook = \"http://127.0.0.1:{port}/hooks/T0/B0/s3cr3t\"\npublic_url = \"https://gatehouse.example:7070\"\n"
+        "[approvals]\nwebhook = \"http://127.0.0.1:{port}/hooks/T0/B0/s3cr3t\"\npublic_url = \"https://gatehouse.example:7070\"\nwebhook_secret = {{ value = \"{WEBHOOK_SECRET}\" }}\n"
     ));
     let token = s.token();
     let mut cmd = s.psql(&token);
@@ -368,6 +370,32 @@ fn an_approval_request_reaches_the_webhook_with_approve_and_deny_links() {
         head.to_ascii_lowercase()
             .contains("content-type: application/json"),
         "{head}"
+    );
+    // Signed: HMAC-SHA256 of "{timestamp}.{body}" with the configured secret.
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_owned())
+            })
+            .unwrap_or_else(|| panic!("no {name} header in {head}"))
+    };
+    let timestamp = header("x-gatehouse-timestamp");
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, WEBHOOK_SECRET.as_bytes());
+    let mut signed = format!("{timestamp}.").into_bytes();
+    signed.extend_from_slice(&body);
+    let expected: String = aws_lc_rs::hmac::sign(&key, &signed)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(header("x-gatehouse-signature"), format!("v1={expected}"));
+    let sent: i64 = timestamp.parse().unwrap();
+    assert!(
+        (chrono::Utc::now().timestamp() - sent).abs() < 60,
+        "{timestamp}"
     );
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["approval"]["id"], id.as_str(), "{v}");
@@ -401,6 +429,11 @@ fn an_approval_request_reaches_the_webhook_with_approve_and_deny_links() {
     let out = child.join().unwrap();
     assert!(!out.status.success());
     assert!(text(&out).contains(&id), "{}", text(&out));
-    // The webhook URL's secret path never reaches the operational log.
-    assert!(!s.gw.serve_log().contains("s3cr3t"), "{}", s.gw.serve_log());
+    // The webhook URL's secret path and the signing secret never reach the
+    // operational log.
+    let log = s.gw.serve_log();
+    assert!(
+        !log.contains("s3cr3t") && !log.contains(WEBHOOK_SECRET),
+        "{log}"
+    );
 }

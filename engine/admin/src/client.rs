@@ -77,20 +77,35 @@ impl HttpClient {
         bearer: Option<&str>,
         body: Option<&serde_json::Value>,
     ) -> Result<(StatusCode, Bytes), ClientError> {
-        let mut req = Request::builder().method(method).uri(url).header(
-            "user-agent",
-            concat!("gatehouse/", env!("CARGO_PKG_VERSION")),
-        );
+        let mut headers = Vec::new();
         if let Some(t) = bearer {
-            req = req.header("authorization", format!("Bearer {t}"));
+            headers.push(("authorization", format!("Bearer {t}")));
         }
         let payload = match body {
             Some(b) => {
-                req = req.header("content-type", "application/json");
+                headers.push(("content-type", "application/json".to_owned()));
                 Bytes::from(serde_json::to_vec(b).map_err(|e| ClientError::Invalid(e.to_string()))?)
             }
             None => Bytes::new(),
         };
+        self.send_bytes(method, url, &headers, payload).await
+    }
+
+    /// Sends `payload` as is with extra headers; returns the status and body.
+    pub async fn send_bytes(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, String)],
+        payload: Bytes,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        let mut req = Request::builder().method(method).uri(url).header(
+            "user-agent",
+            concat!("gatehouse/", env!("CARGO_PKG_VERSION")),
+        );
+        for (name, value) in headers {
+            req = req.header(*name, value);
+        }
         let req = req
             .body(Full::new(payload))
             .map_err(|e| ClientError::Invalid(e.to_string()))?;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_lc_rs::hmac;
 use gatehouse_core::engine::{Notifier, PendingApproval};
 use hyper::Method;
 use serde_json::json;
@@ -10,20 +11,30 @@ use serde_json::json;
 use crate::client::HttpClient;
 
 /// Posts each approval request to a webhook (3 attempts, then logs and gives up; the
-/// approval stays visible in the API and CLI either way).
+/// approval stays visible in the API and CLI either way), signed when a secret is set.
 pub struct WebhookNotifier {
     url: String,
     public_url: String,
     client: HttpClient,
+    /// Signs each request (`approvals.webhook_secret`) so the receiver can check it
+    /// came from this gateway.
+    key: Option<Arc<hmac::Key>>,
 }
 
+/// Header with the signing time (Unix seconds).
+pub const TIMESTAMP_HEADER: &str = "x-gatehouse-timestamp";
+/// Header with `v1=` and the hex HMAC-SHA256 of `"{timestamp}.{body}"`.
+pub const SIGNATURE_HEADER: &str = "x-gatehouse-signature";
+
 impl WebhookNotifier {
-    /// A notifier for `url`; `public_url` is the admin API as reviewers reach it.
-    pub fn new(url: String, public_url: String) -> Arc<Self> {
+    /// A notifier for `url`; `public_url` is the admin API as reviewers reach it;
+    /// `secret` signs each request.
+    pub fn new(url: String, public_url: String, secret: Option<&[u8]>) -> Arc<Self> {
         Arc::new(Self {
             url,
             public_url: public_url.trim_end_matches('/').to_owned(),
             client: HttpClient::new(Duration::from_secs(10)),
+            key: secret.map(|s| Arc::new(hmac::Key::new(hmac::HMAC_SHA256, s))),
         })
     }
 
@@ -64,16 +75,28 @@ impl WebhookNotifier {
 
 impl Notifier for WebhookNotifier {
     fn approval_requested(&self, approval: &PendingApproval) {
-        let body = self.body(approval);
+        let body = match serde_json::to_vec(&self.body(approval)) {
+            Ok(b) => hyper::body::Bytes::from(b),
+            Err(error) => {
+                tracing::warn!(message = "Cannot encode the approval webhook.", approval = %approval.id, %error);
+                return;
+            }
+        };
         let client = self.client.clone();
         let url = self.url.clone();
         let id = approval.id.clone();
+        let key = self.key.clone();
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
         rt.spawn(async move {
             for attempt in 1..=3u32 {
-                match client.send(Method::POST, &url, None, Some(&body)).await {
+                // Signed per attempt: the timestamp says when this one was sent.
+                let headers = headers(key.as_deref(), &body);
+                match client
+                    .send_bytes(Method::POST, &url, &headers, body.clone())
+                    .await
+                {
                     Ok((status, _)) if status.is_success() => return,
                     Ok((status, _)) => tracing::warn!(message = "Approval webhook refused.", approval = %id, %status, attempt),
                     Err(error) => {
@@ -89,6 +112,33 @@ impl Notifier for WebhookNotifier {
     }
 }
 
+/// Content type, and with a key the timestamp and signature headers.
+fn headers(key: Option<&hmac::Key>, body: &[u8]) -> Vec<(&'static str, String)> {
+    let mut h = vec![("content-type", "application/json".to_owned())];
+    if let Some(key) = key {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        h.push((TIMESTAMP_HEADER, now.to_string()));
+        h.push((SIGNATURE_HEADER, format!("v1={}", sign(key, now, body))));
+    }
+    h
+}
+
+/// Hex HMAC-SHA256 of `"{timestamp}.{body}"`.
+pub fn sign(key: &hmac::Key, timestamp: u64, body: &[u8]) -> String {
+    let mut ctx = hmac::Context::with_key(key);
+    ctx.update(timestamp.to_string().as_bytes());
+    ctx.update(b".");
+    ctx.update(body);
+    ctx.sign()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// `scheme://host[:port]/…` of a URL: what may be logged of a webhook address.
 fn redacted(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
@@ -99,7 +149,17 @@ fn redacted(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redacted;
+    use super::{hmac, redacted, sign};
+
+    #[test]
+    fn signatures_match_an_independent_hmac_sha256() {
+        // python3: hmac.new(b"secret", b'1700000000.{"a":1}', hashlib.sha256).hexdigest()
+        let key = hmac::Key::new(hmac::HMAC_SHA256, b"secret");
+        assert_eq!(
+            sign(&key, 1_700_000_000, br#"{"a":1}"#),
+            "49f24e537407743fa4a0242bb63b94b9a47ee99cbbe071ccd8a22550ae411686"
+        );
+    }
 
     #[test]
     fn webhook_urls_are_logged_without_path_query_or_userinfo() {

@@ -405,6 +405,9 @@ pub struct ApprovalsSection {
     /// Webhook receiving Slack-compatible JSON for every approval request.
     #[serde(default)]
     pub webhook: Option<String>,
+    /// Signs each webhook request (HMAC-SHA256 headers) so the receiver can verify it.
+    #[serde(default)]
+    pub webhook_secret: Option<SecretRef>,
     /// Base URL of the admin API as reviewers reach it (for approve/deny links).
     #[serde(default)]
     pub public_url: Option<String>,
@@ -416,6 +419,7 @@ impl Default for ApprovalsSection {
             default_timeout: default_ttl(),
             max_grant: default_max_grant(),
             webhook: None,
+            webhook_secret: None,
             public_url: None,
         }
     }
@@ -734,6 +738,14 @@ impl Config {
                     ));
                 }
             }
+        }
+        if self
+            .approvals
+            .webhook_secret
+            .as_ref()
+            .is_some_and(SecretRef::is_inline)
+        {
+            out.push("approvals: `webhook_secret` is written inline in the config file; use { env = \"...\" } or { file = \"...\" } so it cannot be committed by mistake".into());
         }
         for u in &self.admin.users {
             if u.token.is_inline() {
