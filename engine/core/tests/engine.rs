@@ -268,12 +268,16 @@ async fn revoking_a_token_closes_its_live_sessions() {
 
 async fn session(f: &Fixture, agent: &str) -> Arc<gatehouse_core::engine::Session> {
     let (token, _) = issue(&f.engine, agent, "db-a", Duration::from_secs(600)).await;
-    let p = f
-        .engine
-        .authenticate(&token, Protocol::Postgres, None, None, None)
+    session_with(&f.engine, &token).await
+}
+
+/// A session opened with `token`.
+async fn session_with(engine: &Engine, token: &str) -> Arc<gatehouse_core::engine::Session> {
+    let p = engine
+        .authenticate(token, Protocol::Postgres, None, None, None)
         .await
         .unwrap();
-    f.engine
+    engine
         .open_session(p, SessionInfo::default())
         .await
         .unwrap()
@@ -453,16 +457,7 @@ async fn an_over_long_grant_is_refused_not_a_crash() {
 async fn a_grant_for_a_duration_covers_the_same_identity_credential_target_and_rule() {
     let f = fixture();
     let (s_token, _) = issue(&f.engine, "etl", "db-a", Duration::from_secs(600)).await;
-    let p = f
-        .engine
-        .authenticate(&s_token, Protocol::Postgres, None, None, None)
-        .await
-        .unwrap();
-    let s = f
-        .engine
-        .open_session(p, SessionInfo::default())
-        .await
-        .unwrap();
+    let s = session_with(&f.engine, &s_token).await;
     let (c, d) = stmt("delete");
     let held = f.engine.decide(&s, c, d).await.unwrap();
     let id = held.approval.unwrap().id;
@@ -507,14 +502,7 @@ async fn a_grant_for_a_duration_covers_the_same_identity_credential_target_and_r
     drop((engine, other, new_token));
     let engine = open_engine(&log_dir, &key);
     assert_eq!(engine.grants().len(), 1);
-    let p = engine
-        .authenticate(&s_token, Protocol::Postgres, None, None, None)
-        .await
-        .unwrap();
-    let again = engine
-        .open_session(p, SessionInfo::default())
-        .await
-        .unwrap();
+    let again = session_with(&engine, &s_token).await;
     let (c, d) = stmt("delete");
     assert_eq!(
         engine.decide(&again, c, d).await.unwrap().effect,
