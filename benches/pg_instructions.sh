@@ -70,10 +70,10 @@ TOML
   wait_port "$admin_port"; wait_port "$gh_port"
   token=$(GATEHOUSE_ADMIN_URL=http://127.0.0.1:$admin_port GATEHOUSE_ADMIN_TOKEN=admin-tok \
     "$GATEHOUSE" token issue --agent bench --target app --ttl 1h 2>/dev/null)
-  callgrind_control -z "$GH_PID" >/dev/null
+  callgrind_control -z "$GH_PID" >/dev/null 2>&1
   PGPASSWORD=$token pgbench -n -S -M "$MODE" -c 2 -j 2 -t "$1" -h 127.0.0.1 -p "$gh_port" -U bench app >/dev/null 2>&1 \
     || { echo "pgbench through the gateway failed" >&2; exit 1; }
-  callgrind_control -d "$GH_PID" >/dev/null
+  callgrind_control -d "$GH_PID" >/dev/null 2>&1
   kill "$GH_PID"; wait "$GH_PID" 2>/dev/null || true; GH_PID=
   out=$(ls -S "$dir"/cg.* | head -1)
   callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }'
