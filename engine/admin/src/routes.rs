@@ -145,7 +145,9 @@ fn approval_error(e: ApprovalError) -> ApiError {
         ApprovalError::BadDuration(_) | ApprovalError::GrantTooLong { .. } => {
             StatusCode::BAD_REQUEST
         }
-        ApprovalError::SelfApproval(_) | ApprovalError::NotInGroup { .. } => StatusCode::FORBIDDEN,
+        ApprovalError::SelfApproval(_)
+        | ApprovalError::IssuedByReviewer(_)
+        | ApprovalError::NotInGroup { .. } => StatusCode::FORBIDDEN,
         ApprovalError::Engine(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     ApiError(status, e.to_string())

@@ -545,3 +545,42 @@ async fn pending_approvals_survive_a_restart_and_expire_at_their_deadline() {
         |e| matches!(&e.payload, Payload::SessionClosed(c) if c.reason == "gateway_restarted")
     ));
 }
+
+#[tokio::test]
+async fn the_reviewer_who_issued_the_agents_credential_cannot_decide() {
+    let f = fixture();
+    let req = IssueRequest {
+        agent: "etl".into(),
+        target: "db-a".into(),
+        ttl: Duration::from_secs(600),
+        on_behalf_of: None,
+        issued_by: Some("bob".into()),
+    };
+    let (token, _) = f.engine.issue_token(&req).await.unwrap();
+    let s = session_with(&f.engine, &token).await;
+    let (c, d) = stmt("delete");
+    let id = f
+        .engine
+        .decide(&s, c, d)
+        .await
+        .unwrap()
+        .approval
+        .unwrap()
+        .id;
+    let e = f.engine.approve(&id, &dba("bob"), None).await.unwrap_err();
+    assert!(matches!(e, ApprovalError::IssuedByReviewer(_)), "{e}");
+    let e = f.engine.deny(&id, &dba("bob"), "no").await.unwrap_err();
+    assert!(matches!(e, ApprovalError::IssuedByReviewer(_)), "{e}");
+    // Still pending after a restart, with the issuer known from the log.
+    let Fixture {
+        _dir,
+        engine,
+        key,
+        log_dir,
+    } = f;
+    drop((engine, s));
+    let engine = open_engine(&log_dir, &key);
+    let e = engine.approve(&id, &dba("bob"), None).await.unwrap_err();
+    assert!(matches!(e, ApprovalError::IssuedByReviewer(_)), "{e}");
+    engine.approve(&id, &dba("carol"), None).await.unwrap();
+}

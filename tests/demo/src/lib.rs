@@ -32,6 +32,9 @@ use rdkafka::{Offset, TopicPartitionList};
 
 /// The reviewer's admin API token (a demo value, given to the gateway by env).
 const REVIEWER_TOKEN: &str = "demo-reviewer-token-5d1e9c";
+/// The operator who issues the agent's tokens: a different person from the reviewer,
+/// since whoever issued a credential may not approve its requests.
+const OPERATOR_TOKEN: &str = "demo-operator-token-8a4f27";
 /// The token the test Kubernetes API accepts (held by the gateway, never by the agent).
 const UPSTREAM_K8S_TOKEN: &str = "demo-upstream-k8s-token-77ab01";
 
@@ -319,6 +322,11 @@ role = "admin"
 groups = ["sre-oncall", "security", "dba-oncall"]
 token = {{ env = "DEMO_REVIEWER_TOKEN" }}
 
+[[admin.user]]
+name = "ops@example.com"
+role = "admin"
+token = {{ env = "DEMO_OPERATOR_TOKEN" }}
+
 [shipping.parquet]
 max_age = "1s"
 
@@ -367,6 +375,7 @@ ca = "{k8s_ca}"
             &config,
             &[
                 ("DEMO_REVIEWER_TOKEN", REVIEWER_TOKEN),
+                ("DEMO_OPERATOR_TOKEN", OPERATOR_TOKEN),
                 ("DEMO_PG_PASSWORD", Postgres::SERVICE_PASSWORD),
                 ("DEMO_K8S_TOKEN", UPSTREAM_K8S_TOKEN),
             ],
@@ -454,6 +463,7 @@ ca = "{k8s_ca}"
 
     fn issue(&mut self, target: &str, kubeconfig: Option<&Path>) -> String {
         let mut c = self.cli();
+        c.env("GATEHOUSE_ADMIN_TOKEN", OPERATOR_TOKEN);
         c.args([
             "token",
             "issue",

@@ -1,6 +1,6 @@
 //! Pending approvals and time-boxed grants: a fold over approval events.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
@@ -60,6 +60,8 @@ struct Pending {
     view: PendingApproval,
     /// The credential of the held request's session: a grant covers only it.
     credential: Option<String>,
+    /// Who issued that credential: they may not decide (four eyes).
+    issuer: Option<String>,
     tx: watch::Sender<Option<ApprovalOutcome>>,
 }
 
@@ -94,6 +96,8 @@ pub struct Approvals {
 struct State {
     pending: BTreeMap<String, Pending>,
     grants: Vec<Grant>,
+    /// Issuer and expiry of each unexpired Gatehouse credential, by credential id.
+    issuers: HashMap<String, (String, DateTime<Utc>)>,
 }
 
 impl Approvals {
@@ -124,15 +128,28 @@ impl Approvals {
                     waiting,
                 };
                 let credential = identity.and_then(|i| i.credential_id.clone());
+                let issuer = credential
+                    .as_ref()
+                    .and_then(|c| s.issuers.get(c))
+                    .map(|(by, _)| by.clone());
                 let (tx, _) = watch::channel(None);
                 s.pending.insert(
                     a.approval_id.clone(),
                     Pending {
                         view,
                         credential,
+                        issuer,
                         tx,
                     },
                 );
+            }
+            Payload::CredentialIssued(c) => {
+                // Expired credentials open no sessions, so ask for no approvals.
+                s.issuers.retain(|_, (_, until)| *until > event.time);
+                if let Some(by) = &c.issued_by {
+                    s.issuers
+                        .insert(c.credential_id.clone(), (by.clone(), c.expires_at));
+                }
             }
             Payload::ApprovalGranted(g) => {
                 if let Some(p) = s.pending.remove(&g.approval_id) {
@@ -227,6 +244,11 @@ impl Approvals {
     /// One pending approval.
     pub fn get(&self, id: &str) -> Option<PendingApproval> {
         self.lock().pending.get(id).map(|p| p.view.clone())
+    }
+
+    /// Who issued the credential that asked for a pending approval, when known.
+    pub fn issuer(&self, id: &str) -> Option<String> {
+        self.lock().pending.get(id).and_then(|p| p.issuer.clone())
     }
 
     /// Pending approvals past their deadline at `now`.

@@ -97,6 +97,9 @@ pub enum ApprovalError {
     /// Self-approval.
     #[error("`{0}` cannot decide an approval requested by itself or on its behalf")]
     SelfApproval(String),
+    /// The reviewer issued the credential that asked.
+    #[error("`{0}` issued the credential that asked, so another reviewer must decide")]
+    IssuedByReviewer(String),
     /// Not in the reviewer group.
     #[error("`{reviewer}` is not in reviewer group `{group}`")]
     NotInGroup {
@@ -381,7 +384,10 @@ impl Engine {
                 credential_id: Some(issued.credential_id.clone()),
             })
             .build();
-        self.append(&[event]).await.map_err(|e| e.to_string())?;
+        self.append(std::slice::from_ref(&event))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.approvals.apply(&event, false);
         Ok((token, issued))
     }
 
@@ -823,6 +829,9 @@ impl Engine {
         if reviewer.name == p.identity || p.on_behalf_of.as_deref() == Some(reviewer.name.as_str())
         {
             return Err(ApprovalError::SelfApproval(reviewer.name.clone()));
+        }
+        if self.approvals.issuer(id).as_deref() == Some(reviewer.name.as_str()) {
+            return Err(ApprovalError::IssuedByReviewer(reviewer.name.clone()));
         }
         if !reviewer.groups.contains(&p.group) {
             return Err(ApprovalError::NotInGroup {
