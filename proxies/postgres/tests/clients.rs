@@ -249,7 +249,7 @@ fn results_are_logged_in_order_and_while_the_session_stays_open() {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
             let results = h
-                .events()
+                .events_now()
                 .iter()
                 .filter(|e| matches!(&e.payload, Payload::ResultObserved(r) if r.status == ResultStatus::Ok))
                 .count();

@@ -162,8 +162,18 @@ impl Harness {
         )
     }
 
-    /// Every event logged so far.
+    /// Every event logged so far, once the sessions have closed. A session records
+    /// its last results as it closes, after its client may already have exited.
     pub fn events(&self) -> Vec<Event> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !self.engine.sessions().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.events_now()
+    }
+
+    /// Every event logged so far, sessions open or not.
+    pub fn events_now(&self) -> Vec<Event> {
         LogReader::open(self.dir.path().join("log"), 0)
             .map(|r| r.unwrap().event().unwrap())
             .collect()
