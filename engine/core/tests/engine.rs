@@ -35,6 +35,26 @@ struct Fixture {
     log_dir: std::path::PathBuf,
 }
 
+impl Fixture {
+    /// A gateway restart: the engine is dropped and a new one opens the same log.
+    fn restart(self) -> Self {
+        let Fixture {
+            _dir,
+            engine,
+            key,
+            log_dir,
+        } = self;
+        drop(engine);
+        let engine = open_engine(&log_dir, &key);
+        Fixture {
+            _dir,
+            engine,
+            key,
+            log_dir,
+        }
+    }
+}
+
 fn targets() -> BTreeMap<String, Protocol> {
     [
         ("db-a".to_owned(), Protocol::Postgres),
@@ -493,19 +513,13 @@ async fn a_grant_for_a_duration_covers_the_same_identity_credential_target_and_r
         s.principal.identity.credential_id.as_deref()
     );
     assert_eq!(grants[0].reviewer, "bob");
-    let Fixture {
-        _dir,
-        engine,
-        key,
-        log_dir,
-    } = f;
-    drop((engine, other, new_token));
-    let engine = open_engine(&log_dir, &key);
-    assert_eq!(engine.grants().len(), 1);
-    let again = session_with(&engine, &s_token).await;
+    drop((other, new_token));
+    let f = f.restart();
+    assert_eq!(f.engine.grants().len(), 1);
+    let again = session_with(&f.engine, &s_token).await;
     let (c, d) = stmt("delete");
     assert_eq!(
-        engine.decide(&again, c, d).await.unwrap().effect,
+        f.engine.decide(&again, c, d).await.unwrap().effect,
         Effect::Allow
     );
 }
@@ -572,15 +586,9 @@ async fn the_reviewer_who_issued_the_agents_credential_cannot_decide() {
     let e = f.engine.deny(&id, &dba("bob"), "no").await.unwrap_err();
     assert!(matches!(e, ApprovalError::IssuedByReviewer(_)), "{e}");
     // Still pending after a restart, with the issuer known from the log.
-    let Fixture {
-        _dir,
-        engine,
-        key,
-        log_dir,
-    } = f;
-    drop((engine, s));
-    let engine = open_engine(&log_dir, &key);
-    let e = engine.approve(&id, &dba("bob"), None).await.unwrap_err();
+    drop(s);
+    let f = f.restart();
+    let e = f.engine.approve(&id, &dba("bob"), None).await.unwrap_err();
     assert!(matches!(e, ApprovalError::IssuedByReviewer(_)), "{e}");
-    engine.approve(&id, &dba("carol"), None).await.unwrap();
+    f.engine.approve(&id, &dba("carol"), None).await.unwrap();
 }
