@@ -38,19 +38,12 @@ impl ChainQuery {
     /// The SQL. Columns: `kind` (`pg->ssh->k8s`, `pg->ssh`, `ssh->k8s`), `identity`,
     /// `host`, `started`, `ended`, `recon_event`, `hop_event`, `pod_event`, `sessions`.
     pub fn sql(&self) -> String {
-        let secs = self.within.as_secs().max(1);
-        // Filters on the start time (and, for pruning, the `day` partition).
-        let since = self
-            .since
-            .as_deref()
-            .map(|s| format!("AND time >= TIMESTAMP '{}'", s.replace('\'', "''")))
-            .unwrap_or_default();
-        let day_filter = self
-            .since
-            .as_deref()
-            .and_then(|s| s.get(..10))
-            .map(|d| format!("AND day >= '{}'", d.replace('\'', "''")))
-            .unwrap_or_default();
+        let secs = self.window_secs();
+        let (hop, pod, recon) = (
+            self.filter(Step::Hop),
+            self.filter(Step::Pod),
+            self.filter(Step::Recon),
+        );
         // Shape, chosen so that no engine has to materialise anything (DataFusion
         // does not materialise CTEs, so each is referenced once) and no join needs a
         // nested loop:
@@ -76,17 +69,16 @@ impl ChainQuery {
             "WITH hop AS (\n\
                SELECT identity, time AS t2, event_id AS hop_event, ssh_host AS host, session_id AS s2, {slot} AS slot\n\
                FROM events\n\
-               WHERE proto = 'ssh' AND event_type = 'request_observed' AND action = 'session_open' {since} {day_filter}\n\
+               WHERE {hop}\n\
              ), pod AS (\n\
                SELECT identity, time AS t3, event_id AS pod_event, session_id AS s3, unnest([{slot}, {slot} - 1]) AS slot\n\
                FROM events\n\
-               WHERE proto = 'kubernetes' AND event_type = 'request_observed' {since} {day_filter}\n\
-                 AND ((action = 'create' AND k8s_resource = 'pods') OR k8s_subresource IN ('exec', 'attach'))\n\
+               WHERE {pod}\n\
              ), recon AS (\n\
                SELECT identity, time AS t1, request_event_id AS recon_event, session_id AS s1, captured_values, result_sample,\n\
                       unnest([{slot}, {slot} + 1]) AS slot\n\
                FROM events\n\
-               WHERE proto = 'postgres' AND event_type = 'result_observed' {since} {day_filter}\n\
+               WHERE {recon}\n\
              ), steps AS (\n\
                SELECT h.identity, h.host, h.t2, h.hop_event, h.s2, p.t3, p.pod_event, p.s3, r.t1, r.recon_event, r.s1,\n\
                       CASE WHEN r.recon_event IS NOT NULL AND p.pod_event IS NOT NULL\n\
@@ -123,4 +115,57 @@ impl ChainQuery {
              ORDER BY started, identity, kind, hop_event, pod_event"
         )
     }
+
+    /// The window in whole seconds (at least one).
+    pub(crate) fn window_secs(&self) -> u64 {
+        self.within.as_secs().max(1)
+    }
+
+    /// The `WHERE` condition selecting one kind of step (with `since` and its `day`
+    /// pruning).
+    pub(crate) fn filter(&self, step: Step) -> String {
+        let mut f = String::from(match step {
+            Step::Hop => {
+                "proto = 'ssh' AND event_type = 'request_observed' AND action = 'session_open'"
+            }
+            Step::Pod => {
+                "proto = 'kubernetes' AND event_type = 'request_observed' \
+                 AND ((action = 'create' AND k8s_resource = 'pods') OR k8s_subresource IN ('exec', 'attach'))"
+            }
+            Step::Recon => "proto = 'postgres' AND event_type = 'result_observed'",
+        });
+        if let Some(since) = self.since.as_deref() {
+            f.push_str(&format!(
+                " AND time >= TIMESTAMP '{}'",
+                since.replace('\'', "''")
+            ));
+            if let Some(day) = since.get(..10) {
+                f.push_str(&format!(" AND day >= '{}'", day.replace('\'', "''")));
+            }
+        }
+        f
+    }
+
+    /// The scan the sweep reads one kind of step with.
+    pub(crate) fn scan_sql(&self, step: Step) -> String {
+        let columns = match step {
+            Step::Hop => "identity, time, event_id, ssh_host, session_id",
+            Step::Pod => "identity, time, event_id, session_id",
+            Step::Recon => {
+                "identity, time, request_event_id, session_id, captured_values, result_sample"
+            }
+        };
+        format!("SELECT {columns} FROM events WHERE {}", self.filter(step))
+    }
+}
+
+/// The three kinds of step.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Step {
+    /// An SSH login.
+    Hop,
+    /// A pod creation or exec.
+    Pod,
+    /// A Postgres result.
+    Recon,
 }

@@ -340,6 +340,13 @@ fn reference_sql(secs: u64) -> String {
     )
 }
 
+/// The `ORDER BY` columns of a row of [`rows`]: started, identity, kind, hop_event,
+/// pod_event.
+fn order_key(row: &str) -> String {
+    let f: Vec<&str> = row.split(" | ").collect();
+    [f[3], f[1], f[0], f[6], f[7]].join(" | ")
+}
+
 fn rows(batches: &[RecordBatch]) -> Vec<String> {
     let columns = [
         "kind",
@@ -390,29 +397,63 @@ fn the_optimized_chain_query_matches_the_reference_query() {
                 within: std::time::Duration::from_secs(secs),
                 ..ChainQuery::default()
             };
-            let mut found = rows(&audit.chains(&query).await.unwrap());
+            // The sweep (what `audit chains` runs) returns the rows in the SQL's order.
+            let swept = rows(&audit.chains(&query).await.unwrap());
+            let mut found = swept.clone();
             found.sort();
-            assert_eq!(found, reference, "window {secs} s");
+            assert_eq!(found, reference, "sweep, window {secs} s");
+            let in_sql = rows(&audit.chains_sql(&query).await.unwrap());
+            let mut sorted = in_sql.clone();
+            sorted.sort();
+            assert_eq!(sorted, reference, "optimized SQL, window {secs} s");
+            assert_eq!(
+                swept.iter().map(|r| order_key(r)).collect::<Vec<_>>(),
+                in_sql.iter().map(|r| order_key(r)).collect::<Vec<_>>(),
+                "ORDER BY started, identity, kind, hop_event, pod_event, window {secs} s"
+            );
             for r in &found {
                 kinds_seen.insert(r.split(" | ").next().unwrap().to_owned());
             }
             // Full chains only: the reference's full rows.
-            let mut full = rows(
-                &audit
-                    .chains(&ChainQuery {
-                        partial: false,
-                        ..query
-                    })
-                    .await
-                    .unwrap(),
-            );
-            full.sort();
+            let full_only = ChainQuery {
+                partial: false,
+                ..query.clone()
+            };
             let reference_full: Vec<String> = reference
                 .iter()
                 .filter(|r| r.starts_with("pg->ssh->k8s |"))
                 .cloned()
                 .collect();
-            assert_eq!(full, reference_full, "full only, window {secs} s");
+            for (how, batches) in [
+                ("sweep", audit.chains(&full_only).await.unwrap()),
+                ("SQL", audit.chains_sql(&full_only).await.unwrap()),
+            ] {
+                let mut full = rows(&batches);
+                full.sort();
+                assert_eq!(full, reference_full, "{how}, full only, window {secs} s");
+            }
+            // `since`: both return the same subset, starting at the median start.
+            let mut starts: Vec<&str> = found
+                .iter()
+                .map(|r| r.split(" | ").nth(3).unwrap())
+                .collect();
+            starts.sort_unstable();
+            let since = starts[starts.len() / 2].replace(' ', "T");
+            let later = ChainQuery {
+                since: Some(since.clone()),
+                ..query
+            };
+            let mut a = rows(&audit.chains(&later).await.unwrap());
+            let mut b = rows(&audit.chains_sql(&later).await.unwrap());
+            a.sort();
+            b.sort();
+            assert!(
+                !a.is_empty() && a.len() < found.len(),
+                "since {since}: {} of {}",
+                a.len(),
+                found.len()
+            );
+            assert_eq!(a, b, "since {since}, window {secs} s");
         }
         assert_eq!(
             kinds_seen.len(),

@@ -75,9 +75,13 @@ pub struct ChainsArgs {
     /// Only complete three-step chains.
     #[arg(long)]
     full_only: bool,
-    /// Print the SQL instead of running it (to paste into `datafusion-cli`).
+    /// Print the equivalent SQL instead of hunting (to paste into `datafusion-cli`).
     #[arg(long)]
     print_sql: bool,
+    /// Run that SQL through DataFusion instead of the built-in sweep (same rows,
+    /// slower; for comparison).
+    #[arg(long, conflicts_with = "print_sql")]
+    sql: bool,
     #[command(flatten)]
     out: Output,
 }
@@ -209,7 +213,11 @@ pub fn run(cmd: AuditCommand, data_dir: &std::path::Path) -> anyhow::Result<Exit
                     return Ok(ExitCode::SUCCESS);
                 }
                 let audit = Audit::open(&audit_dir(&args.out.audit_dir, data_dir)).await?;
-                let batches = audit.chains(&q).await?;
+                let batches = if args.sql {
+                    audit.chains_sql(&q).await?
+                } else {
+                    audit.chains(&q).await?
+                };
                 let n: usize = batches.iter().map(RecordBatch::num_rows).sum();
                 if n == 0 && matches!(args.out.format, Format::Table) && args.out.output.is_none() {
                     println!("no chains found (within {})", args.within);

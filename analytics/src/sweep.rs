@@ -1,0 +1,486 @@
+//! The chain hunt's own plan: DataFusion reads the three kinds of step (narrow
+//! projections; filters, `day`/`proto` pruning and identity lists pushed into the
+//! Parquet scans), then a sweep over each identity's steps in time order pairs them.
+//!
+//! It returns exactly the rows of [`ChainQuery::sql`], in the same order
+//! (`tests/chains.rs` compares the two on dense histories). The SQL needs joins
+//! whose candidates DataFusion has to materialise, hash and repartition; here the
+//! pairing is a two-pointer walk over a few sorted vectors per identity, and the
+//! time goes to reading the files.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, GenericListArray, StringArray, StringBuilder,
+    TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::DataFusionError;
+use datafusion::prelude::{SessionContext, col, lit};
+
+use crate::chains::{ChainQuery, Step};
+use crate::{Audit, AuditError};
+
+const FULL: &str = "pg->ssh->k8s";
+const RECON_HOP: &str = "pg->ssh";
+const HOP_POD: &str = "ssh->k8s";
+
+/// An SSH login.
+struct Hop<'a> {
+    t: i64,
+    id: &'a str,
+    host: Option<&'a str>,
+    session: Option<&'a str>,
+}
+
+/// A pod creation or exec.
+struct Pod<'a> {
+    t: i64,
+    id: &'a str,
+    session: Option<&'a str>,
+}
+
+/// A Postgres result.
+struct Recon<'a> {
+    t: i64,
+    id: &'a str,
+    session: Option<&'a str>,
+    captured: Option<(&'a GenericListArray<i32>, usize)>,
+    sample: Option<&'a str>,
+}
+
+impl Recon<'_> {
+    /// `array_has(captured_values, host) OR strpos(coalesce(result_sample, ''), host) > 0`.
+    fn names(&self, host: &str) -> bool {
+        if let Some((list, row)) = self.captured {
+            let values = list.values().as_string::<i32>();
+            let offsets = list.value_offsets();
+            if let (Some(&a), Some(&b)) = (offsets.get(row), offsets.get(row + 1)) {
+                let (a, b) = (
+                    usize::try_from(a).unwrap_or(0),
+                    usize::try_from(b).unwrap_or(0),
+                );
+                if (a..b).any(|j| values.is_valid(j) && values.value(j) == host) {
+                    return true;
+                }
+            }
+        }
+        self.sample.unwrap_or("").contains(host)
+    }
+}
+
+/// The steps of one identity.
+#[derive(Default)]
+struct Steps<'a> {
+    hops: Vec<Hop<'a>>,
+    pods: Vec<Pod<'a>>,
+    recons: Vec<Recon<'a>>,
+}
+
+/// One output row.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Row<'a> {
+    // The fields in `ORDER BY started, identity, kind, hop_event, pod_event` order
+    // (the pod's NULL last), then the rest, so sorting orders like the SQL and
+    // equal rows end up adjacent for DISTINCT.
+    started: i64,
+    identity: &'a str,
+    kind: &'static str,
+    hop: &'a str,
+    pod_missing: bool,
+    pod: Option<&'a str>,
+    host: Option<&'a str>,
+    ended: i64,
+    recon: Option<&'a str>,
+    sessions: String,
+}
+
+/// `concat_ws(',', ...)`: the non-NULL parts joined by commas.
+fn sessions(parts: &[Option<&str>]) -> String {
+    parts
+        .iter()
+        .flatten()
+        .copied()
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Runs the hunt.
+///
+/// Reads are cut down by identity (a semi-join reduction): only identities with a
+/// pod or a Postgres result can have a login in a chain, and only identities with
+/// such a login can have a result in one. So the plan is
+/// 1. the pods, and the distinct identities with results (two narrow scans, at
+///    once),
+/// 2. the logins of the identities from step 1,
+/// 3. the results of the identities with logins.
+///
+/// Steps 2 and 3 push the identity list into the Parquet scan with filter
+/// pushdown, which decodes the other columns only for the rows that pass and skips
+/// pages where none do. When identities keep to one protocol each, most of the SSH
+/// and Postgres rows are never decoded in full; when every identity uses all three,
+/// each kind is read once in full, plus the identity scan of the results.
+pub(crate) async fn run(audit: &Audit, query: &ChainQuery) -> Result<Vec<RecordBatch>, AuditError> {
+    let ctx = &pushdown_context(audit).await?;
+    let with_results = async {
+        let sql = format!(
+            "SELECT DISTINCT identity FROM events WHERE {}",
+            query.filter(Step::Recon)
+        );
+        ctx.sql(&sql).await?.collect().await
+    };
+    let (pods, with_results) = tokio::try_join!(scan(ctx, query, Step::Pod, None), with_results)?;
+    let pods = normalized(pods)?;
+    let mut wanted = identity_set(&pods)?;
+    wanted.extend(identity_set(&normalized(with_results)?)?);
+    let hops = normalized(scan(ctx, query, Step::Hop, Some(&wanted)).await?)?;
+    let with_hops = identity_set(&hops)?;
+    let recons = normalized(scan(ctx, query, Step::Recon, Some(&with_hops)).await?)?;
+    let window = i64::try_from(query.window_secs())
+        .unwrap_or(i64::MAX / 2_000_000)
+        .saturating_mul(1_000_000);
+
+    // Group by identity (the scans above kept only identities that have logins and
+    // pods or results).
+    let mut by_identity: HashMap<&str, Steps<'_>> = HashMap::new();
+    for b in &hops {
+        let (who, t, id, host, session) = (
+            strings(b, 0)?,
+            times(b, 1)?,
+            strings(b, 2)?,
+            strings(b, 3)?,
+            strings(b, 4)?,
+        );
+        for i in 0..b.num_rows() {
+            if let (Some(who), Some(t), Some(id)) = (value(who, i), time(t, i), value(id, i)) {
+                by_identity.entry(who).or_default().hops.push(Hop {
+                    t,
+                    id,
+                    host: value(host, i),
+                    session: value(session, i),
+                });
+            }
+        }
+    }
+    for b in &pods {
+        let (who, t, id, session) = (strings(b, 0)?, times(b, 1)?, strings(b, 2)?, strings(b, 3)?);
+        for i in 0..b.num_rows() {
+            if let (Some(who), Some(t), Some(id)) = (value(who, i), time(t, i), value(id, i))
+                && let Some(steps) = by_identity.get_mut(who)
+            {
+                steps.pods.push(Pod {
+                    t,
+                    id,
+                    session: value(session, i),
+                });
+            }
+        }
+    }
+    for b in &recons {
+        let (who, t, id, session, sample) = (
+            strings(b, 0)?,
+            times(b, 1)?,
+            strings(b, 2)?,
+            strings(b, 3)?,
+            strings(b, 5)?,
+        );
+        let captured = b
+            .column(4)
+            .as_list_opt::<i32>()
+            .ok_or_else(|| internal("captured_values is not a list"))?;
+        for i in 0..b.num_rows() {
+            if let (Some(who), Some(t), Some(id)) = (value(who, i), time(t, i), value(id, i))
+                && let Some(steps) = by_identity.get_mut(who)
+            {
+                steps.recons.push(Recon {
+                    t,
+                    id,
+                    session: value(session, i),
+                    captured: captured.is_valid(i).then_some((captured, i)),
+                    sample: value(sample, i),
+                });
+            }
+        }
+    }
+
+    let mut rows = Vec::new();
+    for (who, mut steps) in by_identity {
+        if steps.pods.is_empty() && steps.recons.is_empty() {
+            continue;
+        }
+        steps.hops.sort_by_key(|h| h.t);
+        steps.pods.sort_by_key(|p| p.t);
+        steps.recons.sort_by_key(|r| r.t);
+        pair(who, &steps, window, query.partial, &mut rows);
+    }
+    rows.sort();
+    rows.dedup();
+    Ok(vec![to_batch(&rows)?])
+}
+
+/// Pairs one identity's steps (each list sorted by time) and appends the chains.
+fn pair<'a>(who: &'a str, steps: &Steps<'a>, window: i64, partial: bool, rows: &mut Vec<Row<'a>>) {
+    let Steps { hops, pods, recons } = steps;
+    // (hop, pod): the pod within the window after the login.
+    // (recon, hop): the login within the window after a result naming its host.
+    let mut hop_pods: Vec<(usize, usize)> = Vec::new();
+    let mut recon_hops: Vec<(usize, usize)> = Vec::new();
+    for (h, hop) in hops.iter().enumerate() {
+        let first = pods.partition_point(|p| p.t <= hop.t);
+        for (p, pod) in pods.iter().enumerate().skip(first) {
+            if pod.t > hop.t.saturating_add(window) {
+                break;
+            }
+            hop_pods.push((h, p));
+        }
+        if let Some(host) = hop.host {
+            let first = recons.partition_point(|r| r.t < hop.t.saturating_sub(window));
+            for (r, recon) in recons.iter().enumerate().skip(first) {
+                if recon.t >= hop.t {
+                    break;
+                }
+                if recon.names(host) {
+                    recon_hops.push((r, h));
+                }
+            }
+        }
+    }
+    // Full chains: a (recon, hop) pair and a pod after the hop, within the window of
+    // the recon.
+    let mut hop_in_full = vec![false; hops.len()];
+    let mut pod_in_full = vec![false; pods.len()];
+    let mut pods_of_hop: Vec<Vec<usize>> = vec![Vec::new(); hops.len()];
+    for &(h, p) in &hop_pods {
+        if let Some(v) = pods_of_hop.get_mut(h) {
+            v.push(p);
+        }
+    }
+    for &(r, h) in &recon_hops {
+        let (Some(recon), Some(hop)) = (recons.get(r), hops.get(h)) else {
+            continue;
+        };
+        for &p in pods_of_hop.get(h).map(Vec::as_slice).unwrap_or_default() {
+            let Some(pod) = pods.get(p) else { continue };
+            if pod.t > recon.t.saturating_add(window) {
+                continue;
+            }
+            if let Some(f) = hop_in_full.get_mut(h) {
+                *f = true;
+            }
+            if let Some(f) = pod_in_full.get_mut(p) {
+                *f = true;
+            }
+            rows.push(Row {
+                started: recon.t,
+                identity: who,
+                kind: FULL,
+                hop: hop.id,
+                pod_missing: false,
+                pod: Some(pod.id),
+                host: hop.host,
+                ended: pod.t,
+                recon: Some(recon.id),
+                sessions: sessions(&[recon.session, hop.session, pod.session]),
+            });
+        }
+    }
+    if !partial {
+        return;
+    }
+    for &(r, h) in &recon_hops {
+        let (Some(recon), Some(hop)) = (recons.get(r), hops.get(h)) else {
+            continue;
+        };
+        if hop_in_full.get(h).copied().unwrap_or(true) {
+            continue;
+        }
+        rows.push(Row {
+            started: recon.t,
+            identity: who,
+            kind: RECON_HOP,
+            hop: hop.id,
+            pod_missing: true,
+            pod: None,
+            host: hop.host,
+            ended: hop.t,
+            recon: Some(recon.id),
+            sessions: sessions(&[recon.session, hop.session]),
+        });
+    }
+    for &(h, p) in &hop_pods {
+        let (Some(hop), Some(pod)) = (hops.get(h), pods.get(p)) else {
+            continue;
+        };
+        if pod_in_full.get(p).copied().unwrap_or(true) {
+            continue;
+        }
+        rows.push(Row {
+            started: hop.t,
+            identity: who,
+            kind: HOP_POD,
+            hop: hop.id,
+            pod_missing: false,
+            pod: Some(pod.id),
+            host: hop.host,
+            ended: pod.t,
+            recon: None,
+            sessions: sessions(&[hop.session, pod.session]),
+        });
+    }
+}
+
+/// A session over the same `events` table with Parquet filter pushdown on: the
+/// scans below keep few rows, and pushdown decodes the other columns only for
+/// those.
+async fn pushdown_context(audit: &Audit) -> Result<SessionContext, AuditError> {
+    let mut config = audit.ctx.copied_config();
+    config.options_mut().execution.parquet.pushdown_filters = true;
+    let ctx = SessionContext::new_with_config(config);
+    ctx.register_table("events", audit.ctx.table_provider("events").await?)?;
+    Ok(ctx)
+}
+
+/// One kind of step; only of the given identities if there is a list (nothing
+/// when it is empty).
+async fn scan(
+    ctx: &SessionContext,
+    query: &ChainQuery,
+    step: Step,
+    identities: Option<&BTreeSet<String>>,
+) -> Result<Vec<RecordBatch>, DataFusionError> {
+    let df = ctx.sql(&query.scan_sql(step)).await?;
+    let df = match identities {
+        None => df,
+        Some(ids) if ids.is_empty() => return Ok(Vec::new()),
+        Some(ids) => {
+            let list = ids.iter().map(|i| lit(i.as_str())).collect();
+            df.filter(col("identity").in_list(list, false))?
+        }
+    };
+    df.collect().await
+}
+
+/// The distinct non-NULL values of the first column (`identity`).
+fn identity_set(batches: &[RecordBatch]) -> Result<BTreeSet<String>, AuditError> {
+    let mut out = BTreeSet::new();
+    for b in batches {
+        let who = strings(b, 0)?;
+        out.extend(who.iter().flatten().map(str::to_owned));
+    }
+    Ok(out)
+}
+
+fn internal(msg: &str) -> AuditError {
+    AuditError::DataFusion(DataFusionError::Internal(format!("chain sweep: {msg}")))
+}
+
+/// Casts string columns to `Utf8` (DataFusion may hand out views) and lists to lists
+/// of `Utf8`, so the sweep reads one layout.
+fn normalized(batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, AuditError> {
+    batches
+        .into_iter()
+        .map(|b| {
+            let mut changed = false;
+            let columns = b
+                .columns()
+                .iter()
+                .map(|c| {
+                    let to = match c.data_type() {
+                        DataType::Utf8View | DataType::LargeUtf8 | DataType::Dictionary(..) => {
+                            DataType::Utf8
+                        }
+                        DataType::List(f) if f.data_type() != &DataType::Utf8 => {
+                            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+                        }
+                        DataType::LargeList(_) | DataType::ListView(_) => {
+                            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+                        }
+                        _ => return Ok(Arc::clone(c)),
+                    };
+                    changed = true;
+                    datafusion::arrow::compute::cast(c, &to)
+                })
+                .collect::<Result<Vec<ArrayRef>, _>>()
+                .map_err(DataFusionError::from)?;
+            if !changed {
+                return Ok(b);
+            }
+            let fields: Vec<Field> = b
+                .schema()
+                .fields()
+                .iter()
+                .zip(&columns)
+                .map(|(f, c)| Field::new(f.name(), c.data_type().clone(), true))
+                .collect();
+            Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+                .map_err(DataFusionError::from)?)
+        })
+        .collect()
+}
+
+fn strings(b: &RecordBatch, i: usize) -> Result<&StringArray, AuditError> {
+    b.columns()
+        .get(i)
+        .and_then(|c| c.as_string_opt::<i32>())
+        .ok_or_else(|| internal("expected a string column"))
+}
+
+fn times(b: &RecordBatch, i: usize) -> Result<&TimestampMicrosecondArray, AuditError> {
+    b.columns()
+        .get(i)
+        .and_then(|c| {
+            c.as_primitive_opt::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
+        })
+        .ok_or_else(|| internal("expected a microsecond timestamp column"))
+}
+
+fn value(a: &StringArray, i: usize) -> Option<&str> {
+    a.is_valid(i).then(|| a.value(i))
+}
+
+fn time(a: &TimestampMicrosecondArray, i: usize) -> Option<i64> {
+    a.is_valid(i).then(|| a.value(i))
+}
+
+/// The rows as one batch with the SQL's columns.
+fn to_batch(rows: &[Row<'_>]) -> Result<RecordBatch, AuditError> {
+    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("identity", DataType::Utf8, false),
+        Field::new("host", DataType::Utf8, true),
+        Field::new("started", ts.clone(), false),
+        Field::new("ended", ts, false),
+        Field::new("recon_event", DataType::Utf8, true),
+        Field::new("hop_event", DataType::Utf8, false),
+        Field::new("pod_event", DataType::Utf8, true),
+        Field::new("sessions", DataType::Utf8, false),
+    ]));
+    let text = |f: &dyn Fn(&Row<'_>) -> Option<String>| -> ArrayRef {
+        let mut b = StringBuilder::with_capacity(rows.len(), rows.len() * 24);
+        for r in rows {
+            b.append_option(f(r));
+        }
+        Arc::new(b.finish())
+    };
+    let stamp = |f: &dyn Fn(&Row<'_>) -> i64| -> ArrayRef {
+        Arc::new(
+            TimestampMicrosecondArray::from(rows.iter().map(f).collect::<Vec<_>>())
+                .with_timezone("UTC"),
+        )
+    };
+    let columns = vec![
+        text(&|r| Some(r.kind.to_owned())),
+        text(&|r| Some(r.identity.to_owned())),
+        text(&|r| r.host.map(str::to_owned)),
+        stamp(&|r| r.started),
+        stamp(&|r| r.ended),
+        text(&|r| r.recon.map(str::to_owned)),
+        text(&|r| Some(r.hop.to_owned())),
+        text(&|r| r.pod.map(str::to_owned)),
+        text(&|r| Some(r.sessions.clone())),
+    ];
+    Ok(RecordBatch::try_new(schema, columns).map_err(DataFusionError::from)?)
+}
