@@ -52,6 +52,19 @@ pub struct Output {
     /// Write to this file instead of stdout.
     #[arg(long, short)]
     output: Option<PathBuf>,
+    /// Print how long the query ran (from planning to the last row, without
+    /// start-up and printing) to stderr.
+    #[arg(long)]
+    timing: bool,
+}
+
+impl Output {
+    fn timed(&self, started: std::time::Instant, rows: &[RecordBatch]) {
+        if self.timing {
+            let n: usize = rows.iter().map(RecordBatch::num_rows).sum();
+            eprintln!("{n} row(s) in {:.3} s", started.elapsed().as_secs_f64());
+        }
+    }
 }
 
 /// `audit sql` options.
@@ -195,7 +208,12 @@ pub fn run(cmd: AuditCommand, data_dir: &std::path::Path) -> anyhow::Result<Exit
             AuditCommand::Sql(args) => {
                 let audit = Audit::open(&audit_dir(&args.out.audit_dir, data_dir)).await?;
                 match &args.query {
-                    Some(q) => emit(&audit.sql(q).await?, &args.out)?,
+                    Some(q) => {
+                        let started = std::time::Instant::now();
+                        let rows = audit.sql(q).await?;
+                        args.out.timed(started, &rows);
+                        emit(&rows, &args.out)?;
+                    }
                     None => shell(&audit, &args.out).await?,
                 }
                 Ok(ExitCode::SUCCESS)
@@ -213,11 +231,13 @@ pub fn run(cmd: AuditCommand, data_dir: &std::path::Path) -> anyhow::Result<Exit
                     return Ok(ExitCode::SUCCESS);
                 }
                 let audit = Audit::open(&audit_dir(&args.out.audit_dir, data_dir)).await?;
+                let started = std::time::Instant::now();
                 let batches = if args.sql {
                     audit.chains_sql(&q).await?
                 } else {
                     audit.chains(&q).await?
                 };
+                args.out.timed(started, &batches);
                 let n: usize = batches.iter().map(RecordBatch::num_rows).sum();
                 if n == 0 && matches!(args.out.format, Format::Table) && args.out.output.is_none() {
                     println!("no chains found (within {})", args.within);
