@@ -27,6 +27,9 @@ pub enum AuditError {
     /// DataFusion refused the query or failed to run it.
     #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),
+    /// The results could not be written (e.g. the reader of a pipe went away).
+    #[error("cannot write the results")]
+    Output(#[source] std::io::Error),
     /// The audit directory cannot be used.
     #[error("audit directory `{path}`: {source}")]
     Io {
@@ -139,15 +142,53 @@ pub fn write_batches(
     batches: &[RecordBatch],
     format: OutputFormat,
 ) -> Result<(), AuditError> {
-    let io = |source| AuditError::Io {
-        path: "<stdout>".into(),
-        source,
+    let mut out = Watched {
+        inner: out,
+        failed: None,
     };
+    let written = encode(&mut out, batches, format);
+    // The Arrow writers turn an I/O error into text; report the I/O error itself, so
+    // that callers can tell a closed pipe from a failed query.
+    match (written, out.failed) {
+        (Err(_), Some(e)) => Err(AuditError::Output(e)),
+        (result, _) => result,
+    }
+}
+
+/// A writer that keeps its first I/O error.
+struct Watched<'a> {
+    inner: &'a mut dyn std::io::Write,
+    failed: Option<std::io::Error>,
+}
+
+impl std::io::Write for Watched<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf).inspect_err(|e| self.keep(e))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush().inspect_err(|e| self.keep(e))
+    }
+}
+
+impl Watched<'_> {
+    fn keep(&mut self, e: &std::io::Error) {
+        if self.failed.is_none() {
+            self.failed = Some(std::io::Error::new(e.kind(), e.to_string()));
+        }
+    }
+}
+
+fn encode(
+    out: &mut dyn std::io::Write,
+    batches: &[RecordBatch],
+    format: OutputFormat,
+) -> Result<(), AuditError> {
     match format {
         OutputFormat::Table => {
             let table = datafusion::arrow::util::pretty::pretty_format_batches(batches)
                 .map_err(datafusion::error::DataFusionError::from)?;
-            writeln!(out, "{table}").map_err(io)?;
+            writeln!(out, "{table}").map_err(AuditError::Output)?;
         }
         OutputFormat::Csv => {
             let mut w = arrow_csv::WriterBuilder::new().with_header(true).build(out);

@@ -190,8 +190,18 @@ fn emit(batches: &[RecordBatch], out: &Output) -> anyhow::Result<()> {
         None => {
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();
-            gatehouse_analytics::write_batches(&mut lock, batches, format)?;
-            lock.flush()?;
+            let written = gatehouse_analytics::write_batches(&mut lock, batches, format)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| lock.flush().map_err(anyhow::Error::from));
+            // `gatehouse audit sql ... | head`: the reader has what it wanted.
+            if let Err(e) = written
+                && !e.chain().any(|c| {
+                    c.downcast_ref::<std::io::Error>()
+                        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                })
+            {
+                return Err(e);
+            }
         }
     }
     Ok(())
