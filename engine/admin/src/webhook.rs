@@ -61,9 +61,12 @@ impl WebhookNotifier {
             "text": text,
             "blocks": [
                 { "type": "section", "text": { "type": "mrkdwn", "text": format!("*Approval needed* `{}`\n{who} on `{}`\n```{}```\nrule `{}` · group `{}` · expires {}", a.id, a.target, a.command, a.rule, a.group, a.deadline.to_rfc3339()) } },
-                { "type": "actions", "elements": [
-                    { "type": "button", "style": "primary", "text": { "type": "plain_text", "text": "Approve" }, "url": approve, "value": a.id },
-                    { "type": "button", "style": "danger", "text": { "type": "plain_text", "text": "Deny" }, "url": deny, "value": a.id }
+                // The decision routes take an authenticated POST, which a chat link
+                // button (a browser GET) cannot make: the message says how to decide
+                // instead of offering buttons that would fail.
+                { "type": "context", "elements": [
+                    { "type": "mrkdwn", "text": format!("Approve: `gatehouse approvals approve {}` (add `--for 30m` to grant a while)", a.id) },
+                    { "type": "mrkdwn", "text": format!("Deny: `gatehouse approvals deny {} --reason ...`", a.id) }
                 ] }
             ],
             "approval": a,
