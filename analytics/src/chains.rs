@@ -124,7 +124,7 @@ impl ChainQuery {
     /// The `WHERE` condition selecting one kind of step (with `since` and its `day`
     /// pruning).
     pub(crate) fn filter(&self, step: Step) -> String {
-        let mut f = String::from(match step {
+        let kind = match step {
             Step::Hop => {
                 "proto = 'ssh' AND event_type = 'request_observed' AND action = 'session_open'"
             }
@@ -133,29 +133,36 @@ impl ChainQuery {
                  AND ((action = 'create' AND k8s_resource = 'pods') OR k8s_subresource IN ('exec', 'attach'))"
             }
             Step::Recon => "proto = 'postgres' AND event_type = 'result_observed'",
-        });
-        if let Some(since) = self.since.as_deref() {
-            f.push_str(&format!(
-                " AND time >= TIMESTAMP '{}'",
-                since.replace('\'', "''")
-            ));
-            if let Some(day) = since.get(..10) {
-                f.push_str(&format!(" AND day >= '{}'", day.replace('\'', "''")));
-            }
+        };
+        format!("{kind}{}", self.since_filter())
+    }
+
+    /// ` AND time >= ... AND day >= ...` for `since`, or nothing.
+    pub(crate) fn since_filter(&self) -> String {
+        let Some(since) = self.since.as_deref() else {
+            return String::new();
+        };
+        let mut f = format!(" AND time >= TIMESTAMP '{}'", since.replace('\'', "''"));
+        if let Some(day) = since.get(..10) {
+            f.push_str(&format!(" AND day >= '{}'", day.replace('\'', "''")));
         }
         f
     }
 
-    /// The scan the sweep reads one kind of step with.
-    pub(crate) fn scan_sql(&self, step: Step) -> String {
-        let columns = match step {
-            Step::Hop => "identity, time, event_id, ssh_host, session_id",
-            Step::Pod => "identity, time, event_id, session_id",
-            Step::Recon => {
-                "identity, time, request_event_id, session_id, captured_values, result_sample"
-            }
-        };
-        format!("SELECT {columns} FROM events WHERE {}", self.filter(step))
+    /// The columns the sweep reads for one kind of step.
+    pub(crate) fn columns(step: Step) -> &'static [&'static str] {
+        match step {
+            Step::Hop => &["identity", "time", "event_id", "ssh_host", "session_id"],
+            Step::Pod => &["identity", "time", "event_id", "session_id"],
+            Step::Recon => &[
+                "identity",
+                "time",
+                "request_event_id",
+                "session_id",
+                "captured_values",
+                "result_sample",
+            ],
+        }
     }
 }
 
