@@ -179,6 +179,51 @@ impl Watched<'_> {
     }
 }
 
+/// CSV has no lists or structs (`tables_read`, `captured_values`, ...): such columns
+/// are written as text, as the table format shows them (`[a, b]`).
+fn flat_for_csv(batch: &RecordBatch) -> Result<RecordBatch, AuditError> {
+    use datafusion::arrow::array::{ArrayRef, StringBuilder};
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let nested = |t: &DataType| t.is_nested();
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| nested(f.data_type()))
+    {
+        return Ok(batch.clone());
+    }
+    let arrow = |e| {
+        AuditError::DataFusion(datafusion::error::DataFusionError::ArrowError(
+            Box::new(e),
+            None,
+        ))
+    };
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if !nested(field.data_type()) {
+            fields.push(field.as_ref().clone());
+            columns.push(std::sync::Arc::clone(column));
+            continue;
+        }
+        let options = FormatOptions::default();
+        let formatter = ArrayFormatter::try_new(column.as_ref(), &options).map_err(arrow)?;
+        let mut text = StringBuilder::with_capacity(column.len(), column.len() * 16);
+        for i in 0..column.len() {
+            if column.is_null(i) {
+                text.append_null();
+            } else {
+                text.append_value(formatter.value(i).to_string());
+            }
+        }
+        fields.push(Field::new(field.name(), DataType::Utf8, true));
+        columns.push(std::sync::Arc::new(text.finish()));
+    }
+    RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns).map_err(arrow)
+}
+
 fn encode(
     out: &mut dyn std::io::Write,
     batches: &[RecordBatch],
@@ -193,7 +238,7 @@ fn encode(
         OutputFormat::Csv => {
             let mut w = arrow_csv::WriterBuilder::new().with_header(true).build(out);
             for b in batches {
-                w.write(b)
+                w.write(&flat_for_csv(b)?)
                     .map_err(datafusion::error::DataFusionError::from)?;
             }
         }

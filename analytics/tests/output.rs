@@ -57,3 +57,32 @@ fn every_format_reports_the_io_error_of_a_closed_pipe() {
         write_batches(&mut sink, std::slice::from_ref(&batch), format).unwrap();
     }
 }
+
+#[test]
+fn csv_writes_list_columns_as_text() {
+    use datafusion::arrow::array::{Array, ListBuilder, StringBuilder};
+    let mut lists = ListBuilder::new(StringBuilder::new());
+    lists.values().append_value("infra.hosts");
+    lists.values().append_value("app.orders");
+    lists.append(true);
+    lists.append(false);
+    lists.append(true);
+    let lists = lists.finish();
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Utf8, false),
+            Field::new("tables_read", lists.data_type().clone(), true),
+        ])),
+        vec![
+            Arc::new(StringArray::from(vec!["a", "b", "c"])),
+            Arc::new(lists),
+        ],
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    write_batches(&mut out, &[batch], OutputFormat::Csv).unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "n,tables_read\na,\"[infra.hosts, app.orders]\"\nb,\nc,[]\n"
+    );
+}
