@@ -111,41 +111,44 @@ fn sessions(parts: &[Option<&str>]) -> String {
 ///
 /// Reads are cut down by identity (a semi-join reduction): only identities with a
 /// pod or a Postgres result can have a login in a chain, and only identities with
-/// such a login can have a result in one. So the plan is
-/// 1. the pods, and the distinct identities with Postgres events (two narrow
-///    scans, at once),
-/// 2. the logins of the identities from step 1,
-/// 3. the results of the identities with logins.
+/// such a login can have a pod or a result in one. So the plan is
+/// 1. the distinct identities with Kubernetes events and with Postgres events (two
+///    narrow scans, at once; supersets of those with pods and results, cheaper to
+///    read than testing each row's event type),
+/// 2. the logins of those identities,
+/// 3. the pods and the results of the identities with logins (at once).
 ///
-/// Steps 2 and 3 push the identity list into the Parquet scan with filter
-/// pushdown, which decodes the other columns only for the rows that pass and skips
-/// pages where none do. When identities keep to one protocol each, most of the SSH
-/// and Postgres rows are never decoded in full; when every identity uses all three,
-/// each kind is read once in full, plus the identity scan of the results.
+/// Steps 2 and 3 push the identity list into the Parquet scans, ahead of the other
+/// tests, with filter pushdown: the other columns are decoded only for the rows that
+/// pass, and pages where none do are skipped. When identities keep to one protocol
+/// each, most rows are never decoded beyond their identity; when every identity uses
+/// all three, each kind is read once in full, plus the two identity scans.
 pub(crate) async fn run(audit: &Audit, query: &ChainQuery) -> Result<Vec<RecordBatch>, AuditError> {
     let ctx = &pushdown_context(audit).await?;
-    // Every identity with Postgres events: a superset of those with results that
-    // costs less to read than testing each row's event type first.
-    let with_results = async {
+    let identities = |proto: &'static str| {
         let sql = format!(
-            "SELECT DISTINCT identity FROM events WHERE proto = 'postgres'{}",
+            "SELECT DISTINCT identity FROM events WHERE proto = '{proto}'{}",
             query.since_filter()
         );
-        ctx.sql(&sql).await?.collect().await
+        async move { ctx.sql(&sql).await?.collect().await }
     };
-    let (pods, with_results) = tokio::try_join!(scan(ctx, query, Step::Pod, None), with_results)?;
-    let pods = normalized(pods)?;
-    let mut wanted = identity_set(&pods)?;
-    wanted.extend(identity_set(&normalized(with_results)?)?);
-    let hops = normalized(scan(ctx, query, Step::Hop, Some(&wanted)).await?)?;
+    let (in_kubernetes, in_postgres) =
+        tokio::try_join!(identities("kubernetes"), identities("postgres"))?;
+    let mut wanted = identity_set(&normalized(in_kubernetes)?)?;
+    wanted.extend(identity_set(&normalized(in_postgres)?)?);
+    let hops = normalized(scan(ctx, query, Step::Hop, &wanted).await?)?;
     let with_hops = identity_set(&hops)?;
-    let recons = normalized(scan(ctx, query, Step::Recon, Some(&with_hops)).await?)?;
+    let (pods, recons) = tokio::try_join!(
+        scan(ctx, query, Step::Pod, &with_hops),
+        scan(ctx, query, Step::Recon, &with_hops)
+    )?;
+    let (pods, recons) = (normalized(pods)?, normalized(recons)?);
     let window = i64::try_from(query.window_secs())
         .unwrap_or(i64::MAX / 2_000_000)
         .saturating_mul(1_000_000);
 
-    // Group by identity (the scans above kept only identities that have logins and
-    // pods or results).
+    // Group by identity (the scans above kept only identities with logins, and the
+    // logins of identities with Kubernetes or Postgres events).
     let mut by_identity: HashMap<&str, Steps<'_>> = HashMap::new();
     for b in &hops {
         let (who, t, id, host, session) = (
@@ -344,8 +347,7 @@ async fn pushdown_context(audit: &Audit) -> Result<SessionContext, AuditError> {
     Ok(ctx)
 }
 
-/// One kind of step; only of the given identities if there is a list (nothing
-/// when it is empty).
+/// One kind of step, of the given identities only (nothing when there are none).
 ///
 /// The identity test comes first in the pushed-down filter: it usually keeps few
 /// rows, and the event type and action are then decoded only for those. The other
@@ -356,18 +358,16 @@ async fn scan(
     ctx: &SessionContext,
     query: &ChainQuery,
     step: Step,
-    identities: Option<&BTreeSet<String>>,
+    identities: &BTreeSet<String>,
 ) -> Result<Vec<RecordBatch>, DataFusionError> {
-    let events = ctx.table("events").await?;
-    let mut predicate = events.parse_sql_expr(&query.filter(step))?;
-    match identities {
-        None => {}
-        Some(ids) if ids.is_empty() => return Ok(Vec::new()),
-        Some(ids) => {
-            let list = ids.iter().map(|i| lit(i.as_str())).collect();
-            predicate = col("identity").in_list(list, false).and(predicate);
-        }
+    if identities.is_empty() {
+        return Ok(Vec::new());
     }
+    let events = ctx.table("events").await?;
+    let list = identities.iter().map(|i| lit(i.as_str())).collect();
+    let predicate = col("identity")
+        .in_list(list, false)
+        .and(events.parse_sql_expr(&query.filter(step))?);
     events
         .filter(predicate)?
         .select_columns(ChainQuery::columns(step))?
