@@ -12,7 +12,9 @@
 #   benches/audit_bench.sh [GATEHOUSE_BIN]
 #
 # Knobs: EVENTS (default 10000000), ROUNDS (default 5), WORK (where the generated
-# audit is kept between runs; default /var/tmp/gh-audit-bench).
+# audit is kept between runs; default /var/tmp/gh-audit-bench), MIXED_ROLES=1 (every
+# identity uses all three protocols, so narrowing by identity cannot help and benign
+# traffic forms chains too; default WORK /var/tmp/gh-audit-bench-mixed).
 # Times are wall clock. For gatehouse they include process start-up, listing the
 # files and planning (what a user waits for), and in parentheses the in-process time
 # the CLI reports with `--timing` (planning to last row); for DuckDB they are
@@ -22,6 +24,11 @@ set -euo pipefail
 GATEHOUSE=${1:-/var/tmp/gatehouse-target-release/bench-fast/gatehouse}
 EVENTS=${EVENTS:-10000000}
 ROUNDS=${ROUNDS:-5}
+MIXED=()
+if [ "${MIXED_ROLES:-0}" = 1 ]; then
+  MIXED=(--mixed-roles)
+  WORK=${WORK:-/var/tmp/gh-audit-bench-mixed}
+fi
 WORK=${WORK:-/var/tmp/gh-audit-bench}
 AUDIT=$WORK/audit
 
@@ -31,7 +38,7 @@ if [ ! -f "$WORK/done-$EVENTS" ]; then
   rm -rf "$WORK"; mkdir -p "$WORK"
   echo "generating $EVENTS events into $AUDIT ..." >&2
   start=$(date +%s.%N)
-  "$GATEHOUSE" --data-dir "$WORK" audit generate --events "$EVENTS" --chains 25 --identities 500 --span 7d --audit-dir "$AUDIT" >&2
+  "$GATEHOUSE" --data-dir "$WORK" audit generate --events "$EVENTS" --chains 25 --identities 500 --span 7d "${MIXED[@]}" --audit-dir "$AUDIT" >&2
   end=$(date +%s.%N)
   echo "generated in $(python3 -c "print(round($end - $start, 1))") s" >&2
   touch "$WORK/done-$EVENTS"

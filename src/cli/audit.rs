@@ -140,6 +140,11 @@ pub struct GenerateArgs {
     /// Events per Parquet file.
     #[arg(long, default_value_t = 200_000)]
     per_file: usize,
+    /// Every identity uses all three protocols (each benign step takes a random
+    /// role), so benign traffic forms chains too; by default each identity keeps to
+    /// one protocol.
+    #[arg(long)]
+    mixed_roles: bool,
     /// Audit directory to write (default: `<data dir>/audit`).
     #[arg(long)]
     audit_dir: Option<PathBuf>,
@@ -302,6 +307,7 @@ pub fn run(cmd: AuditCommand, data_dir: &std::path::Path) -> anyhow::Result<Exit
                     chains: args.chains,
                     span: chrono::Duration::from_std(span).unwrap_or(chrono::Duration::hours(24)),
                     seed: args.seed,
+                    mixed_roles: args.mixed_roles,
                     ..gatehouse_events::synth::HistorySpec::default()
                 };
                 let dir = audit_dir(&args.audit_dir, data_dir);

@@ -390,6 +390,11 @@ pub struct HistorySpec {
     pub start: DateTime<Utc>,
     /// Seed of the deterministic generator.
     pub seed: u64,
+    /// Give each benign step a random role instead of one role per identity, so
+    /// every identity uses all three protocols and benign traffic forms chains too
+    /// (real ones, as far as the hunt can tell). For measuring the hunt where
+    /// narrowing by identity cannot help.
+    pub mixed_roles: bool,
 }
 
 impl Default for HistorySpec {
@@ -401,6 +406,7 @@ impl Default for HistorySpec {
             span: Duration::hours(6),
             start: fixed_base(),
             seed: 7,
+            mixed_roles: false,
         }
     }
 }
@@ -655,7 +661,8 @@ impl Gen {
 /// three different sessions, windows of different chains overlapping). Benign traffic
 /// never forms a chain or a two-step variant: identities that read host names never
 /// log into them within 30 minutes, identities that log into hosts never create pods
-/// within 30 minutes. Events come out sorted by time.
+/// within 30 minutes (unless [`HistorySpec::mixed_roles`]). Events come out sorted by
+/// time.
 pub fn history(spec: &HistorySpec) -> (Vec<Event>, Vec<PlantedChain>) {
     let mut g = Gen {
         rng: Rng(spec.seed.max(1)),
@@ -669,7 +676,8 @@ pub fn history(spec: &HistorySpec) -> (Vec<Event>, Vec<PlantedChain>) {
         .collect();
     let idents = spec.identities.max(3);
     // Benign roles by identity index: 0 = reads host lists only, 1 = SSH operator,
-    // 2 = Kubernetes deployer; never mixed, so no chain can form.
+    // 2 = Kubernetes deployer; never mixed (unless `mixed_roles`), so no chain can
+    // form.
     let mut made = 0u64;
     while made < spec.benign_events {
         let t = spec.start
@@ -677,7 +685,12 @@ pub fn history(spec: &HistorySpec) -> (Vec<Event>, Vec<PlantedChain>) {
         let who_i = g.rng.below(u64::from(idents));
         let who = format!("agent:bot-{who_i:03}");
         let session = format!("s-{who_i}-{}", t.timestamp() / 600);
-        match who_i % 3 {
+        let role = if spec.mixed_roles {
+            g.rng.below(3)
+        } else {
+            who_i % 3
+        };
+        match role {
             0 => {
                 if g.rng.below(4) == 0 {
                     let a = hosts
