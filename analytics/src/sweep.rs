@@ -97,14 +97,41 @@ struct Row<'a> {
     sessions: String,
 }
 
-/// `concat_ws(',', ...)`: the non-NULL parts joined by commas.
-fn sessions(parts: &[Option<&str>]) -> String {
-    parts
-        .iter()
+impl<'a> Row<'a> {
+    /// The row for a chain of up to three steps (at least two), with the SQL's
+    /// `started` (the first step), `ended` (the last) and `sessions`
+    /// (`concat_ws(',', ...)` of the steps' sessions, NULLs skipped).
+    fn new(
+        kind: &'static str,
+        identity: &'a str,
+        recon: Option<&Recon<'a>>,
+        hop: &Hop<'a>,
+        pod: Option<&Pod<'a>>,
+    ) -> Self {
+        let started = recon.map_or(hop.t, |r| r.t);
+        let ended = pod.map_or(hop.t, |p| p.t);
+        let sessions = [
+            recon.and_then(|r| r.session),
+            hop.session,
+            pod.and_then(|p| p.session),
+        ]
+        .into_iter()
         .flatten()
-        .copied()
         .collect::<Vec<_>>()
-        .join(",")
+        .join(",");
+        Self {
+            started,
+            identity,
+            kind,
+            hop: hop.id,
+            pod_missing: pod.is_none(),
+            pod: pod.map(|p| p.id),
+            host: hop.host,
+            ended,
+            recon: recon.map(|r| r.id),
+            sessions,
+        }
+    }
 }
 
 /// Runs the hunt.
@@ -277,18 +304,7 @@ fn pair<'a>(who: &'a str, steps: &Steps<'a>, window: i64, partial: bool, rows: &
             if let Some(f) = pod_in_full.get_mut(p) {
                 *f = true;
             }
-            rows.push(Row {
-                started: recon.t,
-                identity: who,
-                kind: FULL,
-                hop: hop.id,
-                pod_missing: false,
-                pod: Some(pod.id),
-                host: hop.host,
-                ended: pod.t,
-                recon: Some(recon.id),
-                sessions: sessions(&[recon.session, hop.session, pod.session]),
-            });
+            rows.push(Row::new(FULL, who, Some(recon), hop, Some(pod)));
         }
     }
     if !partial {
@@ -301,18 +317,7 @@ fn pair<'a>(who: &'a str, steps: &Steps<'a>, window: i64, partial: bool, rows: &
         if hop_in_full.get(h).copied().unwrap_or(true) {
             continue;
         }
-        rows.push(Row {
-            started: recon.t,
-            identity: who,
-            kind: RECON_HOP,
-            hop: hop.id,
-            pod_missing: true,
-            pod: None,
-            host: hop.host,
-            ended: hop.t,
-            recon: Some(recon.id),
-            sessions: sessions(&[recon.session, hop.session]),
-        });
+        rows.push(Row::new(RECON_HOP, who, Some(recon), hop, None));
     }
     for &(h, p) in &hop_pods {
         let (Some(hop), Some(pod)) = (hops.get(h), pods.get(p)) else {
@@ -321,18 +326,7 @@ fn pair<'a>(who: &'a str, steps: &Steps<'a>, window: i64, partial: bool, rows: &
         if pod_in_full.get(p).copied().unwrap_or(true) {
             continue;
         }
-        rows.push(Row {
-            started: hop.t,
-            identity: who,
-            kind: HOP_POD,
-            hop: hop.id,
-            pod_missing: false,
-            pod: Some(pod.id),
-            host: hop.host,
-            ended: pod.t,
-            recon: None,
-            sessions: sessions(&[hop.session, pod.session]),
-        });
+        rows.push(Row::new(HOP_POD, who, None, hop, Some(pod)));
     }
 }
 
