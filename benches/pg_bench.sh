@@ -10,6 +10,7 @@
 # Knobs (environment): DURATION (s per pgbench run, default 10), ROUNDS (default 3),
 # SCALE (pgbench scale, default 10), BULK_ROWS (default 2000000).
 set -euo pipefail
+. "$(dirname "$0")/pg_gateway.sh"
 
 GATEHOUSE=${1:-/var/tmp/gatehouse-target-release/bench-fast/gatehouse}
 DURATION=${DURATION:-10}
@@ -62,30 +63,7 @@ rule mask_email { when pg.statement.kind == select then mask columns ["email"] w
 RULES
 start_gatehouse() { # $1: rules file
   local dir=$WORK/gh-$(basename "$1" .rules)-$RANDOM
-  mkdir -p "$dir"
-  cat > "$dir/gatehouse.toml" <<TOML
-data_dir = "$dir/data"
-[policy]
-files = ["$1"]
-watch = false
-[shipping.parquet]
-enabled = false
-[admin]
-listen = "127.0.0.1:$ADMIN_PORT"
-[[admin.user]]
-name = "bench@example.com"
-role = "admin"
-token = { env = "GH_BENCH_ADMIN_TOKEN" }
-[listen]
-postgres = "127.0.0.1:$GH_PORT"
-[[target]]
-name = "app"
-protocol = "postgres"
-upstream = "127.0.0.1:$PG_PORT"
-user = "svc"
-database = "app"
-password = { env = "GH_BENCH_PG_PASSWORD" }
-TOML
+  pg_gateway_config "$dir" "$1" "$GH_PORT" "$ADMIN_PORT" "$PG_PORT"
   GH_BENCH_PG_PASSWORD=$SVC_PW GH_BENCH_ADMIN_TOKEN=$ADMIN_TOKEN RUST_LOG=warn "$GATEHOUSE" serve -c "$dir/gatehouse.toml" 2>"$dir/serve.log" &
   GH_PID=$!
   PIDS+=("$GH_PID")

@@ -10,6 +10,7 @@
 # each, so both include the same two logins), and prints
 # (Ir(2x2500) - Ir(2x500)) / 4000. Needs valgrind (apt-get install -y valgrind).
 set -euo pipefail
+. "$(dirname "$0")/pg_gateway.sh"
 
 GATEHOUSE=${1:-/var/tmp/gatehouse-target-release/bench-fast/gatehouse}
 MODE=${2:-simple}
@@ -40,30 +41,7 @@ PGPASSWORD=svc-pw pgbench -q -i -s 10 -h 127.0.0.1 -p "$PG_PORT" -U svc app >/de
 count() { # $1: transactions per client -> gateway Ir for the run
   local dir=$WORK/gh-$1 gh_port admin_port token out
   gh_port=$(free_port); admin_port=$(free_port)
-  mkdir -p "$dir"
-  cat > "$dir/gatehouse.toml" <<TOML
-data_dir = "$dir/data"
-[policy]
-files = ["$(cd "$(dirname "$0")/.." && pwd)/examples/starter.rules"]
-watch = false
-[shipping.parquet]
-enabled = false
-[admin]
-listen = "127.0.0.1:$admin_port"
-[[admin.user]]
-name = "bench@example.com"
-role = "admin"
-token = { env = "GH_BENCH_ADMIN_TOKEN" }
-[listen]
-postgres = "127.0.0.1:$gh_port"
-[[target]]
-name = "app"
-protocol = "postgres"
-upstream = "127.0.0.1:$PG_PORT"
-user = "svc"
-database = "app"
-password = { env = "GH_BENCH_PG_PASSWORD" }
-TOML
+  pg_gateway_config "$dir" "$(cd "$(dirname "$0")/.." && pwd)/examples/starter.rules" "$gh_port" "$admin_port" "$PG_PORT"
   GH_BENCH_PG_PASSWORD=svc-pw GH_BENCH_ADMIN_TOKEN=admin-tok RUST_LOG=warn \
     valgrind --tool=callgrind --callgrind-out-file="$dir/cg.%p" "$GATEHOUSE" serve -c "$dir/gatehouse.toml" 2>"$dir/serve.log" &
   GH_PID=$!
