@@ -111,10 +111,7 @@ fn tokio_postgres_extended_protocol_binary_results_and_masking() {
     let h = Harness::start_with(&starter(), support::Options::default(), setup_users);
     let dsn = h.dsn(&h.token());
     h.rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
+        let (client, _conn) = Harness::connect(&dsn).await;
         let rows = client
             .query(
                 "select id, email, password, hostname from users where id = $1",
@@ -233,10 +230,7 @@ fn results_are_logged_in_order_and_while_the_session_stays_open() {
     let h = Harness::start(&starter());
     let dsn = h.dsn(&h.token());
     h.rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
+        let (client, _conn) = Harness::connect(&dsn).await;
         for i in 0..20 {
             let n: i32 = client
                 .query_one(&format!("select {i}"), &[])

@@ -148,10 +148,7 @@ fn revoking_the_token_closes_the_session() {
     let h = Harness::start(&starter());
     let dsn = h.dsn(&h.token());
     h.rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        let conn = tokio::spawn(conn);
+        let (client, conn) = Harness::connect(&dsn).await;
         client.simple_query("select 1").await.unwrap();
         let cred = h.engine.sessions()[0].credential_id.clone().unwrap();
         assert_eq!(

@@ -74,14 +74,8 @@ fn cancel_requests_reach_the_right_backend() {
     let h = Harness::start(ALLOW_ALL);
     let dsn = h.dsn(&h.token());
     h.rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let (other, conn2) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn2);
+        let (client, _conn) = Harness::connect(&dsn).await;
+        let (other, _conn) = Harness::connect(&dsn).await;
         let token = client.cancel_token();
         let started = std::time::Instant::now();
         let sleeper = tokio::spawn(async move { client.simple_query("select pg_sleep(30)").await });
@@ -148,10 +142,7 @@ print(n.payload, n.pid == conn.info.backend_pid)
     );
     let dsn = h.dsn(&h.token());
     h.rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
+        let (client, _conn) = Harness::connect(&dsn).await;
         // tokio-postgres pipelines concurrent queries on one connection.
         let client = std::sync::Arc::new(client);
         let tasks: Vec<_> = (0..50i32)

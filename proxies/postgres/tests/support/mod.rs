@@ -162,6 +162,20 @@ impl Harness {
         )
     }
 
+    /// A tokio-postgres client through the gateway (no TLS); its connection runs on a
+    /// task whose handle is returned.
+    pub async fn connect(
+        dsn: &str,
+    ) -> (
+        tokio_postgres::Client,
+        tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+    ) {
+        let (client, conn) = tokio_postgres::connect(dsn, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        (client, tokio::spawn(conn))
+    }
+
     /// Every event logged so far, once the sessions have closed. A session records
     /// its last results as it closes, after its client may already have exited.
     pub fn events(&self) -> Vec<Event> {
