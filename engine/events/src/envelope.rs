@@ -161,7 +161,9 @@ impl Event {
 
     /// Encodes the event in its native JSON form (what the event log stores).
     pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
-        serde_json::to_vec(self)
+        let mut out = Vec::with_capacity(512);
+        crate::json::write_event(&mut out, self)?;
+        Ok(out)
     }
 
     /// Decodes an event from its native JSON form.

@@ -18,6 +18,7 @@
 pub mod arrow;
 mod envelope;
 mod id;
+pub mod json;
 pub mod ocsf;
 pub mod payload;
 pub mod synth;

@@ -6,6 +6,12 @@
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Serialize, Serializer};
 
+/// The text of `t`, or `None` for years chrono writes with a sign (write those with
+/// chrono's serde).
+pub(crate) fn text(t: &DateTime<Utc>) -> Option<Text> {
+    Text::of(t)
+}
+
 /// `serialize_with` for event times.
 pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     match Text::of(t) {
@@ -17,7 +23,7 @@ pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Err
 /// Longest text: `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
 const MAX: usize = 30;
 
-struct Text {
+pub(crate) struct Text {
     bytes: [u8; MAX],
     len: usize,
 }
@@ -76,7 +82,7 @@ impl Text {
         }
     }
 
-    fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         // Only ASCII digits and separators were pushed.
         std::str::from_utf8(self.bytes.get(..self.len).unwrap_or_default()).unwrap_or_default()
     }

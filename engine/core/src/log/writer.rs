@@ -173,7 +173,7 @@ impl EventLog {
         let mut payloads = Vec::with_capacity(events.len());
         for e in events {
             let mut p = Vec::with_capacity(768);
-            serde_json::to_writer(&mut p, e).map_err(LogError::Encode)?;
+            gatehouse_events::json::write_event(&mut p, e).map_err(LogError::Encode)?;
             if p.len() > MAX_PAYLOAD as usize {
                 return Err(LogError::TooLarge(p.len()));
             }
