@@ -22,33 +22,46 @@ use crate::{Event, EventId, Identity, Payload};
 
 /// Appends `event`'s native JSON form (what [`Event::to_json`] returns) to `out`.
 pub fn write_event(out: &mut Vec<u8>, event: &Event) -> Result<(), serde_json::Error> {
+    // Destructured without `..` here and below: a field added to one of these types
+    // does not compile until it is written here too.
+    let Event {
+        id,
+        time,
+        schema_version,
+        gateway_id,
+        session_id,
+        identity,
+        target,
+        protocol,
+        payload,
+    } = event;
     let mut w = Writer { out };
     w.out.extend_from_slice(b"{\"id\":");
-    w.id(&event.id);
+    w.id(id);
     w.key(b"time");
-    w.time(&event.time)?;
+    w.time(time)?;
     w.key(b"schema_version");
-    w.uint(u64::from(event.schema_version));
+    w.uint(u64::from(*schema_version));
     w.key(b"gateway_id");
-    w.str(&event.gateway_id)?;
-    if let Some(session) = &event.session_id {
+    w.str(gateway_id)?;
+    if let Some(session) = session_id {
         w.key(b"session_id");
         w.str(session)?;
     }
-    if let Some(identity) = &event.identity {
+    if let Some(identity) = identity {
         w.key(b"identity");
         w.identity(identity)?;
     }
-    if let Some(target) = &event.target {
+    if let Some(target) = target {
         w.key(b"target");
         w.str(target)?;
     }
-    if let Some(protocol) = event.protocol {
+    if let Some(protocol) = protocol {
         w.key(b"protocol");
         w.raw_str(protocol.as_str());
     }
     w.key(b"payload");
-    w.payload(&event.payload)?;
+    w.payload(payload)?;
     w.out.push(b'}');
     Ok(())
 }
@@ -164,33 +177,28 @@ impl Writer<'_> {
     }
 
     fn identity(&mut self, identity: &Identity) -> Result<(), serde_json::Error> {
+        let Identity {
+            name,
+            on_behalf_of,
+            role,
+            credential_id,
+        } = identity;
         self.out.push(b'{');
         self.first_key(b"name");
-        self.str(&identity.name)?;
-        if let Some(v) = &identity.on_behalf_of {
-            self.key(b"on_behalf_of");
-            self.str(v)?;
-        }
-        if let Some(v) = &identity.role {
-            self.key(b"role");
-            self.str(v)?;
-        }
-        if let Some(v) = &identity.credential_id {
-            self.key(b"credential_id");
-            self.str(v)?;
-        }
+        self.str(name)?;
+        self.opt_member(b"on_behalf_of", on_behalf_of.as_deref())?;
+        self.opt_member(b"role", role.as_deref())?;
+        self.opt_member(b"credential_id", credential_id.as_deref())?;
         self.out.push(b'}');
         Ok(())
     }
 
     fn payload(&mut self, payload: &Payload) -> Result<(), serde_json::Error> {
         match payload {
-            Payload::RequestObserved(
-                r @ RequestObserved {
-                    detail: RequestDetail::Postgres(pg),
-                    ..
-                },
-            ) => self.pg_request(&r.command, pg),
+            Payload::RequestObserved(RequestObserved {
+                command,
+                detail: RequestDetail::Postgres(pg),
+            }) => self.pg_request(command, pg),
             Payload::DecisionMade(d) => self.decision(d),
             Payload::ResultObserved(r) => self.result(r),
             other => serde_json::to_writer(&mut *self.out, other),
@@ -198,150 +206,173 @@ impl Writer<'_> {
     }
 
     fn pg_request(&mut self, command: &str, pg: &PgStatement) -> Result<(), serde_json::Error> {
+        let PgStatement {
+            kind,
+            statement_index,
+            statement_count,
+            tables_read,
+            tables_written,
+            columns,
+            functions,
+            dangerous,
+            has_where,
+            ddl_target,
+            privilege_change,
+            transaction_control,
+            phase,
+            prepared_name,
+            prepared_event,
+            params,
+            parse_error,
+        } = pg;
         self.out
             .extend_from_slice(b"{\"type\":\"request_observed\",\"command\":");
         self.str(command)?;
         self.out
             .extend_from_slice(b",\"detail\":{\"protocol\":\"postgres\",\"kind\":");
-        self.str(&pg.kind)?;
+        self.str(kind)?;
         self.key(b"statement_index");
-        self.uint(u64::from(pg.statement_index));
+        self.uint(u64::from(*statement_index));
         self.key(b"statement_count");
-        self.uint(u64::from(pg.statement_count));
+        self.uint(u64::from(*statement_count));
         self.key(b"tables_read");
-        self.str_list(&pg.tables_read)?;
+        self.str_list(tables_read)?;
         self.key(b"tables_written");
-        self.str_list(&pg.tables_written)?;
+        self.str_list(tables_written)?;
         self.key(b"columns");
-        self.str_list(&pg.columns)?;
+        self.str_list(columns)?;
         self.key(b"functions");
-        self.str_list(&pg.functions)?;
+        self.str_list(functions)?;
         self.key(b"dangerous");
-        self.str_list(&pg.dangerous)?;
-        if let Some(v) = pg.has_where {
+        self.str_list(dangerous)?;
+        if let Some(v) = has_where {
             self.key(b"has_where");
-            self.bool(v);
+            self.bool(*v);
         }
-        if let Some(v) = &pg.ddl_target {
-            self.key(b"ddl_target");
-            self.str(v)?;
-        }
-        if let Some(v) = &pg.privilege_change {
-            self.key(b"privilege_change");
-            self.str(v)?;
-        }
-        if let Some(v) = &pg.transaction_control {
-            self.key(b"transaction_control");
-            self.str(v)?;
-        }
+        self.opt_member(b"ddl_target", ddl_target.as_deref())?;
+        self.opt_member(b"privilege_change", privilege_change.as_deref())?;
+        self.opt_member(b"transaction_control", transaction_control.as_deref())?;
         self.key(b"phase");
-        self.str(&pg.phase)?;
-        if let Some(v) = &pg.prepared_name {
-            self.key(b"prepared_name");
-            self.str(v)?;
-        }
-        if let Some(v) = &pg.prepared_event {
+        self.str(phase)?;
+        self.opt_member(b"prepared_name", prepared_name.as_deref())?;
+        if let Some(v) = prepared_event {
             self.key(b"prepared_event");
             self.id(v);
         }
         self.key(b"params");
         self.out.push(b'[');
-        for (i, p) in pg.params.iter().enumerate() {
+        for (i, p) in params.iter().enumerate() {
             if i > 0 {
                 self.out.push(b',');
             }
             self.opt_str(p.as_deref())?;
         }
         self.out.push(b']');
-        if let Some(v) = &pg.parse_error {
-            self.key(b"parse_error");
-            self.str(v)?;
-        }
+        self.opt_member(b"parse_error", parse_error.as_deref())?;
         self.out.extend_from_slice(b"}}");
         Ok(())
     }
 
+    /// `,"key":"value"` when there is a value (`skip_serializing_if = "Option::is_none"`).
+    fn opt_member(&mut self, key: &[u8], value: Option<&str>) -> Result<(), serde_json::Error> {
+        match value {
+            Some(v) => {
+                self.key(key);
+                self.str(v)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// `,"key":n` when there is a value.
+    fn opt_uint(&mut self, key: &[u8], value: Option<u64>) {
+        if let Some(v) = value {
+            self.key(key);
+            self.uint(v);
+        }
+    }
+
     fn decision(&mut self, d: &DecisionMade) -> Result<(), serde_json::Error> {
+        let DecisionMade {
+            request,
+            effect,
+            rules,
+            reason,
+            approval_id,
+            default_applied,
+            policy_version,
+        } = d;
         self.out
             .extend_from_slice(b"{\"type\":\"decision_made\",\"request\":");
-        self.opt_id(d.request.as_ref());
+        self.opt_id(request.as_ref());
         self.key(b"effect");
-        self.raw_str(d.effect.as_str());
+        self.raw_str(effect.as_str());
         self.key(b"rules");
-        self.str_list(&d.rules)?;
-        if let Some(v) = &d.reason {
-            self.key(b"reason");
-            self.str(v)?;
-        }
-        if let Some(v) = &d.approval_id {
-            self.key(b"approval_id");
-            self.str(v)?;
-        }
+        self.str_list(rules)?;
+        self.opt_member(b"reason", reason.as_deref())?;
+        self.opt_member(b"approval_id", approval_id.as_deref())?;
         self.key(b"default_applied");
-        self.bool(d.default_applied);
-        if let Some(v) = &d.policy_version {
-            self.key(b"policy_version");
-            self.str(v)?;
-        }
+        self.bool(*default_applied);
+        self.opt_member(b"policy_version", policy_version.as_deref())?;
         self.out.push(b'}');
         Ok(())
     }
 
     fn result(&mut self, r: &ResultObserved) -> Result<(), serde_json::Error> {
+        let ResultObserved {
+            request,
+            status,
+            rows,
+            bytes,
+            code,
+            message,
+            duration_us,
+            masked,
+            captures,
+            sample,
+        } = r;
         self.out
             .extend_from_slice(b"{\"type\":\"result_observed\",\"request\":");
-        self.opt_id(r.request.as_ref());
+        self.opt_id(request.as_ref());
         self.key(b"status");
-        self.raw_str(r.status.as_str());
-        if let Some(v) = r.rows {
-            self.key(b"rows");
-            self.uint(v);
-        }
-        if let Some(v) = r.bytes {
-            self.key(b"bytes");
-            self.uint(v);
-        }
-        if let Some(v) = &r.code {
-            self.key(b"code");
-            self.str(v)?;
-        }
-        if let Some(v) = &r.message {
-            self.key(b"message");
-            self.str(v)?;
-        }
-        if let Some(v) = r.duration_us {
-            self.key(b"duration_us");
-            self.uint(v);
-        }
+        self.raw_str(status.as_str());
+        self.opt_uint(b"rows", *rows);
+        self.opt_uint(b"bytes", *bytes);
+        self.opt_member(b"code", code.as_deref())?;
+        self.opt_member(b"message", message.as_deref())?;
+        self.opt_uint(b"duration_us", *duration_us);
         self.key(b"masked");
-        self.uint(r.masked);
+        self.uint(*masked);
         self.key(b"captures");
         self.out.push(b'[');
-        for (i, c) in r.captures.iter().enumerate() {
+        for (i, c) in captures.iter().enumerate() {
             if i > 0 {
                 self.out.push(b',');
             }
             self.capture(c)?;
         }
         self.out.push(b']');
-        if let Some(v) = &r.sample {
-            self.key(b"sample");
-            self.str(v)?;
-        }
+        self.opt_member(b"sample", sample.as_deref())?;
         self.out.push(b'}');
         Ok(())
     }
 
     fn capture(&mut self, c: &Capture) -> Result<(), serde_json::Error> {
+        let Capture {
+            name,
+            source,
+            values,
+            truncated,
+        } = c;
         self.out.push(b'{');
         self.first_key(b"name");
-        self.str(&c.name)?;
+        self.str(name)?;
         self.key(b"source");
-        self.str(&c.source)?;
+        self.str(source)?;
         self.key(b"values");
-        self.str_list(&c.values)?;
+        self.str_list(values)?;
         self.key(b"truncated");
-        self.bool(c.truncated);
+        self.bool(*truncated);
         self.out.push(b'}');
         Ok(())
     }

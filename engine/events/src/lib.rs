@@ -5,8 +5,9 @@
 //! gateway) around a typed [`Payload`]. This crate is the one place the schema is
 //! defined, together with its three encodings:
 //!
-//! - the native JSON form (`serde`), which is what the event log stores and what
-//!   frozen fixtures pin down per schema version;
+//! - the native JSON form (`serde`, written by [`json::write_event`] on the log's hot
+//!   path), which is what the event log stores and what frozen fixtures pin down per
+//!   schema version;
 //! - OCSF 1.x JSON ([`ocsf::to_ocsf`]), what Kafka consumers and SIEMs read;
 //! - an Arrow schema and record batches ([`arrow::schema`]), what Parquet files hold.
 //!
