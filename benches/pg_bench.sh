@@ -2,7 +2,9 @@
 # PostgreSQL proxy benchmark: pgbench select-only (-S) with 1 and 8 clients in simple
 # and extended modes, alternating direct / Gatehouse / pgbouncer / a plain C relay on
 # this machine, and a 2,000,000-row SELECT with and without masking. Prints ratios to
-# direct. Everything runs on 127.0.0.1 in a temp dir and is stopped at the end.
+# direct, and each proxy's own CPU time per transaction (user + system, from
+# /proc/PID/stat), which this VM's noise moves less than tps. Everything runs on
+# 127.0.0.1 in a temp dir and is stopped at the end.
 #
 #   CARGO_TARGET_DIR=/var/tmp/gatehouse-target-release cargo build --profile bench-fast --bin gatehouse
 #   benches/pg_bench.sh [GATEHOUSE_BIN]
@@ -96,13 +98,26 @@ as_pg pgbouncer "$WORK/pgbouncer.ini" >/dev/null 2>&1 &
 PIDS+=($!)
 cc -O2 -pthread -o "$WORK/pg_relay" "$HERE/pg_relay.c"
 "$WORK/pg_relay" "$RELAY_PORT" "$PG_PORT" &
-PIDS+=($!)
+RELAY_PID=$!
+PIDS+=("$RELAY_PID")
 wait_port "$BOUNCER_PORT"; wait_port "$RELAY_PORT"
+BOUNCER_PID=$(pgrep -f "^pgbouncer $WORK/pgbouncer.ini" | head -1)
+[ -n "$BOUNCER_PID" ] || { echo "cannot find the pgbouncer process" >&2; exit 1; }
 
 # ---------------------------------------------------------------- runs
-tps() { # $1 port $2 user $3 password $4 db $5 clients $6 mode
-  PGPASSWORD=$3 pgbench -n -S -M "$6" -c "$5" -j "$5" -T "$DURATION" -h 127.0.0.1 -p "$1" -U "$2" "$4" 2>/dev/null \
-    | awk '/^tps = / { print int($3) }' | tail -1
+HZ=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+run() { # $1 port $2 user $3 password $4 db $5 clients $6 mode [$7 proxy pid] -> "tps cpu-us-per-tx"
+  local before=0 out tps tx
+  [ -n "${7:-}" ] && before=$(cpu_ticks "$7")
+  out=$(PGPASSWORD=$3 pgbench -n -S -M "$6" -c "$5" -j "$5" -T "$DURATION" -h 127.0.0.1 -p "$1" -U "$2" "$4" 2>/dev/null)
+  tps=$(echo "$out" | awk '/^tps = / { print int($3) }' | tail -1)
+  tx=$(echo "$out" | awk -F': ' '/actually processed/ { split($2, a, "/"); print a[1] }')
+  if [ -n "${7:-}" ] && [ "${tx:-0}" -gt 0 ]; then
+    echo "$tps $(awk -v a="$(cpu_ticks "$7")" -v b="$before" -v hz="$HZ" -v tx="$tx" 'BEGIN { printf "%.1f", (a - b) / hz * 1e6 / tx }')"
+  else
+    echo "$tps -"
+  fi
 }
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
@@ -111,22 +126,29 @@ if [ -z "$GH_TOKEN" ]; then echo "cannot mint a token (gatehouse token mint)" >&
 echo "# pgbench -S, scale $SCALE, ${DURATION}s per run, $ROUNDS rounds, median tps (ratio to direct)"
 echo "| clients | mode | direct | gatehouse | pgbouncer | plain relay |"
 echo "| --- | --- | --- | --- | --- | --- |"
+CPU_ROWS=()
 for clients in 1 8; do
   for mode in simple extended; do
-    d=(); g=(); b=(); r=()
+    d=(); g=(); b=(); r=(); gc=(); bc=(); rc=()
     for _ in $(seq "$ROUNDS"); do
-      d+=("$(tps "$PG_PORT" svc "$SVC_PW" app "$clients" "$mode")")
-      g+=("$(tps "$GH_PORT" bench "$GH_TOKEN" app "$clients" "$mode")")
-      b+=("$(tps "$BOUNCER_PORT" svc "$SVC_PW" app "$clients" "$mode")")
-      r+=("$(tps "$RELAY_PORT" svc "$SVC_PW" app "$clients" "$mode")")
+      read -r t _ < <(run "$PG_PORT" svc "$SVC_PW" app "$clients" "$mode"); d+=("$t")
+      read -r t c < <(run "$GH_PORT" bench "$GH_TOKEN" app "$clients" "$mode" "$GH_PID"); g+=("$t"); gc+=("$c")
+      read -r t c < <(run "$BOUNCER_PORT" svc "$SVC_PW" app "$clients" "$mode" "$BOUNCER_PID"); b+=("$t"); bc+=("$c")
+      read -r t c < <(run "$RELAY_PORT" svc "$SVC_PW" app "$clients" "$mode" "$RELAY_PID"); r+=("$t"); rc+=("$c")
     done
     D=$(printf '%s\n' "${d[@]}" | median); G=$(printf '%s\n' "${g[@]}" | median)
     B=$(printf '%s\n' "${b[@]}" | median); R=$(printf '%s\n' "${r[@]}" | median)
     ratio() { awk -v a="$1" -v b="$D" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
     echo "| $clients | $mode | $D | $G ($(ratio "$G")) | $B ($(ratio "$B")) | $R ($(ratio "$R")) |"
+    CPU_ROWS+=("| $clients | $mode | $(printf '%s\n' "${gc[@]}" | median) | $(printf '%s\n' "${bc[@]}" | median) | $(printf '%s\n' "${rc[@]}" | median) |")
   done
 done
 stop_gatehouse
+echo
+echo "# the proxy's own CPU time per transaction, user + system, µs (median of $ROUNDS)"
+echo "| clients | mode | gatehouse | pgbouncer | plain relay |"
+echo "| --- | --- | --- | --- | --- |"
+printf '%s\n' "${CPU_ROWS[@]}"
 
 bulk() { # $1 port $2 user $3 password $4 db -> seconds
   local s e
