@@ -202,4 +202,46 @@ fn oidc_jwts_verified_against_a_fetched_jwks_with_roles() {
         .filter(|e| e.event_type() == "auth_failed")
         .count();
     assert!(refusals >= cases.len(), "{refusals} auth_failed events");
+
+    // Tokens without a `jti` each get their own credential id, a fingerprint of the
+    // token, so one can be revoked (and a grant covers one) without touching the other.
+    let without_jti = |exp_in: i64| {
+        let mut c = claims("ci-bot", "db-reader", "gatehouse", exp_in);
+        c.as_object_mut().unwrap().remove("jti");
+        jwt(&key, "k1", &c)
+    };
+    let (first, second) = (without_jti(900), without_jti(1200));
+    for token in [&first, &second] {
+        let (ok, out) = psql(token);
+        assert!(ok && out.trim() == "42", "{out}");
+    }
+    let ids: Vec<String> = gw
+        .events()
+        .iter()
+        .filter(|e| matches!(e.payload, Payload::SessionOpened(_)))
+        .filter_map(|e| e.identity.as_ref()?.credential_id.clone())
+        .filter(|id| id.starts_with("jwt-"))
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_ne!(ids[0], ids[1], "two tokens share a credential id");
+    for id in &ids {
+        assert!(
+            id.len() == 24 && id[4..].chars().all(|c| c.is_ascii_hexdigit()),
+            "{id}"
+        );
+        assert!(!first.contains(&id[4..]) && !second.contains(&id[4..]));
+    }
+    let out = crate::admin::cli(admin, ADMIN_TOKEN, &["token", "revoke", &ids[0]]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, out) = psql(&first);
+    assert!(!ok, "a revoked token without jti was accepted: {out}");
+    let (ok, out) = psql(&second);
+    assert!(
+        ok && out.trim() == "42",
+        "the other token was refused too: {out}"
+    );
 }

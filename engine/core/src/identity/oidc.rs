@@ -39,6 +39,16 @@ fn claim<'a>(claims: &'a serde_json::Value, path: &str) -> Option<&'a serde_json
     path.split('.').try_fold(claims, |v, seg| v.get(seg))
 }
 
+/// The credential id of a federated token without a `jti` claim: `jwt-` and the first
+/// 20 hex digits (80 bits) of the token's BLAKE3 digest. Each token then has its own
+/// id, so a time-boxed grant covers only the token it was approved for, and
+/// `DELETE /v1/tokens/{id}` can revoke one token. The digest does not reveal the token.
+fn fingerprint(token: &str) -> String {
+    let digest = blake3::hash(token.as_bytes());
+    let hex = digest.to_hex();
+    format!("jwt-{}", hex.get(..20).unwrap_or_default())
+}
+
 fn claim_str(claims: &serde_json::Value, path: &str) -> Option<String> {
     match claim(claims, path)? {
         serde_json::Value::String(s) => Some(s.clone()),
@@ -161,7 +171,7 @@ impl OidcVerifier {
                 .role_claim
                 .as_deref()
                 .and_then(|p| claim_str(&c, p)),
-            credential_id: claim_str(&c, "jti"),
+            credential_id: Some(claim_str(&c, "jti").unwrap_or_else(|| fingerprint(token))),
             expires_at: DateTime::from_timestamp(exp, 0).unwrap_or_default(),
         })
     }
