@@ -206,6 +206,14 @@ pub enum ApprovalsCommand {
         #[arg(long = "for")]
         valid_for: Option<String>,
     },
+    /// End a time-boxed grant before its time (admins: any grant; reviewers: grants of their groups).
+    RevokeGrant {
+        /// The grant's approval id (see `approvals grants`).
+        id: String,
+        /// Reason (recorded in the event log).
+        #[arg(long)]
+        reason: String,
+    },
     /// Deny a held request.
     Deny {
         /// Approval id.
@@ -235,12 +243,13 @@ pub fn approvals(cmd: ApprovalsCommand, remote: &Remote) -> anyhow::Result<ExitC
             }
             for g in list {
                 println!(
-                    "{}  {}  credential={}  target={}  rule={}  until={}  by={}",
+                    "{}  {}  credential={}  target={}  rule={}  group={}  until={}  by={}",
                     field(&g, "approval_id"),
                     field(&g, "identity"),
                     field(&g, "credential_id"),
                     field(&g, "target"),
                     field(&g, "rule"),
+                    field(&g, "group"),
                     field(&g, "until"),
                     field(&g, "reviewer"),
                 );
@@ -295,6 +304,18 @@ pub fn approvals(cmd: ApprovalsCommand, remote: &Remote) -> anyhow::Result<ExitC
                         ))
                         .unwrap_or_default()
                 );
+            }
+        }
+        ApprovalsCommand::RevokeGrant { id, reason } => {
+            let v = remote.call(
+                Method::DELETE,
+                &format!("/v1/grants/{id}"),
+                Some(json!({ "reason": reason })),
+            )?;
+            if remote.json {
+                println!("{v}");
+            } else {
+                println!("revoked grant {id}");
             }
         }
         ApprovalsCommand::Deny { id, reason } => {

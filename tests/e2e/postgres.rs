@@ -266,6 +266,37 @@ fn postgres_through_serve_with_cli_tokens_and_approvals() {
         "{}",
         text(&out)
     );
+    // Revoked with the CLI: the same statement is held again (and expires here).
+    let out = cli(
+        s.admin,
+        BOB_TOKEN,
+        &["approvals", "revoke-grant", &id, "--reason", "too broad"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("revoked grant {id}")),
+        "{}",
+        text(&out)
+    );
+    let out = cli(s.admin, BOB_TOKEN, &["approvals", "grants"]);
+    assert!(text(&out).contains("no grants in force"), "{}", text(&out));
+    let out = cli(
+        s.admin,
+        BOB_TOKEN,
+        &["approvals", "revoke-grant", &id, "--reason", "twice"],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("no grant"), "{}", text(&out));
+    let out = s
+        .psql(&token)
+        .args(["-c", "comment on table t is 'after revoke'"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&out).contains("expired before a reviewer decided"),
+        "{}",
+        text(&out)
+    );
 
     // A bad token never reaches the upstream.
     let out = s.psql("nope").args(["-c", "select 1"]).output().unwrap();

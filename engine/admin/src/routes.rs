@@ -84,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/approvals/{id}/approve", post(approve))
         .route("/v1/approvals/{id}/deny", post(deny))
         .route("/v1/grants", get(list_grants))
+        .route("/v1/grants/{id}", delete(revoke_grant))
         .route("/v1/sessions", get(sessions))
         .route("/v1/tokens", post(issue))
         .route("/v1/tokens/{id}", delete(revoke))
@@ -141,13 +142,14 @@ pub struct DenyRequest {
 
 fn approval_error(e: ApprovalError) -> ApiError {
     let status = match &e {
-        ApprovalError::NotFound(_) => StatusCode::NOT_FOUND,
+        ApprovalError::NotFound(_) | ApprovalError::NoGrant(_) => StatusCode::NOT_FOUND,
         ApprovalError::BadDuration(_) | ApprovalError::GrantTooLong { .. } => {
             StatusCode::BAD_REQUEST
         }
         ApprovalError::SelfApproval(_)
         | ApprovalError::IssuedByReviewer(_)
-        | ApprovalError::NotInGroup { .. } => StatusCode::FORBIDDEN,
+        | ApprovalError::NotInGroup { .. }
+        | ApprovalError::MayNotRevoke { .. } => StatusCode::FORBIDDEN,
         ApprovalError::Engine(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     ApiError(status, e.to_string())
@@ -197,6 +199,33 @@ async fn deny(
         .map_err(approval_error)?;
     tracing::info!(message = "Approval denied.", approval = %id, reviewer = %u.name);
     Ok(Json(json!({ "denied": p, "reviewer": u.name })))
+}
+
+/// Body of `DELETE /v1/grants/{id}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RevokeGrantRequest {
+    /// Why (recorded in `grant_revoked`).
+    pub reason: String,
+}
+
+async fn revoke_grant(
+    State(s): State<AppState>,
+    Authed(u): Authed,
+    Path(id): Path<String>,
+    body: Option<Json<RevokeGrantRequest>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let reason = body.map(|b| b.0.reason).unwrap_or_default();
+    if reason.trim().is_empty() {
+        return Err(bad_request("give a reason"));
+    }
+    let admin = u.role == AdminRole::Admin;
+    let g = s
+        .engine
+        .revoke_grant(&id, &reviewer(&u), admin, &reason)
+        .await
+        .map_err(approval_error)?;
+    tracing::info!(message = "Grant revoked.", approval = %id, by = %u.name);
+    Ok(Json(json!({ "revoked": g, "by": u.name })))
 }
 
 async fn sessions(

@@ -525,6 +525,131 @@ async fn a_grant_for_a_duration_covers_the_same_identity_credential_target_and_r
 }
 
 #[tokio::test]
+async fn a_revoked_grant_covers_nothing_again_and_stays_revoked_after_a_restart() {
+    let f = fixture();
+    let (token, _) = issue(&f.engine, "etl", "db-a", Duration::from_secs(600)).await;
+    let s = session_with(&f.engine, &token).await;
+    let (c, d) = stmt("delete");
+    let id = f
+        .engine
+        .decide(&s, c, d)
+        .await
+        .unwrap()
+        .approval
+        .unwrap()
+        .id;
+    f.engine
+        .approve(&id, &dba("bob"), Some(Duration::from_secs(1800)))
+        .await
+        .unwrap();
+    let (c, d) = stmt("delete");
+    assert_eq!(
+        f.engine.decide(&s, c, d).await.unwrap().effect,
+        Effect::Allow
+    );
+    assert_eq!(f.engine.grants()[0].group, "dba");
+    // A reviewer outside the rule's group may not revoke it; an unknown id is not found.
+    let outsider = Reviewer {
+        name: "mallory".into(),
+        groups: vec!["finance".into()],
+    };
+    let e = f
+        .engine
+        .revoke_grant(&id, &outsider, false, "no")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ApprovalError::MayNotRevoke { .. }), "{e}");
+    let e = f
+        .engine
+        .revoke_grant("apr-nope", &dba("bob"), false, "no")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ApprovalError::NoGrant(_)), "{e}");
+    assert_eq!(f.engine.grants().len(), 1);
+    // A member of the group revokes it: the next statement is held again.
+    let g = f
+        .engine
+        .revoke_grant(&id, &dba("carol"), false, "approved by mistake")
+        .await
+        .unwrap();
+    assert_eq!(g.approval_id, id);
+    assert!(f.engine.grants().is_empty());
+    let (c, d) = stmt("delete");
+    assert_eq!(
+        f.engine.decide(&s, c, d).await.unwrap().effect,
+        Effect::RequireApproval
+    );
+    let revoked: Vec<_> = events(&f.log_dir)
+        .into_iter()
+        .filter_map(|e| match e.payload {
+            Payload::GrantRevoked(r) => Some((r, e.identity, e.target)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(revoked.len(), 1);
+    let (r, who, target) = &revoked[0];
+    assert_eq!(
+        (
+            r.approval_id.as_str(),
+            r.revoked_by.as_str(),
+            r.reason.as_str()
+        ),
+        (id.as_str(), "carol", "approved by mistake")
+    );
+    assert_eq!(who.as_ref().unwrap().name, "etl");
+    assert_eq!(
+        who.as_ref().unwrap().credential_id,
+        s.principal.identity.credential_id
+    );
+    assert_eq!(target.as_deref(), Some("db-a"));
+    // Revoking twice finds nothing.
+    let e = f
+        .engine
+        .revoke_grant(&id, &dba("carol"), false, "again")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ApprovalError::NoGrant(_)), "{e}");
+    drop(s);
+    // The fold over the log keeps it revoked.
+    let f = f.restart();
+    assert!(f.engine.grants().is_empty());
+    let again = session_with(&f.engine, &token).await;
+    let (c, d) = stmt("delete");
+    assert_eq!(
+        f.engine.decide(&again, c, d).await.unwrap().effect,
+        Effect::RequireApproval
+    );
+}
+
+#[tokio::test]
+async fn an_admin_may_revoke_a_grant_outside_their_groups() {
+    let f = fixture();
+    let s = session(&f, "etl").await;
+    let (c, d) = stmt("delete");
+    let id = f
+        .engine
+        .decide(&s, c, d)
+        .await
+        .unwrap()
+        .approval
+        .unwrap()
+        .id;
+    f.engine
+        .approve(&id, &dba("bob"), Some(Duration::from_secs(600)))
+        .await
+        .unwrap();
+    let admin = Reviewer {
+        name: "root".into(),
+        groups: Vec::new(),
+    };
+    f.engine
+        .revoke_grant(&id, &admin, true, "incident")
+        .await
+        .unwrap();
+    assert!(f.engine.grants().is_empty());
+}
+
+#[tokio::test]
 async fn pending_approvals_survive_a_restart_and_expire_at_their_deadline() {
     let f = fixture();
     let s = session(&f, "etl").await;

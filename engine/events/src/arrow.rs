@@ -143,6 +143,7 @@ fn approval_id(e: &Event) -> Option<&str> {
         Payload::ApprovalGranted(a) => Some(&a.approval_id),
         Payload::ApprovalDenied(a) => Some(&a.approval_id),
         Payload::ApprovalExpired(a) => Some(&a.approval_id),
+        Payload::GrantRevoked(g) => Some(&g.approval_id),
         _ => None,
     }
 }
@@ -154,6 +155,7 @@ fn reason(e: &Event) -> Option<&str> {
         Payload::SessionClosed(c) => Some(&c.reason),
         Payload::AuthFailed(a) => Some(&a.reason),
         Payload::ApprovalDenied(a) => Some(&a.reason),
+        Payload::GrantRevoked(g) => Some(&g.reason),
         Payload::ResultObserved(r) => r.message.as_deref(),
         Payload::CredentialRevoked(c) => c.reason.as_deref(),
         _ => None,
@@ -535,10 +537,11 @@ pub static COLUMNS: &[Column] = &[
         "reviewer",
         Str,
         true,
-        "reviewer who granted or denied",
+        "reviewer who granted or denied, or who revoked a grant",
         |e| match &e.payload {
             Payload::ApprovalGranted(a) => s(&a.reviewer),
             Payload::ApprovalDenied(a) => s(&a.reviewer),
+            Payload::GrantRevoked(g) => s(&g.revoked_by),
             _ => none(),
         }
     ),

@@ -569,6 +569,18 @@ fn fill<'a>(event: &'a Event, r: &mut Record<'a>) -> (Class, u32, &'static str) 
             });
             (AUTHORIZE_SESSION, 99, "Approval Expired")
         }
+        Payload::GrantRevoked(g) => {
+            success(r, true, None);
+            r.session = Some(Uid {
+                uid: &g.approval_id,
+            });
+            r.user = Some(User {
+                name: Some(&g.revoked_by),
+                ..User::default()
+            });
+            r.message = Some(g.reason.clone());
+            (AUTHORIZE_SESSION, 99, "Grant Revoked")
+        }
         Payload::CredentialIssued(c) => {
             r.user = Some(User {
                 name: Some(&c.subject),

@@ -66,8 +66,9 @@ struct Pending {
 }
 
 /// A time-boxed grant: the same identity, credential, target and rule run without
-/// asking again until it ends. Revoking (or the expiry of) the credential ends it too,
-/// since no session can use that credential any more.
+/// asking again until it ends, or until a reviewer of its group or an admin revokes it
+/// (`grant_revoked`). Revoking (or the expiry of) the credential ends it too, since no
+/// session can use that credential any more.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Grant {
     /// The approval that made it.
@@ -80,6 +81,8 @@ pub struct Grant {
     pub target: String,
     /// Rule covered.
     pub rule: String,
+    /// Reviewer group of the rule (its members may revoke the grant).
+    pub group: String,
     /// When it ends.
     pub until: DateTime<Utc>,
     /// Reviewer who granted it.
@@ -160,6 +163,7 @@ impl Approvals {
                             credential_id: p.credential.clone(),
                             target: p.view.target.clone(),
                             rule: p.view.rule.clone(),
+                            group: p.view.group.clone(),
                             until,
                             reviewer: g.reviewer.clone(),
                         });
@@ -176,6 +180,9 @@ impl Approvals {
                         reason: d.reason.clone(),
                     }));
                 }
+            }
+            Payload::GrantRevoked(r) => {
+                s.grants.retain(|g| g.approval_id != r.approval_id);
             }
             Payload::ApprovalExpired(x) => {
                 if let Some(p) = s.pending.remove(&x.approval_id) {

@@ -22,8 +22,8 @@ use gatehouse_dsl::mask::MaskSpec;
 use gatehouse_dsl::{CaptureRequest, Verdict};
 use gatehouse_events::payload::{
     AlertRaised, ApprovalDenied, ApprovalExpired, ApprovalGranted, ApprovalRequested, AuthFailed,
-    CredentialIssued, CredentialRevoked, Effect, Payload, RequestDetail, RequestObserved,
-    ResultObserved, SessionClosed, SessionData, SessionOpened, Severity,
+    CredentialIssued, CredentialRevoked, Effect, GrantRevoked, Payload, RequestDetail,
+    RequestObserved, ResultObserved, SessionClosed, SessionData, SessionOpened, Severity,
 };
 use gatehouse_events::{Event, EventId, Identity, Protocol};
 
@@ -106,6 +106,21 @@ pub enum ApprovalError {
         /// Reviewer.
         reviewer: String,
         /// Required group.
+        group: String,
+    },
+    /// No grant in force with this id.
+    #[error("no grant `{0}` in force (it may have ended or been revoked)")]
+    NoGrant(String),
+    /// A reviewer outside the grant's group (and not an admin).
+    #[error(
+        "`{reviewer}` may not revoke grant `{grant}`: not an admin and not in its reviewer group `{group}`"
+    )]
+    MayNotRevoke {
+        /// Reviewer.
+        reviewer: String,
+        /// The grant (its approval id).
+        grant: String,
+        /// The grant's reviewer group.
         group: String,
     },
     /// A grant duration too long to represent.
@@ -781,6 +796,51 @@ impl Engine {
         self.append(std::slice::from_ref(&event)).await?;
         self.approvals.apply(&event, false);
         Ok(p)
+    }
+
+    /// Ends a time-boxed grant before its time: records `grant_revoked`, after which
+    /// the requests it covered are held for approval again. `admin` callers may revoke
+    /// any grant; other reviewers only grants of their groups.
+    pub async fn revoke_grant(
+        &self,
+        id: &str,
+        reviewer: &Reviewer,
+        admin: bool,
+        reason: &str,
+    ) -> Result<Grant, ApprovalError> {
+        let _deciding = self.deciding.lock().await;
+        let grant = self
+            .approvals
+            .grants(Utc::now())
+            .into_iter()
+            .find(|g| g.approval_id == id)
+            .ok_or_else(|| ApprovalError::NoGrant(id.into()))?;
+        if !admin && !reviewer.groups.contains(&grant.group) {
+            return Err(ApprovalError::MayNotRevoke {
+                reviewer: reviewer.name.clone(),
+                grant: id.into(),
+                group: grant.group.clone(),
+            });
+        }
+        let event = Event::builder(
+            &self.options.gateway_id,
+            GrantRevoked {
+                approval_id: id.into(),
+                revoked_by: reviewer.name.clone(),
+                reason: reason.into(),
+            },
+        )
+        .identity(Identity {
+            name: grant.identity.clone(),
+            on_behalf_of: None,
+            role: None,
+            credential_id: grant.credential_id.clone(),
+        })
+        .target(&grant.target)
+        .build();
+        self.append(std::slice::from_ref(&event)).await?;
+        self.approvals.apply(&event, false);
+        Ok(grant)
     }
 
     /// Denies a pending request.

@@ -38,6 +38,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "approval_granted",
     "approval_denied",
     "approval_expired",
+    "grant_revoked",
     "credential_issued",
     "credential_revoked",
     "alert_raised",

@@ -44,6 +44,18 @@ pub struct ApprovalDenied {
     pub reason: String,
 }
 
+/// A reviewer or an admin ended a time-boxed grant before its time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GrantRevoked {
+    /// The approval whose grant ended.
+    pub approval_id: String,
+    /// Who revoked it.
+    pub revoked_by: String,
+    /// Reason given.
+    #[serde(default)]
+    pub reason: String,
+}
+
 /// A held request reached its deadline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApprovalExpired {

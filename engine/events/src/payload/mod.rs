@@ -15,7 +15,9 @@ mod session;
 mod ssh;
 
 pub use alert::{AlertRaised, Severity};
-pub use approval::{ApprovalDenied, ApprovalExpired, ApprovalGranted, ApprovalRequested};
+pub use approval::{
+    ApprovalDenied, ApprovalExpired, ApprovalGranted, ApprovalRequested, GrantRevoked,
+};
 pub use credential::{CredentialIssued, CredentialRevoked};
 pub use decision::{DecisionMade, Effect};
 pub use kubernetes::{K8sRequest, PodSpecSummary};
@@ -57,6 +59,8 @@ pub enum Payload {
     ApprovalDenied(ApprovalDenied),
     /// A held request reached its deadline without a decision.
     ApprovalExpired(ApprovalExpired),
+    /// A reviewer or an admin ended a time-boxed grant before its time.
+    GrantRevoked(GrantRevoked),
     /// Gatehouse issued an agent credential.
     CredentialIssued(CredentialIssued),
     /// A credential was revoked.
@@ -80,6 +84,7 @@ impl Payload {
             Payload::ApprovalGranted(_) => "approval_granted",
             Payload::ApprovalDenied(_) => "approval_denied",
             Payload::ApprovalExpired(_) => "approval_expired",
+            Payload::GrantRevoked(_) => "grant_revoked",
             Payload::CredentialIssued(_) => "credential_issued",
             Payload::CredentialRevoked(_) => "credential_revoked",
             Payload::AlertRaised(_) => "alert_raised",
@@ -99,6 +104,7 @@ crate::tagged::tagged_deserialize!(Payload, "type", {
     "approval_granted" => ApprovalGranted(ApprovalGranted),
     "approval_denied" => ApprovalDenied(ApprovalDenied),
     "approval_expired" => ApprovalExpired(ApprovalExpired),
+    "grant_revoked" => GrantRevoked(GrantRevoked),
     "credential_issued" => CredentialIssued(CredentialIssued),
     "credential_revoked" => CredentialRevoked(CredentialRevoked),
     "alert_raised" => AlertRaised(AlertRaised),
@@ -126,6 +132,7 @@ impl_from!(
     ApprovalGranted,
     ApprovalDenied,
     ApprovalExpired,
+    GrantRevoked,
     CredentialIssued,
     CredentialRevoked,
     AlertRaised,
