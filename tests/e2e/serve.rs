@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::{Gateway, gatehouse, wait_until};
+use crate::support::{Gateway, free_port, gatehouse, wait_until};
 
 #[test]
 fn serve_reloads_rules_on_change_and_sighup_keeping_the_last_good_set() {
@@ -13,9 +13,14 @@ fn serve_reloads_rules_on_change_and_sighup_keeping_the_last_good_set() {
         "rule reads { when pg.statement.kind == select then allow }\n",
     )
     .unwrap();
+    // Its own admin port: the default (7070) would collide with other tests.
     let gw = Gateway::start_in(
         dir,
-        &format!("[policy]\nfiles = [\"{}\"]\n", rules.display()),
+        &format!(
+            "[policy]\nfiles = [\"{}\"]\n[admin]\nlisten = \"127.0.0.1:{}\"\n",
+            rules.display(),
+            free_port()
+        ),
     );
 
     // A broken edit: diagnostics in the operational log, last good set kept.
@@ -114,7 +119,10 @@ fn serve_uses_the_data_dir_given_on_the_command_line_over_the_config_file() {
     let elsewhere = root.join("elsewhere");
     let gw = Gateway::start_full(
         dir,
-        "data_dir = \"data\"\n",
+        &format!(
+            "data_dir = \"data\"\n[admin]\nlisten = \"127.0.0.1:{}\"\n",
+            free_port()
+        ),
         &[("GATEHOUSE_DATA_DIR", elsewhere.to_str().unwrap())],
     );
     assert!(
