@@ -144,6 +144,28 @@ fn approvals_granted_denied_and_expired() {
 }
 
 #[test]
+fn a_gateway_shutdown_closes_live_sessions_with_a_fatal_error() {
+    let h = Harness::start(&starter());
+    let dsn = h.dsn(&h.token());
+    h.rt.block_on(async {
+        let (client, conn) = Harness::connect(&dsn).await;
+        client.simple_query("select 1").await.unwrap();
+        h.shutdown();
+        let e = tokio::time::timeout(Duration::from_secs(5), conn)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap_err();
+        let db = e.as_db_error().expect("a FATAL error from the gateway");
+        assert_eq!(db.code().code(), "57P01");
+        assert!(
+            db.message().contains("the gateway is shutting down"),
+            "{db:?}"
+        );
+    });
+}
+
+#[test]
 fn revoking_the_token_closes_the_session() {
     let h = Harness::start(&starter());
     let dsn = h.dsn(&h.token());

@@ -10,6 +10,7 @@
 //! rows pass through as bytes unless a mask or a capture needs them.
 
 mod client;
+mod ended;
 pub mod run;
 mod server;
 
@@ -203,12 +204,12 @@ impl Relay {
         mut self,
         client: Stream,
         upstream: Stream,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
     ) -> End {
         let (mut cr, mut cw) = tokio::io::split(client);
         let (mut ur, mut uw) = tokio::io::split(upstream);
         let end = self
-            .serve(&mut cr, &mut cw, &mut ur, &mut uw, &mut shutdown)
+            .serve(&mut cr, &mut cw, &mut ur, &mut uw, &shutdown)
             .await;
         if let End::Closed(reason) = &end {
             Report::fatal("57P01", format!("terminating connection: {reason}"))
@@ -232,7 +233,7 @@ impl Relay {
         cw: &mut WriteHalf<Stream>,
         ur: &mut ReadHalf<Stream>,
         uw: &mut WriteHalf<Stream>,
-        shutdown: &mut watch::Receiver<bool>,
+        shutdown: &watch::Receiver<bool>,
     ) -> End {
         if !self.uin.is_empty()
             && let Err(e) = self.on_upstream()
@@ -243,21 +244,10 @@ impl Relay {
         // per statement instead of two), or for this timer.
         let mut quiet = Box::pin(tokio::time::sleep(RESULT_DELAY));
         let mut armed = false;
-        // Futures that live as long as the session, so each pass of the loop does not
-        // register and drop their waiters again.
-        let session = self.session.clone();
+        // Session closed or gateway shutting down: watched by a task of its own, so
+        // each pass of the loop polls an atomic flag instead of two watch channels.
+        let ended = ended::Ended::watch(self.session.clone(), shutdown.clone());
         let engine = self.engine.clone();
-        let closed = session.closed();
-        tokio::pin!(closed);
-        let stop = async {
-            loop {
-                match shutdown.changed().await {
-                    Ok(()) if !*shutdown.borrow() => {}
-                    _ => return,
-                }
-            }
-        };
-        tokio::pin!(stop);
         loop {
             if let Err(end) = self.process().await {
                 return end;
@@ -285,8 +275,7 @@ impl Relay {
                 .and_then(|h| h.step.decisions.get(h.waiting).cloned());
             tokio::select! {
                 biased;
-                reason = &mut closed => return End::Closed(reason),
-                () = &mut stop => return End::Closed("the gateway is shutting down".into()),
+                reason = ended.wait() => return End::Closed(reason),
                 () = &mut quiet, if armed => {
                     armed = false;
                     self.flush_results().await;

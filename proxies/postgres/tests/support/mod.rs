@@ -124,6 +124,11 @@ impl Harness {
     }
 
     /// A 15-minute token for `agent:test` on `app-db`.
+    /// Tells the proxy the gateway is shutting down.
+    pub fn shutdown(&self) {
+        self.stop.send_replace(true);
+    }
+
     pub fn token(&self) -> String {
         self.token_for("agent:test", "app-db", Duration::from_secs(900))
     }
