@@ -9,10 +9,8 @@ use std::time::{Duration, Instant};
 
 #[allow(unused_imports, reason = "re-exported for the protocol test modules")]
 pub use gatehouse_testkit::{Postgres, Proc, Sshd, Tansu, free_port, wait_port, wait_until};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::{Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
 
 /// The `gatehouse` binary under test.
 pub fn gatehouse(data_dir: &Path) -> Command {
@@ -92,43 +90,13 @@ pub fn kafka_event_ids(
     expected: usize,
     timeout: Duration,
 ) -> (HashSet<String>, usize) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("test-{}", std::process::id()))
-        .set("enable.auto.commit", "false")
-        .set("enable.metrics.push", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
     let start = Instant::now();
-    let partitions = loop {
-        match consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) {
-            Ok(md) => {
-                let n = md
-                    .topics()
-                    .first()
-                    .map(|t| t.partitions().len())
-                    .unwrap_or(0);
-                if n > 0 {
-                    break n;
-                }
-            }
-            Err(e) => assert!(start.elapsed() < timeout, "no metadata for `{topic}`: {e}"),
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "topic `{topic}` has no partitions"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    {
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition_offset(topic, p as i32, Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&tpl).unwrap();
-    }
+    let consumer = gatehouse_demo::consume_from_start(
+        brokers,
+        &format!("test-{}", std::process::id()),
+        topic,
+        timeout,
+    );
     let mut ids = HashSet::new();
     let mut total = 0usize;
     while ids.len() < expected && start.elapsed() < timeout {

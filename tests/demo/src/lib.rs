@@ -711,32 +711,9 @@ ca = "{k8s_ca}"
     /// Finding arrives.
     fn chain_alert(&mut self) -> serde_json::Value {
         let topic = "gatehouse.alerts";
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", self.tansu.brokers())
-            .set("group.id", "gatehouse-demo")
-            .set("enable.auto.commit", "false")
-            .set("enable.metrics.push", "false")
-            .set("auto.offset.reset", "earliest")
-            .create()
-            .unwrap();
         let start = Instant::now();
         let timeout = Duration::from_secs(30);
-        let partitions = loop {
-            if let Ok(md) = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))
-                && let Some(t) = md.topics().first()
-                && !t.partitions().is_empty()
-            {
-                break t.partitions().len();
-            }
-            assert!(start.elapsed() < timeout, "the alerts topic never appeared");
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition_offset(topic, i32::try_from(p).unwrap(), Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&tpl).unwrap();
+        let consumer = consume_from_start(&self.tansu.brokers(), "gatehouse-demo", topic, timeout);
         let mut seen = 0;
         while start.elapsed() < timeout {
             let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
@@ -951,4 +928,48 @@ fn indent(s: &str) -> String {
         .collect::<String>()
         .trim_end()
         .to_owned()
+}
+
+/// A consumer assigned every partition of `topic` from its first record. Waits up to
+/// `timeout` for the topic to have partitions (the shipper creates it on first use).
+/// The demo and the end-to-end tests read Kafka through it.
+pub fn consume_from_start(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    timeout: Duration,
+) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.metrics.push", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    let start = Instant::now();
+    let partitions = loop {
+        let last = match consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) {
+            Ok(md) => {
+                let n = md.topics().first().map_or(0, |t| t.partitions().len());
+                if n > 0 {
+                    break n;
+                }
+                "no partitions".to_owned()
+            }
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            start.elapsed() < timeout,
+            "topic `{topic}` has no partitions after {timeout:?}: {last}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, i32::try_from(p).unwrap(), Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    consumer
 }
