@@ -473,18 +473,25 @@ async fn an_over_long_grant_is_refused_not_a_crash() {
         .unwrap();
 }
 
+/// Holds a `delete` of `s` for approval, then bob approves it with a grant of `secs`
+/// seconds; returns the approval (and grant) id.
+async fn granted(f: &Fixture, s: &gatehouse_core::engine::Session, secs: u64) -> String {
+    let (c, d) = stmt("delete");
+    let held = f.engine.decide(s, c, d).await.unwrap();
+    let id = held.approval.unwrap().id;
+    f.engine
+        .approve(&id, &dba("bob"), Some(Duration::from_secs(secs)))
+        .await
+        .unwrap();
+    id
+}
+
 #[tokio::test]
 async fn a_grant_for_a_duration_covers_the_same_identity_credential_target_and_rule() {
     let f = fixture();
     let (s_token, _) = issue(&f.engine, "etl", "db-a", Duration::from_secs(600)).await;
     let s = session_with(&f.engine, &s_token).await;
-    let (c, d) = stmt("delete");
-    let held = f.engine.decide(&s, c, d).await.unwrap();
-    let id = held.approval.unwrap().id;
-    f.engine
-        .approve(&id, &dba("bob"), Some(Duration::from_secs(1800)))
-        .await
-        .unwrap();
+    let id = granted(&f, &s, 1800).await;
     let (c, d) = stmt("delete");
     let again = f.engine.decide(&s, c, d).await.unwrap();
     assert_eq!(again.effect, Effect::Allow, "{:?}", again.message);
@@ -529,19 +536,7 @@ async fn a_revoked_grant_covers_nothing_again_and_stays_revoked_after_a_restart(
     let f = fixture();
     let (token, _) = issue(&f.engine, "etl", "db-a", Duration::from_secs(600)).await;
     let s = session_with(&f.engine, &token).await;
-    let (c, d) = stmt("delete");
-    let id = f
-        .engine
-        .decide(&s, c, d)
-        .await
-        .unwrap()
-        .approval
-        .unwrap()
-        .id;
-    f.engine
-        .approve(&id, &dba("bob"), Some(Duration::from_secs(1800)))
-        .await
-        .unwrap();
+    let id = granted(&f, &s, 1800).await;
     let (c, d) = stmt("delete");
     assert_eq!(
         f.engine.decide(&s, c, d).await.unwrap().effect,
@@ -625,19 +620,7 @@ async fn a_revoked_grant_covers_nothing_again_and_stays_revoked_after_a_restart(
 async fn an_admin_may_revoke_a_grant_outside_their_groups() {
     let f = fixture();
     let s = session(&f, "etl").await;
-    let (c, d) = stmt("delete");
-    let id = f
-        .engine
-        .decide(&s, c, d)
-        .await
-        .unwrap()
-        .approval
-        .unwrap()
-        .id;
-    f.engine
-        .approve(&id, &dba("bob"), Some(Duration::from_secs(600)))
-        .await
-        .unwrap();
+    let id = granted(&f, &s, 600).await;
     let admin = Reviewer {
         name: "root".into(),
         groups: Vec::new(),
