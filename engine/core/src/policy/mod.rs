@@ -160,6 +160,10 @@ impl Policy {
         let Some(request) = r.request else {
             return 0;
         };
+        // Most results capture nothing: do not take the sequence lock for them.
+        if r.captures.is_empty() {
+            return 0;
+        }
         let ctx = EventContext::new(event);
         let mut guard = self.lock();
         let Some(state) = guard.as_mut() else {
