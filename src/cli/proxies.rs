@@ -34,7 +34,10 @@ async fn start_postgres(
     addr: std::net::SocketAddr,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<String> {
-    let mut options = gatehouse_proxy_postgres::Options::default();
+    let mut options = gatehouse_proxy_postgres::Options {
+        busy_poll: config.postgres.busy_poll,
+        ..Default::default()
+    };
     if let (Some(cert), Some(key)) = (&config.admin.cert, &config.admin.key) {
         options.tls = Some(
             gatehouse_proxy_common::server_config(cert, key)

@@ -43,6 +43,7 @@ const TOP_LEVEL: &[&str] = &[
     "listen",
     "target",
     "ssh",
+    "postgres",
 ];
 
 /// One table of the configuration: its heading in the doc, a snippet that makes the
@@ -129,6 +130,11 @@ const SECTIONS: &[Section] = &[
         heading: "### `[[ssh.agent_key]]`",
         probe: "[[ssh.agent_key]]\nbogus_key = 1\n",
         example_path: &["ssh", "agent_key"],
+    },
+    Section {
+        heading: "## `[postgres]`",
+        probe: "[postgres]\nbogus_key = 1\n",
+        example_path: &["postgres"],
     },
     Section {
         heading: "## `[[target]]`",
@@ -281,6 +287,7 @@ fn the_example_loads_and_round_trips() {
     assert_eq!(c.listen.ssh.unwrap().port(), 2222);
     assert_eq!(c.listen.kubernetes.unwrap().port(), 8443);
     assert_eq!(c.ssh.agent_keys[0].target, "bastion");
+    assert_eq!(c.postgres.busy_poll, Duration::from_micros(50));
 
     // All three protocols.
     let protocols: Vec<(&str, Protocol)> = c
@@ -433,7 +440,7 @@ fn documented_defaults_are_the_code_defaults() {
     // table that is absent altogether may differ: without `[policy]`, `watch` is
     // false, which is moot because there are no files to watch.)
     let c = Config::parse(
-        "[log]\n[shipping.parquet]\n[policy]\n[tokens]\n[approvals]\n[admin]\n[ssh]\n\
+        "[log]\n[shipping.parquet]\n[policy]\n[tokens]\n[approvals]\n[admin]\n[ssh]\n[postgres]\n\
          [shipping.kafka]\nbrokers = \"b:9092\"\n\
          [[oidc]]\nissuer = \"i\"\naudiences = []\njwks_file = \"j\"\n\
          [roles.r]\n\
@@ -540,6 +547,11 @@ fn documented_defaults_are_the_code_defaults() {
             "### `[[ssh.agent_key]]`",
             "session_ttl",
             CodeDefault::Duration(c.ssh.agent_keys[0].session_ttl),
+        ),
+        (
+            "## `[postgres]`",
+            "busy_poll",
+            CodeDefault::Duration(c.postgres.busy_poll),
         ),
         ("## `[[target]]`", "tls", lit(&c.targets[0].tls)),
     ];

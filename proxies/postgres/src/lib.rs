@@ -46,6 +46,9 @@ pub struct Options {
     pub connect_timeout: Duration,
     /// Client login timeout.
     pub login_timeout: Duration,
+    /// Longest a session busy-polls for an answer while no other session has a
+    /// statement in flight (zero: never). See `relay::spin`.
+    pub busy_poll: Duration,
 }
 
 impl Default for Options {
@@ -59,6 +62,7 @@ impl Default for Options {
             cache_capacity: 10_000,
             connect_timeout: Duration::from_secs(10),
             login_timeout: Duration::from_secs(60),
+            busy_poll: Duration::from_micros(50),
         }
     }
 }
@@ -84,9 +88,15 @@ pub struct PgProxy {
     cache: Arc<classify::Cache>,
     cancels: cancel::CancelKeys,
     upstream_tls: HashMap<String, Arc<rustls::ClientConfig>>,
+    load: Arc<relay::spin::Load>,
 }
 
 impl PgProxy {
+    /// Messages read by busy polling since the proxy started (see `relay::spin`).
+    pub fn busy_poll_reads(&self) -> u64 {
+        self.load.reads()
+    }
+
     /// A proxy for the Postgres targets of `config`.
     pub fn new(
         engine: Arc<Engine>,
@@ -119,6 +129,7 @@ impl PgProxy {
             options,
             cancels: cancel::CancelKeys::default(),
             upstream_tls,
+            load: Arc::default(),
         }))
     }
 }

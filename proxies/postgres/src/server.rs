@@ -148,6 +148,8 @@ impl PgProxy {
                     bytes: self.options.sample_bytes,
                 },
                 pids: (upstream.key.0, key.0),
+                busy_poll: self.options.busy_poll,
+                load: self.load.clone(),
             },
             sql,
             upstream.leftover,

@@ -12,6 +12,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use gatehouse_events::payload::{Payload, RequestDetail, ResultStatus};
 use support::{Harness, Postgres, all, ok, starter};
 
@@ -183,6 +185,56 @@ fn tokio_postgres_extended_protocol_binary_results_and_masking() {
         !logged.contains(Postgres::SERVICE_PASSWORD),
         "the upstream password reached the log"
     );
+}
+
+/// One client alone: the relay reads answers and next statements by busy polling
+/// (ADR 0009), and every answer is still the right one and every statement logged.
+/// With `busy_poll` zero it never does.
+#[test]
+fn a_lone_session_is_served_by_busy_polling_and_answers_stay_right() {
+    for (budget, polls) in [(Duration::from_millis(1), true), (Duration::ZERO, false)] {
+        let options = support::Options {
+            busy_poll: budget,
+            ..Default::default()
+        };
+        let h = Harness::start_with(&starter(), options, setup_users);
+        let dsn = h.dsn(&h.token());
+        h.rt.block_on(async {
+            let (client, _conn) = Harness::connect(&dsn).await;
+            let stmt = client
+                .prepare("select $1::int8 * 3 + id from users where id = 1")
+                .await
+                .unwrap();
+            for i in 0..300i64 {
+                let row = client.query_one(&stmt, &[&i]).await.unwrap();
+                assert_eq!(row.get::<_, i64>(0), i * 3 + 1);
+                let simple = client
+                    .simple_query(&format!("select {i} + 1 as n"))
+                    .await
+                    .unwrap();
+                let value = simple.iter().find_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                    _ => None,
+                });
+                assert_eq!(value, Some((i + 1).to_string()));
+            }
+        });
+        let reads = h.proxy.busy_poll_reads();
+        if polls {
+            assert!(reads > 0, "busy polling never read anything");
+        } else {
+            assert_eq!(reads, 0, "busy_poll = 0 must never spin");
+        }
+        let executed = h
+            .statements()
+            .iter()
+            .filter(|(text, s)| text.contains("* 3 + id") && s.phase == "execute")
+            .count();
+        assert_eq!(
+            executed, 300,
+            "every execution is logged (busy_poll {budget:?})"
+        );
+    }
 }
 
 #[test]

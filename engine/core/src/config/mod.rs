@@ -78,6 +78,35 @@ pub struct Config {
     /// SSH proxy settings.
     #[serde(default)]
     pub ssh: SshSection,
+    /// PostgreSQL proxy settings.
+    #[serde(default)]
+    pub postgres: PostgresSection,
+}
+
+/// `[postgres]`: PostgreSQL proxy settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSection {
+    /// While no other session is active, a session that forwarded a message watches
+    /// the socket its answer comes from for up to this long before parking its
+    /// thread (lower latency for one busy client, for CPU time). `0s` turns it off.
+    #[serde(default = "default_pg_busy_poll", deserialize_with = "duration")]
+    pub busy_poll: Duration,
+}
+
+impl Default for PostgresSection {
+    fn default() -> Self {
+        Self {
+            busy_poll: default_pg_busy_poll(),
+        }
+    }
+}
+
+/// Longest `postgres.busy_poll`.
+pub const MAX_BUSY_POLL: Duration = Duration::from_millis(1);
+
+fn default_pg_busy_poll() -> Duration {
+    Duration::from_micros(50)
 }
 
 /// `[ssh]`: SSH proxy settings.
@@ -678,6 +707,12 @@ impl Config {
                 _ => {}
             }
         }
+        if self.postgres.busy_poll > MAX_BUSY_POLL {
+            problems.push(format!(
+                "postgres.busy_poll = `{}` is longer than the most allowed, `1ms` (a spinning session holds a CPU)",
+                humantime::format_duration(self.postgres.busy_poll)
+            ));
+        }
         for k in &self.ssh.agent_keys {
             match self.target(&k.target) {
                 Some(t) if t.protocol == Protocol::Ssh => {}
@@ -863,7 +898,7 @@ password = { env = "PROD_DB_PASSWORD" }
     #[test]
     fn validation_reports_every_problem() {
         let c = Config::parse(
-            "[[target]]\nname = \"a\"\nprotocol = \"ssh\"\nupstream = \"x:22\"\n[[target]]\nname = \"a\"\nprotocol = \"kubernetes\"\nupstream = \"http://k\"\n[roles.r]\ntargets = [\"nope\"]\n",
+            "[[target]]\nname = \"a\"\nprotocol = \"ssh\"\nupstream = \"x:22\"\n[[target]]\nname = \"a\"\nprotocol = \"kubernetes\"\nupstream = \"http://k\"\n[roles.r]\ntargets = [\"nope\"]\n[postgres]\nbusy_poll = \"5ms\"\n",
         )
         .unwrap();
         let e = c.validate().unwrap_err().to_string();
@@ -872,6 +907,7 @@ password = { env = "PROD_DB_PASSWORD" }
             "ssh targets need",
             "https:// URL",
             "unknown target `nope`",
+            "postgres.busy_poll = `5ms` is longer than the most allowed, `1ms`",
         ] {
             assert!(e.contains(want), "missing `{want}` in:\n{e}");
         }

@@ -13,6 +13,7 @@ mod client;
 mod ended;
 pub mod run;
 mod server;
+pub mod spin;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -47,6 +48,10 @@ pub struct RelayOptions {
     /// The upstream backend's process id and the one the client was given:
     /// notifications from the session itself carry the client's.
     pub pids: (i32, i32),
+    /// Longest busy poll for an answer while the proxy is otherwise idle (zero: never).
+    pub busy_poll: std::time::Duration,
+    /// The proxy's load, shared by its sessions (busy polling only when idle).
+    pub load: Arc<spin::Load>,
 }
 
 /// A prepared statement (extended protocol).
@@ -123,6 +128,33 @@ impl End {
     }
 }
 
+/// Second handles on the session's plain TCP sockets, for busy polling.
+pub(crate) struct Sockets {
+    client: Option<socket2::Socket>,
+    upstream: Option<socket2::Socket>,
+}
+
+impl Sockets {
+    fn of(client: &Stream, upstream: &Stream) -> Self {
+        let handle = |s: &Stream| {
+            (!s.is_tls())
+                .then(|| socket2::SockRef::from(s.tcp()).try_clone().ok())
+                .flatten()
+        };
+        Self {
+            client: handle(client),
+            upstream: handle(upstream),
+        }
+    }
+}
+
+/// Which side a busy poll read from.
+#[derive(Debug, Clone, Copy)]
+enum Polled {
+    Client,
+    Upstream,
+}
+
 /// A step whose decision waits for a reviewer.
 struct Held {
     step: client::Step,
@@ -158,6 +190,9 @@ pub struct Relay {
     /// Drop upstream responses until `ReadyForQuery` (a result failed closed).
     swallow: bool,
     terminating: bool,
+    spinner: spin::Spinner,
+    /// Busy-poll reads land here first (allocated on the first one).
+    scratch: Option<Vec<u8>>,
 }
 
 impl Relay {
@@ -170,6 +205,7 @@ impl Relay {
         sql: SessionSql,
         leftover: BytesMut,
     ) -> Self {
+        let spinner = spin::Spinner::new(options.load.clone(), options.busy_poll);
         Self {
             engine,
             session,
@@ -196,6 +232,8 @@ impl Relay {
             skipping: false,
             swallow: false,
             terminating: false,
+            spinner,
+            scratch: None,
         }
     }
 
@@ -206,11 +244,13 @@ impl Relay {
         upstream: Stream,
         shutdown: watch::Receiver<bool>,
     ) -> End {
+        let sockets = Sockets::of(&client, &upstream);
         let (mut cr, mut cw) = tokio::io::split(client);
         let (mut ur, mut uw) = tokio::io::split(upstream);
         let end = self
-            .serve(&mut cr, &mut cw, &mut ur, &mut uw, &shutdown)
+            .serve(&mut cr, &mut cw, &mut ur, &mut uw, &shutdown, &sockets)
             .await;
+        self.spinner.set_busy(false);
         if let End::Closed(reason) = &end {
             Report::fatal("57P01", format!("terminating connection: {reason}"))
                 .encode(&mut self.to_client);
@@ -234,6 +274,7 @@ impl Relay {
         ur: &mut ReadHalf<Stream>,
         uw: &mut WriteHalf<Stream>,
         shutdown: &watch::Receiver<bool>,
+        sockets: &Sockets,
     ) -> End {
         if !self.uin.is_empty()
             && let Err(e) = self.on_upstream()
@@ -268,6 +309,22 @@ impl Relay {
             }
             if self.terminating && self.to_upstream.is_empty() {
                 return End::Client;
+            }
+            self.spinner.set_busy(!self.pending.is_empty());
+            match self.busy_poll(sockets) {
+                Some(Polled::Upstream) => {
+                    if let Err(e) = self.on_upstream() {
+                        return End::Protocol(e);
+                    }
+                    continue;
+                }
+                Some(Polled::Client) => {
+                    if let Err(e) = self.frames() {
+                        return End::Protocol(e);
+                    }
+                    continue;
+                }
+                None => {}
             }
             let held_decision: Option<Arc<Decision>> = self
                 .held
@@ -310,8 +367,47 @@ impl Relay {
         }
     }
 
+    /// With nothing left to do but wait for one side, watches that side's socket for
+    /// a moment before parking (see [`spin`]), and reads what arrived directly:
+    /// going back through the runtime would park and wake a thread after all.
+    /// Plain TCP only (a TLS record must go through the TLS session).
+    fn busy_poll(&mut self, sockets: &Sockets) -> Option<Polled> {
+        if !(self.to_client.is_empty()
+            && self.to_upstream.is_empty()
+            && self.queue.is_empty()
+            && self.ready.is_empty()
+            && self.held.is_none()
+            && !self.terminating)
+        {
+            return None;
+        }
+        let (socket, side) = if self.pending.is_empty() {
+            (sockets.client.as_ref()?, Polled::Client)
+        } else {
+            (sockets.upstream.as_ref()?, Polled::Upstream)
+        };
+        if !self.spinner.wait_readable(socket) {
+            return None;
+        }
+        let scratch = self.scratch.get_or_insert_with(|| vec![0; 64 * 1024]);
+        // An end of stream or an error is left for the runtime's read to report.
+        match std::io::Read::read(&mut &*socket, scratch) {
+            Ok(n) if n > 0 => {
+                self.options.load.count_read();
+                let got = scratch.get(..n)?;
+                match side {
+                    Polled::Client => self.cin.extend_from_slice(got),
+                    Polled::Upstream => self.uin.extend_from_slice(got),
+                }
+                Some(side)
+            }
+            _ => None,
+        }
+    }
+
     /// Cuts complete client frames off the input.
     fn frames(&mut self) -> Result<(), FrameError> {
+        self.spinner.touch();
         while let Some(f) = crate::wire::frame::peek(&self.cin, self.options.max_message)? {
             let raw = self.cin.split_to(f.wire_len).freeze();
             // Validate now: a malformed message closes the session before anything

@@ -24,6 +24,7 @@ enum Fate {
 impl Relay {
     /// Handles every complete message in the upstream input buffer.
     pub(super) fn on_upstream(&mut self) -> Result<(), FrameError> {
+        self.spinner.touch();
         // Bytes [0, pass) of the input are forwarded in one copy.
         let mut pass = 0usize;
         loop {

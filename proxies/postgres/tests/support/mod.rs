@@ -40,6 +40,7 @@ pub struct Harness {
     pub addr: SocketAddr,
     pub rt: tokio::runtime::Runtime,
     pub dir: tempfile::TempDir,
+    pub proxy: Arc<PgProxy>,
     stop: watch::Sender<bool>,
 }
 
@@ -91,15 +92,15 @@ impl Harness {
         let auth = Authenticator::new(TokenKeys::from_pkcs8(&key()).unwrap(), targets);
         let mut eo = EngineOptions::new("gw-test");
         eo.approval_timeout = Duration::from_secs(30);
-        let (engine, addr, stop) = rt.block_on(async {
+        let (engine, addr, stop, proxy) = rt.block_on(async {
             let engine = Engine::open(eo, log, policy, auth).unwrap();
             tokio::spawn(engine.clone().run_expiry());
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
             let proxy = PgProxy::new(engine.clone(), config, options).unwrap();
             let (stop, rx) = watch::channel(false);
-            tokio::spawn(proxy.serve(listener, rx));
-            (engine, addr, stop)
+            tokio::spawn(proxy.clone().serve(listener, rx));
+            (engine, addr, stop, proxy)
         });
         Self {
             pg,
@@ -107,6 +108,7 @@ impl Harness {
             addr,
             rt,
             dir,
+            proxy,
             stop,
         }
     }
