@@ -135,9 +135,10 @@ pub(crate) struct Sockets {
 }
 
 impl Sockets {
-    fn of(client: &Stream, upstream: &Stream) -> Self {
+    /// Handles (`dup`s of the descriptors) when busy polling is on.
+    fn of(client: &Stream, upstream: &Stream, busy_poll: std::time::Duration) -> Self {
         let handle = |s: &Stream| {
-            (!s.is_tls())
+            (!s.is_tls() && !busy_poll.is_zero())
                 .then(|| socket2::SockRef::from(s.tcp()).try_clone().ok())
                 .flatten()
         };
@@ -244,7 +245,7 @@ impl Relay {
         upstream: Stream,
         shutdown: watch::Receiver<bool>,
     ) -> End {
-        let sockets = Sockets::of(&client, &upstream);
+        let sockets = Sockets::of(&client, &upstream, self.options.busy_poll);
         let (mut cr, mut cw) = tokio::io::split(client);
         let (mut ur, mut uw) = tokio::io::split(upstream);
         let end = self
