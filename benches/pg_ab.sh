@@ -25,18 +25,10 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-wait_port() { for _ in $(seq 1200); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "nothing on port $1" >&2; exit 1; }
 
 PG_PORT=$(free_port)
-echo super > "$WORK/pw"
-[ "$(id -u)" = 0 ] && chown -R postgres:postgres "$WORK"
-as_pg "$BIN/initdb" -D "$WORK/data" -U postgres --auth=scram-sha-256 --pwfile="$WORK/pw" -E UTF8 --locale=C.UTF-8 --no-sync >/dev/null
-as_pg "$BIN/pg_ctl" -D "$WORK/data" -l "$WORK/postgres.log" -w -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $WORK -c fsync=off" start >/dev/null
+pg_bench_db "$BIN" "$WORK" "$PG_PORT" "${SCALE:-10}"
 export PGSSLMODE=disable
-PGPASSWORD=super psql -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -c "CREATE ROLE svc LOGIN PASSWORD 'svc-pw'" -c "CREATE DATABASE app OWNER svc"
-PGPASSWORD=svc-pw pgbench -q -i -s "${SCALE:-10}" -h 127.0.0.1 -p "$PG_PORT" -U svc app >/dev/null 2>&1
 
 declare -A PORT PID TOKEN
 for g in A B; do

@@ -1,4 +1,5 @@
-# Sourced by pg_bench.sh and pg_instructions.sh: the gateway configuration both run.
+# Sourced by pg_bench.sh, pg_instructions.sh and pg_ab.sh: the gateway configuration
+# they run, and the helpers they share.
 #
 # pg_gateway_config DIR RULES GH_PORT ADMIN_PORT PG_PORT
 #   writes DIR/gatehouse.toml: one PostgreSQL target `app` (user svc, database app) at
@@ -30,4 +31,22 @@ user = "svc"
 database = "app"
 password = { env = "GH_BENCH_PG_PASSWORD" }
 TOML
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+wait_port() { for _ in $(seq 1200); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "nothing on port $1" >&2; exit 1; }
+
+# pg_bench_db BIN WORK PG_PORT SCALE
+#   starts PostgreSQL from BIN in WORK/data on PG_PORT (fsync off, SCRAM, superuser
+#   password `super`) with role svc (password svc-pw) owning database app, and loads
+#   the pgbench tables at SCALE. Stop it with `pg_ctl -D WORK/data stop`.
+pg_bench_db() {
+  local bin=$1 work=$2 port=$3 scale=$4
+  echo super > "$work/pw"
+  [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$work"
+  as_pg "$bin/initdb" -D "$work/data" -U postgres --auth=scram-sha-256 --pwfile="$work/pw" -E UTF8 --locale=C.UTF-8 --no-sync >/dev/null
+  as_pg "$bin/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w -o "-p $port -c listen_addresses=127.0.0.1 -k $work -c fsync=off" start >/dev/null
+  PGSSLMODE=disable PGPASSWORD=super psql -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -c "CREATE ROLE svc LOGIN PASSWORD 'svc-pw'" -c "CREATE DATABASE app OWNER svc"
+  PGSSLMODE=disable PGPASSWORD=svc-pw pgbench -q -i -s "$scale" -h 127.0.0.1 -p "$port" -U svc app >/dev/null 2>&1
 }
