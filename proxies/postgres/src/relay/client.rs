@@ -193,10 +193,11 @@ impl Relay {
                     // An unnamed statement executed in the same batch is judged once,
                     // at its execution (one event, one approval).
                     let at_execute = name.is_empty() && self.executed_next();
+                    let judged_now = (!at_execute).then(|| stmt.clone());
                     self.statements.insert(
                         name.to_owned(),
                         Prepared {
-                            stmt: Arc::new(stmt.clone()),
+                            stmt: Arc::new(stmt),
                             text: shared,
                             event: None,
                             undecided: !at_execute,
@@ -204,11 +205,12 @@ impl Relay {
                             columns: None,
                         },
                     );
-                    if at_execute {
-                        (Kind::Parse(name.to_owned()), 0)
-                    } else {
-                        requests.push(request(&text, stmt));
-                        (Kind::Parse(name.to_owned()), 1)
+                    match judged_now {
+                        None => (Kind::Parse(name.to_owned()), 0),
+                        Some(stmt) => {
+                            requests.push(request(&text, stmt));
+                            (Kind::Parse(name.to_owned()), 1)
+                        }
                     }
                 }
                 Message::Bind(b) => {
