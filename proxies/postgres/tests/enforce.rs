@@ -143,6 +143,23 @@ fn approvals_granted_denied_and_expired() {
     assert!(text.contains("expired before a reviewer decided"), "{text}");
 }
 
+/// The FATAL `57P01` a client connection ends with once the gateway closes its session.
+async fn gateway_fatal(
+    conn: tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+) -> tokio_postgres::error::DbError {
+    let e = tokio::time::timeout(Duration::from_secs(5), conn)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    let db = e
+        .as_db_error()
+        .expect("a FATAL error from the gateway")
+        .clone();
+    assert_eq!(db.code().code(), "57P01");
+    db
+}
+
 #[test]
 fn a_gateway_shutdown_closes_live_sessions_with_a_fatal_error() {
     let h = Harness::start(&starter());
@@ -151,13 +168,7 @@ fn a_gateway_shutdown_closes_live_sessions_with_a_fatal_error() {
         let (client, conn) = Harness::connect(&dsn).await;
         client.simple_query("select 1").await.unwrap();
         h.shutdown();
-        let e = tokio::time::timeout(Duration::from_secs(5), conn)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap_err();
-        let db = e.as_db_error().expect("a FATAL error from the gateway");
-        assert_eq!(db.code().code(), "57P01");
+        let db = gateway_fatal(conn).await;
         assert!(
             db.message().contains("the gateway is shutting down"),
             "{db:?}"
@@ -180,13 +191,7 @@ fn revoking_the_token_closes_the_session() {
                 .unwrap(),
             1
         );
-        let e = tokio::time::timeout(Duration::from_secs(5), conn)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap_err();
-        let db = e.as_db_error().expect("a FATAL error from the gateway");
-        assert_eq!(db.code().code(), "57P01");
+        let db = gateway_fatal(conn).await;
         assert!(db.message().contains("credential revoked"), "{db:?}");
     });
 }
