@@ -97,6 +97,12 @@ impl PgProxy {
         self.load.reads()
     }
 
+    /// Log writes of result events made while a lone session's client read its
+    /// answer, instead of with the session's next request (see `relay::spin`).
+    pub fn idle_result_writes(&self) -> u64 {
+        self.load.idle_writes()
+    }
+
     /// A proxy for the Postgres targets of `config`.
     pub fn new(
         engine: Arc<Engine>,

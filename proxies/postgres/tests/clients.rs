@@ -276,10 +276,23 @@ print(conn.execute("select count(*) from users").fetchone())
 
 /// Result events wait for the session's next log write (ahead of its next request),
 /// but never longer than a short quiet spell: an open, idle session has every result
-/// of its finished statements in the log.
+/// of its finished statements in the log. With busy polling off that is the quiet
+/// timer's work; with it on, a lone session writes each result while its client
+/// reads the answer. Either way the log keeps each result between its request and
+/// the next one.
 #[test]
 fn results_are_logged_in_order_and_while_the_session_stays_open() {
-    let h = Harness::start(&starter());
+    for (budget, idle_writes) in [(Duration::ZERO, false), (Duration::from_micros(50), true)] {
+        results_logged(budget, idle_writes);
+    }
+}
+
+fn results_logged(budget: Duration, idle_writes: bool) {
+    let options = support::Options {
+        busy_poll: budget,
+        ..Default::default()
+    };
+    let h = Harness::start_with(&starter(), options, |_| {});
     let dsn = h.dsn(&h.token());
     h.rt.block_on(async {
         let (client, _conn) = Harness::connect(&dsn).await;
@@ -330,4 +343,13 @@ fn results_are_logged_in_order_and_while_the_session_stays_open() {
         }
     }
     assert_eq!(seen, 20);
+    let writes = h.proxy.idle_result_writes();
+    if idle_writes {
+        assert!(writes > 0, "a lone session never wrote a result while idle");
+    } else {
+        assert_eq!(
+            writes, 0,
+            "busy_poll = 0 must leave results to the next write"
+        );
+    }
 }

@@ -294,10 +294,15 @@ impl Relay {
             if let Err(end) = self.process().await {
                 return end;
             }
-            // Answer the client first; record results while it reads.
-            if (self.flush_now && self.to_client.is_empty() && self.to_upstream.is_empty())
-                || self.results.len() > 256
-            {
+            // Answer the client first; record results while it reads. Results without
+            // captures wait for the next request's write, unless this session has the
+            // proxy to itself: then the CPU is idle while the client reads, and writing
+            // them now takes their encoding off the next statement's critical path.
+            let answered = self.to_client.is_empty() && self.to_upstream.is_empty();
+            if (answered && self.flush_now) || self.results.len() > 256 {
+                self.flush_results().await;
+            } else if answered && !self.results.is_empty() && self.spinner.alone() {
+                self.options.load.count_idle_write();
                 self.flush_results().await;
             }
             // Armed once per delay at most: a timer left running after a merged write

@@ -13,6 +13,11 @@
 //!
 //! and it stops as soon as another session handles a message. Under load from
 //! several sessions the proxy does not spin.
+//!
+//! The same gate ([`Spinner::alone`]) lets a lone session write its pending result
+//! events right after its client has the answer, while the client reads it, instead
+//! of ahead of its next request: the CPU is idle then, and the next statement's
+//! critical path no longer encodes and hashes them.
 
 use std::io::ErrorKind;
 use std::mem::MaybeUninit;
@@ -37,6 +42,8 @@ pub struct Load {
     next: AtomicU64,
     /// Reads made by busy polling (for tests and diagnosis).
     reads: AtomicU64,
+    /// Log writes of results made while a lone session's client read its answer.
+    idle_writes: AtomicU64,
 }
 
 impl Load {
@@ -53,6 +60,16 @@ impl Load {
     /// Counts a read made by busy polling.
     pub fn count_read(&self) {
         self.reads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Result writes made while a lone session's client read its answer.
+    pub fn idle_writes(&self) -> u64 {
+        self.idle_writes.load(Ordering::Relaxed)
+    }
+
+    /// Counts a result write made in idle time.
+    pub fn count_idle_write(&self) {
+        self.idle_writes.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -106,11 +123,18 @@ impl Spinner {
         }
     }
 
+    /// Whether this session has had the proxy to itself for [`QUIET`] and may use
+    /// idle CPU (always false with a zero budget): spin, or write its pending
+    /// results while its client reads an answer instead of before its next request.
+    pub fn alone(&self) -> bool {
+        !self.budget.is_zero() && self.switched.elapsed() >= QUIET && !self.others_active()
+    }
+
     /// Spins until `socket` has bytes (or an end) to read, up to the budget, when
     /// no other session is busy and no other session spins. Returns whether the
     /// socket became readable.
     pub fn wait_readable(&self, socket: &Socket) -> bool {
-        if self.budget.is_zero() || self.switched.elapsed() < QUIET || self.others_active() {
+        if !self.alone() {
             return false;
         }
         if self
@@ -287,5 +311,25 @@ mod tests {
         let started = Instant::now();
         assert!(!s.wait_readable(&watched));
         assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_session_is_alone_only_after_a_quiet_spell_of_its_own() {
+        let load = Arc::new(Load::default());
+        let mut fresh = Spinner::new(load.clone(), Duration::from_micros(50));
+        fresh.touch();
+        assert!(!fresh.alone(), "not before QUIET has passed");
+        let mut s = quiet_spinner(&load, Duration::from_micros(50));
+        assert!(s.alone());
+        s.set_busy(true);
+        assert!(s.alone(), "its own statement in flight does not count");
+        let mut other = Spinner::new(load.clone(), Duration::from_micros(50));
+        other.set_busy(true);
+        assert!(!s.alone(), "another session has a statement in flight");
+        other.set_busy(false);
+        other.touch();
+        assert!(!s.alone(), "another session handled a message");
+        let off = quiet_spinner(&Arc::new(Load::default()), Duration::ZERO);
+        assert!(!off.alone(), "busy_poll = 0 turns it off");
     }
 }
