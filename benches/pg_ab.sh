@@ -15,19 +15,7 @@ set -euo pipefail
 A=${1:?usage: pg_ab.sh BIN_A BIN_B}
 B=${2:?usage: pg_ab.sh BIN_A BIN_B}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-WORK=$(mktemp -d /tmp/gh-ab.XXXXXX)
-chmod 755 "$WORK"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  as_pg "$BIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-PG_PORT=$(free_port)
-pg_bench_db "$BIN" "$WORK" "$PG_PORT" "${SCALE:-10}"
+pg_bench_start ab
 export PGSSLMODE=disable
 
 declare -A PORT PID TOKEN
@@ -42,8 +30,6 @@ for g in A B; do
   TOKEN[$g]=$(GATEHOUSE_ADMIN_URL=http://127.0.0.1:$admin_port GATEHOUSE_ADMIN_TOKEN=admin-tok "$bin" token issue --agent bench --target app --ttl 2h 2>/dev/null)
 done
 
-HZ=$(getconf CLK_TCK)
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 run() { # $1 who (D, A or B) $2 mode $3 clients -> "tps cpu-us-per-tx"
   local out before=0 port=$PG_PORT user=svc pw=svc-pw tx tps
   if [ "$1" != D ]; then port=${PORT[$1]}; user=bench; pw=${TOKEN[$1]}; before=$(cpu_ticks "${PID[$1]}"); fi
@@ -51,7 +37,7 @@ run() { # $1 who (D, A or B) $2 mode $3 clients -> "tps cpu-us-per-tx"
   tps=$(echo "$out" | awk '/^tps = / { print int($3) }' | tail -1)
   tx=$(echo "$out" | awk -F': ' '/actually processed/ { split($2, a, "/"); print a[1] }')
   if [ "$1" = D ]; then echo "$tps -"; return; fi
-  echo "$tps $(awk -v a="$(cpu_ticks "${PID[$1]}")" -v b="$before" -v hz="$HZ" -v tx="$tx" 'BEGIN { printf "%.1f", (a - b) / hz * 1e6 / tx }')"
+  echo "$tps $(cpu_us_per_tx "$before" "${PID[$1]}" "$tx")"
 }
 echo "# pgbench -S, ${DURATION:-8}s per run; A = $A ${CONF_A:+($CONF_A)}; B = $B ${CONF_B:+($CONF_B)}"
 echo "# clients mode round: direct tps | A tps (ratio) CPU µs/tx | B tps (ratio) CPU µs/tx"

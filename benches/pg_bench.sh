@@ -102,8 +102,6 @@ BOUNCER_PID=$(pgrep -f "^pgbouncer $WORK/pgbouncer.ini" | head -1)
 [ -n "$BOUNCER_PID" ] || { echo "cannot find the pgbouncer process" >&2; exit 1; }
 
 # ---------------------------------------------------------------- runs
-HZ=$(getconf CLK_TCK)
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 run() { # $1 port $2 user $3 password $4 db $5 clients $6 mode [$7 proxy pid] -> "tps cpu-us-per-tx"
   local before=0 out tps tx
   [ -n "${7:-}" ] && before=$(cpu_ticks "$7")
@@ -111,7 +109,7 @@ run() { # $1 port $2 user $3 password $4 db $5 clients $6 mode [$7 proxy pid] ->
   tps=$(echo "$out" | awk '/^tps = / { print int($3) }' | tail -1)
   tx=$(echo "$out" | awk -F': ' '/actually processed/ { split($2, a, "/"); print a[1] }')
   if [ -n "${7:-}" ] && [ "${tx:-0}" -gt 0 ]; then
-    echo "$tps $(awk -v a="$(cpu_ticks "$7")" -v b="$before" -v hz="$HZ" -v tx="$tx" 'BEGIN { printf "%.1f", (a - b) / hz * 1e6 / tx }')"
+    echo "$tps $(cpu_us_per_tx "$before" "$7" "$tx")"
   else
     echo "$tps -"
   fi

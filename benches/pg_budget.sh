@@ -14,19 +14,7 @@
 set -euo pipefail
 . "$(dirname "$0")/pg_gateway.sh"
 HERE=$(cd "$(dirname "$0")" && pwd)
-BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-WORK=$(mktemp -d /tmp/gh-budget.XXXXXX)
-chmod 755 "$WORK"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  as_pg "$BIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-PG_PORT=$(free_port)
-pg_bench_db "$BIN" "$WORK" "$PG_PORT" "${SCALE:-10}"
+pg_bench_start budget
 export PGSSLMODE=disable PGPASSWORD=svc-pw
 cc -O2 -pthread -o "$WORK/pg_relay" "$HERE/pg_relay.c"
 
@@ -39,8 +27,6 @@ for b in $BURNS; do
   wait_port "${PORT[$b]}"
 done
 
-HZ=$(getconf CLK_TCK)
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 run() { # $1 port $2 mode $3 clients $4 relay pid or "" -> "tps cpu-us-per-tx"
   local out before=0 tx tps
   [ -n "$4" ] && before=$(cpu_ticks "$4")
@@ -48,7 +34,7 @@ run() { # $1 port $2 mode $3 clients $4 relay pid or "" -> "tps cpu-us-per-tx"
   tps=$(echo "$out" | awk '/^tps = / { print int($3) }' | tail -1)
   tx=$(echo "$out" | awk -F': ' '/actually processed/ { split($2, a, "/"); print a[1] }')
   [ -z "$4" ] && { echo "$tps -"; return; }
-  echo "$tps $(awk -v a="$(cpu_ticks "$4")" -v b="$before" -v hz="$HZ" -v tx="$tx" 'BEGIN { printf "%.1f", (a - b) / hz * 1e6 / tx }')"
+  echo "$tps $(cpu_us_per_tx "$before" "$4" "$tx")"
 }
 echo "# pgbench -S, ${DURATION:-8}s per run, against direct and a relay burning BURN µs of CPU per client read"
 echo "# clients mode round: direct tps | BURN: tps (ratio) relay CPU µs/tx ..."

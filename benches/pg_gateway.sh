@@ -1,5 +1,5 @@
-# Sourced by pg_bench.sh, pg_instructions.sh and pg_ab.sh: the gateway configuration
-# they run, and the helpers they share.
+# Sourced by pg_bench.sh, pg_instructions.sh, pg_ab.sh and pg_budget.sh: the gateway
+# configuration they run, and the helpers they share.
 #
 # pg_gateway_config DIR RULES GH_PORT ADMIN_PORT PG_PORT
 #   writes DIR/gatehouse.toml: one PostgreSQL target `app` (user svc, database app) at
@@ -49,4 +49,31 @@ pg_bench_db() {
   as_pg "$bin/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w -o "-p $port -c listen_addresses=127.0.0.1 -k $work -c fsync=off" start >/dev/null
   PGSSLMODE=disable PGPASSWORD=super psql -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -c "CREATE ROLE svc LOGIN PASSWORD 'svc-pw'" -c "CREATE DATABASE app OWNER svc"
   PGSSLMODE=disable PGPASSWORD=svc-pw pgbench -q -i -s "$scale" -h 127.0.0.1 -p "$port" -U svc app >/dev/null 2>&1
+}
+
+# pg_bench_start NAME
+#   sets BIN (the newest PostgreSQL), WORK (a temp dir /tmp/gh-NAME.*), PIDS (append the
+#   processes to kill on exit) and PG_PORT; installs the exit trap that stops them all
+#   and removes WORK; starts the pgbench database at scale ${SCALE:-10}.
+pg_bench_start() {
+  BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  WORK=$(mktemp -d "/tmp/gh-$1.XXXXXX")
+  chmod 755 "$WORK"
+  PIDS=()
+  trap pg_bench_stop EXIT
+  PG_PORT=$(free_port)
+  pg_bench_db "$BIN" "$WORK" "$PG_PORT" "${SCALE:-10}"
+}
+pg_bench_stop() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  as_pg "$BIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+
+# cpu_ticks PID: the process's user + system CPU time so far, in clock ticks (HZ).
+HZ=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# cpu_us_per_tx BEFORE PID TX: µs of CPU PID used since cpu_ticks gave BEFORE, per TX.
+cpu_us_per_tx() {
+  awk -v a="$(cpu_ticks "$2")" -v b="$1" -v hz="$HZ" -v tx="$3" 'BEGIN { printf "%.1f", (a - b) / hz * 1e6 / tx }'
 }
