@@ -18,13 +18,18 @@ use std::time::Duration;
 use gatehouse_events::payload::{Effect, Payload, ResultStatus, SshRequestKind};
 use support::*;
 
-/// A TCP echo server on a free port (a thread per connection).
+/// A TCP echo server on a free port (a thread per connection). It keeps listening
+/// after a failed accept: the harness's port probe opens a forward and drops it at
+/// once, and a connection reset before it is accepted must not stop the server.
 fn echo_server() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for s in l.incoming() {
-            let Ok(mut s) = s else { return };
+            let Ok(mut s) = s else {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
             std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
                 while let Ok(n) = s.read(&mut buf) {
@@ -69,16 +74,37 @@ async fn local_forwarding_is_judged_allowed_and_refused() {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         s.write_all(b"ping through the gateway\n").unwrap();
         let mut buf = vec![0u8; 25];
-        s.read_exact(&mut buf).unwrap();
+        s.read_exact(&mut buf)
+            .map_err(|e| format!("reading the echo through the tunnel: {e}"))?;
         // The refused forward: the local connection is closed without data.
         let mut r = std::net::TcpStream::connect(("127.0.0.1", refused_local)).unwrap();
         r.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut one = [0u8; 1];
         assert!(matches!(r.read(&mut one), Ok(0) | Err(_)));
-        buf
+        Ok::<_, String>(buf)
     })
     .await
     .unwrap();
+    let got = got.unwrap_or_else(|e| {
+        // Say why the tunnel failed: ssh's own messages and the gateway's results.
+        let _ = child.kill();
+        let mut stderr = String::new();
+        if let Some(mut err) = child.stderr.take() {
+            let _ = err.read_to_string(&mut stderr);
+        }
+        let results: Vec<_> = f
+            .events()
+            .into_iter()
+            .filter(|e| {
+                matches!(
+                    e.payload,
+                    Payload::ResultObserved(_) | Payload::DecisionMade(_)
+                )
+            })
+            .map(|e| format!("{:?}", e.payload))
+            .collect();
+        panic!("{e}\nssh said:\n{stderr}\ngateway decisions and results:\n{results:#?}")
+    });
     assert_eq!(got, b"ping through the gateway\n");
     std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap();
