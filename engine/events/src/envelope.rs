@@ -117,6 +117,32 @@ impl Event {
         }
     }
 
+    /// Starts an event of a session with a fresh id, the current time and the whole
+    /// envelope at once: one construction instead of a chain of builder calls, each
+    /// of which moves the event (the per-command path builds three of these).
+    pub fn for_session(
+        gateway_id: &str,
+        session_id: &str,
+        identity: &Identity,
+        target: &str,
+        protocol: Protocol,
+        payload: impl Into<Payload>,
+    ) -> EventBuilder {
+        EventBuilder {
+            event: Event {
+                id: EventId::new(),
+                time: Utc::now().trunc_subsecs(6),
+                schema_version: SCHEMA_VERSION,
+                gateway_id: gateway_id.to_owned(),
+                session_id: Some(session_id.to_owned()),
+                identity: Some(identity.clone()),
+                target: Some(target.to_owned()),
+                protocol: Some(protocol),
+                payload: payload.into(),
+            },
+        }
+    }
+
     /// The event type name, e.g. `request_observed`.
     pub fn event_type(&self) -> &'static str {
         self.payload.type_name()
@@ -218,5 +244,51 @@ impl EventBuilder {
     /// Finishes the event.
     pub fn build(self) -> Event {
         self.event
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+mod tests {
+    use super::*;
+    use crate::payload::ResultObserved;
+
+    #[test]
+    fn for_session_fills_the_envelope_the_builder_chain_does() {
+        let identity = Identity {
+            name: "agent-7".into(),
+            on_behalf_of: Some("alice@example.com".into()),
+            role: Some("sre".into()),
+            credential_id: Some("tok_1".into()),
+        };
+        let payload = ResultObserved {
+            rows: Some(3),
+            ..ResultObserved::default()
+        };
+        let direct = Event::for_session(
+            "gw-1",
+            "pg-1",
+            &identity,
+            "prod-db",
+            Protocol::Postgres,
+            payload.clone(),
+        )
+        .build();
+        let chained = Event::builder("gw-1", payload)
+            .session("pg-1")
+            .identity(identity)
+            .target("prod-db")
+            .protocol(Protocol::Postgres)
+            .id(direct.id)
+            .time(direct.time)
+            .build();
+        assert_eq!(direct, chained);
+        assert_eq!(direct.schema_version, SCHEMA_VERSION);
     }
 }

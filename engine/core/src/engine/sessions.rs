@@ -44,11 +44,14 @@ pub struct Session {
 impl Session {
     /// An event builder with this session's envelope.
     pub fn event(&self, gateway_id: &str, payload: impl Into<Payload>) -> EventBuilder {
-        Event::builder(gateway_id, payload)
-            .session(&self.id)
-            .identity(self.principal.identity.clone())
-            .target(&self.principal.target)
-            .protocol(self.principal.protocol)
+        Event::for_session(
+            gateway_id,
+            &self.id,
+            &self.principal.identity,
+            &self.principal.target,
+            self.principal.protocol,
+            payload,
+        )
     }
 
     /// Time since the session opened.
