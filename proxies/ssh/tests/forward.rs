@@ -18,9 +18,10 @@ use std::time::Duration;
 use gatehouse_events::payload::{Effect, Payload, ResultStatus, SshRequestKind};
 use support::*;
 
-/// A TCP echo server on a free port (a thread per connection). It keeps listening
-/// after a failed accept: the harness's port probe opens a forward and drops it at
-/// once, and a connection reset before it is accepted must not stop the server.
+/// A TCP echo server on a free port (a thread per connection). A failed accept does
+/// not stop it: a forward the test relies on would then fail to connect. (One CI run
+/// saw the tunnel reset once; the cause was not captured, so a failed tunnel now
+/// reports ssh's messages and the gateway's decisions and results.)
 fn echo_server() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
