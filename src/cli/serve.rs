@@ -102,7 +102,8 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
     let mut shippers = JoinSet::new();
     let cursor_dir = config.data_dir.join("cursors");
     let mut cursor_names = Vec::new();
-    let ship_options = ShipOptions::new(&cursor_dir);
+    let mut ship_options = ShipOptions::new(&cursor_dir);
+    ship_options.gateway_id = engine.gateway_id().to_owned();
     if config.shipping.parquet.enabled {
         let mut p = ParquetOptions::new(
             config
@@ -145,6 +146,7 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
 
     let mut background = JoinSet::new();
     background.spawn(engine.clone().run_expiry());
+    background.spawn(engine.clone().run_log_recovery());
     background.spawn(retention(log.clone(), cursor_dir, cursor_names));
     background.spawn(reload_on_change(engine.clone(), config.clone()));
 

@@ -64,6 +64,7 @@ pub fn run(args: ShipArgs, data_dir: &std::path::Path) -> anyhow::Result<ExitCod
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut options = ShipOptions::new(data_dir.join("cursors"));
         options.stop_at = args.until;
+        options.gateway_id = "gatehouse-ship".into();
         let source = Source::Dir(log_dir);
         let mut tasks = tokio::task::JoinSet::new();
         if args.parquet {

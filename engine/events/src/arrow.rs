@@ -144,6 +144,7 @@ fn approval_id(e: &Event) -> Option<&str> {
         Payload::ApprovalDenied(a) => Some(&a.approval_id),
         Payload::ApprovalExpired(a) => Some(&a.approval_id),
         Payload::GrantRevoked(g) => Some(&g.approval_id),
+        Payload::ApprovalWithdrawn(a) => Some(&a.approval_id),
         _ => None,
     }
 }
@@ -158,6 +159,8 @@ fn reason(e: &Event) -> Option<&str> {
         Payload::GrantRevoked(g) => Some(&g.reason),
         Payload::ResultObserved(r) => r.message.as_deref(),
         Payload::CredentialRevoked(c) => c.reason.as_deref(),
+        Payload::ApprovalWithdrawn(a) => Some(&a.reason),
+        Payload::LogOutage(o) => Some(&o.error),
         _ => None,
     }
 }

@@ -9,10 +9,11 @@
 //! | SSH login, port forward, session bytes | SSH Activity (4007) |
 //! | SSH sftp operation | File System Activity (1001) |
 //! | Kubernetes request, result, decision | API Activity (6003) |
-//! | approval requested / granted / denied / expired | Authorize Session (3003) |
+//! | approval requested / granted / denied / expired / withdrawn | Authorize Session (3003) |
 //! | credential issued / revoked | User Access Management (3005) |
 //! | authentication failure, non-SSH session open/close | Authentication (3002) |
 //! | alert | Detection Finding (2004) |
+//! | event log outage, shipper rewound | Application Lifecycle (6002) |
 //!
 //! Fields OCSF has no place for are kept under `unmapped.gatehouse`, which holds the
 //! native payload, so nothing is lost on the way to the SIEM.
@@ -50,6 +51,7 @@ const USER_ACCESS: Class = Class(
     "Identity & Access Management",
 );
 const DETECTION: Class = Class(2004, "Detection Finding", 2, "Findings");
+const LIFECYCLE: Class = Class(6002, "Application Lifecycle", 6, "Application Activity");
 
 /// True for events that belong on the alerts topic (OCSF Detection Findings).
 pub fn is_alert(event: &Event) -> bool {
@@ -605,6 +607,37 @@ fn fill<'a>(event: &'a Event, r: &mut Record<'a>) -> (Class, u32, &'static str) 
             (USER_ACCESS, 2, "Revoke Privileges")
         }
         Payload::AlertRaised(a) => alert(event, r, a),
+        Payload::ApprovalWithdrawn(a) => {
+            success(r, false, Some(&a.reason));
+            r.session = Some(Uid {
+                uid: &a.approval_id,
+            });
+            (AUTHORIZE_SESSION, 99, "Approval Withdrawn")
+        }
+        Payload::LogOutage(o) => {
+            success(r, false, Some(&o.error));
+            r.severity_id = 4;
+            r.severity = "High";
+            r.message = Some(format!(
+                "the event log refused appends from {} to {} ({} refused): {}",
+                o.started_at.to_rfc3339(),
+                o.ended_at.to_rfc3339(),
+                o.refused_appends,
+                o.error
+            ));
+            r.end_time = Some(o.ended_at.timestamp_millis());
+            (LIFECYCLE, 99, "Event Log Outage")
+        }
+        Payload::ShipperRewound(w) => {
+            success(r, true, None);
+            r.severity_id = 3;
+            r.severity = "Medium";
+            r.message = Some(format!(
+                "the {} shipper's cursor {} was past the log's end {}: moved back; records the sink holds at offsets {}..{} are no longer in the log",
+                w.sink, w.cursor, w.log_end, w.log_end, w.cursor
+            ));
+            (LIFECYCLE, 99, "Shipper Rewound")
+        }
     }
 }
 

@@ -25,6 +25,69 @@ fn identity(name: &str) -> Identity {
     }
 }
 
+/// One event of each payload type added after the v1 fixtures were frozen, with
+/// fixed ids and times: together with [`one_of_each`] they cover every payload type.
+pub fn later_additions() -> Vec<Event> {
+    let base = fixed_base();
+    let gw = "gw-1";
+    let mut n = 0u128;
+    let mut id = || {
+        n += 1;
+        EventId::from_u128(0x0190_0000_0000_7000_8000_0000_0001_0000 + n)
+    };
+    vec![
+        Event::builder(
+            gw,
+            GrantRevoked {
+                approval_id: "apr_7".into(),
+                revoked_by: "bob@example.com".into(),
+                reason: "incident closed".into(),
+            },
+        )
+        .identity(identity("agent:etl"))
+        .target("prod-db")
+        .id(id())
+        .time(at(base, 160_000))
+        .build(),
+        Event::builder(
+            gw,
+            ApprovalWithdrawn {
+                approval_id: "apr_10".into(),
+                reason: "client_disconnected".into(),
+            },
+        )
+        .identity(identity("agent:etl"))
+        .target("prod-db")
+        .id(id())
+        .time(at(base, 161_000))
+        .build(),
+        Event::builder(
+            gw,
+            LogOutage {
+                started_at: at(base, 162_000),
+                ended_at: at(base, 170_000),
+                error: "event log i/o error on `log/00000000000000000000.seg`: No space left on device (os error 28)".into(),
+                refused_appends: 42,
+                failed_attempts: 5,
+            },
+        )
+        .id(id())
+        .time(at(base, 170_000))
+        .build(),
+        Event::builder(
+            gw,
+            ShipperRewound {
+                sink: "kafka".into(),
+                cursor: 1_063,
+                log_end: 1_056,
+            },
+        )
+        .id(id())
+        .time(at(base, 171_000))
+        .build(),
+    ]
+}
+
 /// One event of every payload type, with fixed ids and times (schema fixtures).
 pub fn one_of_each() -> Vec<Event> {
     let base = fixed_base();

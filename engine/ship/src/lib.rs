@@ -1,8 +1,10 @@
 //! Shipping the event log to Parquet files and Kafka topics.
 //!
-//! Each shipper reads the log from its own persisted [`Cursor`], hands records to a
-//! [`Sink`], and advances the cursor only after the sink says the records are durable
-//! there. A crash or an unreachable sink therefore never loses events: shipping
+//! Each shipper reads the log's durable records (fsynced, so a power loss cannot
+//! take them from the log after a sink has them) from its own persisted [`Cursor`],
+//! hands them to a [`Sink`], and advances the cursor only after the sink says the
+//! records are durable there. On start a cursor past the log's end is moved back and
+//! the move recorded (`shipper_rewound`). A crash or an unreachable sink therefore never loses events: shipping
 //! resumes from the cursor, and records after it may be delivered twice (consumers
 //! deduplicate on the event id, which every record carries).
 
@@ -40,6 +42,9 @@ pub enum ShipError {
     /// A worker task (decoding, encoding) died.
     #[error("shipper task failed: {0}")]
     Task(String),
+    /// A cursor past the log's end cannot be moved back with a record of it.
+    #[error("cannot rewind the shipper cursor: {0}")]
+    Rewind(String),
 }
 
 impl ShipError {

@@ -2,8 +2,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_core::log::{EventLog, LogReader, Offset};
+use gatehouse_core::log::{EventLog, LogConfig, LogError, LogReader, Offset};
 use gatehouse_events::Event;
+use gatehouse_events::payload::ShipperRewound;
 use tokio::sync::watch;
 
 use crate::{Cursor, Encoder, ShipError, Sink};
@@ -18,12 +19,82 @@ pub enum Source {
 }
 
 impl Source {
+    /// A reader of durable records only: a sink never holds a record that a power
+    /// loss can take from the log.
     fn reader(&self, from: Offset) -> LogReader {
         match self {
-            Source::Live(log) => log.reader(from),
-            Source::Dir(dir) => LogReader::open(dir.clone(), from),
+            Source::Live(log) => log.durable_reader(from),
+            Source::Dir(dir) => LogReader::open_synced(dir.clone(), from),
         }
     }
+
+    /// Where the log ended before anything was appended to it by this run: the
+    /// highest position a cursor may hold.
+    fn end(&self) -> Result<Offset, ShipError> {
+        match self {
+            Source::Live(log) => Ok(log.opened_at()),
+            Source::Dir(dir) => Ok(gatehouse_core::log::end_offset(dir)?),
+        }
+    }
+
+    /// Appends the record of a rewound cursor to the log.
+    fn record(&self, event: &Event) -> Result<(), ShipError> {
+        match self {
+            Source::Live(log) => {
+                log.append(event)?;
+                log.sync()?;
+                Ok(())
+            }
+            Source::Dir(dir) => match EventLog::open(LogConfig::new(dir.clone())) {
+                Ok(log) => {
+                    log.append(event)?;
+                    log.sync()?;
+                    Ok(())
+                }
+                Err(LogError::Locked(_)) => Err(ShipError::Rewind(format!(
+                    "the log `{}` is in use by a running gateway, so the rewind cannot be recorded; ship from that gateway (`[shipping]`) or stop it first",
+                    dir.display()
+                ))),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+}
+
+/// Reconciles a persisted cursor with the log's end. A cursor past the end means the
+/// log lost records the sink already holds (a torn tail cut after a power loss, a log
+/// restored from a copy): the cursor moves back to the end, so new records at the
+/// reused offsets are shipped, and a `shipper_rewound` event in the log says which
+/// offsets the sink holds that the log does not.
+fn reconcile(
+    source: &Source,
+    cursor: &mut Cursor,
+    sink: &str,
+    options: &ShipOptions,
+) -> Result<(), ShipError> {
+    let end = source.end()?;
+    let at = cursor.next();
+    if at <= end {
+        return Ok(());
+    }
+    tracing::error!(
+        message =
+            "Shipper cursor is past the end of the event log; moving it back and recording it.",
+        sink,
+        cursor = at,
+        log_end = end,
+    );
+    let event = Event::builder(
+        &options.gateway_id,
+        ShipperRewound {
+            sink: sink.to_owned(),
+            cursor: at,
+            log_end: end,
+        },
+    )
+    .build();
+    source.record(&event)?;
+    cursor.store(end)
 }
 
 /// Shipping loop settings.
@@ -44,6 +115,8 @@ pub struct ShipOptions {
     /// After being woken by an append, wait this long so records accumulate into
     /// batches instead of waking the shipper once per command.
     pub linger: Duration,
+    /// Gateway id recorded in the events the shipper itself writes (`shipper_rewound`).
+    pub gateway_id: String,
 }
 
 impl ShipOptions {
@@ -57,6 +130,7 @@ impl ShipOptions {
             max_backoff: Duration::from_secs(5),
             stop_at: None,
             linger: Duration::from_millis(20),
+            gateway_id: "gatehouse".into(),
         }
     }
 }
@@ -72,10 +146,24 @@ pub async fn run<S: Sink>(
 ) -> Result<Offset, ShipError> {
     let mut cursor = Cursor::load(&options.cursor_dir, sink.name())?;
     let name = sink.name().to_owned();
+    // Until the rewind (if any) is recorded, nothing is shipped: retried like any
+    // shipping error (the log may be failed for a while).
+    let mut backoff = options.backoff;
+    while let Err(error) = reconcile(&source, &mut cursor, &name, &options) {
+        tracing::warn!(message = "Cannot reconcile the shipper cursor with the log; retrying.", sink = %name, %error, retry_in_ms = backoff.as_millis() as u64);
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return Ok(cursor.next());
+        }
+        backoff = (backoff * 2).min(options.max_backoff);
+    }
     tracing::info!(message = "Shipper starting.", sink = %name, from = cursor.next());
     let mut reader = source.reader(cursor.next());
     let mut decoding = Decoding::new(sink.encoder());
-    let mut backoff = options.backoff;
+    backoff = options.backoff;
     loop {
         if *shutdown.borrow() {
             if let Some(done) = sink.flush(true).await? {

@@ -242,19 +242,28 @@ impl Req<'_> {
         }
     }
 
-    /// Waits for a held request's approval; `Err` carries the refusal message.
+    /// Waits for a held request's approval; `Err` carries the refusal message. Dropped
+    /// before an outcome (the client left) or ended with the session, the approval
+    /// is withdrawn.
     async fn wait(&self, decision: &Decision) -> Result<(), String> {
         let id = decision
             .approval
             .as_ref()
             .map(|a| a.id.clone())
             .unwrap_or_default();
+        // hyper drops this future when the client goes away: the guard then
+        // withdraws the approval, so that a reviewer cannot approve it later.
+        let mut guard = WithdrawOnDrop {
+            engine: self.engine().clone(),
+            decision: Some(decision.clone()),
+        };
         let outcome = tokio::select! {
             o = self.engine().wait_for_approval(decision) => o,
             reason = self.active.session.closed() => {
                 return Err(format!("gatehouse: approval {id} abandoned: {reason}"));
             }
         };
+        guard.decision = None;
         match outcome {
             ApprovalOutcome::Granted { .. } => Ok(()),
             ApprovalOutcome::Denied { reviewer, reason } => Err(format!(
@@ -263,6 +272,9 @@ impl Req<'_> {
             ApprovalOutcome::Expired => Err(format!(
                 "gatehouse: approval {id} expired before a reviewer decided"
             )),
+            ApprovalOutcome::Withdrawn { reason } => {
+                Err(format!("gatehouse: approval {id} was withdrawn: {reason}"))
+            }
         }
     }
 
@@ -706,5 +718,30 @@ mod tests {
         );
         json_only(&mut h);
         assert_eq!(h[header::ACCEPT], "application/json");
+    }
+}
+
+/// Withdraws a held request's approval unless disarmed (`decision` taken) first.
+struct WithdrawOnDrop {
+    engine: Arc<Engine>,
+    decision: Option<Decision>,
+}
+
+impl Drop for WithdrawOnDrop {
+    fn drop(&mut self) {
+        let Some(decision) = self.decision.take() else {
+            return;
+        };
+        let engine = self.engine.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = engine
+                    .withdraw_approval(&decision, "client_disconnected")
+                    .await
+                {
+                    tracing::warn!(message = "Cannot record a withdrawn approval.", %error);
+                }
+            });
+        }
     }
 }

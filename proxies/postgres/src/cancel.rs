@@ -1,5 +1,6 @@
 //! Cancel keys: clients get a key the gateway made up; a `CancelRequest` with it is
-//! forwarded to the upstream backend of that session, with the upstream's own key.
+//! forwarded to the upstream backend of that session, with the upstream's own key, and
+//! cancels a statement the session holds for approval (it never reached the upstream).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,6 +16,9 @@ pub struct CancelTarget {
     pub tls: Option<Arc<ClientConfig>>,
     /// The upstream backend's key.
     pub key: (i32, i32),
+    /// Counts the session's cancel requests: its relay withdraws a held statement
+    /// when this changes.
+    pub cancelled: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// Live cancel keys.

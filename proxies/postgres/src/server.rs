@@ -115,6 +115,7 @@ impl PgProxy {
             session,
             cancel_target,
         } = ready;
+        let cancel = cancel_target.cancelled.subscribe();
         let key = self.cancels.register(cancel_target);
         let mut hello = BytesMut::new();
         backend::authentication(&mut hello, 0);
@@ -150,6 +151,7 @@ impl PgProxy {
                 pids: (upstream.key.0, key.0),
                 busy_poll: self.options.busy_poll,
                 load: self.load.clone(),
+                cancel,
             },
             sql,
             upstream.leftover,
@@ -377,6 +379,7 @@ impl PgProxy {
                 upstream: target.upstream.clone(),
                 tls,
                 key: upstream.key,
+                cancelled: Arc::new(watch::channel(0).0),
             },
             upstream,
             session,
@@ -386,6 +389,8 @@ impl PgProxy {
     async fn cancel(&self, key: (i32, i32), peer: SocketAddr) {
         match self.cancels.get(key) {
             Some(t) => {
+                // A statement held for approval is cancelled here: it is not upstream.
+                t.cancelled.send_modify(|n| *n += 1);
                 if let Err(error) = upstream::cancel(&t.upstream, t.tls.as_ref(), t.key).await {
                     tracing::warn!(message = "Cannot forward a cancel request.", %error);
                 } else {

@@ -148,6 +148,9 @@ impl Ctx {
                     ApprovalOutcome::Expired => {
                         format!("gatehouse: approval {id} expired without a decision")
                     }
+                    ApprovalOutcome::Withdrawn { reason } => {
+                        format!("gatehouse: approval {id} was withdrawn: {reason}")
+                    }
                 };
                 self.refused_result(&decision, &refused).await;
                 Verdict::Refused(refused, crate::EXIT_REFUSED)

@@ -27,6 +27,11 @@ pub enum ApprovalOutcome {
     },
     /// Nobody decided before the deadline.
     Expired,
+    /// The requester left before a reviewer decided.
+    Withdrawn {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// A pending approval as reviewers see it.
@@ -58,6 +63,8 @@ pub struct PendingApproval {
 
 struct Pending {
     view: PendingApproval,
+    /// The session whose request is held: when it closes, the request never runs.
+    session: Option<String>,
     /// The credential of the held request's session: a grant covers only it.
     credential: Option<String>,
     /// Who issued that credential: they may not decide (four eyes).
@@ -140,6 +147,7 @@ impl Approvals {
                     a.approval_id.clone(),
                     Pending {
                         view,
+                        session: event.session_id.clone(),
                         credential,
                         issuer,
                         tx,
@@ -187,6 +195,13 @@ impl Approvals {
             Payload::ApprovalExpired(x) => {
                 if let Some(p) = s.pending.remove(&x.approval_id) {
                     p.tx.send_replace(Some(ApprovalOutcome::Expired));
+                }
+            }
+            Payload::ApprovalWithdrawn(x) => {
+                if let Some(p) = s.pending.remove(&x.approval_id) {
+                    p.tx.send_replace(Some(ApprovalOutcome::Withdrawn {
+                        reason: x.reason.clone(),
+                    }));
                 }
             }
             _ => {}
@@ -251,6 +266,16 @@ impl Approvals {
     /// One pending approval.
     pub fn get(&self, id: &str) -> Option<PendingApproval> {
         self.lock().pending.get(id).map(|p| p.view.clone())
+    }
+
+    /// Pending approvals of requests held in `session`.
+    pub fn of_session(&self, session: &str) -> Vec<PendingApproval> {
+        self.lock()
+            .pending
+            .values()
+            .filter(|p| p.session.as_deref() == Some(session))
+            .map(|p| p.view.clone())
+            .collect()
     }
 
     /// Who issued the credential that asked for a pending approval, when known.

@@ -21,9 +21,10 @@ use chrono::{DateTime, Utc};
 use gatehouse_dsl::mask::MaskSpec;
 use gatehouse_dsl::{CaptureRequest, Verdict};
 use gatehouse_events::payload::{
-    AlertRaised, ApprovalDenied, ApprovalExpired, ApprovalGranted, ApprovalRequested, AuthFailed,
-    CredentialIssued, CredentialRevoked, Effect, GrantRevoked, Payload, RequestDetail,
-    RequestObserved, ResultObserved, SessionClosed, SessionData, SessionOpened, Severity,
+    AlertRaised, ApprovalDenied, ApprovalExpired, ApprovalGranted, ApprovalRequested,
+    ApprovalWithdrawn, AuthFailed, CredentialIssued, CredentialRevoked, Effect, GrantRevoked,
+    LogOutage, Payload, RequestDetail, RequestObserved, ResultObserved, SessionClosed, SessionData,
+    SessionOpened, Severity,
 };
 use gatehouse_events::{Event, EventId, Identity, Protocol};
 
@@ -39,6 +40,13 @@ pub trait Notifier: Send + Sync {
     /// A request is waiting for a reviewer.
     fn approval_requested(&self, approval: &PendingApproval);
 }
+
+/// First wait before retrying a failed event log.
+pub const LOG_RETRY_MIN: Duration = Duration::from_millis(100);
+/// Longest wait between retries of a failed event log.
+pub const LOG_RETRY_MAX: Duration = Duration::from_secs(5);
+/// How often a healthy log is checked for a failure to recover from.
+const LOG_HEALTH_POLL: Duration = Duration::from_millis(100);
 
 /// Longest time-boxed grant unless `approvals.max_grant` says otherwise.
 pub const DEFAULT_MAX_GRANT: Duration = Duration::from_secs(8 * 3600);
@@ -92,7 +100,9 @@ pub struct Reviewer {
 #[derive(Debug, thiserror::Error)]
 pub enum ApprovalError {
     /// No pending approval with this id.
-    #[error("no pending approval `{0}` (it may have been decided or expired)")]
+    #[error(
+        "no pending approval `{0}` (it may have been decided, expired, or withdrawn because its client left)"
+    )]
     NotFound(String),
     /// Self-approval.
     #[error("`{0}` cannot decide an approval requested by itself or on its behalf")]
@@ -465,7 +475,7 @@ impl Engine {
             )
             .build();
         if let Err(e) = self.append(std::slice::from_ref(&event)).await {
-            self.sessions.remove(&session.id);
+            self.sessions.remove(&session.id, "not recorded");
             return Err(e);
         }
         self.policy.observe(&event);
@@ -475,7 +485,17 @@ impl Engine {
 
     /// Closes a session (records `session_closed`).
     pub async fn close_session(&self, session: &Session, reason: &str) {
-        self.sessions.remove(&session.id);
+        self.sessions.remove(&session.id, reason);
+        // A request held for approval in a session that ended never runs: withdraw
+        // it, so that a reviewer cannot approve it later.
+        for p in self.approvals.of_session(&session.id) {
+            if let Err(error) = self
+                .withdraw(&p, &format!("session closed: {reason}"))
+                .await
+            {
+                tracing::error!(message = "Cannot record a withdrawn approval.", approval = %p.id, session = %session.id, %error);
+            }
+        }
         let event = session
             .event(
                 &self.options.gateway_id,
@@ -919,6 +939,86 @@ impl Engine {
             }
         }
         Ok(ids)
+    }
+
+    /// Withdraws a held request whose client left before a reviewer decided: records
+    /// `approval_withdrawn`, after which a reviewer finds nothing to approve. Returns
+    /// false when the approval was already decided (the caller must still not run
+    /// the request: its client is gone).
+    pub async fn withdraw_approval(
+        &self,
+        decision: &Decision,
+        reason: &str,
+    ) -> Result<bool, EngineError> {
+        match &decision.approval {
+            Some(p) => self.withdraw(p, reason).await,
+            None => Ok(false),
+        }
+    }
+
+    async fn withdraw(&self, p: &PendingApproval, reason: &str) -> Result<bool, EngineError> {
+        let _deciding = self.deciding.lock().await;
+        if self.approvals.get(&p.id).is_none() {
+            return Ok(false);
+        }
+        let event = self.approval_event(
+            p,
+            ApprovalWithdrawn {
+                approval_id: p.id.clone(),
+                reason: reason.into(),
+            },
+        );
+        self.append(std::slice::from_ref(&event)).await?;
+        self.approvals.apply(&event, false);
+        Ok(true)
+    }
+
+    /// Brings a failed event log back without a restart: while the log refuses
+    /// appends, tries [`EventLog::recover`] with a bounded exponential back-off
+    /// ([`LOG_RETRY_MIN`] to [`LOG_RETRY_MAX`]); the first record after the outage is
+    /// a `log_outage` event. Runs until the engine is dropped elsewhere.
+    pub async fn run_log_recovery(self: Arc<Self>) {
+        let mut backoff = LOG_RETRY_MIN;
+        loop {
+            if self.log.failure().is_none() {
+                backoff = LOG_RETRY_MIN;
+                tokio::time::sleep(LOG_HEALTH_POLL).await;
+                continue;
+            }
+            tokio::time::sleep(backoff).await;
+            match self.try_recover_log().await {
+                Ok(_) => backoff = LOG_RETRY_MIN,
+                Err(error) => {
+                    backoff = (backoff * 2).min(LOG_RETRY_MAX);
+                    tracing::warn!(message = "The event log is still failed; retrying.", %error, retry_in_ms = backoff.as_millis() as u64);
+                }
+            }
+        }
+    }
+
+    /// One recovery attempt of a failed log (see [`run_log_recovery`](Self::run_log_recovery));
+    /// `Ok(None)` when the log was not failed.
+    pub async fn try_recover_log(&self) -> Result<Option<u64>, EngineError> {
+        let log = self.log.clone();
+        let gateway = self.options.gateway_id.clone();
+        let recovered = tokio::task::spawn_blocking(move || {
+            log.recover(|f| {
+                Event::builder(
+                    &gateway,
+                    LogOutage {
+                        started_at: f.since,
+                        ended_at: Utc::now(),
+                        error: f.error.clone(),
+                        refused_appends: f.refused_appends,
+                        failed_attempts: f.failed_attempts,
+                    },
+                )
+                .build()
+            })
+        })
+        .await
+        .map_err(|e| EngineError::Policy(format!("log recovery task failed: {e}")))??;
+        Ok(recovered)
     }
 
     /// Runs the approval expiry clock until the engine is dropped elsewhere.

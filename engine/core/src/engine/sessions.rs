@@ -70,7 +70,7 @@ impl Session {
     }
 
     /// Resolves with the reason when the gateway closes this session (credential
-    /// revoked or expired). Proxies select on it.
+    /// revoked or expired) or the session ends. Proxies select on it.
     pub async fn closed(&self) -> String {
         let mut rx = self.closed.clone();
         match rx.wait_for(Option::is_some).await {
@@ -165,8 +165,18 @@ impl Registry {
         })
     }
 
-    pub(super) fn remove(&self, id: &str) {
-        self.lock().remove(id);
+    /// Forgets a session and wakes everything waiting on [`Session::closed`].
+    pub(super) fn remove(&self, id: &str, reason: &str) {
+        if let Some(live) = self.lock().remove(id) {
+            live.close.send_if_modified(|v| {
+                if v.is_none() {
+                    *v = Some(reason.to_owned());
+                    true
+                } else {
+                    false
+                }
+            });
+        }
     }
 
     pub(super) fn close_credential(&self, credential_id: &str, reason: &str) -> usize {

@@ -8,6 +8,11 @@
 //!   in either mode; a machine crash can lose up to one interval in `batch` mode.
 //! - On open, a torn tail (a partial last write) is truncated; corruption followed by
 //!   valid records is an error, never silently cut.
+//! - A failed write (a full disk) or fsync makes the log refuse appends
+//!   ([`EventLog::failure`]); [`EventLog::recover`] repairs it in place and records the
+//!   outage, so a gateway resumes without a restart once the cause is gone.
+//! - Shippers read only durable records ([`EventLog::durable_reader`],
+//!   [`LogReader::open_synced`]), so no sink holds a record a power loss can take.
 //! - Segments rotate by size; retention removes whole segments that every shipper has
 //!   passed and that are older or larger than the limits.
 
@@ -26,7 +31,28 @@ use serde::{Deserialize, Serialize};
 pub use reader::{LogReader, Record};
 pub use segment::{SegmentFile, list_segments};
 pub use verify::{Problem, VerifyReport, verify};
-pub use writer::EventLog;
+pub use writer::{EventLog, Failure};
+
+/// The offset after the last valid record of the log in `dir` (0 for an empty or
+/// absent log), read from its last segment: where a reader that is not the writer
+/// sees the log end.
+pub fn end_offset(dir: &Path) -> Result<Offset, LogError> {
+    let segments = list_segments(dir)?;
+    let Some(last) = segments.last() else {
+        return Ok(0);
+    };
+    let bytes = segment::read_segment(&last.path)?;
+    match segment::scan(&bytes, |_| {}) {
+        Ok(scan) => Ok(scan.next_offset),
+        Err(record::Invalid::Short) => Ok(last.base),
+        Err(record::Invalid::Bad(reason)) => Err(LogError::Corrupt {
+            offset: last.base,
+            segment: last.path.clone(),
+            position: 0,
+            reason: reason.into(),
+        }),
+    }
+}
 
 /// Position of a record in the log: 0 for the first record ever, then +1 per record.
 pub type Offset = u64;

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use crate::log::record::{self, Hash, Invalid, SEGMENT_HEADER_LEN};
 use crate::log::segment::list_segments;
+use crate::log::writer::Durable;
 use crate::log::{LogError, Offset};
 
 /// One record read back.
@@ -38,6 +39,9 @@ struct OpenSegment {
     file: File,
     buf: Vec<u8>,
     start: usize,
+    /// For synced readers: the file length covered by the reader's last fsync (bytes
+    /// past it are not read until another fsync covers them).
+    synced: Option<u64>,
 }
 
 const READ_CHUNK: usize = 256 * 1024;
@@ -49,8 +53,32 @@ impl OpenSegment {
             self.buf.drain(..self.start);
             self.start = 0;
         }
+        let mut want = READ_CHUNK;
+        if let Some(synced) = self.synced {
+            let at = self.file_position_of_buf_end();
+            let synced = if at >= synced {
+                // Everything covered is read: fsync again, reading no further than
+                // the length before the fsync (later writes may not be covered).
+                let len = self
+                    .file
+                    .metadata()
+                    .map_err(|e| LogError::io(&self.path, e))?
+                    .len();
+                self.file
+                    .sync_data()
+                    .map_err(|e| LogError::io(&self.path, e))?;
+                self.synced = Some(len);
+                len
+            } else {
+                synced
+            };
+            want = want.min(usize::try_from(synced.saturating_sub(at)).unwrap_or(READ_CHUNK));
+            if want == 0 {
+                return Ok(0);
+            }
+        }
         let old = self.buf.len();
-        self.buf.resize(old + READ_CHUNK, 0);
+        self.buf.resize(old + want, 0);
         let got = self.file.read(self.buf.get_mut(old..).unwrap_or_default());
         match got {
             Ok(n) => {
@@ -77,15 +105,45 @@ impl OpenSegment {
     }
 }
 
+/// How far a reader of a live log may read.
+pub(crate) enum Limit {
+    /// Up to the written watermark.
+    Written(watch::Receiver<Offset>),
+    /// Up to the durable (fsynced) watermark.
+    Durable(watch::Receiver<Durable>),
+}
+
+impl Limit {
+    fn current(&self) -> Offset {
+        match self {
+            Limit::Written(rx) => *rx.borrow(),
+            Limit::Durable(rx) => rx.borrow().offset,
+        }
+    }
+
+    async fn wait_past(&mut self, next: Offset) -> Result<(), LogError> {
+        let waited = match self {
+            Limit::Written(rx) => rx.wait_for(|w| *w > next).await.map(|_| ()),
+            Limit::Durable(rx) => rx.wait_for(|d| d.offset > next).await.map(|_| ()),
+        };
+        waited.map_err(|_| LogError::Closed)
+    }
+}
+
 /// Reads records in offset order, across segments.
 ///
-/// From a live [`EventLog`](crate::log::EventLog) it never reads past the written
-/// watermark; opened on a directory it reads to the end of the last valid record.
+/// From a live [`EventLog`](crate::log::EventLog) it never reads past the written (or,
+/// for [`durable_reader`](crate::log::EventLog::durable_reader), the durable)
+/// watermark; opened on a directory it reads to the end of the last valid record
+/// ([`open_synced`](Self::open_synced): fsyncing each segment before reading it).
 pub struct LogReader {
     dir: PathBuf,
     next: Offset,
     seg: Option<OpenSegment>,
-    limit: Option<watch::Receiver<Offset>>,
+    limit: Option<Limit>,
+    /// Opened on a directory another process writes: fsync before reading, so only
+    /// durable records are returned.
+    sync_first: bool,
 }
 
 impl LogReader {
@@ -96,15 +154,28 @@ impl LogReader {
             next: from,
             seg: None,
             limit: None,
+            sync_first: false,
         }
     }
 
-    pub(crate) fn with_limit(dir: PathBuf, from: Offset, limit: watch::Receiver<Offset>) -> Self {
+    /// Reads the log in `dir`, which another process may be writing, from `from`,
+    /// returning only records on disk: before reading past what it has read, the
+    /// reader fsyncs the segment itself (fsync flushes every process's writes to the
+    /// file) and reads no further than the file's length before that fsync.
+    pub fn open_synced(dir: impl Into<PathBuf>, from: Offset) -> Self {
+        Self {
+            sync_first: true,
+            ..Self::open(dir, from)
+        }
+    }
+
+    pub(crate) fn with_limit(dir: PathBuf, from: Offset, limit: Limit) -> Self {
         Self {
             dir,
             next: from,
             seg: None,
             limit: Some(limit),
+            sync_first: false,
         }
     }
 
@@ -118,11 +189,7 @@ impl LogReader {
     pub async fn wait(&mut self) -> Result<(), LogError> {
         let next = self.next;
         match &mut self.limit {
-            Some(rx) => rx
-                .wait_for(|w| *w > next)
-                .await
-                .map(|_| ())
-                .map_err(|_| LogError::Closed),
+            Some(limit) => limit.wait_past(next).await,
             None => Ok(()),
         }
     }
@@ -154,8 +221,8 @@ impl LogReader {
         &mut self,
         take: impl FnOnce(Offset, Hash, &[u8]) -> Result<T, LogError>,
     ) -> Result<Option<T>, LogError> {
-        if let Some(rx) = &self.limit
-            && self.next >= *rx.borrow()
+        if let Some(limit) = &self.limit
+            && self.next >= limit.current()
         {
             return Ok(None);
         }
@@ -276,6 +343,7 @@ impl LogReader {
             file,
             buf: Vec::new(),
             start: 0,
+            synced: self.sync_first.then_some(0),
         });
         Ok(true)
     }

@@ -1,4 +1,12 @@
-//! The append path: encoding, the hash chain, rotation, fsync scheduling.
+//! The append path: encoding, the hash chain, rotation, fsync scheduling, and
+//! recovery from a failed write or fsync without a restart.
+//!
+//! A failed `write(2)` (a full disk) cuts the file back to its last record boundary;
+//! a failed fsync means the kernel may have dropped the written pages. Either way the
+//! log refuses appends from then on ([`Failure`]) until [`EventLog::recover`] repairs
+//! the file: it cuts it back to its length at the last good fsync, writes again every
+//! byte written since (the writer keeps them, see `Writer::unsynced`), fsyncs, and
+//! appends the caller's outage event as the first record after the outage.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -8,10 +16,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
+use chrono::{DateTime, Utc};
 use gatehouse_events::Event;
 use tokio::sync::watch;
 
-use crate::log::reader::LogReader;
+use crate::log::reader::{Limit, LogReader};
 use crate::log::record::{self, Hash, MAX_PAYLOAD, SEGMENT_HEADER_LEN};
 use crate::log::segment::{self, Tail, list_segments, segment_path};
 use crate::log::{Durability, LogConfig, LogError, Offset};
@@ -31,6 +40,8 @@ struct Inner {
     durable_cv: Condvar,
     written_tx: watch::Sender<Offset>,
     durable_tx: watch::Sender<Durable>,
+    /// The log's end when it was opened (after crash recovery), before any append.
+    opened_at: Offset,
     _lock: File,
 }
 
@@ -40,8 +51,43 @@ struct Writer {
     len: u64,
     next: Offset,
     last_hash: Hash,
-    buf: Vec<u8>,
-    failed: Option<String>,
+    /// The current file's bytes from `synced_len` to `len`: written, not yet known to
+    /// be on disk. Each write encodes its records at the end of this buffer and writes
+    /// them from there (no copy); the syncer drops what an fsync covered. After a
+    /// failed fsync they are written again by recovery.
+    unsynced: Vec<u8>,
+    /// Length of the current file at its last successful fsync.
+    synced_len: u64,
+    failure: Option<Failure>,
+}
+
+/// Why the log refuses appends: what failed, since when, and what it refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The error that failed the log.
+    pub error: String,
+    /// When it failed.
+    pub since: DateTime<Utc>,
+    /// Appends refused since.
+    pub refused_appends: u64,
+    /// Recovery attempts that failed since.
+    pub failed_attempts: u64,
+    /// An fsync failed: nothing is durable past the last good fsync until recovery
+    /// writes it again, so the syncer stops (a second fsync would report success for
+    /// pages the kernel dropped).
+    sync_failed: bool,
+}
+
+impl Failure {
+    fn new(error: String, sync_failed: bool) -> Self {
+        Self {
+            error,
+            since: Utc::now(),
+            refused_appends: 0,
+            failed_attempts: 0,
+            sync_failed,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -54,9 +100,9 @@ struct SyncState {
 
 /// Durable watermark published to async waiters.
 #[derive(Debug, Clone, Default)]
-struct Durable {
-    offset: Offset,
-    failed: Option<String>,
+pub(crate) struct Durable {
+    pub(crate) offset: Offset,
+    pub(crate) failed: Option<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -85,6 +131,7 @@ impl EventLog {
         }
         let writer = recover(&dir)?;
         let next = writer.next;
+        let opened_at = next;
         let (written_tx, _) = watch::channel(next);
         let (durable_tx, _) = watch::channel(Durable {
             offset: next,
@@ -101,6 +148,7 @@ impl EventLog {
             durable_cv: Condvar::new(),
             written_tx,
             durable_tx,
+            opened_at,
             _lock: lock_file,
         });
         let for_thread = inner.clone();
@@ -132,6 +180,18 @@ impl EventLog {
     /// Offset the next appended record will get (= number of records ever appended).
     pub fn next_offset(&self) -> Offset {
         *self.inner.written_tx.borrow()
+    }
+
+    /// The log's end when it was opened, after crash recovery cut any torn tail and
+    /// before this process appended anything: where every consumer's position must
+    /// be at or below (shippers reconcile their cursors with it).
+    pub fn opened_at(&self) -> Offset {
+        self.inner.opened_at
+    }
+
+    /// Why the log refuses appends, when it does.
+    pub fn failure(&self) -> Option<Failure> {
+        lock(&self.inner.writer).failure.clone()
     }
 
     /// Appends one event. Returns its offset once it is written (`batch`) or durable
@@ -185,46 +245,25 @@ impl EventLog {
     fn write_payloads(&self, payloads: &[Vec<u8>]) -> Result<Range<Offset>, LogError> {
         let inner = &*self.inner;
         let mut w = lock(&inner.writer);
-        if let Some(f) = &w.failed {
-            return Err(LogError::Failed(f.clone()));
+        if let Some(f) = &mut w.failure {
+            f.refused_appends += 1;
+            return Err(LogError::Failed(f.error.clone()));
         }
-        let total: usize = payloads
-            .iter()
-            .map(|p| p.len() + record::RECORD_HEADER_LEN)
-            .sum();
-        if w.len > SEGMENT_HEADER_LEN as u64 && w.len + total as u64 > inner.config.segment_bytes {
-            rotate(&inner.config.dir, &mut w)?;
-        }
-        let start = w.next;
-        let mut buf = std::mem::take(&mut w.buf);
-        buf.clear();
-        let mut prev = w.last_hash;
-        for (i, p) in payloads.iter().enumerate() {
-            prev = record::encode_record(&mut buf, start + i as u64, &prev, p);
-        }
-        let file = w.file.clone();
-        if let Err(e) = (&*file).write_all(&buf) {
-            // Cut any partial write so the file ends on a record boundary, and refuse
-            // further appends: the caller must not proceed without its event logged.
-            let _ = file.set_len(w.len);
-            let err = LogError::io(&w.path, e);
-            w.failed = Some(err.to_string());
-            w.buf = buf;
-            return Err(err);
-        }
-        w.len += buf.len() as u64;
-        w.last_hash = prev;
-        w.next = start + payloads.len() as u64;
-        let end = w.next;
-        w.buf = buf;
+        let range = write_locked(&inner.config, &mut w, payloads)?;
         drop(w);
+        self.publish_written(range.end);
+        Ok(range)
+    }
+
+    fn publish_written(&self, end: Offset) {
+        let inner = &*self.inner;
         // Waking readers costs a lock and a notification; skip it when none exist.
         if inner.written_tx.receiver_count() == 0 {
             inner.written_tx.send_if_modified(|v| {
                 *v = (*v).max(end);
                 false
             });
-            return Ok(start..end);
+            return;
         }
         inner.written_tx.send_if_modified(|v| {
             if end > *v {
@@ -234,7 +273,68 @@ impl EventLog {
                 false
             }
         });
-        Ok(start..end)
+    }
+
+    /// Brings a failed log back: cuts the active segment back to its length at the
+    /// last good fsync, writes again every byte written since, fsyncs, and appends
+    /// `outage(&failure)` as the first record after the outage, durably, before any
+    /// other append can run. Returns its offset, or `None` when the log was not
+    /// failed. On error the log stays failed (the attempt is counted) and the caller
+    /// tries again later.
+    pub fn recover(
+        &self,
+        outage: impl FnOnce(&Failure) -> Event,
+    ) -> Result<Option<Offset>, LogError> {
+        let inner = &*self.inner;
+        // Lock order everywhere: sync state, then writer.
+        let mut s = lock(&inner.sync);
+        let mut w = lock(&inner.writer);
+        let Some(failure) = w.failure.clone() else {
+            return Ok(None);
+        };
+        let attempt = repair(&mut w).and_then(|()| {
+            let mut payload = Vec::with_capacity(512);
+            gatehouse_events::json::write_event(&mut payload, &outage(&failure))
+                .map_err(LogError::Encode)?;
+            let at = write_locked(&inner.config, &mut w, std::slice::from_ref(&payload))?;
+            sync_file(&w.file, &w.path).map_err(|e| LogError::io(&w.path, e))?;
+            w.synced_len = w.len;
+            w.unsynced.clear();
+            Ok(at.start)
+        });
+        match attempt {
+            Ok(at) => {
+                w.failure = None;
+                let end = w.next;
+                drop(w);
+                s.failed = None;
+                s.durable = s.durable.max(end);
+                let published = Durable {
+                    offset: s.durable,
+                    failed: None,
+                };
+                inner.durable_cv.notify_all();
+                drop(s);
+                inner.durable_tx.send_replace(published);
+                self.publish_written(end);
+                tracing::info!(
+                    message = "Event log recovered; appends resume.",
+                    refused_appends = failure.refused_appends,
+                    failed_attempts = failure.failed_attempts,
+                    outage_record = at
+                );
+                Ok(Some(at))
+            }
+            Err(e) => {
+                // write_locked may have replaced the failure with its own; keep the
+                // outage's start and counts.
+                let mut kept = failure;
+                kept.failed_attempts += 1;
+                kept.sync_failed |= w.failure.as_ref().is_some_and(|f| f.sync_failed);
+                w.failure = Some(kept);
+                Err(e)
+            }
+        }
     }
 
     fn request_sync(&self) {
@@ -278,7 +378,22 @@ impl EventLog {
 
     /// Reads records from `from`, never past the written watermark.
     pub fn reader(&self, from: Offset) -> LogReader {
-        LogReader::with_limit(self.inner.config.dir.clone(), from, self.subscribe())
+        LogReader::with_limit(
+            self.inner.config.dir.clone(),
+            from,
+            Limit::Written(self.subscribe()),
+        )
+    }
+
+    /// Reads records from `from`, never past the durable (fsynced) watermark: what
+    /// shippers read, so that no sink ever holds a record a power loss can take from
+    /// the log.
+    pub fn durable_reader(&self, from: Offset) -> LogReader {
+        LogReader::with_limit(
+            self.inner.config.dir.clone(),
+            from,
+            Limit::Durable(self.inner.durable_tx.subscribe()),
+        )
     }
 
     /// Removes closed segments that every consumer has passed (`keep_from` is the
@@ -369,34 +484,61 @@ fn syncer(inner: &Inner) {
             s.requested = false;
             s.shutdown
         };
-        let (file, path, target) = {
+        let snapshot = {
             let w = lock(&inner.writer);
-            (w.file.clone(), w.path.clone(), w.next)
+            if w.failure.as_ref().is_some_and(|f| f.sync_failed) {
+                // Nothing past the last good fsync is durable until recovery writes
+                // it again; an fsync now could report success for dropped pages.
+                None
+            } else {
+                Some((w.file.clone(), w.path.clone(), w.next, w.len))
+            }
         };
         let durable = lock(&inner.sync).durable;
-        if target > durable {
-            let result = file.sync_data();
-            let mut s = lock(&inner.sync);
-            match result {
-                Ok(()) => s.durable = s.durable.max(target),
-                Err(e) => {
-                    // fsync failure is not retryable (the page cache may have dropped
-                    // the dirty pages): fail the log, as PostgreSQL does.
-                    let msg = LogError::io(&path, e).to_string();
-                    tracing::error!(message = "Event log fsync failed; refusing further appends.", error = %msg);
-                    lock(&inner.writer).failed = Some(msg.clone());
-                    s.failed = Some(msg);
+        match snapshot {
+            Some((file, path, target, len)) if target > durable => {
+                let result = sync_file(&file, &path);
+                match result {
+                    Ok(()) => {
+                        {
+                            let mut w = lock(&inner.writer);
+                            // Drop the bytes this fsync covered, unless the file was
+                            // rotated (rotation synced and cleared them) or failed
+                            // meanwhile (recovery rewrites from the last good fsync).
+                            if Arc::ptr_eq(&w.file, &file)
+                                && w.failure.is_none()
+                                && len > w.synced_len
+                            {
+                                let n = usize::try_from(len - w.synced_len).unwrap_or(usize::MAX);
+                                let n = n.min(w.unsynced.len());
+                                w.unsynced.drain(..n);
+                                w.synced_len = len;
+                            }
+                        }
+                        let mut s = lock(&inner.sync);
+                        s.durable = s.durable.max(target);
+                        publish_durable(inner, s);
+                    }
+                    Err(e) => {
+                        // fsync failure is not retryable (the page cache may have
+                        // dropped the dirty pages): refuse appends until recovery has
+                        // written them again, as PostgreSQL replays its WAL.
+                        let msg = LogError::io(&path, e).to_string();
+                        tracing::error!(message = "Event log fsync failed; refusing appends until it is repaired.", error = %msg);
+                        {
+                            let mut w = lock(&inner.writer);
+                            match &mut w.failure {
+                                Some(f) => f.sync_failed = true,
+                                None => w.failure = Some(Failure::new(msg.clone(), true)),
+                            }
+                        }
+                        let mut s = lock(&inner.sync);
+                        s.failed = Some(msg);
+                        publish_durable(inner, s);
+                    }
                 }
             }
-            let published = Durable {
-                offset: s.durable,
-                failed: s.failed.clone(),
-            };
-            inner.durable_cv.notify_all();
-            drop(s);
-            inner.durable_tx.send_replace(published);
-        } else {
-            inner.durable_cv.notify_all();
+            _ => inner.durable_cv.notify_all(),
         }
         if shutdown {
             let mut s = lock(&inner.sync);
@@ -407,37 +549,138 @@ fn syncer(inner: &Inner) {
     }
 }
 
+/// Publishes the durable watermark (and failure) to blocking and async waiters.
+fn publish_durable(inner: &Inner, s: MutexGuard<'_, SyncState>) {
+    let published = Durable {
+        offset: s.durable,
+        failed: s.failed.clone(),
+    };
+    inner.durable_cv.notify_all();
+    drop(s);
+    inner.durable_tx.send_replace(published);
+}
+
+/// fsyncs a segment's data (tests inject failures here).
+fn sync_file(file: &File, path: &Path) -> std::io::Result<()> {
+    #[cfg(test)]
+    if tests::injected_sync_failure(path) {
+        return Err(std::io::Error::other("injected fsync failure"));
+    }
+    let _ = path;
+    file.sync_data()
+}
+
+/// Encodes and writes records at the end of the active segment (rotating first when
+/// it is full), with the writer locked. On failure the file is cut back to its last
+/// record boundary and the log is marked failed.
+fn write_locked(
+    config: &LogConfig,
+    w: &mut Writer,
+    payloads: &[Vec<u8>],
+) -> Result<Range<Offset>, LogError> {
+    let total: usize = payloads
+        .iter()
+        .map(|p| p.len() + record::RECORD_HEADER_LEN)
+        .sum();
+    if w.len > SEGMENT_HEADER_LEN as u64 && w.len + total as u64 > config.segment_bytes {
+        rotate(&config.dir, w)?;
+    }
+    let start = w.next;
+    let old = w.unsynced.len();
+    w.unsynced.reserve(total);
+    let mut prev = w.last_hash;
+    for (i, p) in payloads.iter().enumerate() {
+        prev = record::encode_record(&mut w.unsynced, start + i as u64, &prev, p);
+    }
+    let written = (&*w.file).write_all(w.unsynced.get(old..).unwrap_or_default());
+    if let Err(e) = written {
+        // Cut any partial write so the file ends on a record boundary, and refuse
+        // further appends: the caller must not proceed without its event logged.
+        let _ = w.file.set_len(w.len);
+        w.unsynced.truncate(old);
+        let err = LogError::io(&w.path, e);
+        tracing::error!(message = "Event log write failed; refusing appends until it is repaired.", error = %err);
+        w.failure = Some(Failure::new(err.to_string(), false));
+        return Err(err);
+    }
+    w.len += (w.unsynced.len() - old) as u64;
+    w.last_hash = prev;
+    w.next = start + payloads.len() as u64;
+    Ok(start..w.next)
+}
+
+/// Makes the active segment hold exactly what the writer wrote: cut back to the last
+/// good fsync, write again what was written since, fsync.
+fn repair(w: &mut Writer) -> Result<(), LogError> {
+    let io = |w: &Writer, e: std::io::Error| LogError::io(&w.path, e);
+    w.file.set_len(w.synced_len).map_err(|e| io(w, e))?;
+    (&*w.file).write_all(&w.unsynced).map_err(|e| io(w, e))?;
+    sync_file(&w.file, &w.path).map_err(|e| io(w, e))?;
+    let on_disk = w.file.metadata().map_err(|e| io(w, e))?.len();
+    if on_disk != w.len {
+        return Err(LogError::Failed(format!(
+            "`{}` holds {on_disk} bytes after repair, {} expected",
+            w.path.display(),
+            w.len
+        )));
+    }
+    w.synced_len = w.len;
+    w.unsynced.clear();
+    Ok(())
+}
+
 fn create_segment(dir: &Path, base: Offset, prev: &Hash) -> Result<(File, PathBuf), LogError> {
     let path = segment_path(dir, base);
-    let mut file = OpenOptions::new()
-        .create_new(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| LogError::io(&path, e))?;
-    file.write_all(&record::encode_segment_header(base, prev))
+    let mut file = match OpenOptions::new().create_new(true).append(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // Left by a creation that failed half way (no record can be in it: its
+            // base is past every record). Start it again.
+            let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(u64::MAX);
+            if len > SEGMENT_HEADER_LEN as u64 {
+                return Err(LogError::io(&path, e));
+            }
+            fs::remove_file(&path).map_err(|e| LogError::io(&path, e))?;
+            OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| LogError::io(&path, e))?
+        }
+        Err(e) => return Err(LogError::io(&path, e)),
+    };
+    let written = file
+        .write_all(&record::encode_segment_header(base, prev))
         .and_then(|()| file.sync_all())
-        .map_err(|e| LogError::io(&path, e))?;
-    segment::sync_dir(dir)?;
+        .map_err(|e| LogError::io(&path, e))
+        .and_then(|()| segment::sync_dir(dir));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&path);
+        return Err(e);
+    }
     Ok((file, path))
 }
 
 fn rotate(dir: &Path, w: &mut Writer) -> Result<(), LogError> {
-    let fail = |w: &mut Writer, e: LogError| {
-        w.failed = Some(e.to_string());
+    let fail = |w: &mut Writer, e: LogError, sync_failed: bool| {
+        w.failure = Some(Failure::new(e.to_string(), sync_failed));
         e
     };
-    if let Err(e) = w.file.sync_data() {
+    if let Err(e) = sync_file(&w.file, &w.path) {
         let err = LogError::io(&w.path, e);
-        return Err(fail(w, err));
+        return Err(fail(w, err, true));
     }
+    w.synced_len = w.len;
+    w.unsynced.clear();
     match create_segment(dir, w.next, &w.last_hash) {
         Ok((file, path)) => {
             w.file = Arc::new(file);
             w.path = path;
             w.len = SEGMENT_HEADER_LEN as u64;
+            w.synced_len = w.len;
             Ok(())
         }
-        Err(e) => Err(fail(w, e)),
+        Err(e) => Err(fail(w, e, false)),
     }
 }
 
@@ -453,8 +696,9 @@ fn recover(dir: &Path) -> Result<Writer, LogError> {
                 len: SEGMENT_HEADER_LEN as u64,
                 next: 0,
                 last_hash: [0u8; 32],
-                buf: Vec::new(),
-                failed: None,
+                unsynced: Vec::new(),
+                synced_len: SEGMENT_HEADER_LEN as u64,
+                failure: None,
             });
         };
         let bytes = segment::read_segment(&last.path)?;
@@ -506,14 +750,129 @@ fn recover(dir: &Path) -> Result<Writer, LogError> {
             .append(true)
             .open(&last.path)
             .map_err(|e| LogError::io(&last.path, e))?;
+        // What recovery read back may still sit in the page cache only (a process
+        // crash): make it durable before anything is appended after it.
+        file.sync_data().map_err(|e| LogError::io(&last.path, e))?;
         return Ok(Writer {
             file: Arc::new(file),
             path: last.path,
             len: scan.valid_len,
             next: scan.next_offset,
             last_hash: scan.last_hash,
-            buf: Vec::new(),
-            failed: None,
+            unsynced: Vec::new(),
+            synced_len: scan.valid_len,
+            failure: None,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        reason = "test code"
+    )]
+
+    use gatehouse_events::payload::{LogOutage, Payload};
+
+    use super::*;
+    use crate::log::LogReader;
+
+    /// fsyncs of files under a directory to fail before the real ones run again.
+    static FAIL_SYNCS: Mutex<Option<(PathBuf, u32)>> = Mutex::new(None);
+
+    pub(super) fn injected_sync_failure(path: &Path) -> bool {
+        let mut f = lock(&FAIL_SYNCS);
+        match &mut *f {
+            Some((dir, n)) if *n > 0 && path.starts_with(&*dir) => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn event(i: u64) -> Event {
+        gatehouse_events::synth::sample(i, "gw")
+    }
+
+    fn outage(f: &Failure) -> Event {
+        Event::builder(
+            "gw",
+            LogOutage {
+                started_at: f.since,
+                ended_at: Utc::now(),
+                error: f.error.clone(),
+                refused_appends: f.refused_appends,
+                failed_attempts: f.failed_attempts,
+            },
+        )
+        .build()
+    }
+
+    #[test]
+    fn a_failed_fsync_refuses_appends_until_recovery_writes_the_records_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut config = LogConfig::new(tmp.path());
+        config.durability = Durability::Strict;
+        let log = EventLog::open(config).unwrap();
+        let sent: Vec<Event> = (0..5).map(event).collect();
+        log.append(&sent[0]).unwrap();
+        // The next fsync fails: the append was written, but it is not durable.
+        *lock(&FAIL_SYNCS) = Some((tmp.path().to_owned(), 1));
+        let err = log.append(&sent[1]).unwrap_err();
+        assert!(err.to_string().contains("injected fsync failure"), "{err}");
+        let failure = log.failure().expect("the log is failed");
+        assert!(failure.sync_failed);
+        // Refused while failed, and counted.
+        assert!(matches!(log.append(&sent[2]), Err(LogError::Failed(_))));
+        assert!(matches!(log.append(&sent[3]), Err(LogError::Failed(_))));
+        assert_eq!(log.failure().unwrap().refused_appends, 2);
+        // The syncer does not fsync a failed log: the durable mark stays put.
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(log.durable_offset(), 1);
+
+        // Simulate the kernel having dropped the unsynced page: the record on disk
+        // is damaged. Recovery writes it again from the writer's copy.
+        let seg = crate::log::list_segments(tmp.path())
+            .unwrap()
+            .remove(0)
+            .path;
+        let mut bytes = fs::read(&seg).unwrap();
+        let n = bytes.len();
+        bytes[n - 5] ^= 0xff;
+        fs::write(&seg, &bytes).unwrap();
+
+        let at = log.recover(outage).unwrap().expect("recovered");
+        assert_eq!(at, 2);
+        assert!(log.failure().is_none());
+        assert_eq!(log.durable_offset(), 3);
+        log.append(&sent[4]).unwrap();
+        drop(log);
+        assert_eq!(crate::log::verify(tmp.path()).unwrap().problem, None);
+        let events: Vec<Event> = LogReader::open(tmp.path(), 0)
+            .map(|r| r.unwrap().event().unwrap())
+            .collect();
+        assert_eq!(events.len(), 4);
+        assert_eq!(events[1], sent[1], "the unsynced record is written again");
+        match &events[2].payload {
+            Payload::LogOutage(o) => {
+                assert_eq!(o.refused_appends, 2);
+                assert!(o.error.contains("injected fsync failure"));
+            }
+            other => panic!("expected the outage record, got {other:?}"),
+        }
+        assert_eq!(events[3], sent[4]);
+    }
+
+    #[test]
+    fn recovering_a_healthy_log_does_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = EventLog::open(LogConfig::new(tmp.path())).unwrap();
+        log.append(&event(0)).unwrap();
+        assert_eq!(log.recover(outage).unwrap(), None);
+        assert_eq!(log.next_offset(), 1);
     }
 }

@@ -26,23 +26,7 @@ macro_rules! catalogue {
 /// Values of `protocol`.
 pub const PROTOCOLS: &[&str] = &["postgres", "ssh", "kubernetes"];
 /// Values of `event.type`.
-pub const EVENT_TYPES: &[&str] = &[
-    "session_opened",
-    "session_closed",
-    "auth_failed",
-    "request_observed",
-    "decision_made",
-    "result_observed",
-    "session_data",
-    "approval_requested",
-    "approval_granted",
-    "approval_denied",
-    "approval_expired",
-    "grant_revoked",
-    "credential_issued",
-    "credential_revoked",
-    "alert_raised",
-];
+pub const EVENT_TYPES: &[&str] = gatehouse_events::Payload::TYPE_NAMES;
 /// Values of `pg.statement.kind`.
 pub const PG_KINDS: &[&str] = &[
     "select", "insert", "update", "delete", "merge", "copy", "create", "alter", "drop", "truncate",

@@ -62,3 +62,14 @@ pub struct ApprovalExpired {
     /// Approval id.
     pub approval_id: String,
 }
+
+/// The client of a held request left before a reviewer decided: the request will
+/// never run, and a later approval finds nothing to approve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalWithdrawn {
+    /// Approval id.
+    pub approval_id: String,
+    /// Why (`client_disconnected`, `session_closed`, ...).
+    #[serde(default)]
+    pub reason: String,
+}

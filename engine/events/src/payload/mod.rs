@@ -8,6 +8,7 @@ mod approval;
 mod credential;
 mod decision;
 mod kubernetes;
+mod operations;
 mod postgres;
 mod request;
 mod result;
@@ -16,11 +17,13 @@ mod ssh;
 
 pub use alert::{AlertRaised, Severity};
 pub use approval::{
-    ApprovalDenied, ApprovalExpired, ApprovalGranted, ApprovalRequested, GrantRevoked,
+    ApprovalDenied, ApprovalExpired, ApprovalGranted, ApprovalRequested, ApprovalWithdrawn,
+    GrantRevoked,
 };
 pub use credential::{CredentialIssued, CredentialRevoked};
 pub use decision::{DecisionMade, Effect};
 pub use kubernetes::{K8sRequest, PodSpecSummary};
+pub use operations::{LogOutage, ShipperRewound};
 pub use postgres::PgStatement;
 pub use request::{RequestDetail, RequestObserved};
 pub use result::{Capture, ResultObserved, ResultStatus};
@@ -67,6 +70,12 @@ pub enum Payload {
     CredentialRevoked(CredentialRevoked),
     /// A rule or sequence fired an alert.
     AlertRaised(AlertRaised),
+    /// The client of a held request left before a reviewer decided.
+    ApprovalWithdrawn(ApprovalWithdrawn),
+    /// The event log refused appends for a while and recovered.
+    LogOutage(LogOutage),
+    /// A shipper's cursor was past the log's end and was moved back.
+    ShipperRewound(ShipperRewound),
 }
 
 impl Payload {
@@ -88,8 +97,33 @@ impl Payload {
             Payload::CredentialIssued(_) => "credential_issued",
             Payload::CredentialRevoked(_) => "credential_revoked",
             Payload::AlertRaised(_) => "alert_raised",
+            Payload::ApprovalWithdrawn(_) => "approval_withdrawn",
+            Payload::LogOutage(_) => "log_outage",
+            Payload::ShipperRewound(_) => "shipper_rewound",
         }
     }
+
+    /// Every `type` tag, in declaration order (the rules' `event.type` values).
+    pub const TYPE_NAMES: &'static [&'static str] = &[
+        "session_opened",
+        "session_closed",
+        "auth_failed",
+        "request_observed",
+        "decision_made",
+        "result_observed",
+        "session_data",
+        "approval_requested",
+        "approval_granted",
+        "approval_denied",
+        "approval_expired",
+        "grant_revoked",
+        "credential_issued",
+        "credential_revoked",
+        "alert_raised",
+        "approval_withdrawn",
+        "log_outage",
+        "shipper_rewound",
+    ];
 }
 
 crate::tagged::tagged_deserialize!(Payload, "type", {
@@ -108,6 +142,9 @@ crate::tagged::tagged_deserialize!(Payload, "type", {
     "credential_issued" => CredentialIssued(CredentialIssued),
     "credential_revoked" => CredentialRevoked(CredentialRevoked),
     "alert_raised" => AlertRaised(AlertRaised),
+    "approval_withdrawn" => ApprovalWithdrawn(ApprovalWithdrawn),
+    "log_outage" => LogOutage(LogOutage),
+    "shipper_rewound" => ShipperRewound(ShipperRewound),
 });
 
 macro_rules! impl_from {
@@ -136,4 +173,7 @@ impl_from!(
     CredentialIssued,
     CredentialRevoked,
     AlertRaised,
+    ApprovalWithdrawn,
+    LogOutage,
+    ShipperRewound,
 );

@@ -50,7 +50,7 @@ pub(super) struct Step {
     /// One per statement the frame carries (a query string may hold several).
     pub(super) decisions: Vec<Arc<Decision>>,
     /// Outcome of each approval asked for (index = decision).
-    approvals: Vec<Option<Result<(), String>>>,
+    approvals: Vec<Option<Result<(), Report>>>,
     /// Judging failed (log unavailable, policy error): refuse.
     error: Option<String>,
     /// Derived result labels, per statement.
@@ -341,7 +341,7 @@ impl Relay {
                 }
                 Effect::RequireApproval => match step.approvals.get(i).cloned().flatten() {
                     Some(Ok(())) => {}
-                    Some(Err(message)) => return (Some(blocked(message, d)), None),
+                    Some(Err(report)) => return (Some(report), None),
                     None => {
                         waiting.get_or_insert(i);
                     }
@@ -560,6 +560,9 @@ impl Relay {
             .and_then(|d| d.approval.as_ref())
             .map(|a| a.id.clone())
             .unwrap_or_default();
+        let Some(decision) = held.step.decisions.get(held.waiting).cloned() else {
+            return;
+        };
         let resolution = match outcome {
             ApprovalOutcome::Granted { reviewer } => {
                 Report::notice(format!(
@@ -568,17 +571,64 @@ impl Relay {
                 .encode(&mut self.to_client);
                 Ok(())
             }
-            ApprovalOutcome::Denied { reviewer, reason } => {
-                Err(format!("approval {id} was denied by {reviewer}: {reason}"))
-            }
-            ApprovalOutcome::Expired => {
-                Err(format!("approval {id} expired before a reviewer decided"))
-            }
+            ApprovalOutcome::Denied { reviewer, reason } => Err(blocked(
+                format!("approval {id} was denied by {reviewer}: {reason}"),
+                &decision,
+            )),
+            ApprovalOutcome::Expired => Err(blocked(
+                format!("approval {id} expired before a reviewer decided"),
+                &decision,
+            )),
+            ApprovalOutcome::Withdrawn { reason } => Err(blocked(
+                format!("approval {id} was withdrawn: {reason}"),
+                &decision,
+            )),
         };
         if let Some(slot) = held.step.approvals.get_mut(held.waiting) {
             *slot = Some(resolution);
         }
         self.ready.push_front(held.step);
+    }
+
+    /// The client cancelled the held statement (a `CancelRequest`): withdraw its
+    /// approval and answer as PostgreSQL answers a cancelled statement.
+    pub(super) async fn cancel_held(&mut self) {
+        let Some(mut held) = self.held.take() else {
+            return;
+        };
+        if let Some(d) = held.step.decisions.get(held.waiting).cloned()
+            && let Err(error) = self
+                .engine
+                .withdraw_approval(&d, "cancelled_by_client")
+                .await
+        {
+            tracing::warn!(message = "Cannot record a withdrawn approval.", session = %self.session.id, %error);
+        }
+        let report = Report::error("57014", "canceling statement due to user request")
+            .with_detail("the statement was held for approval and never ran");
+        if let Some(slot) = held.step.approvals.get_mut(held.waiting) {
+            *slot = Some(Err(report));
+        }
+        self.ready.push_front(held.step);
+    }
+
+    /// Withdraws the held statement's approval when the session ends.
+    pub(super) async fn withdraw_held(&mut self, reason: &str) {
+        let Some(held) = self.held.take() else {
+            return;
+        };
+        let Some(d) = held.step.decisions.get(held.waiting) else {
+            return;
+        };
+        if let Err(error) = self.engine.withdraw_approval(d, reason).await {
+            tracing::warn!(message = "Cannot record a withdrawn approval.", session = %self.session.id, %error);
+        }
+        self.push_result(refused(
+            d,
+            Some(format!(
+                "not run: the session ended ({reason}) while it was held for approval"
+            )),
+        ));
     }
 }
 

@@ -35,6 +35,9 @@ use run::{Run, SampleLimits};
 /// Output buffered beyond this stops reading the other side (backpressure).
 const HIGH_WATER: usize = 1 << 20;
 
+/// Client frames queued behind a held statement before the client is no longer read.
+const HELD_QUEUE: usize = 1024;
+
 /// Longest a result event waits for the session's next log write.
 const RESULT_DELAY: std::time::Duration = std::time::Duration::from_millis(5);
 
@@ -52,6 +55,8 @@ pub struct RelayOptions {
     pub busy_poll: std::time::Duration,
     /// The proxy's load, shared by its sessions (busy polling only when idle).
     pub load: Arc<spin::Load>,
+    /// Changes when the client sends a cancel request for this session.
+    pub cancel: watch::Receiver<u64>,
 }
 
 /// A prepared statement (extended protocol).
@@ -252,6 +257,9 @@ impl Relay {
             .serve(&mut cr, &mut cw, &mut ur, &mut uw, &shutdown, &sockets)
             .await;
         self.spinner.set_busy(false);
+        // A statement held for approval never runs once its session is gone: withdraw
+        // it, so that a reviewer's later approval finds nothing to run.
+        self.withdraw_held(&end.reason()).await;
         if let End::Closed(reason) = &end {
             Report::fatal("57P01", format!("terminating connection: {reason}"))
                 .encode(&mut self.to_client);
@@ -336,6 +344,17 @@ impl Relay {
                 .held
                 .as_ref()
                 .and_then(|h| h.step.decisions.get(h.waiting).cloned());
+            if held_decision.is_none() {
+                // Cancels sent while nothing was held cancelled upstream statements.
+                self.options.cancel.mark_unchanged();
+            }
+            // While a statement is held, the client is still read (into a bounded
+            // queue), so that its leaving or a Terminate is seen at once.
+            let read_client = if self.held.is_some() {
+                self.cin.len() < HIGH_WATER && self.queue.len() < HELD_QUEUE
+            } else {
+                self.to_upstream.len() < HIGH_WATER && self.ready.is_empty() && !self.terminating
+            };
             tokio::select! {
                 biased;
                 reason = ended.wait() => return End::Closed(reason),
@@ -345,6 +364,11 @@ impl Relay {
                 }
                 outcome = wait(&engine, held_decision.as_deref()), if held_decision.is_some() => {
                     self.approval_decided(outcome);
+                }
+                changed = self.options.cancel.changed(), if held_decision.is_some() => {
+                    if changed.is_ok() {
+                        self.cancel_held().await;
+                    }
                 }
                 r = uw.write_buf(&mut self.to_upstream), if !self.to_upstream.is_empty() => {
                     if let Err(e) = r { return End::Io(e); }
@@ -362,11 +386,15 @@ impl Relay {
                         Err(e) => return End::Io(e),
                     }
                 }
-                r = cr.read_buf(&mut self.cin), if self.to_upstream.len() < HIGH_WATER && self.held.is_none() && self.ready.is_empty() && !self.terminating => {
+                r = cr.read_buf(&mut self.cin), if read_client => {
                     match r {
                         Ok(0) => return End::Client,
                         Ok(_) => if let Err(e) = self.frames() { return End::Protocol(e); },
                         Err(e) => return End::Io(e),
+                    }
+                    if self.held.is_some() && self.queue.iter().any(|f| f.first() == Some(&b'X')) {
+                        // Terminate while waiting for a reviewer: the client is leaving.
+                        return End::Client;
                     }
                 }
             }
