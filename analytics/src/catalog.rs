@@ -71,7 +71,7 @@ pub const VIEWS: &[(&str, &str)] = &[
         "SELECT a.approval_id, a.time AS requested, a.identity, a.target, a.command, a.rules[1] AS rule, a.reviewer_group, \
                 a.deadline, o.event_type AS outcome, o.time AS decided, o.reviewer, o.reason, a.request_event_id \
          FROM events_dedup a LEFT JOIN events_dedup o ON o.approval_id = a.approval_id \
-              AND o.event_type IN ('approval_granted', 'approval_denied', 'approval_expired') \
+              AND o.event_type IN ('approval_granted', 'approval_denied', 'approval_expired', 'approval_withdrawn') \
          WHERE a.event_type = 'approval_requested'",
     ),
     (

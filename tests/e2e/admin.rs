@@ -26,7 +26,7 @@ pub fn cli(port: u16, token: &str, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn curl(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+pub fn curl(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
     let mut c = Command::new("python3");
     c.args([
         "-c",

@@ -14,6 +14,7 @@ mod admin;
 mod architecture;
 mod backfill;
 mod demo;
+mod faults;
 mod kubernetes;
 mod log_crash;
 mod oidc;

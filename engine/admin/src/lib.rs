@@ -7,6 +7,7 @@
 //! decides the user's name (recorded as reviewer), role and groups.
 
 pub mod client;
+pub mod health;
 mod metrics;
 mod routes;
 mod tls;
@@ -38,6 +39,7 @@ pub struct AdminState {
     engine: Arc<Engine>,
     config: Arc<Config>,
     users: Vec<User>,
+    upstreams: Arc<health::Upstreams>,
 }
 
 /// Admin API errors at startup.
@@ -80,10 +82,12 @@ impl AdminState {
                 token,
             });
         }
+        let upstreams = Arc::new(health::Upstreams::new(&config.targets));
         Ok(Self {
             engine,
             config,
             users,
+            upstreams,
         })
     }
 
@@ -108,6 +112,12 @@ pub async fn start(
         _ => None,
     };
     let state = Arc::new(AdminState::new(engine, config)?);
+    let probes = tokio::spawn(state.upstreams.clone().run());
+    let mut stop_probes = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = stop_probes.wait_for(|s| *s).await;
+        probes.abort();
+    });
     let app = routes::router(state);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

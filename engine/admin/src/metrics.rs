@@ -19,6 +19,13 @@ fn cursor(dir: &std::path::Path, sink: &str) -> Option<u64> {
         .as_u64()
 }
 
+/// Escapes a Prometheus label value.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     let _ = router;
     let e = &s.engine;
@@ -73,6 +80,56 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     );
     let next = e.log().next_offset();
     let durable = e.log().durable_offset();
+    let failure = e.log().failure();
+    let stats = e.log().stats();
+    let _ = writeln!(
+        out,
+        "# HELP gatehouse_ready Whether the gateway can judge and record commands (the event log accepts appends): 1 or 0.\n# TYPE gatehouse_ready gauge"
+    );
+    let _ = writeln!(out, "gatehouse_ready {}", u8::from(failure.is_none()));
+    let _ = writeln!(
+        out,
+        "# HELP gatehouse_log_writable Whether the event log accepts appends: 1 or 0 (every command is refused while 0).\n# TYPE gatehouse_log_writable gauge"
+    );
+    let _ = writeln!(
+        out,
+        "gatehouse_log_writable {}",
+        u8::from(failure.is_none())
+    );
+    let _ = writeln!(
+        out,
+        "# HELP gatehouse_log_failures_total Times the event log failed (a write or an fsync).\n# TYPE gatehouse_log_failures_total counter"
+    );
+    let _ = writeln!(out, "gatehouse_log_failures_total {}", stats.failures);
+    let _ = writeln!(
+        out,
+        "# HELP gatehouse_log_refused_appends_total Appends refused because the event log was failed.\n# TYPE gatehouse_log_refused_appends_total counter"
+    );
+    let _ = writeln!(
+        out,
+        "gatehouse_log_refused_appends_total {}",
+        stats.refused_appends
+    );
+    let _ = writeln!(
+        out,
+        "# HELP gatehouse_log_recoveries_total Times the event log recovered from a failure without a restart.\n# TYPE gatehouse_log_recoveries_total counter"
+    );
+    let _ = writeln!(out, "gatehouse_log_recoveries_total {}", stats.recoveries);
+    let _ = writeln!(
+        out,
+        "# HELP gatehouse_upstream_up Whether the last TCP probe of a target's upstream connected: 1, 0, or absent before the first probe.\n# TYPE gatehouse_upstream_up gauge"
+    );
+    for u in s.upstreams.snapshot() {
+        if let Some(up) = u.reachable {
+            let _ = writeln!(
+                out,
+                "gatehouse_upstream_up{{target=\"{}\",protocol=\"{}\"}} {}",
+                escape(&u.target),
+                u.protocol,
+                u8::from(up)
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "# HELP gatehouse_log_next_offset Records appended to the event log.\n# TYPE gatehouse_log_next_offset counter"

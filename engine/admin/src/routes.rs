@@ -76,7 +76,7 @@ fn require_admin(user: &User) -> Result<(), ApiError> {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(health))
+        .route("/healthz", get(crate::health::health))
         .route("/metrics", get(crate::metrics::metrics))
         .route("/v1/whoami", get(whoami))
         .route("/v1/approvals", get(list_approvals))
@@ -89,15 +89,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tokens", post(issue))
         .route("/v1/tokens/{id}", delete(revoke))
         .with_state(state)
-}
-
-async fn health(State(s): State<AppState>) -> Json<serde_json::Value> {
-    Json(json!({
-        "status": "ok",
-        "gateway": s.engine.gateway_id(),
-        "log_next_offset": s.engine.log().next_offset(),
-        "policy_version": s.engine.policy().current().version(),
-    }))
 }
 
 async fn whoami(Authed(u): Authed) -> Json<serde_json::Value> {

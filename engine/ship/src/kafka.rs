@@ -242,7 +242,11 @@ impl KafkaSink {
 /// Detection findings and approval requests (reviewers watch the SIEM too) also go to
 /// the alerts topic.
 fn for_alerts_topic(event: &Event) -> bool {
-    ocsf::is_alert(event) || matches!(event.payload, Payload::ApprovalRequested(_))
+    ocsf::is_alert(event)
+        || matches!(
+            event.payload,
+            Payload::ApprovalRequested(_) | Payload::LogOutage(_) | Payload::ShipperRewound(_)
+        )
 }
 
 /// One log record encoded for Kafka (on a shipper worker thread).

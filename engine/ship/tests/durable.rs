@@ -144,10 +144,10 @@ fn synced_directory_readers_read_what_another_writer_wrote_and_fsync_it() {
         log.append(&synth::sample(i, "gw-test")).unwrap();
     }
     // The reader fsyncs the segment itself before reading: the records come back.
-    let n = LogReader::open_synced(tmp.path(), 0)
+    let offsets: Vec<u64> = LogReader::open_synced(tmp.path(), 0)
         .map(|r| r.unwrap().offset)
-        .count();
-    assert_eq!(n, 10);
+        .collect();
+    assert_eq!(offsets, (0..10).collect::<Vec<_>>());
 }
 
 /// Cuts the log's last segment in the middle of record `offset`, as a power loss

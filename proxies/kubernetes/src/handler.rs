@@ -682,6 +682,31 @@ fn copy_response_headers(from: &HeaderMap, to: &mut HeaderMap) {
     }
 }
 
+/// Withdraws a held request's approval unless disarmed (`decision` taken) first.
+struct WithdrawOnDrop {
+    engine: Arc<Engine>,
+    decision: Option<Decision>,
+}
+
+impl Drop for WithdrawOnDrop {
+    fn drop(&mut self) {
+        let Some(decision) = self.decision.take() else {
+            return;
+        };
+        let engine = self.engine.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = engine
+                    .withdraw_approval(&decision, "client_disconnected")
+                    .await
+                {
+                    tracing::warn!(message = "Cannot record a withdrawn approval.", %error);
+                }
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "test code")]
@@ -718,30 +743,5 @@ mod tests {
         );
         json_only(&mut h);
         assert_eq!(h[header::ACCEPT], "application/json");
-    }
-}
-
-/// Withdraws a held request's approval unless disarmed (`decision` taken) first.
-struct WithdrawOnDrop {
-    engine: Arc<Engine>,
-    decision: Option<Decision>,
-}
-
-impl Drop for WithdrawOnDrop {
-    fn drop(&mut self) {
-        let Some(decision) = self.decision.take() else {
-            return;
-        };
-        let engine = self.engine.clone();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(error) = engine
-                    .withdraw_approval(&decision, "client_disconnected")
-                    .await
-                {
-                    tracing::warn!(message = "Cannot record a withdrawn approval.", %error);
-                }
-            });
-        }
     }
 }

@@ -143,6 +143,101 @@ fn approvals_granted_denied_and_expired() {
     assert!(text.contains("expired before a reviewer decided"), "{text}");
 }
 
+/// Waits for a held statement's approval to appear.
+fn pending(h: &Harness) -> gatehouse_core::engine::PendingApproval {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(p) = h.engine.approvals().list().into_iter().find(|p| p.waiting) {
+            return p;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "nothing was held"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Asserts the approval was withdrawn and that a reviewer can no longer grant it.
+fn assert_withdrawn(h: &Harness, id: &str) {
+    let start = std::time::Instant::now();
+    while !h
+        .events_now()
+        .iter()
+        .any(|e| matches!(&e.payload, Payload::ApprovalWithdrawn(w) if w.approval_id == id))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "approval {id} was not withdrawn"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let reviewer = gatehouse_core::engine::Reviewer {
+        name: "bob@example.com".into(),
+        groups: vec!["security".into()],
+    };
+    let late = h.rt.block_on(h.engine.approve(id, &reviewer, None));
+    assert!(late.is_err(), "a withdrawn approval was granted");
+}
+
+/// The grant the held statement would make, read on the database itself.
+fn public_can_read_users(h: &Harness) -> bool {
+    ok(&h.pg.psql_app(&[
+        "-At",
+        "-c",
+        "select coalesce(array_to_string(relacl, ','), '') from pg_class where relname = 'users'",
+    ]))
+    .contains("=r/")
+}
+
+#[test]
+fn a_held_statement_never_runs_once_its_client_left_or_cancelled_it() {
+    let h = Harness::start_with(HOLD_RULES, support::Options::default(), setup);
+    let token = h.token();
+
+    // The client dies while its statement waits for a reviewer.
+    let mut child = h
+        .psql_cmd(&token)
+        .args(["-c", "grant select on users to public"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let held = pending(&h);
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_withdrawn(&h, &held.id);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !public_can_read_users(&h),
+        "the held GRANT ran after its client left"
+    );
+
+    // The client cancels it (psql sends a CancelRequest on SIGINT).
+    let child = h
+        .psql_cmd(&token)
+        .args(["-c", "grant select on users to public"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let held = pending(&h);
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let text = all(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("canceling statement due to user request"),
+        "{text}"
+    );
+    assert_withdrawn(&h, &held.id);
+    assert!(!public_can_read_users(&h), "the cancelled GRANT ran");
+}
+
 /// The FATAL `57P01` a client connection ends with once the gateway closes its session.
 async fn gateway_fatal(
     conn: tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,

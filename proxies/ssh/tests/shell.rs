@@ -174,6 +174,61 @@ async fn approval_holds_an_exec_until_granted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_exec_never_runs_once_its_client_left() {
+    let f = fixture().await;
+    let token = f.token("bot", "web").await;
+    let marker = f.dir.path().join("ran-after-leaving");
+    let mut c = f.ssh(
+        &token,
+        "bot",
+        &[&format!("reboot-now; touch {}", marker.display())],
+    );
+    c.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut client = c.spawn().unwrap();
+    let pending = loop {
+        if let Some(p) = f.engine.approvals().list().first() {
+            break p.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    // The agent gives up: its ssh client dies while the command is held.
+    client.kill().unwrap();
+    let _ = client.wait();
+    let events = f
+        .events_when(|e| {
+            e.iter().any(|e| {
+                matches!(&e.payload, Payload::ApprovalWithdrawn(w) if w.approval_id == pending.id)
+            })
+        })
+        .await;
+    assert!(
+        events.iter().any(
+            |e| matches!(&e.payload, Payload::ApprovalWithdrawn(w) if w.approval_id == pending.id)
+        ),
+        "the held exec's approval was not withdrawn when its client left"
+    );
+    // A reviewer's approval, later, finds nothing to run.
+    let late = f
+        .engine
+        .approve(
+            &pending.id,
+            &gatehouse_core::engine::Reviewer {
+                name: "alice".into(),
+                groups: vec!["sre".into()],
+            },
+            None,
+        )
+        .await;
+    assert!(late.is_err(), "a withdrawn approval was granted");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !marker.exists(),
+        "the held command ran on the host after its client left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_script_on_stdin_is_judged_line_by_line() {
     let f = fixture().await;
     let token = f.token("bot", "web").await;

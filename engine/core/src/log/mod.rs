@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 pub use reader::{LogReader, Record};
 pub use segment::{SegmentFile, list_segments};
 pub use verify::{Problem, VerifyReport, verify};
-pub use writer::{EventLog, Failure};
+pub use writer::{EventLog, Failure, LogStats, RECOVERY_HEADROOM};
 
 /// The offset after the last valid record of the log in `dir` (0 for an empty or
 /// absent log), read from its last segment: where a reader that is not the writer

@@ -12,6 +12,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
@@ -42,7 +43,27 @@ struct Inner {
     durable_tx: watch::Sender<Durable>,
     /// The log's end when it was opened (after crash recovery), before any append.
     opened_at: Offset,
+    stats: Stats,
     _lock: File,
+}
+
+/// Counters since the log was opened (for `/metrics`).
+#[derive(Debug, Default)]
+struct Stats {
+    failures: AtomicU64,
+    refused: AtomicU64,
+    recoveries: AtomicU64,
+}
+
+/// What the log counted since it was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Times the log failed (a write or an fsync).
+    pub failures: u64,
+    /// Appends refused because the log was failed.
+    pub refused_appends: u64,
+    /// Times it recovered.
+    pub recoveries: u64,
 }
 
 struct Writer {
@@ -149,6 +170,7 @@ impl EventLog {
             written_tx,
             durable_tx,
             opened_at,
+            stats: Stats::default(),
             _lock: lock_file,
         });
         let for_thread = inner.clone();
@@ -192,6 +214,16 @@ impl EventLog {
     /// Why the log refuses appends, when it does.
     pub fn failure(&self) -> Option<Failure> {
         lock(&self.inner.writer).failure.clone()
+    }
+
+    /// Failures, refusals and recoveries since the log was opened.
+    pub fn stats(&self) -> LogStats {
+        let s = &self.inner.stats;
+        LogStats {
+            failures: s.failures.load(Ordering::Relaxed),
+            refused_appends: s.refused.load(Ordering::Relaxed),
+            recoveries: s.recoveries.load(Ordering::Relaxed),
+        }
     }
 
     /// Appends one event. Returns its offset once it is written (`batch`) or durable
@@ -247,9 +279,12 @@ impl EventLog {
         let mut w = lock(&inner.writer);
         if let Some(f) = &mut w.failure {
             f.refused_appends += 1;
+            inner.stats.refused.fetch_add(1, Ordering::Relaxed);
             return Err(LogError::Failed(f.error.clone()));
         }
-        let range = write_locked(&inner.config, &mut w, payloads)?;
+        let range = write_locked(&inner.config, &mut w, payloads).inspect_err(|_| {
+            inner.stats.failures.fetch_add(1, Ordering::Relaxed);
+        })?;
         drop(w);
         self.publish_written(range.end);
         Ok(range)
@@ -292,19 +327,22 @@ impl EventLog {
         let Some(failure) = w.failure.clone() else {
             return Ok(None);
         };
-        let attempt = repair(&mut w).and_then(|()| {
-            let mut payload = Vec::with_capacity(512);
-            gatehouse_events::json::write_event(&mut payload, &outage(&failure))
-                .map_err(LogError::Encode)?;
-            let at = write_locked(&inner.config, &mut w, std::slice::from_ref(&payload))?;
-            sync_file(&w.file, &w.path).map_err(|e| LogError::io(&w.path, e))?;
-            w.synced_len = w.len;
-            w.unsynced.clear();
-            Ok(at.start)
-        });
+        let attempt = headroom(&inner.config.dir)
+            .and_then(|()| repair(&mut w))
+            .and_then(|()| {
+                let mut payload = Vec::with_capacity(512);
+                gatehouse_events::json::write_event(&mut payload, &outage(&failure))
+                    .map_err(LogError::Encode)?;
+                let at = write_locked(&inner.config, &mut w, std::slice::from_ref(&payload))?;
+                sync_file(&w.file, &w.path).map_err(|e| LogError::io(&w.path, e))?;
+                w.synced_len = w.len;
+                w.unsynced.clear();
+                Ok(at.start)
+            });
         match attempt {
             Ok(at) => {
                 w.failure = None;
+                inner.stats.recoveries.fetch_add(1, Ordering::Relaxed);
                 let end = w.next;
                 drop(w);
                 s.failed = None;
@@ -330,7 +368,9 @@ impl EventLog {
                 // outage's start and counts.
                 let mut kept = failure;
                 kept.failed_attempts += 1;
-                kept.sync_failed |= w.failure.as_ref().is_some_and(|f| f.sync_failed);
+                // The segment may hold a part of what repair wrote: nothing past the
+                // last good fsync counts as durable until an attempt succeeds.
+                kept.sync_failed = true;
                 w.failure = Some(kept);
                 Err(e)
             }
@@ -529,7 +569,10 @@ fn syncer(inner: &Inner) {
                             let mut w = lock(&inner.writer);
                             match &mut w.failure {
                                 Some(f) => f.sync_failed = true,
-                                None => w.failure = Some(Failure::new(msg.clone(), true)),
+                                None => {
+                                    inner.stats.failures.fetch_add(1, Ordering::Relaxed);
+                                    w.failure = Some(Failure::new(msg.clone(), true));
+                                }
                             }
                         }
                         let mut s = lock(&inner.sync);
@@ -607,6 +650,25 @@ fn write_locked(
     w.last_hash = prev;
     w.next = start + payloads.len() as u64;
     Ok(start..w.next)
+}
+
+/// Free space a failed log waits for before it resumes: with less, a disk that had
+/// room for the outage record but not for the next command would make every other
+/// command fail.
+pub const RECOVERY_HEADROOM: u64 = 1024 * 1024;
+
+/// Whether the log's file system has [`RECOVERY_HEADROOM`] free.
+fn headroom(dir: &Path) -> Result<(), LogError> {
+    let stat = rustix::fs::statvfs(dir)
+        .map_err(|e| LogError::io(dir, std::io::Error::from_raw_os_error(e.raw_os_error())))?;
+    let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+    if free < RECOVERY_HEADROOM {
+        return Err(LogError::Failed(format!(
+            "{free} bytes free on the file system of `{}`; appends resume once {RECOVERY_HEADROOM} are",
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Makes the active segment hold exactly what the writer wrote: cut back to the last
