@@ -7,6 +7,7 @@
 //! decides the user's name (recorded as reviewer), role and groups.
 
 pub mod client;
+mod listener;
 mod metrics;
 mod routes;
 mod tls;
@@ -19,6 +20,7 @@ use gatehouse_core::config::{AdminRole, Config, Secret};
 use gatehouse_core::engine::Engine;
 use tokio::sync::watch;
 
+pub use listener::Limits;
 pub use routes::{ApproveRequest, DenyRequest, IssueTokenRequest, IssuedToken, RevokeRequest};
 
 /// An authenticated admin API user.
@@ -96,41 +98,30 @@ impl AdminState {
     }
 }
 
-/// Binds and serves the API until `shutdown`; returns the bound address.
+/// Binds and serves the API until `shutdown`, within the `[admin]` limits; returns
+/// the bound address.
 pub async fn start(
     engine: Arc<Engine>,
     config: Arc<Config>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<SocketAddr, AdminError> {
     let addr = config.admin.listen;
     let tls = match (&config.admin.cert, &config.admin.key) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
         _ => None,
     };
+    let limits = Limits::from_config(&config.admin);
     let state = Arc::new(AdminState::new(engine, config)?);
-    let app = routes::router(state);
+    let app = routes::router(state).layer(axum::middleware::from_fn_with_state(
+        limits,
+        listener::bound_body,
+    ));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| AdminError::Bind { addr, source })?;
     let bound = listener
         .local_addr()
         .map_err(|source| AdminError::Bind { addr, source })?;
-    tokio::spawn(async move {
-        match tls {
-            None => {
-                let serve = axum::serve(
-                    listener,
-                    app.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(async move {
-                    let _ = shutdown.wait_for(|s| *s).await;
-                });
-                if let Err(error) = serve.await {
-                    tracing::error!(message = "Admin API stopped.", %error);
-                }
-            }
-            Some(acceptor) => tls::serve(listener, acceptor, app, shutdown).await,
-        }
-    });
+    tokio::spawn(listener::serve(listener, tls, app, limits, shutdown));
     Ok(bound)
 }

@@ -533,6 +533,21 @@ fn documented_defaults_are_the_code_defaults() {
         ),
         ("## `[admin]`", "listen", lit(&c.admin.listen)),
         (
+            "## `[admin]`",
+            "read_timeout",
+            CodeDefault::Duration(c.admin.read_timeout),
+        ),
+        (
+            "## `[admin]`",
+            "max_connections",
+            lit(&c.admin.max_connections),
+        ),
+        (
+            "## `[admin]`",
+            "max_request_bytes",
+            lit(&c.admin.max_request_bytes),
+        ),
+        (
             "### `[[admin.user]]`",
             "groups",
             list(&c.admin.users[0].groups),

@@ -471,6 +471,19 @@ pub struct AdminSection {
     /// TLS private key (PEM).
     #[serde(default)]
     pub key: Option<PathBuf>,
+    /// A client must send each request's headers within this time, and then its body
+    /// within this time again; a connection that does not is closed (408 for a slow
+    /// body).
+    #[serde(default = "default_admin_read_timeout", deserialize_with = "duration")]
+    pub read_timeout: Duration,
+    /// Connections served at once (TLS handshakes included); a connection beyond them
+    /// is closed at once.
+    #[serde(default = "default_admin_max_connections")]
+    pub max_connections: usize,
+    /// Largest request body, in bytes; a larger one is answered 413 before any
+    /// handler runs.
+    #[serde(default = "default_admin_max_request_bytes")]
+    pub max_request_bytes: usize,
     /// API users: reviewers and admins.
     #[serde(default, rename = "user")]
     pub users: Vec<AdminUser>,
@@ -479,6 +492,15 @@ pub struct AdminSection {
 fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7070))
 }
+fn default_admin_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_admin_max_connections() -> usize {
+    64
+}
+fn default_admin_max_request_bytes() -> usize {
+    64 * 1024
+}
 
 impl Default for AdminSection {
     fn default() -> Self {
@@ -486,6 +508,9 @@ impl Default for AdminSection {
             listen: default_admin_listen(),
             cert: None,
             key: None,
+            read_timeout: default_admin_read_timeout(),
+            max_connections: default_admin_max_connections(),
+            max_request_bytes: default_admin_max_request_bytes(),
             users: Vec::new(),
         }
     }
@@ -748,6 +773,15 @@ impl Config {
                 "admin.listen `{}` is not loopback: set admin.cert and admin.key (HTTPS)",
                 self.admin.listen
             ));
+        }
+        if self.admin.read_timeout.is_zero() {
+            problems.push("admin.read_timeout must be longer than `0s`".into());
+        }
+        if self.admin.max_connections == 0 {
+            problems.push("admin.max_connections must be at least 1".into());
+        }
+        if self.admin.max_request_bytes == 0 {
+            problems.push("admin.max_request_bytes must be at least 1".into());
         }
         if problems.is_empty() {
             Ok(())
