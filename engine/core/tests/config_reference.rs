@@ -569,6 +569,11 @@ fn documented_defaults_are_the_code_defaults() {
             CodeDefault::Duration(c.postgres.busy_poll),
         ),
         ("## `[[target]]`", "tls", lit(&c.targets[0].tls)),
+        (
+            "## `[[target]]`",
+            "response_timeout",
+            CodeDefault::Duration(c.targets[0].response_timeout()),
+        ),
     ];
     for (heading, key, want) in checks {
         let r = row(heading, key);

@@ -605,6 +605,22 @@ pub struct Target {
     /// Postgres: connect to the upstream with TLS.
     #[serde(default)]
     pub tls: bool,
+    /// Kubernetes: how long the API server may take to answer a request with its
+    /// response headers before the client gets a 504 `Status` (default 60s). Streams
+    /// (watch, `logs -f`, exec) are not cut by it once their headers arrived.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub response_timeout: Option<Duration>,
+}
+
+/// The Kubernetes API server's own limit on a request that is not long-running.
+pub const DEFAULT_KUBERNETES_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Target {
+    /// Kubernetes: how long the API server may take to send response headers.
+    pub fn response_timeout(&self) -> Duration {
+        self.response_timeout
+            .unwrap_or(DEFAULT_KUBERNETES_RESPONSE_TIMEOUT)
+    }
 }
 
 /// A configuration problem.
@@ -729,6 +745,17 @@ impl Config {
                 Protocol::Kubernetes if t.token.is_none() && t.client_cert.is_none() => {
                     problems.push(format!("target `{}`: kubernetes targets need `token` or `client_cert` + `client_key`", t.name))
                 }
+                _ => {}
+            }
+            match t.response_timeout {
+                Some(_) if t.protocol != Protocol::Kubernetes => problems.push(format!(
+                    "target `{}`: `response_timeout` applies to kubernetes targets only",
+                    t.name
+                )),
+                Some(d) if d.is_zero() => problems.push(format!(
+                    "target `{}`: `response_timeout` must be longer than `0s`",
+                    t.name
+                )),
                 _ => {}
             }
         }
@@ -927,6 +954,30 @@ password = { env = "PROD_DB_PASSWORD" }
         let w = c.warnings();
         assert_eq!(w.len(), 1);
         assert!(!w[0].contains("hunter2") && !format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn listener_and_upstream_bounds_are_checked() {
+        let c = Config::parse(
+            "[admin]\nread_timeout = \"0s\"\nmax_connections = 0\nmax_request_bytes = 0\n\
+             [[target]]\nname = \"db\"\nprotocol = \"postgres\"\nupstream = \"x:5432\"\nuser = \"u\"\nresponse_timeout = \"5s\"\n\
+             [[target]]\nname = \"k\"\nprotocol = \"kubernetes\"\nupstream = \"https://k\"\ntoken = { env = \"T\" }\nresponse_timeout = \"0s\"\n",
+        )
+        .unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        for want in [
+            "admin.read_timeout must be longer than `0s`",
+            "admin.max_connections must be at least 1",
+            "admin.max_request_bytes must be at least 1",
+            "target `db`: `response_timeout` applies to kubernetes targets only",
+            "target `k`: `response_timeout` must be longer than `0s`",
+        ] {
+            assert!(e.contains(want), "missing `{want}` in:\n{e}");
+        }
+        let d = Config::parse("").unwrap();
+        assert_eq!(d.admin.read_timeout, Duration::from_secs(10));
+        assert_eq!(d.admin.max_connections, 64);
+        assert_eq!(d.admin.max_request_bytes, 65536);
     }
 
     #[test]
