@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use gatehouse_core::config::{AdminRole, Config, Secret};
 use gatehouse_core::engine::Engine;
+use gatehouse_core::identity::normalize;
 use tokio::sync::watch;
 
 pub use listener::Limits;
@@ -26,7 +27,7 @@ pub use routes::{ApproveRequest, DenyRequest, IssueTokenRequest, IssuedToken, Re
 /// An authenticated admin API user.
 #[derive(Debug, Clone)]
 pub struct User {
-    /// Name (reviewer identity in approval events).
+    /// Name (reviewer identity in approval events), in canonical form.
     pub name: String,
     /// Role.
     pub role: AdminRole,
@@ -75,10 +76,11 @@ impl AdminState {
                 user: u.name.clone(),
                 message: e.to_string(),
             })?;
+            // One canonical spelling, as the engine compares and records names.
             users.push(User {
-                name: u.name.clone(),
+                name: normalize(&u.name).into_owned(),
                 role: u.role,
-                groups: u.groups.clone(),
+                groups: u.groups.iter().map(|g| normalize(g).into_owned()).collect(),
                 token,
             });
         }

@@ -496,7 +496,7 @@ impl server::Handler for Conn {
         };
         let principal = Principal {
             identity: Identity {
-                name: agent.identity.clone(),
+                name: gatehouse_core::identity::normalize(&agent.identity).into_owned(),
                 on_behalf_of: None,
                 role: None,
                 credential_id: None,

@@ -774,6 +774,16 @@ impl Config {
                 )),
             }
         }
+        let mut canonical_roles = BTreeMap::new();
+        for name in self.roles.keys() {
+            if let Some(other) =
+                canonical_roles.insert(crate::identity::normalize(name).into_owned(), name)
+            {
+                problems.push(format!(
+                    "roles `{other}` and `{name}` are one role name (names compare without case or width); rename one"
+                ));
+            }
+        }
         for (name, role) in &self.roles {
             for t in &role.targets {
                 if !names.contains(t.as_str()) {
@@ -961,7 +971,8 @@ password = { env = "PROD_DB_PASSWORD" }
         let c = Config::parse(
             "[admin]\nread_timeout = \"0s\"\nmax_connections = 0\nmax_request_bytes = 0\n\
              [[target]]\nname = \"db\"\nprotocol = \"postgres\"\nupstream = \"x:5432\"\nuser = \"u\"\nresponse_timeout = \"5s\"\n\
-             [[target]]\nname = \"k\"\nprotocol = \"kubernetes\"\nupstream = \"https://k\"\ntoken = { env = \"T\" }\nresponse_timeout = \"0s\"\n",
+             [[target]]\nname = \"k\"\nprotocol = \"kubernetes\"\nupstream = \"https://k\"\ntoken = { env = \"T\" }\nresponse_timeout = \"0s\"\n\
+             [roles.Deployer]\n[roles.deployer]\n",
         )
         .unwrap();
         let e = c.validate().unwrap_err().to_string();
@@ -971,6 +982,7 @@ password = { env = "PROD_DB_PASSWORD" }
             "admin.max_request_bytes must be at least 1",
             "target `db`: `response_timeout` applies to kubernetes targets only",
             "target `k`: `response_timeout` must be longer than `0s`",
+            "roles `Deployer` and `deployer` are one role name",
         ] {
             assert!(e.contains(want), "missing `{want}` in:\n{e}");
         }
