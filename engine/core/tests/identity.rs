@@ -252,3 +252,49 @@ async fn a_sequence_keyed_by_identity_joins_across_spellings() {
         .collect();
     assert_eq!(names.into_iter().collect::<Vec<_>>(), ["agent:deploy-bot"]);
 }
+
+#[tokio::test]
+async fn oidc_subjects_people_and_roles_are_canonical() {
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let key =
+        Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = serde_json::json!({"keys": [{
+        "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": "k1",
+        "x": B64.encode(key.public_key().as_ref()),
+    }]});
+    std::fs::write(dir.path().join("jwks.json"), jwks.to_string()).unwrap();
+    let mut config = gatehouse_core::config::Config::parse(&format!(
+        "[[oidc]]\nissuer = \"https://idp.test\"\naudiences = [\"gatehouse\"]\njwks_file = \"{}\"\n\
+         on_behalf_of_claim = \"act.sub\"\nrole_claim = \"role\"\n\
+         [roles.Db-Reader]\ntargets = [\"db\"]\n\
+         [[target]]\nname = \"db\"\nprotocol = \"postgres\"\nupstream = \"127.0.0.1:1\"\nuser = \"u\"\n",
+        dir.path().join("jwks.json").display()
+    ))
+    .unwrap();
+    config.validate().unwrap();
+    config.data_dir = dir.path().to_owned();
+    let auth = Authenticator::from_config(&config, None).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let claims = serde_json::json!({
+        "iss": "https://idp.test", "aud": "gatehouse", "sub": "CI-Bot", "exp": now + 600,
+        "iat": now, "act": {"sub": "Ｂｏｂ@Example.COM"}, "role": "DB-READER",
+    });
+    let header = B64.encode(r#"{"alg":"EdDSA","typ":"JWT","kid":"k1"}"#);
+    let input = format!("{header}.{}", B64.encode(claims.to_string()));
+    let token = format!(
+        "{input}.{}",
+        B64.encode(key.sign(input.as_bytes()).as_ref())
+    );
+    let p = auth
+        .verify(&token, Protocol::Postgres, Some("db"))
+        .await
+        .unwrap();
+    assert_eq!(p.identity.name, "oidc:ci-bot");
+    assert_eq!(p.identity.on_behalf_of.as_deref(), Some("bob@example.com"));
+    assert_eq!(p.identity.role.as_deref(), Some("db-reader"));
+}
