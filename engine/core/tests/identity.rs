@@ -298,3 +298,43 @@ async fn oidc_subjects_people_and_roles_are_canonical() {
     assert_eq!(p.identity.on_behalf_of.as_deref(), Some("bob@example.com"));
     assert_eq!(p.identity.role.as_deref(), Some("db-reader"));
 }
+
+#[test]
+fn identity_literals_in_another_form_are_load_errors() {
+    let load = |text: &str| {
+        let mut sources = Sources::new();
+        sources.add("t.rules", text);
+        Policy::from_sources(sources, PolicyOptions::default())
+    };
+    for (text, want) in [
+        (
+            r#"rule r { when identity == "Agent:Deploy-Bot" then block }"#,
+            "agent:deploy-bot",
+        ),
+        (
+            r#"rule r { when identity.on_behalf_of in ["bob@example.com", "Carol@Example.com"] then block }"#,
+            "carol@example.com",
+        ),
+        (r#"rule r { when "Ｂｏｂ" != identity then block }"#, "bob"),
+        (
+            r#"rule r { when identity.role == "DB-Reader" then block }"#,
+            "db-reader",
+        ),
+        (
+            "list people = [\"Dana\"]\nrule r { when identity in people then block }",
+            "dana",
+        ),
+    ] {
+        let e = load(text).expect_err(text);
+        let rendered = e.render(120);
+        assert!(
+            rendered.contains("E0013") && rendered.contains(&format!("write `{want}`")),
+            "{text}:\n{rendered}"
+        );
+    }
+    // Canonical literals load; other fields keep their case.
+    load(
+        r#"rule r { when identity == "agent:deploy-bot" and identity.role == "db-reader" and target == "Prod-DB" then block }"#,
+    )
+    .unwrap();
+}

@@ -191,4 +191,9 @@ impl Schema for EventSchema {
     fn test_event_kinds(&self) -> Vec<&str> {
         TEST_EVENT_KINDS.to_vec()
     }
+
+    fn canonical(&self, field: FieldId, value: &str) -> Option<String> {
+        matches!(field.0, id::IDENTITY | id::ON_BEHALF_OF | id::ROLE)
+            .then(|| crate::identity::normalize(value).into_owned())
+    }
 }
