@@ -1756,6 +1756,39 @@ impl<'s> Checker<'s> {
         None
     }
 
+    /// Checks constant text compared with a field whose values are canonical (see
+    /// [`Schema::canonical`]): a constant in another form could never match.
+    fn canonical_pair(&mut self, l: &Typed, r: &Typed) -> bool {
+        let mut ok = true;
+        for (field, other) in [(l, r), (r, l)] {
+            let (Operand::Field(f), Some(consts)) = (&field.op, &other.consts) else {
+                continue;
+            };
+            if f.derive != Derive::None {
+                continue;
+            }
+            for (v, span) in consts {
+                if let Some(canonical) = self.schema.canonical(f.id, v)
+                    && canonical != *v
+                {
+                    ok = false;
+                    self.emit(
+                        err(
+                            Code::E0013,
+                            *span,
+                            format!(
+                                "`{v}` is never a value of this field: its values are in canonical form"
+                            ),
+                        )
+                        .with_related(field.span, "compared with this field")
+                        .with_help(format!("write `{canonical}`")),
+                    );
+                }
+            }
+        }
+        ok
+    }
+
     fn enum_pair(&mut self, l: &Typed, r: &Typed) -> bool {
         let mut ok = true;
         if let Ty::Enum(vs) = l.ty {
@@ -1796,7 +1829,7 @@ impl<'s> Checker<'s> {
             BinOp::Eq | BinOp::Ne => {
                 let node = match (l.ty, r.ty) {
                     (a, b) if a.is_str() && b.is_str() => {
-                        if !self.enum_pair(&l, &r) {
+                        if !self.enum_pair(&l, &r) || !self.canonical_pair(&l, &r) {
                             return None;
                         }
                         cmp(Op::Eq, l.op, r.op)
@@ -1854,6 +1887,9 @@ impl<'s> Checker<'s> {
                         if let Ty::Enum(vs) = a
                             && !self.check_enum(vs, &r, l.span)
                         {
+                            return None;
+                        }
+                        if !self.canonical_pair(&l, &r) {
                             return None;
                         }
                         cmp(Op::In, l.op, r.op)

@@ -100,7 +100,7 @@ codes! {
         "rule r { when true then alert message \"{nope}\" }");
     /// Unknown enum value.
     E0013 = (Error, "unknown value",
-        "A field with a fixed set of values (`pg.statement.kind`, `ssh.kind`, `k8s.verb`, `protocol`, `event.type`, `time.weekday`, ...) was compared with a value outside that set.",
+        "A field with a fixed set of values (`pg.statement.kind`, `ssh.kind`, `k8s.verb`, `protocol`, `event.type`, `time.weekday`, ...) was compared with a value outside that set, or a field whose values are in one canonical form (`identity`, `identity.on_behalf_of`, `identity.role`: case-folded names) with text in another form, which could never match.",
         "rule r { when pg.statement.kind == dorp then block }");
     /// Result-side name in a request condition.
     E0014 = (Error, "result field in a condition",

@@ -76,6 +76,15 @@ pub trait Schema {
     fn test_event_kinds(&self) -> Vec<&str> {
         Vec::new()
     }
+
+    /// For a field whose values are always in one canonical form (identity names,
+    /// case-folded), the canonical form of `value`. A text constant compared with such
+    /// a field that is not in that form can never match, and is a load error (E0013)
+    /// naming the form to write. `None` (the default): any text may match.
+    fn canonical(&self, field: FieldId, value: &str) -> Option<String> {
+        let _ = (field, value);
+        None
+    }
 }
 
 /// Two borrowed slices seen as one list (so `tables = read ∪ written` needs no copy).

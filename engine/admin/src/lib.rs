@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod health;
+mod listener;
 mod metrics;
 mod routes;
 mod tls;
@@ -18,14 +19,16 @@ use std::sync::Arc;
 
 use gatehouse_core::config::{AdminRole, Config, Secret};
 use gatehouse_core::engine::Engine;
+use gatehouse_core::identity::normalize;
 use tokio::sync::watch;
 
+pub use listener::Limits;
 pub use routes::{ApproveRequest, DenyRequest, IssueTokenRequest, IssuedToken, RevokeRequest};
 
 /// An authenticated admin API user.
 #[derive(Debug, Clone)]
 pub struct User {
-    /// Name (reviewer identity in approval events).
+    /// Name (reviewer identity in approval events), in canonical form.
     pub name: String,
     /// Role.
     pub role: AdminRole,
@@ -75,10 +78,11 @@ impl AdminState {
                 user: u.name.clone(),
                 message: e.to_string(),
             })?;
+            // One canonical spelling, as the engine compares and records names.
             users.push(User {
-                name: u.name.clone(),
+                name: normalize(&u.name).into_owned(),
                 role: u.role,
-                groups: u.groups.clone(),
+                groups: u.groups.iter().map(|g| normalize(g).into_owned()).collect(),
                 token,
             });
         }
@@ -100,17 +104,19 @@ impl AdminState {
     }
 }
 
-/// Binds and serves the API until `shutdown`; returns the bound address.
+/// Binds and serves the API until `shutdown`, within the `[admin]` limits; returns
+/// the bound address.
 pub async fn start(
     engine: Arc<Engine>,
     config: Arc<Config>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<SocketAddr, AdminError> {
     let addr = config.admin.listen;
     let tls = match (&config.admin.cert, &config.admin.key) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
         _ => None,
     };
+    let limits = Limits::from_config(&config.admin);
     let state = Arc::new(AdminState::new(engine, config)?);
     let probes = tokio::spawn(state.upstreams.clone().run());
     let mut stop_probes = shutdown.clone();
@@ -118,29 +124,16 @@ pub async fn start(
         let _ = stop_probes.wait_for(|s| *s).await;
         probes.abort();
     });
-    let app = routes::router(state);
+    let app = routes::router(state).layer(axum::middleware::from_fn_with_state(
+        limits,
+        listener::bound_body,
+    ));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| AdminError::Bind { addr, source })?;
     let bound = listener
         .local_addr()
         .map_err(|source| AdminError::Bind { addr, source })?;
-    tokio::spawn(async move {
-        match tls {
-            None => {
-                let serve = axum::serve(
-                    listener,
-                    app.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(async move {
-                    let _ = shutdown.wait_for(|s| *s).await;
-                });
-                if let Err(error) = serve.await {
-                    tracing::error!(message = "Admin API stopped.", %error);
-                }
-            }
-            Some(acceptor) => tls::serve(listener, acceptor, app, shutdown).await,
-        }
-    });
+    tokio::spawn(listener::serve(listener, tls, app, limits, shutdown));
     Ok(bound)
 }

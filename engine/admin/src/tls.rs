@@ -3,12 +3,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::AdminError;
@@ -28,39 +24,4 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, AdminError> {
         .with_single_cert(certs, key)
         .map_err(|e| AdminError::Tls(e.to_string()))?;
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// Serves `app` over TLS until shutdown.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    acceptor: TlsAcceptor,
-    app: Router,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.wait_for(|s| *s) => return,
-        };
-        let Ok((stream, peer)) = accepted else {
-            continue;
-        };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        tokio::spawn(async move {
-            let Ok(Ok(tls)) =
-                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream))
-                    .await
-            else {
-                tracing::debug!(message = "Admin TLS handshake failed.", %peer);
-                return;
-            };
-            let service = hyper_util::service::TowerToHyperService::new(
-                app.layer(axum::Extension(axum::extract::ConnectInfo(peer))),
-            );
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), service)
-                .await;
-        });
-    }
 }

@@ -533,6 +533,21 @@ fn documented_defaults_are_the_code_defaults() {
         ),
         ("## `[admin]`", "listen", lit(&c.admin.listen)),
         (
+            "## `[admin]`",
+            "read_timeout",
+            CodeDefault::Duration(c.admin.read_timeout),
+        ),
+        (
+            "## `[admin]`",
+            "max_connections",
+            lit(&c.admin.max_connections),
+        ),
+        (
+            "## `[admin]`",
+            "max_request_bytes",
+            lit(&c.admin.max_request_bytes),
+        ),
+        (
             "### `[[admin.user]]`",
             "groups",
             list(&c.admin.users[0].groups),
@@ -554,6 +569,11 @@ fn documented_defaults_are_the_code_defaults() {
             CodeDefault::Duration(c.postgres.busy_poll),
         ),
         ("## `[[target]]`", "tls", lit(&c.targets[0].tls)),
+        (
+            "## `[[target]]`",
+            "response_timeout",
+            CodeDefault::Duration(c.targets[0].response_timeout()),
+        ),
     ];
     for (heading, key, want) in checks {
         let r = row(heading, key);

@@ -410,9 +410,28 @@ impl Req<'_> {
         if masking.is_some() {
             json_only(headers);
         }
-        let response = match upstream.client().request(out).await {
-            Ok(r) => r,
-            Err(e) => {
+        // The wait for the response headers is bounded; a stream (watch, `logs -f`,
+        // an upgrade) runs on unbounded once they arrived.
+        let timeout = upstream.response_timeout();
+        let response = match tokio::time::timeout(timeout, upstream.client().request(out)).await {
+            Ok(Ok(r)) => r,
+            Err(_) => {
+                let message = format!(
+                    "gatehouse: the API server of target `{}` did not answer within {}",
+                    upstream.name(),
+                    humantime::format_duration(timeout)
+                );
+                tracing::warn!(message = "Kubernetes upstream did not answer in time.", target = %upstream.name(), timeout_ms = timeout.as_millis() as u64);
+                self.record_error(
+                    decision.request,
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &message,
+                    started,
+                )
+                .await;
+                return status_response(StatusCode::GATEWAY_TIMEOUT, &message);
+            }
+            Ok(Err(e)) => {
                 tracing::warn!(message = "Kubernetes upstream request failed.", target = %upstream.name(), error = %e);
                 let message = format!(
                     "gatehouse: the API server of target `{}` is unreachable",

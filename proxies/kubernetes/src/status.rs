@@ -17,6 +17,7 @@ fn reason(code: StatusCode) -> &'static str {
         406 => "NotAcceptable",
         413 => "RequestEntityTooLarge",
         503 => "ServiceUnavailable",
+        504 => "Timeout",
         _ => "InternalError",
     }
 }

@@ -31,6 +31,7 @@ pub struct Upstream {
     host: String,
     bearer: Option<HeaderValue>,
     client: UpstreamClient,
+    response_timeout: Duration,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -128,6 +129,7 @@ impl Upstream {
             host: authority.host().to_owned(),
             bearer,
             client,
+            response_timeout: t.response_timeout(),
         })
     }
 
@@ -168,5 +170,10 @@ impl Upstream {
     /// The HTTP client.
     pub(crate) fn client(&self) -> &UpstreamClient {
         &self.client
+    }
+
+    /// How long the API server may take to send response headers.
+    pub(crate) fn response_timeout(&self) -> Duration {
+        self.response_timeout
     }
 }

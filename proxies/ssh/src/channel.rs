@@ -295,6 +295,25 @@ async fn refuse(front: &FrontTx, message: &str, code: u32) {
     let _ = front.close().await;
 }
 
+/// A session channel of a login whose session could not be opened: once the client
+/// asks for a command, shell or subsystem, it gets `message` on stderr and exit
+/// status 255. Nothing is judged or forwarded.
+pub async fn refuse_session(mut front: Channel<Msg>, message: String) {
+    loop {
+        match front.wait().await {
+            None | Some(ChannelMsg::Eof | ChannelMsg::Close) => return,
+            Some(
+                ChannelMsg::Exec { .. }
+                | ChannelMsg::RequestShell { .. }
+                | ChannelMsg::RequestSubsystem { .. },
+            ) => break,
+            Some(_) => {}
+        }
+    }
+    let (_rx, tx) = front.split();
+    refuse(&tx, &message, crate::EXIT_GATEWAY_ERROR).await;
+}
+
 /// Records a refused forwarding request (agent, X11, remote TCP) as an event.
 pub async fn refuse_forwarding(ctx: &Ctx, channel: u32, what: String) {
     let decided = ctx
@@ -407,6 +426,9 @@ async fn relay(
         let mut boundary = sftp::Boundary::default();
         let mut pending_inject: Vec<Bytes> = Vec::new();
         let mut exit: Option<String> = None;
+        // The upstream went away (its connection dropped, or it closed the channel)
+        // without an exit status: the client must be told, not left with a bare 255.
+        let mut lost = false;
         let mut sample = Vec::<u8>::new();
         let masker = mask_fn(|s| decision.mask_value("", s));
         loop {
@@ -421,7 +443,10 @@ async fn relay(
                     continue;
                 }
             };
-            let Some(msg) = msg else { break };
+            let Some(msg) = msg else {
+                lost = exit.is_none();
+                break;
+            };
             match msg {
                 ChannelMsg::Data { data } => {
                     let data = if mask {
@@ -495,7 +520,10 @@ async fn relay(
                     )
                     .await;
                 }
-                ChannelMsg::Close => break,
+                ChannelMsg::Close => {
+                    lost = exit.is_none();
+                    break;
+                }
                 _ => {}
             }
         }
@@ -516,20 +544,35 @@ async fn relay(
             rec_out.total + rec_err.total,
             out_mask.masked + err_mask.masked,
             sample,
+            lost,
         )
     };
     tokio::pin!(input, output);
-    let (exit, bytes, masked, sample) = tokio::select! {
+    let lost_message = || {
+        format!(
+            "gatehouse: the connection to target `{}` was lost before the command finished",
+            ctx.target.name
+        )
+    };
+    let (exit, bytes, masked, sample, lost) = tokio::select! {
         r = &mut output => {
+            if r.4 {
+                tracing::warn!(message = "SSH target went away mid-command.", session = %ctx.session.id, channel = id, target = %ctx.target.name);
+                stderr_line(front_tx, lost_message()).await;
+                let _ = front_tx.exit_status(crate::EXIT_GATEWAY_ERROR).await;
+            }
             let _ = front_tx.close().await;
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), &mut input).await;
             r
         }
         () = &mut input => {
             let _ = up_tx.close().await;
-            tokio::time::timeout(std::time::Duration::from_secs(5), &mut output)
-                .await
-                .unwrap_or_default()
+            // The client left first: nobody to tell about the upstream.
+            let (exit, bytes, masked, sample, _) =
+                tokio::time::timeout(std::time::Duration::from_secs(5), &mut output)
+                    .await
+                    .unwrap_or_default();
+            (exit, bytes, masked, sample, false)
         }
     };
     if matches!(mode, Mode::Exec { .. })
@@ -545,7 +588,8 @@ async fn relay(
             request: Some(decision.request),
             status,
             bytes: Some(bytes),
-            code: exit,
+            message: lost.then(lost_message),
+            code: exit.or_else(|| lost.then(|| crate::EXIT_GATEWAY_ERROR.to_string())),
             duration_us: Some(started.elapsed().as_micros() as u64),
             masked,
             sample: (!sample.is_empty()).then(|| String::from_utf8_lossy(&sample).into_owned()),

@@ -26,8 +26,8 @@ pub use server::SshProxy;
 /// Exit status of a command the gateway refused (policy block, denied or expired
 /// approval).
 pub const EXIT_REFUSED: u32 = 126;
-/// Exit status when the gateway cannot run the command (upstream unreachable, log
-/// unavailable).
+/// Exit status when the gateway cannot run the command (upstream unreachable or lost
+/// mid-command, log unavailable), always with a `gatehouse: ...` line on stderr.
 pub const EXIT_GATEWAY_ERROR: u32 = 255;
 
 /// The proxy cannot start.

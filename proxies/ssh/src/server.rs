@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gatehouse_core::engine::{Engine, Session, SessionInfo};
+use gatehouse_core::engine::{Engine, EngineError, Session, SessionInfo};
 use gatehouse_core::identity::Principal;
 use gatehouse_events::payload::{
     AlertRaised, Effect, ResultObserved, ResultStatus, Severity, SshRequest, SshRequestKind,
@@ -130,6 +130,25 @@ fn slot_get(slot: &CtxSlot) -> Option<Arc<Ctx>> {
         .clone()
 }
 
+/// Why an authenticated login cannot have a session (the event log is failed): the
+/// login is accepted so that the client can be told, on its channel, instead of a
+/// bare `Permission denied` that reads like a bad token. Nothing is forwarded.
+type RefusalSlot = Arc<Mutex<Option<String>>>;
+
+fn refusal_get(slot: &RefusalSlot) -> Option<String> {
+    slot.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+/// What a client whose session cannot be opened is told.
+fn session_refusal(error: &EngineError) -> String {
+    match error {
+        EngineError::Log(_) => "gatehouse: the audit log is unavailable; refusing to open a session (nothing was run; try again once the gateway's event log recovers)".into(),
+        EngineError::Policy(m) => format!("gatehouse: refusing to open a session: {m}"),
+    }
+}
+
 async fn connection(
     shared: Arc<Shared>,
     socket: tokio::net::TcpStream,
@@ -150,10 +169,12 @@ async fn connection(
         }
     };
     let slot: CtxSlot = Arc::new(Mutex::new(None));
+    let refusal: RefusalSlot = Arc::new(Mutex::new(None));
     let handler = Conn {
         shared: shared.clone(),
         peer,
         slot: slot.clone(),
+        refusal: refusal.clone(),
     };
     let deadline = tokio::time::Instant::now() + shared.options.handshake_timeout;
     let running = match tokio::time::timeout_at(
@@ -187,13 +208,13 @@ async fn connection(
     };
     let Some(ctx) = slot_get(&slot) else {
         if !finished {
-            tracing::info!(message = "SSH handshake timed out.", %peer);
+            // A refused login has had its deadline to read the refusal.
+            let why = refusal_get(&refusal).unwrap_or_else(|| {
+                tracing::info!(message = "SSH handshake timed out.", %peer);
+                "authentication timeout".into()
+            });
             let _ = handle
-                .disconnect(
-                    russh::Disconnect::ByApplication,
-                    "authentication timeout".into(),
-                    String::new(),
-                )
+                .disconnect(russh::Disconnect::ByApplication, why, String::new())
                 .await;
             let _ = tokio::time::timeout(Duration::from_secs(2), &mut running).await;
         }
@@ -243,6 +264,7 @@ struct Conn {
     shared: Arc<Shared>,
     peer: SocketAddr,
     slot: CtxSlot,
+    refusal: RefusalSlot,
 }
 
 fn requested_target(user: &str) -> Option<&str> {
@@ -254,6 +276,11 @@ fn requested_target(user: &str) -> Option<&str> {
 impl Conn {
     fn ctx(&self) -> Option<Arc<Ctx>> {
         slot_get(&self.slot)
+    }
+
+    /// Whether this connection already logged in (with a session or refused one).
+    fn logged_in(&self) -> bool {
+        self.ctx().is_some() || refusal_get(&self.refusal).is_some()
     }
 
     /// Opens the engine session, decides the login (`session_open`), and starts
@@ -274,8 +301,13 @@ impl Conn {
         let session = match engine.open_session(principal, info).await {
             Ok(s) => s,
             Err(error) => {
-                tracing::error!(message = "Cannot open a session; refusing the login.", %error);
-                return false;
+                tracing::error!(message = "Cannot open a session; the client is told on its channel.", peer = %self.peer, %error);
+                *self
+                    .refusal
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(session_refusal(&error));
+                return true;
             }
         };
         let (tx, rx) = watch::channel(UpstreamState::Connecting);
@@ -411,7 +443,7 @@ impl server::Handler for Conn {
     type Error = russh::Error;
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        if self.ctx().is_some() {
+        if self.logged_in() {
             return Ok(Auth::reject());
         }
         let principal = match self
@@ -456,7 +488,7 @@ impl server::Handler for Conn {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        if self.ctx().is_some() {
+        if self.logged_in() {
             return Ok(Auth::reject());
         }
         let Some(agent) = self.agent_key(user, key.public_key).cloned() else {
@@ -464,7 +496,7 @@ impl server::Handler for Conn {
         };
         let principal = Principal {
             identity: Identity {
-                name: agent.identity.clone(),
+                name: gatehouse_core::identity::normalize(&agent.identity).into_owned(),
                 on_behalf_of: None,
                 role: None,
                 credential_id: None,
@@ -488,6 +520,10 @@ impl server::Handler for Conn {
         _session: &mut server::Session,
     ) -> Result<(), Self::Error> {
         let Some(ctx) = self.ctx() else {
+            if let Some(message) = refusal_get(&self.refusal) {
+                reply.accept().await;
+                tokio::spawn(crate::channel::refuse_session(channel, message));
+            }
             return Ok(());
         };
         reply.accept().await;

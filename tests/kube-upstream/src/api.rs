@@ -87,6 +87,8 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
         None => format!("{} {}", req.method(), req.uri().path()),
     };
     state.requests.lock().unwrap().push(target);
+    let mut frozen = state.frozen.subscribe();
+    let _ = frozen.wait_for(|f| !*f).await;
     let path = req.uri().path().to_owned();
     let segs: Vec<String> = path
         .trim_start_matches('/')

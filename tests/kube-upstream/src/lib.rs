@@ -10,7 +10,8 @@
 //! namespaces, deployments, `log?follow=true` streamed line by line, and `exec`/
 //! `attach` over WebSocket (`v5.channel.k8s.io`, `v4.channel.k8s.io`). A SPDY upgrade
 //! is answered with `101` and echoed back byte for byte (kubectl only falls back to
-//! SPDY when WebSocket fails).
+//! SPDY when WebSocket fails). [`KubeUpstream::freeze`] makes it a frozen API server
+//! that reads requests and answers none.
 //!
 //! It is not a Kubernetes: no admission, no scheduling, strategic merge patches are
 //! applied as JSON merge patches, and selectors are equality-only.
@@ -52,6 +53,9 @@ pub struct State {
     pub log_release: Notify,
     /// Lines a followed log emits after the first, once released.
     pub log_lines_after_release: usize,
+    /// While true, authorized requests get no answer (a frozen API server): they
+    /// wait until thawed, or the client gives up.
+    pub frozen: watch::Sender<bool>,
 }
 
 /// A running server (stopped on drop).
@@ -140,6 +144,7 @@ impl KubeUpstream {
             unauthorized: Mutex::new(0),
             log_release: Notify::new(),
             log_lines_after_release: 2,
+            frozen: watch::Sender::new(false),
         });
         let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -180,6 +185,18 @@ impl KubeUpstream {
     /// Lets followed logs emit their remaining lines.
     pub fn release_logs(&self) {
         self.state.log_release.notify_waiters();
+    }
+
+    /// Freezes the server: connections are accepted and requests read, but no
+    /// request is answered until [`thaw`](Self::thaw). Streams already answered
+    /// (watch, `logs -f`) go on.
+    pub fn freeze(&self) {
+        self.state.frozen.send_replace(true);
+    }
+
+    /// Answers requests again, including those that waited.
+    pub fn thaw(&self) {
+        self.state.frozen.send_replace(false);
     }
 }
 

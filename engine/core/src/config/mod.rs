@@ -471,6 +471,19 @@ pub struct AdminSection {
     /// TLS private key (PEM).
     #[serde(default)]
     pub key: Option<PathBuf>,
+    /// A client must send each request's headers within this time, and then its body
+    /// within this time again; a connection that does not is closed (408 for a slow
+    /// body).
+    #[serde(default = "default_admin_read_timeout", deserialize_with = "duration")]
+    pub read_timeout: Duration,
+    /// Connections served at once (TLS handshakes included); a connection beyond them
+    /// is closed at once.
+    #[serde(default = "default_admin_max_connections")]
+    pub max_connections: usize,
+    /// Largest request body, in bytes; a larger one is answered 413 before any
+    /// handler runs.
+    #[serde(default = "default_admin_max_request_bytes")]
+    pub max_request_bytes: usize,
     /// API users: reviewers and admins.
     #[serde(default, rename = "user")]
     pub users: Vec<AdminUser>,
@@ -479,6 +492,15 @@ pub struct AdminSection {
 fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7070))
 }
+fn default_admin_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_admin_max_connections() -> usize {
+    64
+}
+fn default_admin_max_request_bytes() -> usize {
+    64 * 1024
+}
 
 impl Default for AdminSection {
     fn default() -> Self {
@@ -486,6 +508,9 @@ impl Default for AdminSection {
             listen: default_admin_listen(),
             cert: None,
             key: None,
+            read_timeout: default_admin_read_timeout(),
+            max_connections: default_admin_max_connections(),
+            max_request_bytes: default_admin_max_request_bytes(),
             users: Vec::new(),
         }
     }
@@ -580,6 +605,22 @@ pub struct Target {
     /// Postgres: connect to the upstream with TLS.
     #[serde(default)]
     pub tls: bool,
+    /// Kubernetes: how long the API server may take to answer a request with its
+    /// response headers before the client gets a 504 `Status` (default 60s). Streams
+    /// (watch, `logs -f`, exec) are not cut by it once their headers arrived.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub response_timeout: Option<Duration>,
+}
+
+/// The Kubernetes API server's own limit on a request that is not long-running.
+pub const DEFAULT_KUBERNETES_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Target {
+    /// Kubernetes: how long the API server may take to send response headers.
+    pub fn response_timeout(&self) -> Duration {
+        self.response_timeout
+            .unwrap_or(DEFAULT_KUBERNETES_RESPONSE_TIMEOUT)
+    }
 }
 
 /// A configuration problem.
@@ -706,6 +747,17 @@ impl Config {
                 }
                 _ => {}
             }
+            match t.response_timeout {
+                Some(_) if t.protocol != Protocol::Kubernetes => problems.push(format!(
+                    "target `{}`: `response_timeout` applies to kubernetes targets only",
+                    t.name
+                )),
+                Some(d) if d.is_zero() => problems.push(format!(
+                    "target `{}`: `response_timeout` must be longer than `0s`",
+                    t.name
+                )),
+                _ => {}
+            }
         }
         if self.postgres.busy_poll > MAX_BUSY_POLL {
             problems.push(format!(
@@ -720,6 +772,16 @@ impl Config {
                     "ssh.agent_key `{}`: `{}` is not an ssh target",
                     k.identity, k.target
                 )),
+            }
+        }
+        let mut canonical_roles = BTreeMap::new();
+        for name in self.roles.keys() {
+            if let Some(other) =
+                canonical_roles.insert(crate::identity::normalize(name).into_owned(), name)
+            {
+                problems.push(format!(
+                    "roles `{other}` and `{name}` are one role name (names compare without case or width); rename one"
+                ));
             }
         }
         for (name, role) in &self.roles {
@@ -748,6 +810,15 @@ impl Config {
                 "admin.listen `{}` is not loopback: set admin.cert and admin.key (HTTPS)",
                 self.admin.listen
             ));
+        }
+        if self.admin.read_timeout.is_zero() {
+            problems.push("admin.read_timeout must be longer than `0s`".into());
+        }
+        if self.admin.max_connections == 0 {
+            problems.push("admin.max_connections must be at least 1".into());
+        }
+        if self.admin.max_request_bytes == 0 {
+            problems.push("admin.max_request_bytes must be at least 1".into());
         }
         if problems.is_empty() {
             Ok(())
@@ -893,6 +964,32 @@ password = { env = "PROD_DB_PASSWORD" }
         let w = c.warnings();
         assert_eq!(w.len(), 1);
         assert!(!w[0].contains("hunter2") && !format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn listener_and_upstream_bounds_are_checked() {
+        let c = Config::parse(
+            "[admin]\nread_timeout = \"0s\"\nmax_connections = 0\nmax_request_bytes = 0\n\
+             [[target]]\nname = \"db\"\nprotocol = \"postgres\"\nupstream = \"x:5432\"\nuser = \"u\"\nresponse_timeout = \"5s\"\n\
+             [[target]]\nname = \"k\"\nprotocol = \"kubernetes\"\nupstream = \"https://k\"\ntoken = { env = \"T\" }\nresponse_timeout = \"0s\"\n\
+             [roles.Deployer]\n[roles.deployer]\n",
+        )
+        .unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        for want in [
+            "admin.read_timeout must be longer than `0s`",
+            "admin.max_connections must be at least 1",
+            "admin.max_request_bytes must be at least 1",
+            "target `db`: `response_timeout` applies to kubernetes targets only",
+            "target `k`: `response_timeout` must be longer than `0s`",
+            "roles `Deployer` and `deployer` are one role name",
+        ] {
+            assert!(e.contains(want), "missing `{want}` in:\n{e}");
+        }
+        let d = Config::parse("").unwrap();
+        assert_eq!(d.admin.read_timeout, Duration::from_secs(10));
+        assert_eq!(d.admin.max_connections, 64);
+        assert_eq!(d.admin.max_request_bytes, 65536);
     }
 
     #[test]

@@ -228,7 +228,7 @@ impl Approvals {
         let mut found = None;
         for rule in rules {
             let g = s.grants.iter().find(|g| {
-                g.identity == identity
+                crate::identity::same(&g.identity, identity)
                     && g.credential_id.as_deref() == credential
                     && g.target == target
                     && g.rule == *rule

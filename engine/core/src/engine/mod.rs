@@ -835,7 +835,7 @@ impl Engine {
             .into_iter()
             .find(|g| g.approval_id == id)
             .ok_or_else(|| ApprovalError::NoGrant(id.into()))?;
-        if !admin && !reviewer.groups.contains(&grant.group) {
+        if !admin && !in_group(reviewer, &grant.group) {
             return Err(ApprovalError::MayNotRevoke {
                 reviewer: reviewer.name.clone(),
                 grant: id.into(),
@@ -906,14 +906,20 @@ impl Engine {
             .approvals
             .get(id)
             .ok_or_else(|| ApprovalError::NotFound(id.into()))?;
-        if reviewer.name == p.identity || p.on_behalf_of.as_deref() == Some(reviewer.name.as_str())
-        {
+        // Names compare in canonical form: `Bob@Example.COM` is `bob@example.com`.
+        let is_reviewer = |name: &str| crate::identity::same(name, &reviewer.name);
+        if is_reviewer(&p.identity) || p.on_behalf_of.as_deref().is_some_and(is_reviewer) {
             return Err(ApprovalError::SelfApproval(reviewer.name.clone()));
         }
-        if self.approvals.issuer(id).as_deref() == Some(reviewer.name.as_str()) {
+        if self
+            .approvals
+            .issuer(id)
+            .as_deref()
+            .is_some_and(is_reviewer)
+        {
             return Err(ApprovalError::IssuedByReviewer(reviewer.name.clone()));
         }
-        if !reviewer.groups.contains(&p.group) {
+        if !in_group(reviewer, &p.group) {
             return Err(ApprovalError::NotInGroup {
                 reviewer: reviewer.name.clone(),
                 group: p.group.clone(),
@@ -1087,6 +1093,14 @@ impl Engine {
     pub fn now() -> DateTime<Utc> {
         Utc::now()
     }
+}
+
+/// Whether a reviewer is in `group` (group names compare in canonical form).
+fn in_group(reviewer: &Reviewer, group: &str) -> bool {
+    reviewer
+        .groups
+        .iter()
+        .any(|g| crate::identity::same(g, group))
 }
 
 /// Whether a result event carries captured values for sequences.

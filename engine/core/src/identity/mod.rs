@@ -7,6 +7,7 @@
 //! which targets and protocols the token reaches.
 
 mod keys;
+mod name;
 mod oidc;
 
 use std::collections::{BTreeMap, HashSet};
@@ -22,6 +23,7 @@ use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 pub use keys::TokenKeys;
+pub use name::{normalize, same};
 pub use oidc::{JwksFetcher, OidcVerifier};
 
 use crate::config::{Config, Role};
@@ -159,7 +161,8 @@ struct Claims {
 /// A request to issue a token.
 #[derive(Debug, Clone)]
 pub struct IssueRequest {
-    /// Agent identity (`deploy-bot`; stored as given).
+    /// Agent identity (`deploy-bot`; issued and recorded in canonical form, see
+    /// [`normalize`]).
     pub agent: String,
     /// Target name.
     pub target: String,
@@ -241,7 +244,12 @@ impl Authenticator {
         Ok(Self {
             keys,
             oidc,
-            roles: config.roles.clone(),
+            // Role names compare in canonical form, like the claims naming them.
+            roles: config
+                .roles
+                .iter()
+                .map(|(k, v)| (normalize(k).into_owned(), v.clone()))
+                .collect(),
             targets: config
                 .targets
                 .iter()
@@ -278,23 +286,31 @@ impl Authenticator {
                 humantime::format_duration(self.max_ttl)
             ));
         }
-        if req.agent.is_empty() || req.agent.chars().any(|c| c.is_control() || c == '+') {
+        // Names are issued, and so recorded, in their one canonical form.
+        let agent = normalize(&req.agent).into_owned();
+        if agent.is_empty() || agent.chars().any(|c| c.is_control() || c == '+') {
             return Err(format!(
                 "`{}` is not a usable agent name (no `+`, no control characters)",
                 req.agent
             ));
         }
+        let on_behalf_of = req
+            .on_behalf_of
+            .as_deref()
+            .map(|o| normalize(o).into_owned())
+            .filter(|o| !o.is_empty());
+        let issued_by = req.issued_by.as_deref().map(|b| normalize(b).into_owned());
         let now = Utc::now();
         let expires_at = now + chrono::Duration::from_std(req.ttl).map_err(|e| e.to_string())?;
         let claims = Claims {
             iss: ISSUER.into(),
-            sub: req.agent.clone(),
+            sub: agent.clone(),
             tgt: req.target.clone(),
             proto: protocol,
             jti: random_id("tok_"),
             iat: now.timestamp(),
             exp: expires_at.timestamp(),
-            obo: req.on_behalf_of.clone(),
+            obo: on_behalf_of.clone(),
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.keys.kid.clone());
@@ -302,12 +318,12 @@ impl Authenticator {
             .map_err(|e| e.to_string())?;
         let event = CredentialIssued {
             credential_id: claims.jti,
-            subject: req.agent.clone(),
+            subject: agent,
             target: req.target.clone(),
             protocol,
             expires_at: DateTime::from_timestamp(claims.exp, 0).unwrap_or(expires_at),
-            on_behalf_of: req.on_behalf_of.clone(),
-            issued_by: req.issued_by.clone(),
+            on_behalf_of,
+            issued_by,
         };
         Ok((token, event))
     }
@@ -359,7 +375,8 @@ impl Authenticator {
         }
         let role_name = claims
             .role
-            .clone()
+            .as_deref()
+            .map(|r| normalize(r).into_owned())
             .ok_or_else(|| AuthError::Claims("no role claim".into()))?;
         let role = self
             .roles
@@ -381,8 +398,11 @@ impl Authenticator {
         }
         Ok(Principal {
             identity: Identity {
-                name: claims.identity,
-                on_behalf_of: claims.on_behalf_of,
+                name: normalize(&claims.identity).into_owned(),
+                on_behalf_of: claims
+                    .on_behalf_of
+                    .as_deref()
+                    .map(|o| normalize(o).into_owned()),
                 role: Some(role_name),
                 credential_id: claims.credential_id,
             },
@@ -428,9 +448,10 @@ impl Authenticator {
             Some(_) => {}
         }
         Ok(Principal {
+            // Tokens issued before names were normalised may carry another spelling.
             identity: Identity {
-                name: c.sub,
-                on_behalf_of: c.obo,
+                name: normalize(&c.sub).into_owned(),
+                on_behalf_of: c.obo.as_deref().map(|o| normalize(o).into_owned()),
                 role: None,
                 credential_id: Some(c.jti),
             },

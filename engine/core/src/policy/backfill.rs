@@ -62,7 +62,8 @@ pub fn backfill(
                         time: event.time.to_rfc3339(),
                         rule: m.name.to_string(),
                         sequence: m.sequence,
-                        identity: event.identity_name().unwrap_or("").to_owned(),
+                        identity: crate::identity::normalize(event.identity_name().unwrap_or(""))
+                            .into_owned(),
                         request: event.id,
                         related,
                         effect: m

@@ -1,5 +1,6 @@
 //! [`Context`] for a Gatehouse [`Event`]: field values borrowed from the event, by id.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use gatehouse_dsl::{Context, FieldId, ListRef, Value};
@@ -8,12 +9,16 @@ use gatehouse_events::payload::{Payload, RequestDetail, SshRequestKind};
 
 use super::fields::id;
 
-/// An event as the rules see it.
-#[derive(Debug, Clone, Copy)]
+/// An event as the rules see it. Identity names are seen in their canonical form
+/// ([`normalize`](crate::identity::normalize)), whatever an older event recorded, so
+/// that rules and sequence keys compare one spelling.
+#[derive(Debug, Clone)]
 pub struct EventContext<'e> {
     event: &'e Event,
     client_ip: Option<IpAddr>,
     time: i64,
+    identity: Option<Cow<'e, str>>,
+    on_behalf_of: Option<Cow<'e, str>>,
 }
 
 impl<'e> EventContext<'e> {
@@ -24,10 +29,15 @@ impl<'e> EventContext<'e> {
             Payload::AuthFailed(a) => a.client_addr.as_deref().and_then(parse_addr),
             _ => None,
         };
+        let identity = event.identity.as_ref();
         Self {
             event,
             client_ip,
             time: event.time.timestamp_micros(),
+            identity: identity.map(|i| crate::identity::normalize(&i.name)),
+            on_behalf_of: identity
+                .and_then(|i| i.on_behalf_of.as_deref())
+                .map(crate::identity::normalize),
         }
     }
 
@@ -60,14 +70,11 @@ impl Context for EventContext<'_> {
     fn get(&self, field: FieldId) -> Value<'_> {
         let e = self.event;
         match field.0 {
-            id::IDENTITY => e
-                .identity
-                .as_ref()
-                .map_or(Value::Missing, |i| Value::Str(&i.name)),
-            id::ON_BEHALF_OF => e
-                .identity
-                .as_ref()
-                .map_or(Value::Missing, |i| opt(&i.on_behalf_of)),
+            id::IDENTITY => self.identity.as_deref().map_or(Value::Missing, Value::Str),
+            id::ON_BEHALF_OF => self
+                .on_behalf_of
+                .as_deref()
+                .map_or(Value::Missing, Value::Str),
             id::ROLE => e.identity.as_ref().map_or(Value::Missing, |i| opt(&i.role)),
             id::CREDENTIAL => match &e.payload {
                 Payload::CredentialRevoked(c) => Value::Str(&c.credential_id),

@@ -68,8 +68,8 @@ pub const RESULT_STATUSES: &[&str] = &["ok", "error", "refused"];
 use FieldType::{Bool, Int, Ip, Str, StrList, Time};
 
 catalogue! {
-    IDENTITY = ("identity", Str, true, "identity name the credential names (`agent:deploy-bot`)");
-    ON_BEHALF_OF = ("identity.on_behalf_of", Str, true, "person the agent acts for");
+    IDENTITY = ("identity", Str, true, "identity name the credential names, in canonical form (`agent:deploy-bot`; see identity names)");
+    ON_BEHALF_OF = ("identity.on_behalf_of", Str, true, "person the agent acts for, in canonical form");
     ROLE = ("identity.role", Str, true, "role a federated token mapped to");
     CREDENTIAL = ("identity.credential", Str, true, "credential (token) id; on credential events, the credential concerned");
     TARGET = ("target", Str, true, "configured target name (`prod-db`)");
@@ -174,5 +174,10 @@ impl Schema for EventSchema {
 
     fn test_event_kinds(&self) -> Vec<&str> {
         TEST_EVENT_KINDS.to_vec()
+    }
+
+    fn canonical(&self, field: FieldId, value: &str) -> Option<String> {
+        matches!(field.0, id::IDENTITY | id::ON_BEHALF_OF | id::ROLE)
+            .then(|| crate::identity::normalize(value).into_owned())
     }
 }

@@ -67,6 +67,8 @@ pub struct Setup {
     pub pin: Option<String>,
     /// The target sshd's `LogLevel`.
     pub sshd_log_level: &'static str,
+    /// The event log's directory (default: `log` in the fixture's temp dir).
+    pub log_dir: Option<PathBuf>,
 }
 
 impl Default for Setup {
@@ -78,6 +80,7 @@ impl Default for Setup {
             record_bytes: 1024 * 1024,
             pin: None,
             sshd_log_level: "VERBOSE",
+            log_dir: None,
         }
     }
 }
@@ -89,7 +92,10 @@ pub async fn fixture() -> Fixture {
 pub async fn fixture_with(setup: Setup) -> Fixture {
     let sshd = Sshd::start_logging(setup.sshd_log_level);
     let dir = tempfile::tempdir().unwrap();
-    let log_dir = dir.path().join("log");
+    let log_dir = setup
+        .log_dir
+        .clone()
+        .unwrap_or_else(|| dir.path().join("log"));
     let log = Arc::new(EventLog::open(LogConfig::new(&log_dir)).unwrap());
     let mut sources = Sources::new();
     sources.add("test.rules", &setup.rules);
