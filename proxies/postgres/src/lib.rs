@@ -42,6 +42,9 @@ pub struct Options {
     pub sample_bytes: usize,
     /// Query strings whose classification is cached (by normalised text).
     pub cache_capacity: usize,
+    /// Most statements one query string may hold; a longer one is refused with
+    /// SQLSTATE 54000 before any of it is judged or run.
+    pub max_statements: usize,
     /// Upstream connect and login timeout.
     pub connect_timeout: Duration,
     /// Client login timeout.
@@ -60,12 +63,16 @@ impl Default for Options {
             sample_rows: 5,
             sample_bytes: 2048,
             cache_capacity: 10_000,
+            max_statements: DEFAULT_MAX_STATEMENTS,
             connect_timeout: Duration::from_secs(10),
             login_timeout: Duration::from_secs(60),
             busy_poll: Duration::from_micros(50),
         }
     }
 }
+
+/// Default of [`Options::max_statements`] (`postgres.max_statements`).
+pub const DEFAULT_MAX_STATEMENTS: usize = 10_000;
 
 /// A setup problem (upstream TLS configuration).
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +96,8 @@ pub struct PgProxy {
     cancels: cancel::CancelKeys,
     upstream_tls: HashMap<String, Arc<rustls::ClientConfig>>,
     load: Arc<relay::spin::Load>,
+    /// Heavy segments judged at once, off the async workers (see `relay::HEAVY_BYTES`).
+    heavy: Arc<tokio::sync::Semaphore>,
 }
 
 impl PgProxy {
@@ -136,6 +145,13 @@ impl PgProxy {
             cancels: cancel::CancelKeys::default(),
             upstream_tls,
             load: Arc::default(),
+            heavy: Arc::new(tokio::sync::Semaphore::new(heavy_permits())),
         }))
     }
+}
+
+/// Heavy segments judged at once: half the CPUs (at least one), so the async workers
+/// keep the rest.
+fn heavy_permits() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }

@@ -150,6 +150,8 @@ impl PgProxy {
                 pids: (upstream.key.0, key.0),
                 busy_poll: self.options.busy_poll,
                 load: self.load.clone(),
+                max_statements: self.options.max_statements,
+                heavy: self.heavy.clone(),
             },
             sql,
             upstream.leftover,

@@ -35,6 +35,11 @@ use run::{Run, SampleLimits};
 /// Output buffered beyond this stops reading the other side (backpressure).
 const HIGH_WATER: usize = 1 << 20;
 
+/// Client frames queued beyond this many bytes are planned and judged off the async
+/// worker threads (see [`RelayOptions::heavy`]): short statements keep their fast
+/// path, and a message that takes long to judge does not hold up other sessions.
+pub const HEAVY_BYTES: usize = 16 * 1024;
+
 /// Longest a result event waits for the session's next log write.
 const RESULT_DELAY: std::time::Duration = std::time::Duration::from_millis(5);
 
@@ -52,6 +57,12 @@ pub struct RelayOptions {
     pub busy_poll: std::time::Duration,
     /// The proxy's load, shared by its sessions (busy polling only when idle).
     pub load: Arc<spin::Load>,
+    /// Most statements judged in one query string; a longer one is refused.
+    pub max_statements: usize,
+    /// Permits to judge heavy segments (over [`HEAVY_BYTES`]) on a thread of their
+    /// own, shared by the proxy's sessions: at most this many at once, so they leave
+    /// CPU to the async workers that serve every other session.
+    pub heavy: Arc<tokio::sync::Semaphore>,
 }
 
 /// A prepared statement (extended protocol).
@@ -174,6 +185,8 @@ pub struct Relay {
     portals: HashMap<String, Portal>,
     pending: VecDeque<Expect>,
     queue: VecDeque<Bytes>,
+    /// Bytes of the frames in `queue`.
+    queued: usize,
     ready: VecDeque<client::Step>,
     held: Option<Held>,
     /// Result events not yet written: they go out ahead of the session's next
@@ -217,6 +230,7 @@ impl Relay {
             portals: HashMap::new(),
             pending: VecDeque::new(),
             queue: VecDeque::new(),
+            queued: 0,
             ready: VecDeque::new(),
             held: None,
             results: Vec::new(),
@@ -419,6 +433,7 @@ impl Relay {
             // Validate now: a malformed message closes the session before anything
             // after it is judged.
             crate::wire::frontend::decode(f, &raw)?;
+            self.queued += raw.len();
             self.queue.push_back(raw);
         }
         Ok(())
