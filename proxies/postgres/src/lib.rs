@@ -45,7 +45,7 @@ pub struct Options {
     /// Most statements one query string may hold; a longer one is refused with
     /// SQLSTATE 54000 before any of it is judged or run.
     pub max_statements: usize,
-    /// Upstream connect and login timeout.
+    /// Opening an upstream session (connect, TLS, login, ready) must finish within this.
     pub connect_timeout: Duration,
     /// Client login timeout.
     pub login_timeout: Duration,
@@ -63,16 +63,13 @@ impl Default for Options {
             sample_rows: 5,
             sample_bytes: 2048,
             cache_capacity: 10_000,
-            max_statements: DEFAULT_MAX_STATEMENTS,
-            connect_timeout: Duration::from_secs(10),
+            max_statements: gatehouse_core::config::DEFAULT_PG_MAX_STATEMENTS,
+            connect_timeout: gatehouse_core::config::DEFAULT_PG_CONNECT_TIMEOUT,
             login_timeout: Duration::from_secs(60),
             busy_poll: Duration::from_micros(50),
         }
     }
 }
-
-/// Default of [`Options::max_statements`] (`postgres.max_statements`).
-pub const DEFAULT_MAX_STATEMENTS: usize = 10_000;
 
 /// A setup problem (upstream TLS configuration).
 #[derive(Debug, thiserror::Error)]
