@@ -95,6 +95,8 @@ pub struct PgProxy {
     load: Arc<relay::spin::Load>,
     /// Heavy segments judged at once, off the async workers (see `relay::HEAVY_BYTES`).
     heavy: Arc<tokio::sync::Semaphore>,
+    /// SCRAM keys derived from target passwords (see `upstream::scram`).
+    scram_keys: upstream::scram::KeyCache,
 }
 
 impl PgProxy {
@@ -107,6 +109,12 @@ impl PgProxy {
     /// answer, instead of with the session's next request (see `relay::spin`).
     pub fn idle_result_writes(&self) -> u64 {
         self.load.idle_writes()
+    }
+
+    /// PBKDF2 derivations of upstream SCRAM keys since the proxy started: one per
+    /// target credential and server salt, however many logins.
+    pub fn scram_derivations(&self) -> u64 {
+        self.scram_keys.derivations()
     }
 
     /// A proxy for the Postgres targets of `config`.
@@ -143,6 +151,7 @@ impl PgProxy {
             upstream_tls,
             load: Arc::default(),
             heavy: Arc::new(tokio::sync::Semaphore::new(heavy_permits())),
+            scram_keys: upstream::scram::KeyCache::default(),
         }))
     }
 }

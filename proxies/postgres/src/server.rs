@@ -318,6 +318,7 @@ impl PgProxy {
             tls: tls.clone(),
             params: &forwarded,
             timeout: self.options.connect_timeout,
+            keys: &self.scram_keys,
         })
         .await
         {
@@ -336,6 +337,15 @@ impl PgProxy {
                             ),
                         )
                     }
+                    // Which step timed out, and the setting, without the address.
+                    upstream::UpstreamError::Timeout { step, after, .. } => Report::fatal(
+                        "08006",
+                        format!(
+                            "gatehouse cannot open a session on target `{}`: {step} with the upstream did not finish within {} (`postgres.connect_timeout`)",
+                            target.name,
+                            upstream::humantime(*after)
+                        ),
+                    ),
                     _ => Report::fatal(
                         "08006",
                         format!(

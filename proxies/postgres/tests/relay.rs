@@ -218,3 +218,80 @@ fn long_query_strings_do_not_stall_other_sessions() {
         .count();
     assert!(judged < 2 * 5_900 + 100, "{judged} requests");
 }
+
+/// Many clients logging in at once all get in: the gateway's SCRAM login to the
+/// upstream derives the credential's keys (PBKDF2) once, off the async workers, not
+/// once per login on them. A wrong upstream password still fails, keys cached or not.
+#[test]
+fn concurrent_logins_all_succeed_and_derive_the_upstream_keys_once() {
+    const LOGINS: usize = 100;
+    let h = Harness::start(&starter());
+    let dsn = h.dsn(&h.token());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let begin = Instant::now();
+    let logins = rt.block_on(async {
+        let tasks: Vec<_> = (0..LOGINS)
+            .map(|_| {
+                let dsn = dsn.clone();
+                tokio::spawn(async move {
+                    let t = Instant::now();
+                    let (client, conn) =
+                        tokio_postgres::connect(&dsn, tokio_postgres::NoTls).await?;
+                    let took = t.elapsed();
+                    let conn = tokio::spawn(conn);
+                    client.simple_query("SELECT 1").await?;
+                    Ok::<_, tokio_postgres::Error>((took, client, conn))
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    });
+    let all_in = begin.elapsed();
+    let failed: Vec<String> = logins
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(ToString::to_string))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {LOGINS} logins failed: {failed:?}",
+        failed.len()
+    );
+    let mut took: Vec<Duration> = logins.iter().map(|r| r.as_ref().unwrap().0).collect();
+    took.sort();
+    eprintln!(
+        "{LOGINS} concurrent logins: median {:?}, slowest {:?}, all in after {all_in:?}",
+        took[LOGINS / 2],
+        took[LOGINS - 1]
+    );
+    assert_eq!(
+        h.proxy.scram_derivations(),
+        1,
+        "one PBKDF2 for one credential"
+    );
+    drop(logins);
+    // A wrong upstream password fails, the first time and with its keys cached.
+    for _ in 0..2 {
+        let token = h.token_for("agent:test", "wrong-password-db", Duration::from_secs(60));
+        let out = h
+            .psql_cmd(&token)
+            .args(["-d", "wrong-password-db", "-c", "select 1"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(
+            all(&out).contains("cannot open a session on target `wrong-password-db`"),
+            "{}",
+            all(&out)
+        );
+    }
+    assert_eq!(h.proxy.scram_derivations(), 2);
+    ok(&h.psql(&["-c", "select 1"]));
+}
