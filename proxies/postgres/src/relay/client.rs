@@ -15,7 +15,7 @@ use gatehouse_events::payload::{
 use tokio::runtime::RuntimeFlavor;
 
 use super::run::{Run, refused};
-use super::{End, Expect, HEAVY_BYTES, Held, Portal, Prepared, QueryExchange, Relay};
+use super::{End, Expect, HEAVY_BYTES, Held, Portal, Prepared, QueryExchange, Relay, YIELD_WORK};
 use crate::classify::{MAX_TEXT, TooMany, unparsed};
 use crate::wire::backend::Report;
 use crate::wire::frame::{self, put, put_cstr};
@@ -24,6 +24,9 @@ use crate::wire::frontend::{self, Message, Target};
 /// The text sent upstream in place of a refused statement: it fails to parse, so the
 /// server reacts exactly as to a failed statement, and runs nothing.
 const BLOCKED_SQL: &[u8] = b"GATEHOUSE BLOCKED";
+
+/// Most requests judged (and written to the log) in one `decide_after`.
+const JUDGE_CHUNK: usize = 256;
 
 /// Longest parameter value kept in an event.
 const MAX_PARAM: usize = 256;
@@ -134,6 +137,7 @@ impl Relay {
         let heavy = self.options.heavy.clone();
         // The semaphore is never closed; if it were, judging inline is still correct.
         let _permit = heavy.acquire_owned().await.ok();
+        self.work = YIELD_WORK;
         match tokio::runtime::Handle::try_current() {
             Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
                 tokio::task::block_in_place(|| handle.block_on(self.plan_segment()))
@@ -319,47 +323,75 @@ impl Relay {
             step.error = refusal;
             steps.push((step, n));
         }
-        let decided = if requests.is_empty() {
-            Ok(Vec::new())
-        } else {
-            self.engine
-                .decide_after(&self.session, &mut self.results, requests)
-                .await
-        };
-        match decided {
-            Ok(decisions) => {
-                let mut it = decisions.into_iter().map(Arc::new);
-                for (step, n) in &mut steps {
-                    step.decisions = it.by_ref().take(*n).collect();
-                    step.approvals = vec![None; step.decisions.len()];
-                    if let (Kind::Parse(name), Some(d)) = (&step.kind, step.decisions.first())
-                        && let Some(p) = self.statements.get_mut(name)
-                        && p.undecided
-                    {
-                        p.event = Some(d.request);
-                        p.undecided = false;
-                    }
+        let (decisions, failed) = self.judge(requests).await;
+        if let Some(error) = &failed {
+            tracing::error!(message = "Cannot judge a request; refusing it.", session = %self.session.id, %error);
+        }
+        let mut it = decisions.into_iter().map(Arc::new);
+        for (step, n) in &mut steps {
+            // After a failure, the decisions made before it are kept: their requests
+            // are logged, and the refusal records a result for each.
+            step.decisions = it.by_ref().take(*n).collect();
+            step.approvals = vec![None; step.decisions.len()];
+            if let Some(error) = &failed {
+                if *n > 0 {
+                    step.error = Some(Report::error(
+                        "58000",
+                        format!("gatehouse cannot judge the statement, so it was not run: {error}"),
+                    ));
                 }
-            }
-            Err(error) => {
-                tracing::error!(message = "Cannot judge a request; refusing it.", session = %self.session.id, %error);
-                for (step, n) in &mut steps {
-                    if *n > 0 {
-                        step.error = Some(Report::error(
-                            "58000",
-                            format!(
-                                "gatehouse cannot judge the statement, so it was not run: {error}"
-                            ),
-                        ));
-                    }
-                    if let Kind::Parse(name) = &step.kind {
-                        self.statements.remove(name);
-                    }
+                if let Kind::Parse(name) = &step.kind {
+                    self.statements.remove(name);
                 }
+            } else if let (Kind::Parse(name), Some(d)) = (&step.kind, step.decisions.first())
+                && let Some(p) = self.statements.get_mut(name)
+                && p.undecided
+            {
+                p.event = Some(d.request);
+                p.undecided = false;
             }
         }
         self.ready.extend(steps.into_iter().map(|(s, _)| s));
         Ok(())
+    }
+
+    /// Judges a segment's requests with `decide_after`, [`JUDGE_CHUNK`] at a time:
+    /// each call is one log write, and the log is shared by every session, so a long
+    /// query string must not hold it for the time of all its events at once. Returns
+    /// the decisions made, and the error that stopped judging, if any.
+    async fn judge(
+        &mut self,
+        requests: Vec<(String, RequestDetail)>,
+    ) -> (Vec<Decision>, Option<String>) {
+        if requests.len() <= JUDGE_CHUNK {
+            if requests.is_empty() {
+                return (Vec::new(), None);
+            }
+            return match self
+                .engine
+                .decide_after(&self.session, &mut self.results, requests)
+                .await
+            {
+                Ok(d) => (d, None),
+                Err(e) => (Vec::new(), Some(e.to_string())),
+            };
+        }
+        let mut decisions = Vec::with_capacity(requests.len());
+        let mut requests = requests.into_iter();
+        loop {
+            let chunk: Vec<_> = requests.by_ref().take(JUDGE_CHUNK).collect();
+            if chunk.is_empty() {
+                return (decisions, None);
+            }
+            match self
+                .engine
+                .decide_after(&self.session, &mut self.results, chunk)
+                .await
+            {
+                Ok(d) => decisions.extend(d),
+                Err(e) => return (decisions, Some(e.to_string())),
+            }
+        }
     }
 
     /// Records a query string refused for holding more statements than the limit (its

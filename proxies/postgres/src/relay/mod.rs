@@ -40,6 +40,13 @@ const HIGH_WATER: usize = 1 << 20;
 /// path, and a message that takes long to judge does not hold up other sessions.
 pub const HEAVY_BYTES: usize = 16 * 1024;
 
+/// Work (bytes read from either side; a result event counts as 1 KiB) a session does
+/// before it lets the worker run other tasks and poll for I/O. A session whose
+/// sockets stay ready never waits, and a worker polls the I/O driver only between
+/// tasks or every 61 task polls: without this, two sessions streaming large
+/// answers could keep both workers from noticing any other session's input.
+const YIELD_WORK: usize = 256 * 1024;
+
 /// Longest a result event waits for the session's next log write.
 const RESULT_DELAY: std::time::Duration = std::time::Duration::from_millis(5);
 
@@ -207,6 +214,8 @@ pub struct Relay {
     spinner: spin::Spinner,
     /// Busy-poll reads land here first (allocated on the first one).
     scratch: Option<Vec<u8>>,
+    /// Work done since the session last yielded (see [`YIELD_WORK`]).
+    work: usize,
 }
 
 impl Relay {
@@ -249,6 +258,7 @@ impl Relay {
             terminating: false,
             spinner,
             scratch: None,
+            work: 0,
         }
     }
 
@@ -305,6 +315,10 @@ impl Relay {
         let ended = ended::Ended::watch(self.session.clone(), shutdown.clone());
         let engine = self.engine.clone();
         loop {
+            if self.work >= YIELD_WORK {
+                self.work = 0;
+                tokio::task::yield_now().await;
+            }
             if let Err(end) = self.process().await {
                 return end;
             }
@@ -372,14 +386,20 @@ impl Relay {
                             let _ = cw.write_all(&self.to_client).await;
                             return End::Upstream;
                         }
-                        Ok(_) => if let Err(e) = self.on_upstream() { return End::Protocol(e); },
+                        Ok(n) => {
+                            self.work += n;
+                            if let Err(e) = self.on_upstream() { return End::Protocol(e); }
+                        }
                         Err(e) => return End::Io(e),
                     }
                 }
                 r = cr.read_buf(&mut self.cin), if self.to_upstream.len() < HIGH_WATER && self.held.is_none() && self.ready.is_empty() && !self.terminating => {
                     match r {
                         Ok(0) => return End::Client,
-                        Ok(_) => if let Err(e) = self.frames() { return End::Protocol(e); },
+                        Ok(n) => {
+                            self.work += n;
+                            if let Err(e) = self.frames() { return End::Protocol(e); }
+                        }
                         Err(e) => return End::Io(e),
                     }
                 }
@@ -442,6 +462,7 @@ impl Relay {
     /// Queues the result event of a finished (or refused) request.
     fn push_result(&mut self, result: ResultObserved) {
         let event = self.engine.result_event(&self.session, result);
+        self.work += 1024;
         self.flush_now |= gatehouse_core::engine::has_captures(&event);
         self.results.push(event);
     }
