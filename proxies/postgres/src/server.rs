@@ -341,7 +341,7 @@ impl PgProxy {
                     upstream::UpstreamError::Timeout { step, after, .. } => Report::fatal(
                         "08006",
                         format!(
-                            "gatehouse cannot open a session on target `{}`: {step} with the upstream did not finish within {} (`postgres.connect_timeout`)",
+                            "gatehouse cannot open a session on target `{}`: timed out after {} (`postgres.connect_timeout`) during {step}",
                             target.name,
                             upstream::humantime(*after)
                         ),

@@ -50,7 +50,7 @@ pub enum UpstreamError {
     #[error("upstream protocol error: {0}")]
     Protocol(String),
     /// A step of opening the session did not finish in time.
-    #[error("`{addr}`: {step} did not finish within the connect timeout of {}", humantime(*.after))]
+    #[error("`{addr}`: timed out after {} (`postgres.connect_timeout`) during {step}", humantime(*.after))]
     Timeout {
         /// Upstream address.
         addr: String,
@@ -82,10 +82,10 @@ impl Step {
 impl std::fmt::Display for Step {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Step::Connect => "the TCP connection",
-            Step::Tls => "the TLS handshake",
-            Step::Authenticate => "the authentication",
-            Step::Ready => "waiting for the server to be ready (ReadyForQuery)",
+            Step::Connect => "the TCP connection to the upstream",
+            Step::Tls => "the TLS handshake with the upstream",
+            Step::Authenticate => "the authentication with the upstream",
+            Step::Ready => "the wait for the upstream to be ready (ReadyForQuery)",
         })
     }
 }

@@ -135,7 +135,7 @@ async fn a_timeout_names_the_step_and_the_setting() {
     );
     assert!(
         e.to_string()
-            .ends_with("the authentication did not finish within the connect timeout of 300ms"),
+            .ends_with("timed out after 300ms (`postgres.connect_timeout`) during the authentication with the upstream"),
         "{e}"
     );
     let e = login_to(Script::NeverReady, Duration::from_millis(300))
