@@ -11,7 +11,6 @@ use gatehouse_dsl::mask::MaskSpec;
 use gatehouse_events::payload::{
     DecisionMade, Effect, PgStatement, RequestDetail, RequestObserved, ResultObserved, ResultStatus,
 };
-
 use tokio::runtime::RuntimeFlavor;
 
 use super::run::{Run, refused};
