@@ -83,6 +83,9 @@ EOF2
 as_pg pgbouncer "$WORK/pgbouncer.ini" >/dev/null 2>&1 &
 PIDS+=($!)
 wait_port "$BOUNCER_PORT"
+# `as_pg` runs it under runuser: stop pgbouncer itself at exit, not only runuser.
+BOUNCER_PID=$(pgrep -f "^pgbouncer $WORK/pgbouncer.ini" | head -1)
+[ -n "$BOUNCER_PID" ] && PIDS+=("$BOUNCER_PID")
 
 # ---------------------------------------------------------------- runs
 dsn() { echo "host=127.0.0.1 port=$1 user=$2 password=$3 dbname=app sslmode=disable"; }
