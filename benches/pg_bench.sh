@@ -100,6 +100,8 @@ PIDS+=("$RELAY_PID")
 wait_port "$BOUNCER_PORT"; wait_port "$RELAY_PORT"
 BOUNCER_PID=$(pgrep -f "^pgbouncer $WORK/pgbouncer.ini" | head -1)
 [ -n "$BOUNCER_PID" ] || { echo "cannot find the pgbouncer process" >&2; exit 1; }
+# `as_pg` runs it under runuser: stop pgbouncer itself at exit, not only runuser.
+PIDS+=("$BOUNCER_PID")
 
 # ---------------------------------------------------------------- runs
 run() { # $1 port $2 user $3 password $4 db $5 clients $6 mode [$7 proxy pid] -> "tps cpu-us-per-tx"

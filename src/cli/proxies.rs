@@ -36,6 +36,8 @@ async fn start_postgres(
 ) -> anyhow::Result<String> {
     let mut options = gatehouse_proxy_postgres::Options {
         busy_poll: config.postgres.busy_poll,
+        max_statements: config.postgres.max_statements,
+        connect_timeout: config.postgres.connect_timeout,
         ..Default::default()
     };
     if let (Some(cert), Some(key)) = (&config.admin.cert, &config.admin.key) {

@@ -288,6 +288,8 @@ fn the_example_loads_and_round_trips() {
     assert_eq!(c.listen.kubernetes.unwrap().port(), 8443);
     assert_eq!(c.ssh.agent_keys[0].target, "bastion");
     assert_eq!(c.postgres.busy_poll, Duration::from_micros(50));
+    assert_eq!(c.postgres.max_statements, 10_000);
+    assert_eq!(c.postgres.connect_timeout, Duration::from_secs(10));
 
     // All three protocols.
     let protocols: Vec<(&str, Protocol)> = c
@@ -567,6 +569,16 @@ fn documented_defaults_are_the_code_defaults() {
             "## `[postgres]`",
             "busy_poll",
             CodeDefault::Duration(c.postgres.busy_poll),
+        ),
+        (
+            "## `[postgres]`",
+            "max_statements",
+            lit(&c.postgres.max_statements),
+        ),
+        (
+            "## `[postgres]`",
+            "connect_timeout",
+            CodeDefault::Duration(c.postgres.connect_timeout),
         ),
         ("## `[[target]]`", "tls", lit(&c.targets[0].tls)),
         (

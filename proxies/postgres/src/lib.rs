@@ -42,7 +42,10 @@ pub struct Options {
     pub sample_bytes: usize,
     /// Query strings whose classification is cached (by normalised text).
     pub cache_capacity: usize,
-    /// Upstream connect and login timeout.
+    /// Most statements one query string may hold; a longer one is refused with
+    /// SQLSTATE 54000 before any of it is judged or run.
+    pub max_statements: usize,
+    /// Opening an upstream session (connect, TLS, login, ready) must finish within this.
     pub connect_timeout: Duration,
     /// Client login timeout.
     pub login_timeout: Duration,
@@ -60,7 +63,8 @@ impl Default for Options {
             sample_rows: 5,
             sample_bytes: 2048,
             cache_capacity: 10_000,
-            connect_timeout: Duration::from_secs(10),
+            max_statements: gatehouse_core::config::DEFAULT_PG_MAX_STATEMENTS,
+            connect_timeout: gatehouse_core::config::DEFAULT_PG_CONNECT_TIMEOUT,
             login_timeout: Duration::from_secs(60),
             busy_poll: Duration::from_micros(50),
         }
@@ -89,6 +93,10 @@ pub struct PgProxy {
     cancels: cancel::CancelKeys,
     upstream_tls: HashMap<String, Arc<rustls::ClientConfig>>,
     load: Arc<relay::spin::Load>,
+    /// Heavy segments judged at once, off the async workers (see `relay::HEAVY_BYTES`).
+    heavy: Arc<tokio::sync::Semaphore>,
+    /// SCRAM keys derived from target passwords (see `upstream::scram`).
+    scram_keys: upstream::scram::KeyCache,
 }
 
 impl PgProxy {
@@ -101,6 +109,12 @@ impl PgProxy {
     /// answer, instead of with the session's next request (see `relay::spin`).
     pub fn idle_result_writes(&self) -> u64 {
         self.load.idle_writes()
+    }
+
+    /// PBKDF2 derivations of upstream SCRAM keys since the proxy started: one per
+    /// target credential and server salt, however many logins.
+    pub fn scram_derivations(&self) -> u64 {
+        self.scram_keys.derivations()
     }
 
     /// A proxy for the Postgres targets of `config`.
@@ -136,6 +150,14 @@ impl PgProxy {
             cancels: cancel::CancelKeys::default(),
             upstream_tls,
             load: Arc::default(),
+            heavy: Arc::new(tokio::sync::Semaphore::new(heavy_permits())),
+            scram_keys: upstream::scram::KeyCache::default(),
         }))
     }
+}
+
+/// Heavy segments judged at once: half the CPUs (at least one), so the async workers
+/// keep the rest.
+fn heavy_permits() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }

@@ -152,6 +152,8 @@ impl PgProxy {
                 busy_poll: self.options.busy_poll,
                 load: self.load.clone(),
                 cancel,
+                max_statements: self.options.max_statements,
+                heavy: self.heavy.clone(),
             },
             sql,
             upstream.leftover,
@@ -318,6 +320,7 @@ impl PgProxy {
             tls: tls.clone(),
             params: &forwarded,
             timeout: self.options.connect_timeout,
+            keys: &self.scram_keys,
         })
         .await
         {
@@ -336,6 +339,15 @@ impl PgProxy {
                             ),
                         )
                     }
+                    // Which step timed out, and the setting, without the address.
+                    upstream::UpstreamError::Timeout { step, after, .. } => Report::fatal(
+                        "08006",
+                        format!(
+                            "gatehouse cannot open a session on target `{}`: timed out after {} (`postgres.connect_timeout`) during {step}",
+                            target.name,
+                            upstream::humantime(*after)
+                        ),
+                    ),
                     _ => Report::fatal(
                         "08006",
                         format!(

@@ -92,14 +92,39 @@ pub struct PostgresSection {
     /// thread (lower latency for one busy client, for CPU time). `0s` turns it off.
     #[serde(default = "default_pg_busy_poll", deserialize_with = "duration")]
     pub busy_poll: Duration,
+    /// Most statements one query string may hold. A longer string is refused whole
+    /// (SQLSTATE 54000) before any of it is judged or run, and the refusal recorded.
+    #[serde(default = "default_pg_max_statements")]
+    pub max_statements: usize,
+    /// Opening the upstream session for a login (TCP connect, TLS handshake,
+    /// authentication, waiting for the server to be ready) must finish within this;
+    /// the error names the step that was under way.
+    #[serde(default = "default_pg_connect_timeout", deserialize_with = "duration")]
+    pub connect_timeout: Duration,
 }
 
 impl Default for PostgresSection {
     fn default() -> Self {
         Self {
             busy_poll: default_pg_busy_poll(),
+            max_statements: default_pg_max_statements(),
+            connect_timeout: default_pg_connect_timeout(),
         }
     }
+}
+
+/// Default of `postgres.max_statements`.
+pub const DEFAULT_PG_MAX_STATEMENTS: usize = 10_000;
+
+fn default_pg_max_statements() -> usize {
+    DEFAULT_PG_MAX_STATEMENTS
+}
+
+/// Default of `postgres.connect_timeout`.
+pub const DEFAULT_PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn default_pg_connect_timeout() -> Duration {
+    DEFAULT_PG_CONNECT_TIMEOUT
 }
 
 /// Longest `postgres.busy_poll`.
@@ -765,6 +790,12 @@ impl Config {
                 humantime::format_duration(self.postgres.busy_poll)
             ));
         }
+        if self.postgres.max_statements == 0 {
+            problems.push("postgres.max_statements must be at least 1".into());
+        }
+        if self.postgres.connect_timeout.is_zero() {
+            problems.push("postgres.connect_timeout must be longer than `0s`".into());
+        }
         for k in &self.ssh.agent_keys {
             match self.target(&k.target) {
                 Some(t) if t.protocol == Protocol::Ssh => {}
@@ -995,7 +1026,7 @@ password = { env = "PROD_DB_PASSWORD" }
     #[test]
     fn validation_reports_every_problem() {
         let c = Config::parse(
-            "[[target]]\nname = \"a\"\nprotocol = \"ssh\"\nupstream = \"x:22\"\n[[target]]\nname = \"a\"\nprotocol = \"kubernetes\"\nupstream = \"http://k\"\n[roles.r]\ntargets = [\"nope\"]\n[postgres]\nbusy_poll = \"5ms\"\n",
+            "[[target]]\nname = \"a\"\nprotocol = \"ssh\"\nupstream = \"x:22\"\n[[target]]\nname = \"a\"\nprotocol = \"kubernetes\"\nupstream = \"http://k\"\n[roles.r]\ntargets = [\"nope\"]\n[postgres]\nbusy_poll = \"5ms\"\nmax_statements = 0\nconnect_timeout = \"0s\"\n",
         )
         .unwrap();
         let e = c.validate().unwrap_err().to_string();
@@ -1005,6 +1036,8 @@ password = { env = "PROD_DB_PASSWORD" }
             "https:// URL",
             "unknown target `nope`",
             "postgres.busy_poll = `5ms` is longer than the most allowed, `1ms`",
+            "postgres.max_statements must be at least 1",
+            "postgres.connect_timeout must be longer than `0s`",
         ] {
             assert!(e.contains(want), "missing `{want}` in:\n{e}");
         }

@@ -3,7 +3,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{Classified, classify, normalize};
+use super::{Classified, TooMany, classify, normalize};
+
+/// Longest query string kept in the cache: the cache is for short statements sent
+/// again and again, and an entry holds its key and every statement's classification.
+pub const MAX_CACHED_TEXT: usize = 32 * 1024;
 
 /// Classifications by normalised text. Shared by every session of a proxy.
 #[derive(Debug)]
@@ -40,14 +44,18 @@ impl Cache {
         }
     }
 
-    /// The classification of `sql`, from the cache when its normalised text was seen.
-    pub fn classify(&self, sql: &str) -> Classification {
+    /// The classification of `sql`, from the cache when its normalised text was seen;
+    /// none if it holds more than `limit` statements.
+    pub fn classify(&self, sql: &str, limit: usize) -> Result<Classification, TooMany> {
         let fresh = |statements: Arc<[Classified]>| Classification {
             statements,
             texts: None,
         };
-        let Some(key) = normalize(sql) else {
-            return fresh(classify(sql).into());
+        let key = (sql.len() <= MAX_CACHED_TEXT)
+            .then(|| normalize(sql))
+            .flatten();
+        let Some(key) = key else {
+            return Ok(fresh(classify(sql, limit)?.into()));
         };
         if let Some(hit) = self.lock().get(key.as_str()).cloned() {
             let texts = if let [one] = &*hit {
@@ -55,18 +63,18 @@ impl Cache {
                     .then(|| vec![super::truncate(sql.trim().trim_end_matches(';').trim_end())])
             } else {
                 Some(
-                    super::split::split(sql)
+                    super::split::split(sql, limit)?
                         .into_iter()
                         .map(|p| super::truncate(&p.text))
                         .collect(),
                 )
             };
-            return Classification {
+            return Ok(Classification {
                 statements: hit,
                 texts,
-            };
+            });
         }
-        let statements: Arc<[Classified]> = classify(sql).into();
+        let statements: Arc<[Classified]> = classify(sql, limit)?.into();
         if self.capacity > 0 && statements.iter().all(|c| c.cacheable) {
             let mut map = self.lock();
             if map.len() >= self.capacity {
@@ -74,7 +82,7 @@ impl Cache {
             }
             map.insert(key.into_boxed_str(), statements.clone());
         }
-        fresh(statements)
+        Ok(fresh(statements))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Arc<[Classified]>>> {

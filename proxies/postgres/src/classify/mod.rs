@@ -21,6 +21,7 @@ use sqlparser::parser::Parser;
 pub use cache::{Cache, Classification};
 pub use normalize::normalize;
 pub use session::{SessionSql, SqlEffect};
+pub use split::TooMany;
 
 /// Longest statement text kept in an event (the classification uses all of it).
 pub const MAX_TEXT: usize = 4096;
@@ -47,13 +48,14 @@ pub struct Classified {
 /// Result labels and the columns their values come from.
 pub type Derived = std::sync::Arc<Vec<(String, Vec<String>)>>;
 
-/// Classifies every statement of a query string.
-pub fn classify(sql: &str) -> Vec<Classified> {
-    let pieces = split::split(sql);
+/// Classifies every statement of a query string, or none if it holds more than
+/// `limit` (the cost is then that of tokenizing it).
+pub fn classify(sql: &str, limit: usize) -> Result<Vec<Classified>, TooMany> {
+    let pieces = split::split(sql, limit)?;
     let count = u32::try_from(pieces.len().max(1)).unwrap_or(u32::MAX);
     if pieces.is_empty() {
         // An empty query string: PostgreSQL answers EmptyQueryResponse.
-        return vec![Classified {
+        return Ok(vec![Classified {
             text: String::new(),
             stmt: PgStatement {
                 kind: "other".into(),
@@ -64,9 +66,9 @@ pub fn classify(sql: &str) -> Vec<Classified> {
             executes: None,
             cacheable: true,
             derived: Derived::default(),
-        }];
+        }]);
     }
-    pieces
+    Ok(pieces
         .into_iter()
         .enumerate()
         .map(|(i, piece)| {
@@ -75,7 +77,7 @@ pub fn classify(sql: &str) -> Vec<Classified> {
             c.stmt.statement_count = count;
             c
         })
-        .collect()
+        .collect())
 }
 
 /// A statement that could not be classified (the rules decide; the starter blocks).

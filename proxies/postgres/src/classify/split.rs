@@ -3,7 +3,7 @@
 //! constructs the classifier does not trust.
 
 use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
+use sqlparser::tokenizer::{Location, Token, Tokenizer, Whitespace};
 
 /// One statement of a query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,20 +14,39 @@ pub struct Piece {
     pub distrust: Option<String>,
 }
 
-/// Splits `sql`. Pieces holding only whitespace and comments are dropped, as
-/// PostgreSQL drops them. A string the tokenizer rejects is one distrusted piece.
-pub fn split(sql: &str) -> Vec<Piece> {
+/// A query string holds more statements than the gateway judges in one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the query string holds more than {limit} statements")]
+pub struct TooMany {
+    /// The most statements one query string may hold.
+    pub limit: usize,
+}
+
+/// Splits `sql`, or stops at the first statement past `limit`. Pieces holding only
+/// whitespace and comments are dropped, as PostgreSQL drops them. A string the
+/// tokenizer rejects is one distrusted piece.
+///
+/// Linear in the length of `sql`: the tokenizer reads it once, and token locations
+/// are turned into byte offsets by a cursor that only moves forward.
+pub fn split(sql: &str, limit: usize) -> Result<Vec<Piece>, TooMany> {
+    split_walking(sql, limit).map(|(pieces, _)| pieces)
+}
+
+/// [`split`], and how many characters its cursor walked (the work it did beyond
+/// tokenizing, for tests).
+fn split_walking(sql: &str, limit: usize) -> Result<(Vec<Piece>, usize), TooMany> {
     let dialect = PostgreSqlDialect {};
     let tokens = match Tokenizer::new(&dialect, sql).tokenize_with_location() {
         Ok(t) => t,
         Err(e) => {
-            return vec![Piece {
+            let piece = Piece {
                 text: sql.to_owned(),
                 distrust: Some(e.to_string()),
-            }];
+            };
+            return Ok((vec![piece], 0));
         }
     };
-    let offsets = LineOffsets::new(sql);
+    let mut cursor = Cursor::new(sql);
     let mut pieces = Vec::new();
     let mut start = 0usize;
     let mut meaningful = false;
@@ -36,7 +55,7 @@ pub fn split(sql: &str) -> Vec<Piece> {
     for t in &tokens {
         match &t.token {
             Token::SemiColon => {
-                let end = offsets.byte(sql, t);
+                let end = cursor.byte(t.span.start);
                 if meaningful {
                     pieces.push(piece(sql, start, end, distrust.take()));
                 }
@@ -47,7 +66,13 @@ pub fn split(sql: &str) -> Vec<Piece> {
                 continue;
             }
             Token::Whitespace(_) => {}
-            _ => meaningful = true,
+            _ if !meaningful => {
+                if pieces.len() >= limit {
+                    return Err(TooMany { limit });
+                }
+                meaningful = true;
+            }
+            _ => {}
         }
         if let Some(why) = distrusted(prev, &t.token) {
             distrust.get_or_insert_with(|| why.to_owned());
@@ -57,7 +82,7 @@ pub fn split(sql: &str) -> Vec<Piece> {
     if meaningful {
         pieces.push(piece(sql, start, sql.len(), distrust));
     }
-    pieces
+    Ok((pieces, cursor.walked))
 }
 
 fn piece(sql: &str, start: usize, end: usize, distrust: Option<String>) -> Piece {
@@ -97,28 +122,49 @@ fn distrusted(prev: [Option<&Token>; 2], t: &Token) -> Option<&'static str> {
     }
 }
 
-/// Maps token locations (1-based line, column in characters) to byte offsets.
-struct LineOffsets {
-    starts: Vec<usize>,
+/// Maps token locations (1-based line, column in characters) to byte offsets by
+/// walking forward from the last location mapped. Tokens come in order, so one
+/// split walks the string once (mapping each location from the start of its line
+/// instead made a string of `n` statements on one line cost `n²`).
+struct Cursor<'a> {
+    sql: &'a str,
+    at: (u64, u64),
+    byte: usize,
+    /// Characters walked so far.
+    walked: usize,
 }
 
-impl LineOffsets {
-    fn new(sql: &str) -> Self {
-        let mut starts = vec![0];
-        starts.extend(sql.match_indices('\n').map(|(i, _)| i + 1));
-        Self { starts }
+impl<'a> Cursor<'a> {
+    fn new(sql: &'a str) -> Self {
+        Self {
+            sql,
+            at: (1, 1),
+            byte: 0,
+            walked: 0,
+        }
     }
 
-    fn byte(&self, sql: &str, t: &TokenWithSpan) -> usize {
-        let loc = t.span.start;
-        let line = usize::try_from(loc.line.saturating_sub(1)).unwrap_or(usize::MAX);
-        let Some(&line_start) = self.starts.get(line) else {
-            return sql.len();
-        };
-        let col = usize::try_from(loc.column.saturating_sub(1)).unwrap_or(usize::MAX);
-        sql.get(line_start..)
-            .and_then(|rest| rest.char_indices().nth(col).map(|(i, _)| line_start + i))
-            .unwrap_or(sql.len())
+    /// The byte offset of `loc` (the end of the string if it lies beyond it).
+    fn byte(&mut self, loc: Location) -> usize {
+        let target = (loc.line, loc.column);
+        if target < self.at {
+            // Not expected (locations come in order); start over rather than guess.
+            self.at = (1, 1);
+            self.byte = 0;
+        }
+        while self.at < target {
+            let Some(c) = self.sql.get(self.byte..).and_then(|r| r.chars().next()) else {
+                return self.sql.len();
+            };
+            self.byte += c.len_utf8();
+            self.walked += 1;
+            self.at = if c == '\n' {
+                (self.at.0 + 1, 1)
+            } else {
+                (self.at.0, self.at.1 + 1)
+            };
+        }
+        self.byte
     }
 }
 
@@ -132,7 +178,11 @@ mod tests {
     use super::*;
 
     fn texts(sql: &str) -> Vec<String> {
-        split(sql).into_iter().map(|p| p.text).collect()
+        split(sql, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.text)
+            .collect()
     }
 
     #[test]
@@ -152,8 +202,48 @@ mod tests {
 
     #[test]
     fn flags_unicode_identifiers() {
-        let p = split(r#"select * from U&"\0073ecrets""#);
+        let p = split(r#"select * from U&"\0073ecrets""#, 1).unwrap();
         assert!(p[0].distrust.is_some());
-        assert!(split("select u & \"x\"")[0].distrust.is_none());
+        assert!(split("select u & \"x\"", 1).unwrap()[0].distrust.is_none());
+    }
+
+    /// A string of many statements on one line is split with one walk over it: the
+    /// cursor's work is bounded by the string's length, whatever the statement count
+    /// (mapping each semicolon from the start of its line walked `n²/2` characters).
+    #[test]
+    fn splitting_is_linear_in_the_statements() {
+        for n in [1_000usize, 20_000] {
+            let sql = "SELECT 1;".repeat(n);
+            let started = std::time::Instant::now();
+            let (pieces, walked) = split_walking(&sql, usize::MAX).unwrap();
+            assert_eq!(pieces.len(), n);
+            assert!(
+                walked <= sql.chars().count(),
+                "{n} statements: the cursor walked {walked} characters of {}",
+                sql.len()
+            );
+            // Generous, for a debug build on a busy machine; quadratic took minutes.
+            assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        }
+        // Several lines and multibyte text agree with the pieces' texts.
+        assert_eq!(
+            texts("select 'é'\n;\nselect 'ü'; select\n'x';"),
+            ["select 'é'", "select 'ü'", "select\n'x'"]
+        );
+    }
+
+    #[test]
+    fn stops_past_the_limit() {
+        assert_eq!(split("select 1; select 2;", 2).unwrap().len(), 2);
+        // Empty pieces do not count.
+        assert_eq!(split("select 1;;; -- x\n; select 2", 2).unwrap().len(), 2);
+        assert_eq!(
+            split("select 1; select 2; select 3", 2),
+            Err(TooMany { limit: 2 })
+        );
+        assert_eq!(
+            split(&"SELECT 1;".repeat(20_000), 1_000),
+            Err(TooMany { limit: 1_000 })
+        );
     }
 }

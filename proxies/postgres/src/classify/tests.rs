@@ -2,8 +2,12 @@
 
 use super::*;
 
+fn classify_all(sql: &str) -> Vec<Classified> {
+    classify(sql, usize::MAX).unwrap()
+}
+
 fn one(sql: &str) -> PgStatement {
-    let mut v = classify(sql);
+    let mut v = classify_all(sql);
     assert_eq!(v.len(), 1, "{sql}: {v:?}");
     v.remove(0).stmt
 }
@@ -95,7 +99,7 @@ fn ddl_privileges_transactions() {
 
 #[test]
 fn multi_statement_and_unparsed() {
-    let v = classify("SELECT 1; DROP TABLE x; SELEC oops");
+    let v = classify_all("SELECT 1; DROP TABLE x; SELEC oops");
     assert_eq!(v.len(), 3);
     assert_eq!(v[1].stmt.kind, "drop");
     assert_eq!(v[1].stmt.statement_index, 1);
@@ -107,19 +111,19 @@ fn multi_statement_and_unparsed() {
 #[test]
 fn prepare_and_execute_follow_the_session() {
     let mut s = SessionSql::default();
-    let v = classify("PREPARE p AS DELETE FROM t; EXECUTE p");
+    let v = classify_all("PREPARE p AS DELETE FROM t; EXECUTE p");
     let a = s.resolve(&v[0]);
     assert_eq!(a.kind, "prepare");
     let b = s.resolve(&v[1]);
     assert_eq!((b.kind.as_str(), b.has_where), ("delete", Some(false)));
-    let c = s.resolve(&classify("EXECUTE q")[0]);
+    let c = s.resolve(&classify_all("EXECUTE q")[0]);
     assert_eq!(c.kind, "unparsed");
 }
 
 #[test]
 fn search_path_qualifies_names() {
     let mut s = SessionSql::default();
-    let v = classify("SET search_path = auth, public; SELECT * FROM api_keys");
+    let v = classify_all("SET search_path = auth, public; SELECT * FROM api_keys");
     s.resolve(&v[0]);
     let b = s.resolve(&v[1]);
     assert!(b.tables_read.contains(&"auth.api_keys".to_owned()), "{b:?}");
@@ -128,8 +132,12 @@ fn search_path_qualifies_names() {
 #[test]
 fn cache_reuses_by_shape() {
     let c = Cache::new(16);
-    let a = c.classify("SELECT abalance FROM pgbench_accounts WHERE aid = 1;");
-    let b = c.classify("SELECT abalance FROM pgbench_accounts WHERE aid = 2;");
+    let a = c
+        .classify("SELECT abalance FROM pgbench_accounts WHERE aid = 1;", 1)
+        .unwrap();
+    let b = c
+        .classify("SELECT abalance FROM pgbench_accounts WHERE aid = 2;", 1)
+        .unwrap();
     assert_eq!(a.statements[0].stmt, b.statements[0].stmt);
     assert!(b.text(0).contains("aid = 2"), "{}", b.text(0));
 }

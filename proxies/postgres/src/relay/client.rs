@@ -8,11 +8,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use gatehouse_core::engine::{ApprovalOutcome, Decision};
 use gatehouse_dsl::mask::MaskSpec;
-use gatehouse_events::payload::{Effect, PgStatement, RequestDetail};
+use gatehouse_events::payload::{
+    DecisionMade, Effect, PgStatement, RequestDetail, RequestObserved, ResultObserved, ResultStatus,
+};
+use tokio::runtime::RuntimeFlavor;
 
 use super::run::{Run, refused};
-use super::{End, Expect, Held, Portal, Prepared, QueryExchange, Relay};
-use crate::classify::{MAX_TEXT, unparsed};
+use super::{End, Expect, HEAVY_BYTES, Held, Portal, Prepared, QueryExchange, Relay, YIELD_WORK};
+use crate::classify::{MAX_TEXT, TooMany, unparsed};
 use crate::wire::backend::Report;
 use crate::wire::frame::{self, put, put_cstr};
 use crate::wire::frontend::{self, Message, Target};
@@ -20,6 +23,9 @@ use crate::wire::frontend::{self, Message, Target};
 /// The text sent upstream in place of a refused statement: it fails to parse, so the
 /// server reacts exactly as to a failed statement, and runs nothing.
 const BLOCKED_SQL: &[u8] = b"GATEHOUSE BLOCKED";
+
+/// Most requests judged (and written to the log) in one `decide_after`.
+const JUDGE_CHUNK: usize = 256;
 
 /// Longest parameter value kept in an event.
 const MAX_PARAM: usize = 256;
@@ -51,8 +57,9 @@ pub(super) struct Step {
     pub(super) decisions: Vec<Arc<Decision>>,
     /// Outcome of each approval asked for (index = decision).
     approvals: Vec<Option<Result<(), Report>>>,
-    /// Judging failed (log unavailable, policy error): refuse.
-    error: Option<String>,
+    /// Refused before or without judging (log unavailable, policy error, a query
+    /// string over the statement limit): the error the client gets.
+    error: Option<Report>,
     /// Derived result labels, per statement.
     derived: Vec<crate::classify::Derived>,
 }
@@ -112,14 +119,37 @@ impl Relay {
             if self.queue.is_empty() {
                 return Ok(());
             }
-            self.plan_segment().await?;
+            if self.queued > HEAVY_BYTES {
+                self.plan_heavy().await?;
+            } else {
+                self.plan_segment().await?;
+            }
+        }
+    }
+
+    /// Plans and judges a segment on this thread, outside the async runtime: a long
+    /// query string (or a long pipeline) takes milliseconds to seconds of CPU to
+    /// classify and judge, and on an async worker that stalls every session queued
+    /// behind it. `block_in_place` hands this worker's other tasks to a new worker
+    /// first; the proxy's semaphore bounds how many such threads run at once.
+    async fn plan_heavy(&mut self) -> Result<(), End> {
+        let heavy = self.options.heavy.clone();
+        // The semaphore is never closed; if it were, judging inline is still correct.
+        let _permit = heavy.acquire_owned().await.ok();
+        self.work = YIELD_WORK;
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| handle.block_on(self.plan_segment()))
+            }
+            // A single-threaded runtime has no other worker to hand tasks to.
+            _ => self.plan_segment().await,
         }
     }
 
     fn one_statement(&mut self, query: &str) -> (String, PgStatement, crate::classify::Derived) {
-        let all = self.cache.classify(query);
-        match &*all.statements {
-            [one] => {
+        let all = self.cache.classify(query, 1);
+        match all.as_ref().map(|a| (a, &*a.statements)) {
+            Ok((all, [one])) => {
                 let stmt = self.sql.resolve(one);
                 (all.text(0).to_owned(), stmt, one.derived.clone())
             }
@@ -168,6 +198,7 @@ impl Relay {
             let msg = frontend::decode(f, &raw).map_err(End::Protocol)?;
             let skipping = self.skipping;
             derived_of_step = Vec::new();
+            let mut refusal = None;
             let (kind, n) = match msg {
                 Message::Sync => (Kind::Sync, 0),
                 Message::Flush => (Kind::Flush, 0),
@@ -175,16 +206,22 @@ impl Relay {
                 Message::CopyData | Message::CopyDone | Message::CopyFail => (Kind::Copy, 0),
                 _ if skipping => (Kind::Drop, 0),
                 Message::FunctionCall => (Kind::FunctionCall, 0),
-                Message::Query(q) => {
-                    let all = self.cache.classify(q);
-                    for (i, c) in all.statements.iter().enumerate() {
-                        derived_of_step.push(c.derived.clone());
-                        let mut stmt = self.sql.resolve(c);
-                        stmt.phase = "simple".into();
-                        requests.push(request(all.text(i), stmt));
+                Message::Query(q) => match self.cache.classify(q, self.options.max_statements) {
+                    Ok(all) => {
+                        for (i, c) in all.statements.iter().enumerate() {
+                            derived_of_step.push(c.derived.clone());
+                            let mut stmt = self.sql.resolve(c);
+                            stmt.phase = "simple".into();
+                            requests.push(request(all.text(i), stmt));
+                        }
+                        (Kind::Query, all.statements.len())
                     }
-                    (Kind::Query, all.statements.len())
-                }
+                    Err(too_many) => {
+                        // Refused unjudged: judging it is the very cost being bounded.
+                        refusal = Some(self.too_many(q, too_many));
+                        (Kind::Query, 0)
+                    }
+                },
                 Message::Parse { name, query, .. } => {
                     let (text, mut stmt, derived) = self.one_statement(query);
                     stmt.phase = "parse".into();
@@ -279,55 +316,135 @@ impl Relay {
                 }
             };
             self.queue.pop_front();
+            self.queued = self.queued.saturating_sub(raw.len());
             let mut step = Step::new(raw, kind);
             step.derived = std::mem::take(&mut derived_of_step);
+            step.error = refusal;
             steps.push((step, n));
         }
-        let decided = if requests.is_empty() {
-            Ok(Vec::new())
-        } else {
-            self.engine
-                .decide_after(&self.session, &mut self.results, requests)
-                .await
-        };
-        match decided {
-            Ok(decisions) => {
-                let mut it = decisions.into_iter().map(Arc::new);
-                for (step, n) in &mut steps {
-                    step.decisions = it.by_ref().take(*n).collect();
-                    step.approvals = vec![None; step.decisions.len()];
-                    if let (Kind::Parse(name), Some(d)) = (&step.kind, step.decisions.first())
-                        && let Some(p) = self.statements.get_mut(name)
-                        && p.undecided
-                    {
-                        p.event = Some(d.request);
-                        p.undecided = false;
-                    }
+        let (decisions, failed) = self.judge(requests).await;
+        if let Some(error) = &failed {
+            tracing::error!(message = "Cannot judge a request; refusing it.", session = %self.session.id, %error);
+        }
+        let mut it = decisions.into_iter().map(Arc::new);
+        for (step, n) in &mut steps {
+            // After a failure, the decisions made before it are kept: their requests
+            // are logged, and the refusal records a result for each.
+            step.decisions = it.by_ref().take(*n).collect();
+            step.approvals = vec![None; step.decisions.len()];
+            if let Some(error) = &failed {
+                if *n > 0 {
+                    step.error = Some(Report::error(
+                        "58000",
+                        format!("gatehouse cannot judge the statement, so it was not run: {error}"),
+                    ));
                 }
-            }
-            Err(error) => {
-                tracing::error!(message = "Cannot judge a request; refusing it.", session = %self.session.id, %error);
-                for (step, n) in &mut steps {
-                    if *n > 0 {
-                        step.error = Some(format!(
-                            "gatehouse cannot judge the statement, so it was not run: {error}"
-                        ));
-                    }
-                    if let Kind::Parse(name) = &step.kind {
-                        self.statements.remove(name);
-                    }
+                if let Kind::Parse(name) = &step.kind {
+                    self.statements.remove(name);
                 }
+            } else if let (Kind::Parse(name), Some(d)) = (&step.kind, step.decisions.first())
+                && let Some(p) = self.statements.get_mut(name)
+                && p.undecided
+            {
+                p.event = Some(d.request);
+                p.undecided = false;
             }
         }
         self.ready.extend(steps.into_iter().map(|(s, _)| s));
         Ok(())
     }
 
+    /// Judges a segment's requests with `decide_after`, [`JUDGE_CHUNK`] at a time:
+    /// each call is one log write, and the log is shared by every session, so a long
+    /// query string must not hold it for the time of all its events at once. Returns
+    /// the decisions made, and the error that stopped judging, if any.
+    async fn judge(
+        &mut self,
+        requests: Vec<(String, RequestDetail)>,
+    ) -> (Vec<Decision>, Option<String>) {
+        if requests.len() <= JUDGE_CHUNK {
+            if requests.is_empty() {
+                return (Vec::new(), None);
+            }
+            return match self
+                .engine
+                .decide_after(&self.session, &mut self.results, requests)
+                .await
+            {
+                Ok(d) => (d, None),
+                Err(e) => (Vec::new(), Some(e.to_string())),
+            };
+        }
+        let mut decisions = Vec::with_capacity(requests.len());
+        let mut requests = requests.into_iter();
+        loop {
+            let chunk: Vec<_> = requests.by_ref().take(JUDGE_CHUNK).collect();
+            if chunk.is_empty() {
+                return (decisions, None);
+            }
+            match self
+                .engine
+                .decide_after(&self.session, &mut self.results, chunk)
+                .await
+            {
+                Ok(d) => decisions.extend(d),
+                Err(e) => return (decisions, Some(e.to_string())),
+            }
+        }
+    }
+
+    /// Records a query string refused for holding more statements than the limit (its
+    /// request, the gateway's own block decision and the refusal, written ahead of
+    /// the session's next events) and returns the error for the client.
+    fn too_many(&mut self, query: &str, too_many: TooMany) -> Report {
+        let report = Report::too_many_statements(too_many.limit);
+        let gateway = self.engine.gateway_id().to_owned();
+        let (command, _) = request(query, PgStatement::default());
+        let request = self
+            .session
+            .event(
+                &gateway,
+                RequestObserved {
+                    command,
+                    detail: RequestDetail::Postgres(PgStatement {
+                        kind: "unparsed".into(),
+                        phase: "simple".into(),
+                        parse_error: Some(too_many.to_string()),
+                        ..PgStatement::default()
+                    }),
+                },
+            )
+            .build();
+        let id = request.id;
+        let decision = self
+            .session
+            .event(
+                &gateway,
+                DecisionMade {
+                    request: Some(id),
+                    effect: Effect::Block,
+                    reason: Some(report.message.clone()),
+                    ..DecisionMade::default()
+                },
+            )
+            .build();
+        self.results.extend([request, decision]);
+        self.push_result(ResultObserved {
+            request: Some(id),
+            status: ResultStatus::Refused,
+            code: Some(report.code.into()),
+            message: Some(report.message.clone()),
+            ..ResultObserved::default()
+        });
+        self.flush_now = true;
+        report
+    }
+
     /// The first refusal among the step's decisions, if any, and whether some
     /// decision still waits for a reviewer.
     fn verdict(step: &Step) -> (Option<Report>, Option<usize>) {
         if let Some(e) = &step.error {
-            return (Some(Report::error("58000", e.clone())), None);
+            return (Some(e.clone()), None);
         }
         let mut waiting = None;
         for (i, d) in step.decisions.iter().enumerate() {

@@ -38,6 +38,18 @@ const HIGH_WATER: usize = 1 << 20;
 /// Client frames queued behind a held statement before the client is no longer read.
 const HELD_QUEUE: usize = 1024;
 
+/// Client frames queued beyond this many bytes are planned and judged off the async
+/// worker threads (see [`RelayOptions::heavy`]): short statements keep their fast
+/// path, and a message that takes long to judge does not hold up other sessions.
+pub const HEAVY_BYTES: usize = 16 * 1024;
+
+/// Work (bytes read from either side; a result event counts as 1 KiB) a session does
+/// before it lets the worker run other tasks and poll for I/O. A session whose
+/// sockets stay ready never waits, and a worker polls the I/O driver only between
+/// tasks or every 61 task polls: without this, two sessions streaming large
+/// answers could keep both workers from noticing any other session's input.
+const YIELD_WORK: usize = 256 * 1024;
+
 /// Longest a result event waits for the session's next log write.
 const RESULT_DELAY: std::time::Duration = std::time::Duration::from_millis(5);
 
@@ -57,6 +69,13 @@ pub struct RelayOptions {
     pub load: Arc<spin::Load>,
     /// Changes when the client sends a cancel request for this session.
     pub cancel: watch::Receiver<u64>,
+
+    /// Most statements judged in one query string; a longer one is refused.
+    pub max_statements: usize,
+    /// Permits to judge heavy segments (over [`HEAVY_BYTES`]) on a thread of their
+    /// own, shared by the proxy's sessions: at most this many at once, so they leave
+    /// CPU to the async workers that serve every other session.
+    pub heavy: Arc<tokio::sync::Semaphore>,
 }
 
 /// A prepared statement (extended protocol).
@@ -179,6 +198,8 @@ pub struct Relay {
     portals: HashMap<String, Portal>,
     pending: VecDeque<Expect>,
     queue: VecDeque<Bytes>,
+    /// Bytes of the frames in `queue`.
+    queued: usize,
     ready: VecDeque<client::Step>,
     held: Option<Held>,
     /// Result events not yet written: they go out ahead of the session's next
@@ -199,6 +220,8 @@ pub struct Relay {
     spinner: spin::Spinner,
     /// Busy-poll reads land here first (allocated on the first one).
     scratch: Option<Vec<u8>>,
+    /// Work done since the session last yielded (see [`YIELD_WORK`]).
+    work: usize,
 }
 
 impl Relay {
@@ -222,6 +245,7 @@ impl Relay {
             portals: HashMap::new(),
             pending: VecDeque::new(),
             queue: VecDeque::new(),
+            queued: 0,
             ready: VecDeque::new(),
             held: None,
             results: Vec::new(),
@@ -240,6 +264,7 @@ impl Relay {
             terminating: false,
             spinner,
             scratch: None,
+            work: 0,
         }
     }
 
@@ -299,6 +324,10 @@ impl Relay {
         let ended = ended::Ended::watch(self.session.clone(), shutdown.clone());
         let engine = self.engine.clone();
         loop {
+            if self.work >= YIELD_WORK {
+                self.work = 0;
+                tokio::task::yield_now().await;
+            }
             if let Err(end) = self.process().await {
                 return end;
             }
@@ -382,14 +411,20 @@ impl Relay {
                             let _ = cw.write_all(&self.to_client).await;
                             return End::Upstream;
                         }
-                        Ok(_) => if let Err(e) = self.on_upstream() { return End::Protocol(e); },
+                        Ok(n) => {
+                            self.work += n;
+                            if let Err(e) = self.on_upstream() { return End::Protocol(e); }
+                        }
                         Err(e) => return End::Io(e),
                     }
                 }
                 r = cr.read_buf(&mut self.cin), if read_client => {
                     match r {
                         Ok(0) => return End::Client,
-                        Ok(_) => if let Err(e) = self.frames() { return End::Protocol(e); },
+                        Ok(n) => {
+                            self.work += n;
+                            if let Err(e) = self.frames() { return End::Protocol(e); }
+                        }
                         Err(e) => return End::Io(e),
                     }
                     if self.held.is_some() && self.queue.iter().any(|f| f.first() == Some(&b'X')) {
@@ -447,6 +482,7 @@ impl Relay {
             // Validate now: a malformed message closes the session before anything
             // after it is judged.
             crate::wire::frontend::decode(f, &raw)?;
+            self.queued += raw.len();
             self.queue.push_back(raw);
         }
         Ok(())
@@ -455,6 +491,7 @@ impl Relay {
     /// Queues the result event of a finished (or refused) request.
     fn push_result(&mut self, result: ResultObserved) {
         let event = self.engine.result_event(&self.session, result);
+        self.work += 1024;
         self.flush_now |= gatehouse_core::engine::has_captures(&event);
         self.results.push(event);
     }

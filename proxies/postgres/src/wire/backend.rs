@@ -54,6 +54,18 @@ impl Report {
         }
     }
 
+    /// A query string holds more statements than the gateway judges in one message
+    /// (SQLSTATE 54000, program_limit_exceeded).
+    pub fn too_many_statements(limit: usize) -> Self {
+        Self::error(
+            "54000",
+            format!(
+                "gatehouse refuses a query string of more than {limit} statements, so none of it was run"
+            ),
+        )
+        .with_hint("send fewer statements per query string, or raise `postgres.max_statements`")
+    }
+
     /// A fatal error (the connection is closed after it).
     pub fn fatal(code: &'static str, message: impl Into<String>) -> Self {
         Self {

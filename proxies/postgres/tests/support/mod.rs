@@ -70,9 +70,10 @@ impl Harness {
             .unwrap();
         let config = Arc::new(
             Config::parse(&format!(
-                "[[target]]\nname = \"app-db\"\nprotocol = \"postgres\"\nupstream = \"127.0.0.1:{}\"\nuser = \"gatehouse_svc\"\ndatabase = \"app\"\npassword = {{ value = \"{}\" }}\n",
-                pg.port,
-                Postgres::SERVICE_PASSWORD
+                "[[target]]\nname = \"app-db\"\nprotocol = \"postgres\"\nupstream = \"127.0.0.1:{port}\"\nuser = \"gatehouse_svc\"\ndatabase = \"app\"\npassword = {{ value = \"{}\" }}\n\
+                 [[target]]\nname = \"wrong-password-db\"\nprotocol = \"postgres\"\nupstream = \"127.0.0.1:{port}\"\nuser = \"gatehouse_svc\"\ndatabase = \"app\"\npassword = {{ value = \"not-the-password\" }}\n",
+                Postgres::SERVICE_PASSWORD,
+                port = pg.port,
             ))
             .unwrap(),
         );
@@ -87,6 +88,7 @@ impl Harness {
         let targets: BTreeMap<String, Protocol> = [
             ("app-db".to_owned(), Protocol::Postgres),
             ("other-db".to_owned(), Protocol::Postgres),
+            ("wrong-password-db".to_owned(), Protocol::Postgres),
         ]
         .into();
         let auth = Authenticator::new(TokenKeys::from_pkcs8(&key()).unwrap(), targets);

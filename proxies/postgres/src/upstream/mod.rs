@@ -5,14 +5,16 @@
 //! The password is only ever handed to the SCRAM exchange or the wire; errors name
 //! the target, never the secret.
 
+pub mod scram;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use gatehouse_core::config::{Secret, Target};
 use gatehouse_proxy_common::Stream;
-use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -47,6 +49,74 @@ pub enum UpstreamError {
     /// The server broke the protocol.
     #[error("upstream protocol error: {0}")]
     Protocol(String),
+    /// A step of opening the session did not finish in time.
+    #[error("`{addr}`: timed out after {} (`postgres.connect_timeout`) during {step}", humantime(*.after))]
+    Timeout {
+        /// Upstream address.
+        addr: String,
+        /// The step under way.
+        step: Step,
+        /// The configured timeout (`postgres.connect_timeout`).
+        after: Duration,
+    },
+}
+
+/// The steps of opening an upstream session, as a timeout names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Step {
+    /// The TCP connection.
+    Connect,
+    /// `SSLRequest` and the TLS handshake.
+    Tls,
+    /// The startup message and the authentication exchange, until `AuthenticationOk`.
+    Authenticate,
+    /// After `AuthenticationOk`, until the server's first `ReadyForQuery`.
+    Ready,
+}
+
+impl Step {
+    const ALL: [Step; 4] = [Step::Connect, Step::Tls, Step::Authenticate, Step::Ready];
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Step::Connect => "the TCP connection to the upstream",
+            Step::Tls => "the TLS handshake with the upstream",
+            Step::Authenticate => "the authentication with the upstream",
+            Step::Ready => "the wait for the upstream to be ready (ReadyForQuery)",
+        })
+    }
+}
+
+/// The step a login is at, readable after its future was dropped by the timeout.
+#[derive(Debug, Default)]
+struct Progress(AtomicU8);
+
+impl Progress {
+    fn set(&self, step: Step) {
+        self.0.store(step as u8, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> Step {
+        let n = self.0.load(Ordering::Relaxed);
+        Step::ALL
+            .into_iter()
+            .find(|s| *s as u8 == n)
+            .unwrap_or(Step::Connect)
+    }
+}
+
+/// `10s`, `1.5s`, `250ms`.
+pub(crate) fn humantime(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.3}s", d.as_secs_f64())
+    }
 }
 
 /// An open upstream session, ready for queries.
@@ -77,6 +147,8 @@ pub struct Connect<'a> {
     pub params: &'a [(String, String)],
     /// Connect and login timeout.
     pub timeout: Duration,
+    /// SCRAM keys derived from target passwords, shared by the proxy's logins.
+    pub keys: &'a scram::KeyCache,
 }
 
 fn connect_error(addr: &str, e: impl std::fmt::Display) -> UpstreamError {
@@ -91,6 +163,15 @@ pub async fn dial(
     upstream: &str,
     tls: Option<&Arc<ClientConfig>>,
 ) -> Result<(Stream, SocketAddr), UpstreamError> {
+    dial_tracked(upstream, tls, &Progress::default()).await
+}
+
+async fn dial_tracked(
+    upstream: &str,
+    tls: Option<&Arc<ClientConfig>>,
+    progress: &Progress,
+) -> Result<(Stream, SocketAddr), UpstreamError> {
+    progress.set(Step::Connect);
     let tcp = TcpStream::connect(upstream)
         .await
         .map_err(|e| connect_error(upstream, e))?;
@@ -99,6 +180,7 @@ pub async fn dial(
     let Some(tls) = tls else {
         return Ok((Stream::Plain(tcp), addr));
     };
+    progress.set(Step::Tls);
     let mut tcp = tcp;
     // SSLRequest
     tcp.write_all(&[0, 0, 0, 8, 4, 210, 22, 47])
@@ -124,12 +206,18 @@ pub async fn dial(
     Ok((Stream::Client(Box::new(stream)), addr))
 }
 
-/// Connects and logs in.
+/// Connects and logs in, within `c.timeout`; a timeout names the step under way.
 pub async fn connect(c: Connect<'_>) -> Result<Upstream, UpstreamError> {
     let addr = c.target.upstream.clone();
-    tokio::time::timeout(c.timeout, login(c))
+    let after = c.timeout;
+    let progress = Progress::default();
+    tokio::time::timeout(after, login(c, &progress))
         .await
-        .map_err(|_| connect_error(&addr, "timed out"))?
+        .map_err(|_| UpstreamError::Timeout {
+            addr,
+            step: progress.get(),
+            after,
+        })?
 }
 
 async fn read_frame(stream: &mut Stream, buf: &mut BytesMut) -> Result<Frame, UpstreamError> {
@@ -160,8 +248,9 @@ fn need_password<'a>(c: &Connect<'a>) -> Result<&'a Secret, UpstreamError> {
     })
 }
 
-async fn login(c: Connect<'_>) -> Result<Upstream, UpstreamError> {
-    let (mut stream, addr) = dial(&c.target.upstream, c.tls.as_ref()).await?;
+async fn login(c: Connect<'_>, progress: &Progress) -> Result<Upstream, UpstreamError> {
+    let (mut stream, addr) = dial_tracked(&c.target.upstream, c.tls.as_ref(), progress).await?;
+    progress.set(Step::Authenticate);
     let user = c.target.user.clone().unwrap_or_default();
     let mut out = BytesMut::new();
     {
@@ -183,7 +272,7 @@ async fn login(c: Connect<'_>) -> Result<Upstream, UpstreamError> {
     }
     write(&mut stream, &mut out).await?;
     let mut buf = BytesMut::with_capacity(8192);
-    let mut scram: Option<ScramSha256> = None;
+    let mut scram: Option<scram::Exchange> = None;
     let mut parameter_frames = BytesMut::new();
     let mut parameters = Vec::new();
     let mut key = (0, 0);
@@ -199,7 +288,16 @@ async fn login(c: Connect<'_>) -> Result<Upstream, UpstreamError> {
                     .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
                 let data = r.rest();
                 match code {
-                    0 => {}
+                    0 => {
+                        // A server that skips SCRAM's last message would skip
+                        // proving that it knows the credential.
+                        if scram.as_ref().is_some_and(|s| !s.verified()) {
+                            return Err(UpstreamError::Auth(
+                                "the server accepted the login without completing SCRAM (no server signature)".into(),
+                            ));
+                        }
+                        progress.set(Step::Ready);
+                    }
                     3 => {
                         let loopback = addr.ip().is_loopback();
                         if !stream.is_tls() && !loopback {
@@ -228,20 +326,19 @@ async fn login(c: Connect<'_>) -> Result<Upstream, UpstreamError> {
                     10 => {
                         let offered = data
                             .split(|&b| b == 0)
-                            .any(|m| m == SCRAM_SHA_256.as_bytes());
+                            .any(|m| m == scram::MECHANISM.as_bytes());
                         if !offered {
                             return Err(UpstreamError::Auth(
                                 "the server offers no SASL mechanism the gateway supports".into(),
                             ));
                         }
-                        let p = need_password(&c)?;
-                        let s =
-                            ScramSha256::new(p.expose().as_bytes(), ChannelBinding::unsupported());
+                        need_password(&c)?;
+                        let s = scram::Exchange::start().map_err(scram_error)?;
                         put(&mut out, b'p', |b| {
-                            put_cstr(b, SCRAM_SHA_256.as_bytes());
-                            let m = s.message();
+                            put_cstr(b, scram::MECHANISM.as_bytes());
+                            let m = s.client_first();
                             b.extend_from_slice(&i32::try_from(m.len()).unwrap_or(0).to_be_bytes());
-                            b.extend_from_slice(m);
+                            b.extend_from_slice(&m);
                         });
                         scram = Some(s);
                         write(&mut stream, &mut out).await?;
@@ -250,17 +347,22 @@ async fn login(c: Connect<'_>) -> Result<Upstream, UpstreamError> {
                         let s = scram.as_mut().ok_or_else(|| {
                             UpstreamError::Protocol("SASLContinue before SASL".into())
                         })?;
-                        s.update(data)
-                            .map_err(|e| UpstreamError::Auth(e.to_string()))?;
-                        put(&mut out, b'p', |b| b.extend_from_slice(s.message()));
+                        let first = s.server_first(data).map_err(scram_error)?;
+                        let p = need_password(&c)?;
+                        let keys = c
+                            .keys
+                            .keys(p.expose().as_bytes(), &first.salt, first.iterations)
+                            .await
+                            .map_err(scram_error)?;
+                        let last = s.client_final(&first, &keys).map_err(scram_error)?;
+                        put(&mut out, b'p', |b| b.extend_from_slice(&last));
                         write(&mut stream, &mut out).await?;
                     }
                     12 => {
                         let s = scram.as_mut().ok_or_else(|| {
                             UpstreamError::Protocol("SASLFinal before SASL".into())
                         })?;
-                        s.finish(data)
-                            .map_err(|e| UpstreamError::Auth(e.to_string()))?;
+                        s.server_final(data).map_err(scram_error)?;
                     }
                     other => {
                         return Err(UpstreamError::Auth(format!(
@@ -310,6 +412,10 @@ async fn login(c: Connect<'_>) -> Result<Upstream, UpstreamError> {
     }
 }
 
+fn scram_error(e: scram::ScramError) -> UpstreamError {
+    UpstreamError::Auth(e.to_string())
+}
+
 async fn write(stream: &mut Stream, out: &mut BytesMut) -> Result<(), UpstreamError> {
     stream
         .write_all(out)
@@ -338,3 +444,6 @@ pub async fn cancel(
     let _ = stream.shutdown().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
