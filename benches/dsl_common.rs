@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 use gatehouse_events::payload::{
-    K8sRequest, PgStatement, RequestDetail, RequestObserved, SshRequest, SshRequestKind,
+    K8sRequest, PgKind, PgStatement, RequestDetail, RequestObserved, SshRequest, SshRequestKind,
 };
 use gatehouse_events::{Event, EventId, Identity, Protocol};
 
@@ -36,9 +36,9 @@ pub fn event(
     .build()
 }
 
-pub fn pg(kind: &str, tables: &[&str]) -> RequestDetail {
+pub fn pg(kind: PgKind, tables: &[&str]) -> RequestDetail {
     RequestDetail::Postgres(PgStatement {
-        kind: kind.into(),
+        kind,
         tables_read: tables.iter().map(|t| (*t).to_owned()).collect(),
         phase: "simple".into(),
         statement_count: 1,
@@ -90,9 +90,9 @@ pub fn mixed_events(n: usize) -> Vec<Event> {
             let (p, d) = match i % 6 {
                 0 => (
                     Protocol::Postgres,
-                    pg("select", &["app.orders", "app.customers"]),
+                    pg(PgKind::Select, &["app.orders", "app.customers"]),
                 ),
-                1 => (Protocol::Postgres, pg("update", &["app.t17"])),
+                1 => (Protocol::Postgres, pg(PgKind::Update, &["app.t17"])),
                 2 => (Protocol::Ssh, ssh_exec(&["ls", "-la", "/var/log"], "web-1")),
                 3 => (Protocol::Ssh, ssh_exec(&["prog33", "--flag7"], "host7")),
                 4 => (Protocol::Kubernetes, k8s("get", "pods", "default")),

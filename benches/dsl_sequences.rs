@@ -19,6 +19,7 @@ use criterion::{Criterion, Throughput};
 use gatehouse_core::policy::{EventContext, EventSchema, Sources};
 use gatehouse_dsl::{Limits, LoadOptions, SequenceState, Verdict};
 use gatehouse_events::Protocol;
+use gatehouse_events::payload::PgKind;
 
 const SEQUENCES: usize = 50;
 const IDENTITIES: usize = 100_000;
@@ -61,7 +62,7 @@ fn main() {
             &who,
             common::t0(),
             Protocol::Postgres,
-            common::pg("select", &[&table]),
+            common::pg(PgKind::Select, &[&table]),
         );
         rules.evaluate_into(&EventContext::new(&e), &mut state, &mut verdict);
         if i % 4 == 0 {
@@ -88,7 +89,10 @@ fn main() {
             let j = i % SEQUENCES;
             let at = common::t0() + Duration::seconds(2);
             let (p, d) = match k % 3 {
-                0 => (Protocol::Postgres, common::pg("select", &["app.orders"])),
+                0 => (
+                    Protocol::Postgres,
+                    common::pg(PgKind::Select, &["app.orders"]),
+                ),
                 1 => (Protocol::Ssh, common::ssh_exec(&["ls"], "web-1")),
                 _ => (
                     Protocol::Kubernetes,

@@ -13,7 +13,7 @@ use gatehouse_core::policy::backfill::backfill;
 use gatehouse_core::policy::{Policy, PolicyHandle, PolicyOptions};
 use gatehouse_dsl::Sources;
 use gatehouse_events::payload::{
-    Capture, K8sRequest, Payload, PgStatement, RequestDetail, ResultObserved, SshRequest,
+    Capture, K8sRequest, Payload, PgKind, PgStatement, RequestDetail, ResultObserved, SshRequest,
     SshRequestKind,
 };
 use gatehouse_events::{EventId, Protocol};
@@ -106,7 +106,7 @@ fn inline_and_backfilled_sequence_matches_agree() {
                             &pg,
                             "SELECT hostname FROM infra.hosts".into(),
                             RequestDetail::Postgres(PgStatement {
-                                kind: "select".into(),
+                                kind: PgKind::Select,
                                 tables_read: vec!["infra.hosts".into()],
                                 statement_count: 1,
                                 phase: "simple".into(),

@@ -5,7 +5,7 @@
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use gatehouse_events::payload::{Payload, RequestDetail, ResultStatus};
+use gatehouse_events::payload::{Payload, PgKind, RequestDetail, ResultStatus};
 
 use crate::admin::{ADMIN_TOKEN, BOB_TOKEN, admin_config, cli};
 use crate::support::{Gateway, Postgres, free_port};
@@ -305,18 +305,18 @@ fn postgres_through_serve_with_cli_tokens_and_approvals() {
     // The log holds every statement, decision and result; secrets never.
     std::thread::sleep(Duration::from_millis(300));
     let events = s.gw.events();
-    let kinds: Vec<String> = events
+    let kinds: Vec<PgKind> = events
         .iter()
         .filter_map(|e| match &e.payload {
             Payload::RequestObserved(r) => match &r.detail {
-                RequestDetail::Postgres(p) => Some(p.kind.clone()),
+                RequestDetail::Postgres(p) => Some(p.kind),
                 _ => None,
             },
             _ => None,
         })
         .collect();
-    for k in ["select", "delete", "alter"] {
-        assert!(kinds.iter().any(|x| x == k), "no `{k}` in {kinds:?}");
+    for k in [PgKind::Select, PgKind::Delete, PgKind::Alter] {
+        assert!(kinds.contains(&k), "no `{k}` in {kinds:?}");
     }
     assert!(events.iter().any(
         |e| matches!(&e.payload, Payload::ResultObserved(r) if r.status == ResultStatus::Refused)

@@ -20,7 +20,7 @@ use gatehouse_core::log::{EventLog, LogConfig, LogReader};
 use gatehouse_core::policy::{Policy, PolicyHandle, PolicyOptions};
 use gatehouse_dsl::Sources;
 use gatehouse_events::Protocol;
-use gatehouse_events::payload::{Effect, Payload, PgStatement, RequestDetail};
+use gatehouse_events::payload::{Effect, Payload, PgKind, PgStatement, RequestDetail};
 
 const RULES: &str = r#"
 rule reads { when pg.statement.kind == select then allow }
@@ -109,11 +109,11 @@ async fn issue(engine: &Engine, agent: &str, target: &str, ttl: Duration) -> (St
     (token, issued.credential_id)
 }
 
-fn stmt(kind: &str) -> (String, RequestDetail) {
+fn stmt(kind: PgKind) -> (String, RequestDetail) {
     (
         format!("{kind} ..."),
         RequestDetail::Postgres(PgStatement {
-            kind: kind.into(),
+            kind,
             statement_count: 1,
             phase: "simple".into(),
             ..PgStatement::default()
@@ -307,19 +307,19 @@ async fn session_with(engine: &Engine, token: &str) -> Arc<gatehouse_core::engin
 async fn decisions_are_logged_before_they_return() {
     let f = fixture();
     let s = session(&f, "etl").await;
-    let (c, d) = stmt("select");
+    let (c, d) = stmt(PgKind::Select);
     assert_eq!(
         f.engine.decide(&s, c, d).await.unwrap().effect,
         Effect::Allow
     );
-    let (c, d) = stmt("drop");
+    let (c, d) = stmt(PgKind::Drop);
     let blocked = f.engine.decide(&s, c, d).await.unwrap();
     assert_eq!(blocked.effect, Effect::Block);
     assert_eq!(
         blocked.message.as_deref(),
         Some("drops need a change ticket")
     );
-    let (c, d) = stmt("update");
+    let (c, d) = stmt(PgKind::Update);
     let default = f.engine.decide(&s, c, d).await.unwrap();
     assert_eq!(
         default.effect,
@@ -356,7 +356,7 @@ async fn approval_granted_denied_expired_and_self_approval() {
     let f = fixture();
     let s = session(&f, "etl").await;
     // Granted.
-    let (c, d) = stmt("delete");
+    let (c, d) = stmt(PgKind::Delete);
     let held = f.engine.decide(&s, c, d).await.unwrap();
     assert_eq!(held.effect, Effect::RequireApproval);
     let id = held.approval.clone().unwrap().id;
@@ -393,7 +393,7 @@ async fn approval_granted_denied_expired_and_self_approval() {
         }
     );
     // Denied.
-    let (c, d) = stmt("delete");
+    let (c, d) = stmt(PgKind::Delete);
     let held = f.engine.decide(&s, c, d).await.unwrap();
     let id = held.approval.clone().unwrap().id;
     f.engine.deny(&id, &dba("bob"), "not now").await.unwrap();
@@ -405,7 +405,7 @@ async fn approval_granted_denied_expired_and_self_approval() {
         }
     );
     // Expired (2 s rule timeout).
-    let (c, d) = stmt("delete");
+    let (c, d) = stmt(PgKind::Delete);
     let held = f.engine.decide(&s, c, d).await.unwrap();
     let clock = tokio::spawn(f.engine.clone().run_expiry());
     let outcome = tokio::time::timeout(Duration::from_secs(5), f.engine.wait_for_approval(&held))
@@ -421,7 +421,7 @@ async fn concurrent_reviewers_produce_exactly_one_outcome() {
     let f = fixture();
     let s = session(&f, "etl").await;
     for round in 0..20 {
-        let (c, d) = stmt("delete");
+        let (c, d) = stmt(PgKind::Delete);
         let held = f.engine.decide(&s, c, d).await.unwrap();
         let id = held.approval.unwrap().id;
         let (a, b) = (f.engine.clone(), f.engine.clone());
@@ -453,7 +453,7 @@ async fn concurrent_reviewers_produce_exactly_one_outcome() {
 async fn an_over_long_grant_is_refused_not_a_crash() {
     let f = fixture();
     let s = session(&f, "etl").await;
-    let (c, d) = stmt("delete");
+    let (c, d) = stmt(PgKind::Delete);
     let held = f.engine.decide(&s, c, d).await.unwrap();
     let id = held.approval.unwrap().id;
     // Past `approvals.max_grant` (8 h by default), and past what a date can hold.
@@ -476,7 +476,7 @@ async fn an_over_long_grant_is_refused_not_a_crash() {
 /// Holds a `delete` of `s` for approval, then bob approves it with a grant of `secs`
 /// seconds; returns the approval (and grant) id.
 async fn granted(f: &Fixture, s: &gatehouse_core::engine::Session, secs: u64) -> String {
-    let (c, d) = stmt("delete");
+    let (c, d) = stmt(PgKind::Delete);
     let held = f.engine.decide(s, c, d).await.unwrap();
     let id = held.approval.unwrap().id;
     f.engine
@@ -492,12 +492,12 @@ async fn a_grant_for_a_duration_covers_the_same_identity_credential_target_and_r
     let (s_token, _) = issue(&f.engine, "etl", "db-a", Duration::from_secs(600)).await;
     let s = session_with(&f.engine, &s_token).await;
     let id = granted(&f, &s, 1800).await;
-    let (c, d) = stmt("delete");
+    let (c, d) = stmt(PgKind::Delete);
     let again = f.engine.decide(&s, c, d).await.unwrap();
     assert_eq!(again.effect, Effect::Allow, "{:?}", again.message);
     // Another identity is not covered.
     let other = session(&f, "reporting").await;
-    let (c, d) = stmt("delete");
+    let (c, d) = stmt(PgKind::Delete);
     assert_eq!(
         f.engine.decide(&other, c, d).await.unwrap().effect,
         Effect::RequireApproval
@@ -505,7 +505,7 @@ async fn a_grant_for_a_duration_covers_the_same_identity_credential_target_and_r
     // Nor is the same identity with another credential: a grant ends with the
     // credential it was given to (revoked or expired).
     let new_token = session(&f, "etl").await;
-    let (c, d) = stmt("delete");
+    let (c, d) = stmt(PgKind::Delete);
     assert_eq!(
         f.engine.decide(&new_token, c, d).await.unwrap().effect,
         Effect::RequireApproval
@@ -524,7 +524,7 @@ async fn a_grant_for_a_duration_covers_the_same_identity_credential_target_and_r
     let f = f.restart();
     assert_eq!(f.engine.grants().len(), 1);
     let again = session_with(&f.engine, &s_token).await;
-    let (c, d) = stmt("delete");
+    let (c, d) = stmt(PgKind::Delete);
     assert_eq!(
         f.engine.decide(&again, c, d).await.unwrap().effect,
         Effect::Allow
@@ -537,7 +537,7 @@ async fn a_revoked_grant_covers_nothing_again_and_stays_revoked_after_a_restart(
     let (token, _) = issue(&f.engine, "etl", "db-a", Duration::from_secs(600)).await;
     let s = session_with(&f.engine, &token).await;
     let id = granted(&f, &s, 1800).await;
-    let (c, d) = stmt("delete");
+    let (c, d) = stmt(PgKind::Delete);
     assert_eq!(
         f.engine.decide(&s, c, d).await.unwrap().effect,
         Effect::Allow
@@ -569,7 +569,7 @@ async fn a_revoked_grant_covers_nothing_again_and_stays_revoked_after_a_restart(
         .unwrap();
     assert_eq!(g.approval_id, id);
     assert!(f.engine.grants().is_empty());
-    let (c, d) = stmt("delete");
+    let (c, d) = stmt(PgKind::Delete);
     assert_eq!(
         f.engine.decide(&s, c, d).await.unwrap().effect,
         Effect::RequireApproval
@@ -609,7 +609,7 @@ async fn a_revoked_grant_covers_nothing_again_and_stays_revoked_after_a_restart(
     let f = f.restart();
     assert!(f.engine.grants().is_empty());
     let again = session_with(&f.engine, &token).await;
-    let (c, d) = stmt("delete");
+    let (c, d) = stmt(PgKind::Delete);
     assert_eq!(
         f.engine.decide(&again, c, d).await.unwrap().effect,
         Effect::RequireApproval
@@ -636,7 +636,7 @@ async fn an_admin_may_revoke_a_grant_outside_their_groups() {
 async fn pending_approvals_survive_a_restart_and_expire_at_their_deadline() {
     let f = fixture();
     let s = session(&f, "etl").await;
-    let (c, d) = stmt("delete");
+    let (c, d) = stmt(PgKind::Delete);
     let held = f.engine.decide(&s, c, d).await.unwrap();
     let pending = held.approval.unwrap();
     drop(s);
@@ -680,7 +680,7 @@ async fn the_reviewer_who_issued_the_agents_credential_cannot_decide() {
     };
     let (token, _) = f.engine.issue_token(&req).await.unwrap();
     let s = session_with(&f.engine, &token).await;
-    let (c, d) = stmt("delete");
+    let (c, d) = stmt(PgKind::Delete);
     let id = f
         .engine
         .decide(&s, c, d)

@@ -20,7 +20,7 @@ use gatehouse_core::engine::{
 use gatehouse_core::identity::{Authenticator, IssueRequest, Principal, TokenKeys};
 use gatehouse_core::log::{EventLog, LogConfig, LogReader};
 use gatehouse_core::policy::{Policy, PolicyHandle, PolicyOptions, Sources};
-use gatehouse_events::payload::{Effect, Payload, PgStatement, RequestDetail};
+use gatehouse_events::payload::{Effect, Payload, PgKind, PgStatement, RequestDetail};
 use gatehouse_events::{Identity, Protocol};
 
 const RULES: &str = r#"
@@ -113,11 +113,11 @@ async fn raw_session(f: &Fixture, name: &str, obo: Option<&str>) -> Arc<Session>
         .unwrap()
 }
 
-fn stmt(kind: &str) -> (String, RequestDetail) {
+fn stmt(kind: PgKind) -> (String, RequestDetail) {
     (
         format!("{kind} ..."),
         RequestDetail::Postgres(PgStatement {
-            kind: kind.into(),
+            kind,
             statement_count: 1,
             phase: "simple".into(),
             ..PgStatement::default()
@@ -133,7 +133,7 @@ fn reviewer(name: &str, group: &str) -> Reviewer {
 }
 
 async fn held(f: &Fixture, s: &Session) -> String {
-    let (c, d) = stmt("delete");
+    let (c, d) = stmt(PgKind::Delete);
     let decision = f.engine.decide(s, c, d).await.unwrap();
     assert_eq!(decision.effect, Effect::RequireApproval);
     decision.approval.clone().unwrap().id
@@ -211,12 +211,12 @@ async fn a_sequence_keyed_by_identity_joins_across_spellings() {
     let a = session(&f, "Agent:Deploy-Bot", None, None).await;
     let b = session(&f, "agent:deploy-bot", None, None).await;
     assert_eq!(a.principal.identity.name, "agent:deploy-bot");
-    let (c, d) = stmt("select");
+    let (c, d) = stmt(PgKind::Select);
     assert_eq!(
         f.engine.decide(&a, c, d).await.unwrap().effect,
         Effect::Allow
     );
-    let (c, d) = stmt("truncate");
+    let (c, d) = stmt(PgKind::Truncate);
     let second = f.engine.decide(&b, c, d).await.unwrap();
     assert_eq!(
         second.effect,
@@ -227,9 +227,9 @@ async fn a_sequence_keyed_by_identity_joins_across_spellings() {
     // A principal whose name was recorded in yet another spelling joins too.
     let c1 = raw_session(&f, "ＣＡＲＬ", None).await;
     let c2 = raw_session(&f, "carl", None).await;
-    let (c, d) = stmt("select");
+    let (c, d) = stmt(PgKind::Select);
     f.engine.decide(&c1, c, d).await.unwrap();
-    let (c, d) = stmt("truncate");
+    let (c, d) = stmt(PgKind::Truncate);
     assert_eq!(
         f.engine.decide(&c2, c, d).await.unwrap().effect,
         Effect::Block
@@ -237,7 +237,7 @@ async fn a_sequence_keyed_by_identity_joins_across_spellings() {
 
     // Other identities do not.
     let other = session(&f, "agent:other", None, None).await;
-    let (c, d) = stmt("truncate");
+    let (c, d) = stmt(PgKind::Truncate);
     assert_eq!(
         f.engine.decide(&other, c, d).await.unwrap().effect,
         Effect::Allow

@@ -16,7 +16,7 @@ use gatehouse_core::policy::{
     Effect, Policy, PolicyHandle, PolicyOptions, Sources, alerts_raised, decision_made, run_tests,
 };
 use gatehouse_events::payload::{
-    Capture, K8sRequest, PgStatement, RequestDetail, RequestObserved, ResultObserved,
+    Capture, K8sRequest, PgKind, PgStatement, RequestDetail, RequestObserved, ResultObserved,
     SessionClosed, SshRequest, SshRequestKind,
 };
 use gatehouse_events::{Event, EventId, Identity, Payload, Protocol};
@@ -72,7 +72,7 @@ fn request(
 
 fn recon(ids: &mut Ids, who: &str, at: DateTime<Utc>) -> Event {
     let pg = PgStatement {
-        kind: "select".into(),
+        kind: PgKind::Select,
         tables_read: vec!["infra.hosts".into()],
         columns: vec!["hostname".into()],
         phase: "simple".into(),

@@ -230,7 +230,7 @@ impl Writer<'_> {
         self.str(command)?;
         self.out
             .extend_from_slice(b",\"detail\":{\"protocol\":\"postgres\",\"kind\":");
-        self.str(kind)?;
+        self.str(kind.as_str())?;
         self.key(b"statement_index");
         self.uint(u64::from(*statement_index));
         self.key(b"statement_count");
@@ -427,7 +427,7 @@ mod tests {
         for (i, s) in nasty.iter().enumerate() {
             let s = s.to_string();
             let pg = PgStatement {
-                kind: s.clone(),
+                kind: crate::payload::PgKind::ALL[i % crate::payload::PgKind::ALL.len()],
                 statement_index: u32::MAX,
                 statement_count: 0,
                 tables_read: vec![s.clone(), "t".into()],

@@ -137,7 +137,7 @@ pub fn one_of_each() -> Vec<Event> {
             RequestObserved {
                 command: "SELECT hostname FROM infra.hosts WHERE env = 'prod'".into(),
                 detail: RequestDetail::Postgres(PgStatement {
-                    kind: "select".into(),
+                    kind: PgKind::Select,
                     statement_index: 0,
                     statement_count: 1,
                     tables_read: vec!["infra.hosts".into()],
@@ -379,7 +379,7 @@ pub fn sample(i: u64, gateway: &str) -> Event {
             RequestObserved {
                 command: format!("SELECT id, name, email FROM app.users WHERE id = {i}"),
                 detail: RequestDetail::Postgres(PgStatement {
-                    kind: "select".into(),
+                    kind: PgKind::Select,
                     statement_count: 1,
                     tables_read: vec!["app.users".into()],
                     columns: vec!["id".into(), "name".into(), "email".into()],
@@ -604,7 +604,7 @@ impl Gen {
             Protocol::Postgres,
             sql.to_owned(),
             RequestDetail::Postgres(PgStatement {
-                kind: "select".into(),
+                kind: PgKind::Select,
                 statement_count: 1,
                 tables_read: vec![table.to_owned()],
                 phase: "simple".into(),

@@ -102,7 +102,7 @@ fn missing_optional_fields_take_defaults() {
     let line = r#"{"id":"01900000-0000-7000-8000-000000000099","time":"2026-11-01T09:30:00Z","schema_version":1,"gateway_id":"gw","payload":{"type":"request_observed","command":"select 1","detail":{"protocol":"postgres","kind":"select"}}}"#;
     let e = Event::from_json(line.as_bytes()).unwrap();
     let pg = e.postgres().unwrap();
-    assert_eq!(pg.kind, "select");
+    assert_eq!(pg.kind, gatehouse_events::payload::PgKind::Select);
     assert!(pg.tables_read.is_empty());
     assert_eq!(pg.has_where, None);
 }

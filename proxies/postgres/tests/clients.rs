@@ -14,7 +14,7 @@ mod support;
 
 use std::time::Duration;
 
-use gatehouse_events::payload::{Payload, RequestDetail, ResultStatus};
+use gatehouse_events::payload::{Payload, PgKind, RequestDetail, ResultStatus};
 use support::{Harness, Postgres, all, ok, starter};
 
 fn pgbench_init(pg: &Postgres) {
@@ -87,7 +87,7 @@ fn pgbench_select_only_in_every_protocol_mode() {
     let stmts = h.statements();
     let selects = stmts
         .iter()
-        .filter(|(c, s)| s.kind == "select" && c.contains("pgbench_accounts"))
+        .filter(|(c, s)| s.kind == PgKind::Select && c.contains("pgbench_accounts"))
         .count();
     assert!(selects >= 600, "{selects}");
     // Extended mode (unnamed statements parsed and executed together): one event per

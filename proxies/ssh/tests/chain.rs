@@ -15,7 +15,9 @@ mod support;
 
 use gatehouse_core::engine::SessionInfo;
 use gatehouse_events::Protocol;
-use gatehouse_events::payload::{Capture, Payload, PgStatement, RequestDetail, ResultObserved};
+use gatehouse_events::payload::{
+    Capture, Payload, PgKind, PgStatement, RequestDetail, ResultObserved,
+};
 use support::*;
 
 const CHAIN: &str = r#"
@@ -61,7 +63,7 @@ async fn a_host_captured_from_postgres_completes_the_ssh_stage() {
             &pg,
             "select hostname from infra.hosts".into(),
             RequestDetail::Postgres(PgStatement {
-                kind: "select".into(),
+                kind: PgKind::Select,
                 tables_read: vec!["infra.hosts".into()],
                 statement_count: 1,
                 phase: "simple".into(),

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use gatehouse_dsl::{Context, FieldId, ListRef, Value};
 use gatehouse_events::Event;
-use gatehouse_events::payload::{Payload, RequestDetail, SshRequestKind};
+use gatehouse_events::payload::{Payload, PgKind, RequestDetail, SshRequestKind};
 
 use super::fields::id;
 
@@ -118,7 +118,7 @@ impl EventContext<'_> {
             return Value::Missing;
         };
         match f {
-            id::PG_KIND => Value::Str(&p.kind),
+            id::PG_KIND => Value::Str(p.kind.as_str()),
             id::PG_TEXT => match &self.event.payload {
                 Payload::RequestObserved(r) => Value::Str(&r.command),
                 _ => Value::Missing,
@@ -137,7 +137,7 @@ impl EventContext<'_> {
             id::PG_TRANSACTION_CONTROL => opt(&p.transaction_control),
             id::PG_PHASE => Value::Str(&p.phase),
             id::PG_PARSE_ERROR => opt(&p.parse_error),
-            id::PG_PARSED => Value::Bool(p.parse_error.is_none() && p.kind != "unparsed"),
+            id::PG_PARSED => Value::Bool(p.parse_error.is_none() && p.kind != PgKind::Unparsed),
             _ => Value::Missing,
         }
     }

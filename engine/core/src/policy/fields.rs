@@ -28,25 +28,11 @@ pub const PROTOCOLS: &[&str] = &["postgres", "ssh", "kubernetes"];
 /// Values of `event.type`.
 pub const EVENT_TYPES: &[&str] = gatehouse_events::Payload::TYPE_NAMES;
 /// Values of `pg.statement.kind`.
-pub const PG_KINDS: &[&str] = &[
-    "select", "insert", "update", "delete", "merge", "copy", "create", "alter", "drop", "truncate",
-    "grant", "revoke", "set", "begin", "commit", "rollback", "execute", "prepare", "call", "other",
-    "unparsed",
-];
+pub const PG_KINDS: &[&str] = gatehouse_events::payload::PgKind::NAMES;
 /// Values of `pg.statement.phase`.
 pub const PG_PHASES: &[&str] = &["simple", "parse", "execute"];
 /// Values of `ssh.kind`.
-pub const SSH_KINDS: &[&str] = &[
-    "session_open",
-    "exec",
-    "shell_line",
-    "shell",
-    "port_forward",
-    "sftp",
-    "subsystem",
-    "env",
-    "forwarding",
-];
+pub const SSH_KINDS: &[&str] = gatehouse_events::payload::SshRequestKind::NAMES;
 /// Values of `k8s.verb`.
 pub const K8S_VERBS: &[&str] = &[
     "get",

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use gatehouse_dsl::ast::{Expectation, ExpectedEffect, Literal, StepTime, TestStep, TestValue};
 use gatehouse_dsl::{Effect, Sources, Verdict, time};
 use gatehouse_events::payload::{
-    ApprovalDenied, ApprovalGranted, Capture, CredentialRevoked, K8sRequest, PgStatement,
+    ApprovalDenied, ApprovalGranted, Capture, CredentialRevoked, K8sRequest, PgKind, PgStatement,
     RequestDetail, RequestObserved, ResultObserved, ResultStatus, SessionClosed, SessionOpened,
     SshRequest, SshRequestKind,
 };
@@ -386,7 +386,7 @@ impl Runner {
 
     fn postgres(&self, step: &TestStep) -> Result<Payload, String> {
         let mut p = PgStatement {
-            kind: "select".to_owned(),
+            kind: PgKind::Select,
             phase: "simple".to_owned(),
             statement_count: 1,
             ..PgStatement::default()
@@ -395,7 +395,11 @@ impl Runner {
         for f in &step.fields {
             let v = &f.value.node;
             match f.name.node.as_str() {
-                "pg.statement.kind" => p.kind = scalar(v)?,
+                "pg.statement.kind" => {
+                    let k: String = scalar(v)?;
+                    p.kind =
+                        PgKind::parse(&k).ok_or_else(|| format!("unknown statement kind `{k}`"))?;
+                }
                 "pg.statement.text" => command = scalar(v)?,
                 "pg.statement.tables" | "pg.statement.tables_read" => p.tables_read = list(v)?,
                 "pg.statement.tables_written" => p.tables_written = list(v)?,
@@ -413,7 +417,7 @@ impl Runner {
                 "pg.statement.parsed" => {
                     if !boolean(v)? {
                         p.parse_error = Some("unparsed".to_owned());
-                        p.kind = "unparsed".to_owned();
+                        p.kind = PgKind::Unparsed;
                     }
                 }
                 other => not_for(other, "pg")?,

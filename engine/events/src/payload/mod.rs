@@ -24,7 +24,7 @@ pub use credential::{CredentialIssued, CredentialRevoked};
 pub use decision::{DecisionMade, Effect};
 pub use kubernetes::{K8sRequest, PodSpecSummary};
 pub use operations::{LogOutage, ShipperRewound};
-pub use postgres::PgStatement;
+pub use postgres::{PgKind, PgStatement};
 pub use request::{RequestDetail, RequestObserved};
 pub use result::{Capture, ResultObserved, ResultStatus};
 pub use session::{AuthFailed, DataDirection, SessionClosed, SessionData, SessionOpened};

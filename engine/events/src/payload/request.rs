@@ -34,7 +34,7 @@ impl RequestDetail {
     /// The protocol-level action: statement kind, SSH request kind or Kubernetes verb.
     pub fn action(&self) -> &str {
         match self {
-            RequestDetail::Postgres(p) => &p.kind,
+            RequestDetail::Postgres(p) => p.kind.as_str(),
             RequestDetail::Ssh(s) => s.kind.as_str(),
             RequestDetail::Kubernetes(k) => &k.verb,
         }

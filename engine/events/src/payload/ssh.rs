@@ -26,6 +26,19 @@ pub enum SshRequestKind {
 }
 
 impl SshRequestKind {
+    /// Every kind's name (the values of `ssh.kind` in rules).
+    pub const NAMES: &'static [&'static str] = &[
+        "session_open",
+        "exec",
+        "shell_line",
+        "shell",
+        "port_forward",
+        "sftp",
+        "subsystem",
+        "env",
+        "forwarding",
+    ];
+
     /// Lowercase name.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -13,7 +13,7 @@ mod session;
 mod split;
 mod walk;
 
-use gatehouse_events::payload::PgStatement;
+use gatehouse_events::payload::{PgKind, PgStatement};
 use sqlparser::ast::Statement;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -58,7 +58,7 @@ pub fn classify(sql: &str, limit: usize) -> Result<Vec<Classified>, TooMany> {
         return Ok(vec![Classified {
             text: String::new(),
             stmt: PgStatement {
-                kind: "other".into(),
+                kind: PgKind::Other,
                 statement_count: 1,
                 ..PgStatement::default()
             },
@@ -85,7 +85,7 @@ pub fn unparsed(text: &str, error: impl Into<String>) -> Classified {
     Classified {
         text: truncate(text),
         stmt: PgStatement {
-            kind: "unparsed".into(),
+            kind: PgKind::Unparsed,
             parse_error: Some(error.into()),
             ..PgStatement::default()
         },

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use gatehouse_events::payload::PgStatement;
+use gatehouse_events::payload::{PgKind, PgStatement};
 
 use super::Classified;
 
@@ -127,8 +127,8 @@ impl SessionSql {
                 }
             }
         }
-        if stmt.parse_error.is_some() && stmt.kind != "unparsed" {
-            stmt.kind = "unparsed".into();
+        if stmt.parse_error.is_some() && stmt.kind != PgKind::Unparsed {
+            stmt.kind = PgKind::Unparsed;
         }
         self.apply(c);
         stmt
@@ -154,7 +154,7 @@ impl SessionSql {
                 };
             }
             Some(SqlEffect::SearchPathUnknown) => {
-                let resets = matches!(c.stmt.kind.as_str(), "set")
+                let resets = c.stmt.kind == PgKind::Set
                     && c.text.trim_start().get(..5).is_some_and(|p| {
                         p.eq_ignore_ascii_case("reset") || p.eq_ignore_ascii_case("disca")
                     });

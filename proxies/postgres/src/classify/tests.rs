@@ -17,7 +17,7 @@ fn selects_and_ctes() {
     let s = one(
         "WITH x AS (SELECT * FROM Infra.Hosts h) SELECT hostname FROM x JOIN app.orders o ON o.id = x.id",
     );
-    assert_eq!(s.kind, "select");
+    assert_eq!(s.kind, PgKind::Select);
     assert_eq!(s.tables_read, ["infra.hosts", "app.orders"]);
     assert!(s.tables_written.is_empty());
     assert!(s.columns.contains(&"hostname".to_owned()));
@@ -42,7 +42,7 @@ fn dml_and_where() {
     assert_eq!((s.kind.as_str(), s.has_where), ("delete", Some(false)));
     assert_eq!(s.tables_written, ["t"]);
     let s = one("INSERT INTO a.b (x, y) SELECT x, y FROM c");
-    assert_eq!(s.kind, "insert");
+    assert_eq!(s.kind, PgKind::Insert);
     assert_eq!(
         (s.tables_written.clone(), s.tables_read.clone()),
         (vec!["a.b".to_owned()], vec!["c".to_owned()])
@@ -101,10 +101,10 @@ fn ddl_privileges_transactions() {
 fn multi_statement_and_unparsed() {
     let v = classify_all("SELECT 1; DROP TABLE x; SELEC oops");
     assert_eq!(v.len(), 3);
-    assert_eq!(v[1].stmt.kind, "drop");
+    assert_eq!(v[1].stmt.kind, PgKind::Drop);
     assert_eq!(v[1].stmt.statement_index, 1);
     assert_eq!(v[2].stmt.statement_count, 3);
-    assert_eq!(v[2].stmt.kind, "unparsed");
+    assert_eq!(v[2].stmt.kind, PgKind::Unparsed);
     assert!(v[2].stmt.parse_error.is_some());
 }
 
@@ -113,11 +113,11 @@ fn prepare_and_execute_follow_the_session() {
     let mut s = SessionSql::default();
     let v = classify_all("PREPARE p AS DELETE FROM t; EXECUTE p");
     let a = s.resolve(&v[0]);
-    assert_eq!(a.kind, "prepare");
+    assert_eq!(a.kind, PgKind::Prepare);
     let b = s.resolve(&v[1]);
     assert_eq!((b.kind.as_str(), b.has_where), ("delete", Some(false)));
     let c = s.resolve(&classify_all("EXECUTE q")[0]);
-    assert_eq!(c.kind, "unparsed");
+    assert_eq!(c.kind, PgKind::Unparsed);
 }
 
 #[test]

@@ -9,7 +9,8 @@ use bytes::Bytes;
 use gatehouse_core::engine::{ApprovalOutcome, Decision};
 use gatehouse_dsl::mask::MaskSpec;
 use gatehouse_events::payload::{
-    DecisionMade, Effect, PgStatement, RequestDetail, RequestObserved, ResultObserved, ResultStatus,
+    DecisionMade, Effect, PgKind, PgStatement, RequestDetail, RequestObserved, ResultObserved,
+    ResultStatus,
 };
 use tokio::runtime::RuntimeFlavor;
 
@@ -407,7 +408,7 @@ impl Relay {
                 RequestObserved {
                     command,
                     detail: RequestDetail::Postgres(PgStatement {
-                        kind: "unparsed".into(),
+                        kind: PgKind::Unparsed,
                         phase: "simple".into(),
                         parse_error: Some(too_many.to_string()),
                         ..PgStatement::default()
