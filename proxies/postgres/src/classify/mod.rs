@@ -118,7 +118,12 @@ fn classify_one(piece: &split::Piece) -> Classified {
         .and_then(|mut p| p.parse_statements());
     let statements = match parsed {
         Ok(s) => s,
-        Err(e) => return unparsed(piece, e.to_string()),
+        Err(e) => {
+            return unparsed(
+                piece,
+                format!("{} is not supported ({e})", construct(piece)),
+            );
+        }
     };
     let [statement] = statements.as_slice() else {
         return unparsed(piece, "expected exactly one statement");
@@ -127,6 +132,41 @@ fn classify_one(piece: &split::Piece) -> Classified {
     out.text = truncate(piece);
     out.cacheable = out.cacheable && out.stmt.parse_error.is_none();
     out
+}
+
+/// The construct a statement starts with, for saying what was not understood: its
+/// leading keywords (`ALTER DEFAULT PRIVILEGES`), at most three.
+pub(crate) fn construct(sql: &str) -> String {
+    use sqlparser::keywords::Keyword;
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let dialect = PostgreSqlDialect {};
+    let mut words = Vec::new();
+    // Only the start is needed: a bounded prefix keeps this cheap for any input.
+    let mut end = sql.len().min(256);
+    while !sql.is_char_boundary(end) {
+        end -= 1;
+    }
+    let head = sql.get(..end).unwrap_or_default();
+    for token in Tokenizer::new(&dialect, head)
+        .tokenize()
+        .unwrap_or_default()
+    {
+        match token {
+            Token::Whitespace(_) => {}
+            Token::Word(w) if w.keyword != Keyword::NoKeyword && w.quote_style.is_none() => {
+                words.push(w.value.to_uppercase());
+                if words.len() == 3 {
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    if words.is_empty() {
+        "this statement".to_owned()
+    } else {
+        words.join(" ")
+    }
 }
 
 /// Classifies a statement inside `PREPARE name AS ...` (used by the walker).

@@ -141,3 +141,55 @@ fn cache_reuses_by_shape() {
     assert_eq!(a.statements[0].stmt, b.statements[0].stmt);
     assert!(b.text(0).contains("aid = 2"), "{}", b.text(0));
 }
+
+#[test]
+fn merge_is_what_its_actions_do() {
+    let s =
+        one("MERGE INTO app.orders o USING app.stage s ON o.id = s.id WHEN MATCHED THEN DELETE");
+    assert_eq!((s.kind, s.has_where), (PgKind::Delete, Some(true)));
+    assert_eq!(s.tables_written, ["app.orders"]);
+    let s = one("MERGE INTO t USING u ON true WHEN MATCHED THEN DELETE");
+    assert_eq!((s.kind, s.has_where), (PgKind::Delete, Some(false)));
+    let s = one("MERGE INTO t USING u ON t.id = t.id WHEN MATCHED THEN UPDATE SET a = 1");
+    assert_eq!((s.kind, s.has_where), (PgKind::Update, Some(false)));
+    let s = one(
+        "MERGE INTO t USING u ON 1 = 1 WHEN MATCHED AND t.id = 4 THEN UPDATE SET a = 1 \
+         WHEN NOT MATCHED THEN INSERT VALUES (1)",
+    );
+    assert_eq!((s.kind, s.has_where), (PgKind::Update, Some(true)));
+    let s = one("MERGE INTO t USING u ON t.id = u.id WHEN NOT MATCHED THEN INSERT VALUES (1)");
+    assert_eq!(s.kind, PgKind::Merge);
+}
+
+#[test]
+fn tautological_where_is_no_where() {
+    for sql in [
+        "DELETE FROM t WHERE id = id",
+        "UPDATE t SET a = 1 WHERE true OR id = 3",
+        "DELETE FROM t WHERE id IS NOT NULL",
+        "WITH d AS (DELETE FROM t WHERE (SELECT true) RETURNING *) SELECT * FROM d",
+        "DELETE FROM t x WHERE x.id = id",
+    ] {
+        assert_eq!(one(sql).has_where, Some(false), "{sql}");
+    }
+    assert_eq!(one("DELETE FROM t x WHERE x.id = 7").has_where, Some(true));
+}
+
+#[test]
+fn unclassified_statements_say_which_construct() {
+    for (sql, reason) in [
+        (
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT SELECT ON TABLES TO agent",
+            "ALTER DEFAULT PRIVILEGES is not supported",
+        ),
+        ("DO $$ BEGIN PERFORM 1; END $$", "DO is not supported"),
+        ("LOCK TABLE app.orders", "LOCK TABLE is not supported"),
+    ] {
+        let s = one(sql);
+        assert_eq!(s.kind, PgKind::Unparsed, "{sql}");
+        let e = s.parse_error.unwrap_or_default();
+        assert!(e.starts_with(reason), "{sql}: {e}");
+    }
+    assert_eq!(one("VACUUM app.orders").kind, PgKind::Other);
+    assert_eq!(one("NOTIFY ch").kind, PgKind::Other);
+}

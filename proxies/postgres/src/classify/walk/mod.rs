@@ -6,6 +6,7 @@
 //! EXPLAIN).
 
 mod ddl;
+mod filter;
 mod prepared;
 mod rows;
 mod session;
@@ -19,8 +20,8 @@ use std::sync::Arc;
 use gatehouse_events::payload::{PgKind, PgStatement};
 use sqlparser::ast::{
     AssignmentTarget, CopySource, CopyTarget, Expr, FromTable, FunctionArg, FunctionArgExpr,
-    FunctionArguments, ObjectName, ObjectNamePart, ObjectType, Query, SelectItem, Set, SetExpr,
-    Statement, TableFactor, TableObject, Value, Visit, Visitor,
+    FunctionArguments, MergeAction, ObjectName, ObjectNamePart, ObjectType, Query, SelectItem, Set,
+    SetExpr, Statement, TableFactor, TableObject, Value, Visit, Visitor,
 };
 
 use super::{Classified, SqlEffect};
@@ -126,21 +127,8 @@ fn push_unique(v: &mut Vec<String>, s: String) {
     }
 }
 
-/// True when the expression reads a column or a subquery (a WHERE that filters rows).
-fn filters_rows(e: &Expr) -> bool {
-    let found = sqlparser::ast::visit_expressions(e, |e| match e {
-        Expr::Identifier(_)
-        | Expr::CompoundIdentifier(_)
-        | Expr::Subquery(_)
-        | Expr::Exists { .. }
-        | Expr::InSubquery { .. } => ControlFlow::Break(()),
-        _ => ControlFlow::Continue(()),
-    });
-    found.is_break()
-}
-
-fn has_where(selection: Option<&Expr>) -> Option<bool> {
-    Some(selection.is_some_and(filters_rows))
+fn has_where(selection: Option<&Expr>, target: &filter::Target) -> Option<bool> {
+    Some(selection.is_some_and(|e| filter::restricts(e, target)))
 }
 
 fn string_arg(args: &FunctionArguments, i: usize) -> Option<String> {
@@ -348,7 +336,10 @@ impl Visitor for Walk {
                 }
                 self.dml.push(Dml {
                     kind: PgKind::Update,
-                    has_where: has_where(u.selection.as_ref()),
+                    has_where: has_where(
+                        u.selection.as_ref(),
+                        &filter::Target::of(&u.table.relation),
+                    ),
                     target: table_name(&u.table.relation),
                 });
             }
@@ -361,17 +352,47 @@ impl Visitor for Walk {
                     .first()
                     .map(name)
                     .or_else(|| from.first().and_then(|t| table_name(&t.relation)));
+                let names = from
+                    .first()
+                    .map(|t| filter::Target::of(&t.relation))
+                    .unwrap_or_default();
                 self.dml.push(Dml {
                     kind: PgKind::Delete,
-                    has_where: has_where(d.selection.as_ref()),
+                    has_where: has_where(d.selection.as_ref(), &names),
                     target,
                 });
             }
-            Statement::Merge(m) => self.dml.push(Dml {
-                kind: PgKind::Merge,
-                has_where: None,
-                target: table_name(&m.table),
-            }),
+            Statement::Merge(m) => {
+                // What MERGE does is what its actions do: a DELETE action makes it a
+                // delete, an UPDATE an update. It is filtered when its join condition
+                // restricts the target's rows, or every changing action has a
+                // restricting condition of its own.
+                let names = filter::Target::of(&m.table);
+                let mut kind = PgKind::Merge;
+                let mut guarded = true;
+                for c in &m.clauses {
+                    let k = match c.action {
+                        MergeAction::Delete { .. } => PgKind::Delete,
+                        MergeAction::Update(_) => PgKind::Update,
+                        MergeAction::Insert(_) => PgKind::Insert,
+                    };
+                    if matches!(k, PgKind::Delete | PgKind::Update) {
+                        guarded &= c
+                            .predicate
+                            .as_ref()
+                            .is_some_and(|p| filter::restricts(p, &names));
+                    }
+                    if weight(k) > weight(kind) {
+                        kind = k;
+                    }
+                }
+                let on = filter::restricts(&m.on, &names);
+                self.dml.push(Dml {
+                    kind,
+                    has_where: Some(on || guarded),
+                    target: table_name(&m.table),
+                });
+            }
             _ => {}
         }
         ControlFlow::Continue(())

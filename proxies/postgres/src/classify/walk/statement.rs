@@ -32,10 +32,11 @@ pub fn statement(s: &Statement) -> Classified {
         transaction: None,
         inner: None,
     };
-    let _ = rows::classify(s, &mut acc)
+    let known = rows::classify(s, &mut acc)
         || ddl::classify(s, &mut acc)
         || session::classify(s, &mut acc)
-        || prepared::classify(s, &mut acc);
+        || prepared::classify(s, &mut acc)
+        || other(s, &mut acc);
     let Acc {
         w,
         mut written,
@@ -48,6 +49,15 @@ pub fn statement(s: &Statement) -> Classified {
         inner,
     } = acc;
     let mut stmt = PgStatement::default();
+    if !known {
+        // Parsed, but no family knows what it does: say which construct, so the
+        // refusal and the event name it.
+        kind = PgKind::Unparsed;
+        stmt.parse_error = Some(format!(
+            "{} is not supported",
+            crate::classify::construct(&s.to_string())
+        ));
+    }
 
     // Data-modifying statements, top-level or inside CTEs, decide the kind.
     if let Some(d) = w.dml.iter().max_by_key(|d| weight(d.kind))
@@ -119,6 +129,20 @@ pub fn statement(s: &Statement) -> Classified {
         cacheable: cacheable && !w.literal_dependent,
         derived: Arc::new(derived),
     }
+}
+
+/// Statements understood to touch no data and no privileges: kind `other`.
+fn other(s: &Statement, acc: &mut Acc) -> bool {
+    match s {
+        Statement::Analyze { .. }
+        | Statement::Vacuum(_)
+        | Statement::LISTEN { .. }
+        | Statement::UNLISTEN { .. }
+        | Statement::NOTIFY { .. } => {}
+        _ => return false,
+    }
+    acc.kind = PgKind::Other;
+    true
 }
 
 /// Adds the lists and flags of `from` to `into`.
