@@ -141,6 +141,8 @@ pub enum Effect {
     },
     /// `mask ITEM, ...`.
     Mask(Vec<MaskItem>),
+    /// `limit rows N`: a statement that changes more than N rows is undone and refused.
+    LimitRows(Spanned<i64>),
     /// `alert`.
     Alert,
 }

@@ -579,6 +579,20 @@ impl<'s> Checker<'s> {
         Some(match e {
             ast::Effect::Allow => EffectDef::Allow,
             ast::Effect::Alert => EffectDef::Alert,
+            ast::Effect::LimitRows(n) => {
+                let Ok(rows) = u64::try_from(n.node) else {
+                    self.emit(
+                        err(
+                            Code::E0018,
+                            n.span,
+                            format!("row limit `{}` is out of range", n.node),
+                        )
+                        .with_help("use a number of rows from 0 up"),
+                    );
+                    return None;
+                };
+                EffectDef::LimitRows(rows)
+            }
             ast::Effect::Block(msg) => EffectDef::Block(match msg {
                 Some(m) => Some(self.template(m)?),
                 None => None,

@@ -174,6 +174,7 @@ fn effect(e: &Effect) -> String {
         Effect::Allow => "allow".to_owned(),
         Effect::Alert => "alert".to_owned(),
         Effect::Block(None) => "block".to_owned(),
+        Effect::LimitRows(n) => format!("limit rows {}", n.node),
         Effect::Block(Some(m)) => format!("block {}", string(&m.node)),
         Effect::RequireApproval { group, timeout } => {
             let mut s = "require approval".to_owned();

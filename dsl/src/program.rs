@@ -35,8 +35,13 @@ pub(crate) struct ExceptionDef {
 pub(crate) enum EffectDef {
     Allow,
     Block(Option<Template>),
-    Approval { group: Arc<str>, timeout: i64 },
+    Approval {
+        group: Arc<str>,
+        timeout: i64,
+    },
     Mask(Arc<MaskSpec>),
+    /// Most rows the statement may change.
+    LimitRows(u64),
     Alert,
 }
 

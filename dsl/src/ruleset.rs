@@ -834,6 +834,8 @@ fn effect_of(e: &EffectDef) -> Option<Effect> {
         EffectDef::Block(_) => Some(Effect::Block),
         EffectDef::Approval { .. } => Some(Effect::RequireApproval),
         EffectDef::Mask(_) => Some(Effect::Mask),
+        // A bound on what an allowed statement may do; it allows nothing itself.
+        EffectDef::LimitRows(_) => Some(Effect::Allow),
         EffectDef::Alert => None,
     }
 }
@@ -920,6 +922,9 @@ fn apply<C: Context + ?Sized>(
             timeout_micros: *timeout,
         }),
         EffectDef::Mask(spec) => out.masks.push(spec.clone()),
+        EffectDef::LimitRows(n) => {
+            out.row_limit = Some(out.row_limit.map_or(*n, |m| m.min(*n)));
+        }
     }
     if let Some(a) = alert {
         let message = match &a.message {

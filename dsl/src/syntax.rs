@@ -503,6 +503,13 @@ impl Builder {
                 }
                 Effect::RequireApproval { group, timeout }
             }
+            Rule::limit_effect => {
+                let span = self.span(&effect);
+                match effect.into_inner().find(|p| p.as_rule() == Rule::int) {
+                    Some(n) => Effect::LimitRows(self.int(n)?),
+                    None => Effect::LimitRows(Spanned::new(0, span)),
+                }
+            }
             Rule::mask_effect => {
                 let mut items = Vec::new();
                 for item in effect.into_inner() {

@@ -187,6 +187,9 @@ pub struct Verdict {
     pub reason: Option<String>,
     /// Masks to apply to the result (all matching mask rules).
     pub masks: Vec<Arc<MaskSpec>>,
+    /// Most rows the request may change (the smallest `limit rows` that matched):
+    /// the proxy undoes and refuses a statement that changed more.
+    pub row_limit: Option<u64>,
     /// Approval requests, sorted by rule name.
     pub approvals: Vec<Approval>,
     /// Alerts to raise.
@@ -208,6 +211,7 @@ impl Verdict {
         self.matched.clear();
         self.reason = None;
         self.masks.clear();
+        self.row_limit = None;
         self.approvals.clear();
         self.alerts.clear();
         self.captures.clear();

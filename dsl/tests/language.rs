@@ -105,6 +105,40 @@ fn mask_alone_does_not_allow() {
 }
 
 #[test]
+fn row_limits_bound_what_is_allowed_and_the_smallest_wins() {
+    let schema = MapSchema::example();
+    let text = r#"
+        rule ok { when pg.statement.kind in [update, delete] then allow }
+        rule wide { when pg.statement.kind in [update, delete] then limit rows 100 }
+        rule narrow { when pg.statement.kind == delete then limit rows 10 }
+    "#;
+    let rs = rules(text);
+    let delete = MapContext::new(&schema).with_str("pg.statement.kind", "delete");
+    let v = decide(&rs, &delete);
+    assert_eq!((v.effect, v.row_limit), (Effect::Allow, Some(10)));
+    let v = decide(
+        &rs,
+        &MapContext::new(&schema).with_str("pg.statement.kind", "update"),
+    );
+    assert_eq!((v.effect, v.row_limit), (Effect::Allow, Some(100)));
+    let v = decide(
+        &rs,
+        &MapContext::new(&schema).with_str("pg.statement.kind", "select"),
+    );
+    assert_eq!(v.row_limit, None);
+    // A bound allows nothing by itself.
+    let rs = rules(r#"rule b { when pg.statement.kind == delete then limit rows 5 }"#);
+    assert_eq!(decide(&rs, &delete).effect, Effect::Block);
+    // Formatting keeps it; a negative bound is refused with a code.
+    let formatted = gatehouse_dsl::format(text).unwrap();
+    assert!(formatted.contains("then limit rows 10"), "{formatted}");
+    assert_eq!(
+        codes(r#"rule b { when pg.statement.kind == delete then limit rows -1 }"#),
+        [Code::E0018]
+    );
+}
+
+#[test]
 fn missing_fields_are_unknown_not_false() {
     let schema = MapSchema::example();
     let rs = rules(

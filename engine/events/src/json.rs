@@ -300,6 +300,7 @@ impl Writer<'_> {
             reason,
             approval_id,
             default_applied,
+            row_limit,
             policy_version,
         } = d;
         self.out
@@ -313,6 +314,7 @@ impl Writer<'_> {
         self.opt_member(b"approval_id", approval_id.as_deref())?;
         self.key(b"default_applied");
         self.bool(*default_applied);
+        self.opt_uint(b"row_limit", *row_limit);
         self.opt_member(b"policy_version", policy_version.as_deref())?;
         self.out.push(b'}');
         Ok(())
@@ -467,6 +469,7 @@ mod tests {
                 reason: Some(s.clone()),
                 approval_id: Some(s.clone()),
                 default_applied: i % 2 == 0,
+                row_limit: (i % 2 == 0).then_some(i as u64),
                 policy_version: Some(s.clone()),
             };
             let result = ResultObserved {

@@ -178,6 +178,11 @@ impl Decision {
         &self.verdict.masks
     }
 
+    /// Most rows the statement may change (`limit rows N`), if bounded.
+    pub fn row_limit(&self) -> Option<u64> {
+        self.verdict.row_limit
+    }
+
     /// Masks one result value of `column` (empty column name for unstructured output).
     pub fn mask_value<'v>(&self, column: &str, value: &'v str) -> std::borrow::Cow<'v, str> {
         self.verdict.mask_value(column, value)

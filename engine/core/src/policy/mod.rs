@@ -369,6 +369,7 @@ pub fn decision_made(verdict: &Verdict, request: EventId, policy_version: &str) 
         reason: verdict.reason.clone(),
         approval_id: None,
         default_applied: verdict.default_applied,
+        row_limit: verdict.row_limit,
         policy_version: Some(policy_version.to_owned()),
     }
 }

@@ -49,6 +49,10 @@ pub struct DecisionMade {
     pub approval_id: Option<String>,
     /// True when no rule matched and the target's default applied.
     pub default_applied: bool,
+    /// Most rows the statement may change (`limit rows N`): one that changes more is
+    /// undone and refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row_limit: Option<u64>,
     /// Version (content hash) of the rule set that decided.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_version: Option<String>,

@@ -23,7 +23,7 @@ use crate::wire::frontend::{self, Message, Target};
 
 /// The text sent upstream in place of a refused statement: it fails to parse, so the
 /// server reacts exactly as to a failed statement, and runs nothing.
-const BLOCKED_SQL: &[u8] = b"GATEHOUSE BLOCKED";
+pub(super) const BLOCKED_SQL: &[u8] = b"GATEHOUSE BLOCKED";
 
 /// Most requests judged (and written to the log) in one `decide_after`.
 const JUDGE_CHUNK: usize = 256;
@@ -63,6 +63,8 @@ pub(super) struct Step {
     error: Option<Report>,
     /// Derived result labels, per statement.
     derived: Vec<crate::classify::Derived>,
+    /// A statement of the query string controls the transaction block.
+    transaction_control: bool,
 }
 
 impl Step {
@@ -74,6 +76,7 @@ impl Step {
             approvals: Vec::new(),
             error: None,
             derived: Vec::new(),
+            transaction_control: false,
         }
     }
 }
@@ -113,8 +116,16 @@ impl Relay {
             if self.held.is_some() {
                 return Ok(());
             }
+            if let Some(step) = self.ready.front() {
+                // While a `limit rows` bound is judged, the rest waits.
+                if !self.guard_allows(&step.kind) {
+                    return Ok(());
+                }
+            }
             if let Some(step) = self.ready.pop_front() {
+                let kind = step.kind.clone();
                 self.enforce(step);
+                self.guard_dispatched(&kind);
                 continue;
             }
             if self.queue.is_empty() {
@@ -199,6 +210,7 @@ impl Relay {
             let msg = frontend::decode(f, &raw).map_err(End::Protocol)?;
             let skipping = self.skipping;
             derived_of_step = Vec::new();
+            let mut transaction_control = false;
             let mut refusal = None;
             let (kind, n) = match msg {
                 Message::Sync => (Kind::Sync, 0),
@@ -211,6 +223,7 @@ impl Relay {
                     Ok(all) => {
                         for (i, c) in all.statements.iter().enumerate() {
                             derived_of_step.push(c.derived.clone());
+                            transaction_control |= c.stmt.transaction_control.is_some();
                             let mut stmt = self.sql.resolve(c);
                             stmt.phase = "simple".into();
                             requests.push(request(all.text(i), stmt));
@@ -320,6 +333,7 @@ impl Relay {
             self.queued = self.queued.saturating_sub(raw.len());
             let mut step = Step::new(raw, kind);
             step.derived = std::mem::take(&mut derived_of_step);
+            step.transaction_control = transaction_control;
             step.error = refusal;
             steps.push((step, n));
         }
@@ -514,6 +528,20 @@ impl Relay {
         }
         match step.kind.clone() {
             Kind::Query => {
+                let bounded = step.decisions.iter().any(|d| d.row_limit().is_some());
+                if bounded && step.transaction_control {
+                    let report = Report::error(
+                        "0A000",
+                        "gatehouse runs a statement bounded by `limit rows` in a transaction block of its own, so it cannot share a query string with BEGIN, COMMIT, ROLLBACK or SAVEPOINT",
+                    )
+                    .with_hint("Send the bounded statement in a query string of its own.");
+                    self.refuse(step, report);
+                    return;
+                }
+                let limit = step.decisions.iter().filter_map(|d| d.row_limit()).min();
+                if let Some(limit) = limit {
+                    self.guard_begin(false, limit);
+                }
                 let masks = all_masks(&step.decisions);
                 let all_derived: crate::classify::Derived = Arc::new(
                     step.derived
@@ -532,6 +560,7 @@ impl Relay {
                         };
                         let mut run = Run::new(d.clone(), m, self.options.sample);
                         run.derived = all_derived.clone();
+                        run.bound = d.row_limit();
                         run
                     })
                     .collect::<VecDeque<_>>();
@@ -540,7 +569,11 @@ impl Relay {
                     .push_back(Expect::Query(Box::new(QueryExchange {
                         runs,
                         injected: None,
+                        guarded: bounded,
                     })));
+                if bounded {
+                    self.guard_count(super::guard::Count::After);
+                }
             }
             Kind::Parse(_) => {
                 self.to_upstream.extend_from_slice(&step.raw);
@@ -553,6 +586,10 @@ impl Relay {
                 let mut run = Run::new(d.clone(), d.masks().to_vec(), self.options.sample);
                 if let Some(derived) = step.derived.first() {
                     run.derived = derived.clone();
+                }
+                run.bound = d.row_limit();
+                if let Some(limit) = run.bound {
+                    self.guard_begin(true, limit);
                 }
                 let statement = self.portals.get(&portal).map(|p| {
                     // Bind with no result formats means text for every column.
@@ -586,7 +623,11 @@ impl Relay {
                     }
                 }
                 self.to_upstream.extend_from_slice(&step.raw);
+                let bounded = run.bound.is_some();
                 self.pending.push_back(Expect::Execute(Box::new(run)));
+                if bounded {
+                    self.guard_count(super::guard::Count::After);
+                }
             }
             Kind::Bind => {
                 self.to_upstream.extend_from_slice(&step.raw);
@@ -653,6 +694,7 @@ impl Relay {
             .push_back(Expect::Query(Box::new(QueryExchange {
                 runs: VecDeque::new(),
                 injected: Some(report),
+                guarded: false,
             })));
     }
 

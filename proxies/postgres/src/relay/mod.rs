@@ -11,6 +11,7 @@
 
 mod client;
 mod ended;
+mod guard;
 pub mod run;
 mod server;
 pub mod spin;
@@ -117,11 +118,28 @@ enum Expect {
     Sync,
     /// A statement substituted for a refused one: its error is replaced by ours.
     Injected(Report),
+    /// The hidden `BEGIN` before a bounded statement (see [`guard`]): its answers
+    /// are not shown; `remaining` counts the extended protocol's completions.
+    GuardBegin {
+        remaining: u8,
+    },
+    /// A hidden count of the rows the transaction changed so far.
+    GuardCount {
+        what: guard::Count,
+        remaining: u8,
+        value: Option<u64>,
+    },
+    /// The hidden statement that ends a guard's transaction block.
+    GuardEnd {
+        closing: guard::Closing,
+    },
 }
 
 struct QueryExchange {
     runs: VecDeque<Run>,
     injected: Option<Report>,
+    /// Runs under a `limit rows` guard: its `ReadyForQuery` ends the guard.
+    guarded: bool,
 }
 
 /// Why a session ended.
@@ -202,6 +220,8 @@ pub struct Relay {
     queued: usize,
     ready: VecDeque<client::Step>,
     held: Option<Held>,
+    /// A `limit rows` bound being enforced.
+    guard: Option<guard::Guard>,
     /// Result events not yet written: they go out ahead of the session's next
     /// requests, in the same log write, or after [`RESULT_DELAY`] of quiet.
     results: Vec<Event>,
@@ -248,6 +268,7 @@ impl Relay {
             queued: 0,
             ready: VecDeque::new(),
             held: None,
+            guard: None,
             results: Vec::new(),
             flush_now: false,
             to_client: BytesMut::with_capacity(64 * 1024),

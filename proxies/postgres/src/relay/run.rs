@@ -44,6 +44,8 @@ pub struct Run {
     pub copy_out: bool,
     /// Result labels derived from other columns.
     pub derived: crate::classify::Derived,
+    /// Most rows the statement may change (`limit rows`).
+    pub bound: Option<u64>,
 }
 
 /// What became of one data row.
@@ -78,6 +80,7 @@ impl Run {
             formats: Vec::new(),
             copy_out: false,
             derived: crate::classify::Derived::default(),
+            bound: None,
         }
     }
 

@@ -85,6 +85,18 @@ impl Relay {
         let body = msg.get(5..).unwrap_or_default();
         // Asynchronous messages can arrive at any time.
         match tag {
+            b'N' if matches!(self.pending.front(), Some(Expect::GuardBegin { .. })) => {
+                // Our BEGIN's warning: 25001 means the client's block is open.
+                if error_fields(body).0 == "25001"
+                    && let Some(g) = &mut self.guard
+                {
+                    g.theirs = true;
+                }
+                return Ok(Fate::Done);
+            }
+            b'N' if matches!(self.pending.front(), Some(Expect::GuardEnd { .. })) => {
+                return Ok(Fate::Done);
+            }
             b'N' => return Ok(Fate::Pass),
             b'A' => {
                 // NotificationResponse: the sender's pid. The client knows its own
@@ -112,7 +124,12 @@ impl Relay {
         if self.swallow {
             if tag == b'Z' {
                 self.swallow = false;
+                let guarded = matches!(self.pending.front(), Some(Expect::Query(q)) if q.guarded);
                 self.finish_front_on_ready(body);
+                let status = body.first().copied().unwrap_or(b'I');
+                if guarded && self.guard_ready(status, true) {
+                    return Ok(Fate::Done);
+                }
                 return Ok(Fate::Pass);
             }
             return Ok(Fate::Done);
@@ -121,6 +138,21 @@ impl Relay {
             // Nothing expected (e.g. an error before a hang-up): pass it on.
             return Ok(Fate::Pass);
         };
+        if let Expect::Execute(run) = &front
+            && run.bound.is_some()
+            && matches!(tag, b'C' | b'I' | b's')
+            && let Expect::Execute(mut run) = front
+        {
+            // A bounded Execute: its tag waits for the count after it.
+            run.count(msg.len());
+            let rows = if tag == b'C' {
+                command_rows(body)
+            } else {
+                None
+            };
+            self.guard_hold_tag(bytes::Bytes::copy_from_slice(msg), run, rows);
+            return Ok(Fate::Done);
+        }
         let (fate, keep) = match &mut front {
             Expect::Query(q) => self.query_message(q, tag, body, msg.len())?,
             Expect::Parse | Expect::Bind | Expect::Close => match tag {
@@ -204,6 +236,9 @@ impl Relay {
                         (Fate::Pass, false)
                     }
                     b'E' => {
+                        if run.bound.is_some() {
+                            self.guard_decided();
+                        }
                         let err = error_fields(body);
                         self.push_result(run.finish(ResultStatus::Error, None, Some(err)));
                         self.extended_error(body);
@@ -214,12 +249,97 @@ impl Relay {
             }
             Expect::Sync => {
                 if tag == b'Z' {
-                    self.tx_status = body.first().copied().unwrap_or(b'I');
-                    (Fate::Pass, false)
+                    let status = body.first().copied().unwrap_or(b'I');
+                    self.tx_status = status;
+                    if self.guard_ready(status, false) {
+                        (Fate::Done, false)
+                    } else {
+                        (Fate::Pass, false)
+                    }
                 } else {
                     (Fate::Pass, true)
                 }
             }
+            Expect::GuardBegin { remaining } => match tag {
+                b'E' => {
+                    // The client's block has failed: its statement fails the same
+                    // way; in the extended protocol the server now skips to the Sync,
+                    // so the client gets this error in place of its own.
+                    if let Some(g) = &mut self.guard {
+                        g.theirs = true;
+                    }
+                    if *remaining > 0 {
+                        self.extended_error(body);
+                        self.guard_decided();
+                        (Fate::Pass, false)
+                    } else {
+                        (Fate::Done, true)
+                    }
+                }
+                b'Z' => (Fate::Done, false),
+                b'1' | b'2' | b'C' | b'3' if *remaining > 0 => {
+                    *remaining -= 1;
+                    (Fate::Done, *remaining > 0)
+                }
+                _ => (Fate::Done, true),
+            },
+            Expect::GuardCount {
+                what,
+                remaining,
+                value,
+            } => match tag {
+                b'D' => {
+                    *value = super::guard::count_of(body);
+                    (Fate::Done, true)
+                }
+                b'E' => {
+                    // No count. In the extended protocol the server now skips to the
+                    // client's Sync: so do we.
+                    let what = *what;
+                    if *remaining > 0 {
+                        // What waited behind the count is skipped by the server.
+                        self.extended_error(body);
+                        self.guard_counted(what, None);
+                        self.guard_decided();
+                        // Before the statement: it never ran, and the client learns
+                        // why. After it: the client gets our refusal instead.
+                        let fate = if what == super::guard::Count::Before {
+                            Fate::Pass
+                        } else {
+                            Fate::Done
+                        };
+                        (fate, false)
+                    } else {
+                        *remaining = u8::MAX;
+                        (Fate::Done, true)
+                    }
+                }
+                b'Z' => {
+                    let v = if *remaining == u8::MAX { None } else { *value };
+                    self.guard_counted(*what, v);
+                    (Fate::Done, false)
+                }
+                b'1' | b'2' | b'C' | b'3' if *remaining > 0 && *remaining != u8::MAX => {
+                    *remaining -= 1;
+                    if *remaining == 0 {
+                        let (what, v) = (*what, *value);
+                        self.guard_counted(what, v);
+                        (Fate::Done, false)
+                    } else {
+                        (Fate::Done, true)
+                    }
+                }
+                _ => (Fate::Done, true),
+            },
+            Expect::GuardEnd { closing } => match tag {
+                // A COMMIT that fails (a deferred constraint) is the client's error.
+                b'E' if *closing == super::guard::Closing::Commit => (Fate::Pass, true),
+                b'Z' => {
+                    self.guard_end(body.first().copied().unwrap_or(b'I'));
+                    (Fate::Pass, false)
+                }
+                _ => (Fate::Done, true),
+            },
             Expect::Injected(report) => {
                 if tag == b'E' {
                     report.encode(&mut self.to_client);
@@ -296,6 +416,19 @@ impl Relay {
                     } else {
                         Some(0)
                     };
+                    if let Some(limit) = run.bound
+                        && let Some(report) = self.guard_tag_exceeded(rows.unwrap_or(0), limit)
+                    {
+                        self.push_result(run.finish(
+                            ResultStatus::Refused,
+                            rows,
+                            Some((report.code.to_owned(), report.message.clone())),
+                        ));
+                        // What follows runs in the block being undone: not shown.
+                        self.finish_all(q, "not run: an earlier statement was undone");
+                        self.swallow = true;
+                        return Ok((Fate::Done, true));
+                    }
                     self.push_result(run.finish(ResultStatus::Ok, rows, None));
                 }
                 (Fate::Pass, true)
@@ -317,9 +450,14 @@ impl Relay {
                 }
             }
             b'Z' => {
-                self.tx_status = body.first().copied().unwrap_or(b'I');
+                let status = body.first().copied().unwrap_or(b'I');
+                self.tx_status = status;
                 self.finish_all(q, "");
-                (Fate::Pass, false)
+                if q.guarded && self.guard_ready(status, true) {
+                    (Fate::Done, false)
+                } else {
+                    (Fate::Pass, false)
+                }
             }
             _ => (Fate::Pass, true),
         })
