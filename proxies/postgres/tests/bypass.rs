@@ -93,9 +93,10 @@ const CORPUS: &[(&str, Want)] = &[
     // Other doors.
     ("COPY secrets TO STDOUT", Want::Block),
     ("COPY orders FROM PROGRAM 'curl -s http://x'", Want::Hold),
+    // Dynamic SQL: held for a reviewer, who sees the text.
     (
         "DO $$ BEGIN EXECUTE 'DROP TABLE orders'; END $$",
-        Want::Block,
+        Want::Hold,
     ),
     ("SELEC * FROM orders", Want::Block),
     ("GRANT ALL ON orders TO PUBLIC", Want::Hold),

@@ -182,7 +182,6 @@ fn unclassified_statements_say_which_construct() {
             "ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT SELECT ON TABLES TO agent",
             "ALTER DEFAULT PRIVILEGES is not supported",
         ),
-        ("DO $$ BEGIN PERFORM 1; END $$", "DO is not supported"),
         ("LOCK TABLE app.orders", "LOCK TABLE is not supported"),
     ] {
         let s = one(sql);
@@ -192,4 +191,58 @@ fn unclassified_statements_say_which_construct() {
     }
     assert_eq!(one("VACUUM app.orders").kind, PgKind::Other);
     assert_eq!(one("NOTIFY ch").kind, PgKind::Other);
+}
+
+#[test]
+fn destructive_table_changes_are_labelled() {
+    for (sql, label) in [
+        ("ALTER TABLE app.orders DROP COLUMN note", "drop_column"),
+        (
+            "ALTER TABLE app.orders ALTER COLUMN note TYPE int USING 0",
+            "alter_column_type",
+        ),
+        (
+            "ALTER TABLE app.orders ALTER note SET DATA TYPE varchar(1)",
+            "alter_column_type",
+        ),
+        (
+            "ALTER TABLE app.orders DISABLE ROW LEVEL SECURITY",
+            "disable_row_security",
+        ),
+        (
+            "ALTER TABLE app.orders DISABLE TRIGGER ALL",
+            "disable_trigger",
+        ),
+    ] {
+        let s = one(sql);
+        assert_eq!(s.kind, PgKind::Alter, "{sql}");
+        assert!(
+            s.dangerous.iter().any(|d| d == label),
+            "{sql}: {:?}",
+            s.dangerous
+        );
+    }
+    assert!(
+        one("ALTER TABLE app.orders ADD COLUMN x int")
+            .dangerous
+            .is_empty()
+    );
+}
+
+#[test]
+fn do_blocks_are_dynamic_sql() {
+    let s =
+        one("DO $$ BEGIN EXECUTE 'DROP TABLE orders'; PERFORM pg_read_file('/etc/passwd'); END $$");
+    assert_eq!(s.kind, PgKind::Other);
+    assert!(s.parse_error.is_none());
+    assert!(
+        s.dangerous.contains(&"dynamic_sql".to_owned()),
+        "{:?}",
+        s.dangerous
+    );
+    assert!(
+        s.dangerous.contains(&"pg_read_file".to_owned()),
+        "{:?}",
+        s.dangerous
+    );
 }

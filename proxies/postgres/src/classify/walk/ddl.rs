@@ -2,6 +2,8 @@
 //! TRUNCATE, COMMENT, GRANT and REVOKE.
 
 use super::statement::Acc;
+use sqlparser::ast::{AlterColumnOperation, AlterTableOperation};
+
 use super::*;
 
 /// Sets what `s` does when it belongs to this family; false when it does not.
@@ -90,6 +92,23 @@ pub(super) fn classify(s: &Statement, acc: &mut Acc) -> bool {
             acc.kind = PgKind::Alter;
             acc.ddl_target = Some(name(&t.name));
             acc.written.push(name(&t.name));
+            // What the change does to the data and its protections.
+            for op in &t.operations {
+                let label = match op {
+                    AlterTableOperation::DropColumn { .. } => "drop_column",
+                    AlterTableOperation::AlterColumn {
+                        op: AlterColumnOperation::SetDataType { .. },
+                        ..
+                    }
+                    | AlterTableOperation::ChangeColumn { .. }
+                    | AlterTableOperation::ModifyColumn { .. } => "alter_column_type",
+                    AlterTableOperation::DisableRowLevelSecurity => "disable_row_security",
+                    AlterTableOperation::DisableTrigger { .. }
+                    | AlterTableOperation::DisableRule { .. } => "disable_trigger",
+                    _ => continue,
+                };
+                push_unique(&mut acc.w.dangerous, label.to_owned());
+            }
         }
         Statement::AlterView { name: n, .. } | Statement::AlterIndex { name: n, .. } => {
             acc.kind = PgKind::Alter;
