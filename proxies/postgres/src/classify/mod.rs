@@ -116,8 +116,12 @@ fn classify_one(piece: &split::Piece) -> Classified {
         return c;
     }
     let dialect = PostgreSqlDialect {};
+    // `FROM ONLY t` reads t (without its inheritance children); sqlparser takes ONLY
+    // for the table and t for its alias. Classify the text without the keyword.
+    let without_only = strip_only(piece);
+    let piece_for_parse = without_only.as_deref().unwrap_or(piece);
     let parsed = Parser::new(&dialect)
-        .try_with_sql(piece)
+        .try_with_sql(piece_for_parse)
         .and_then(|mut p| p.parse_statements());
     let statements = match parsed {
         Ok(s) => s,
@@ -135,6 +139,59 @@ fn classify_one(piece: &split::Piece) -> Classified {
     out.text = truncate(piece);
     out.cacheable = out.cacheable && out.stmt.parse_error.is_none();
     out
+}
+
+/// The statement without the `ONLY` of `FROM ONLY t`, `JOIN ONLY t`, `UPDATE ONLY t`,
+/// `DELETE FROM ONLY t`, `TRUNCATE ONLY t`, `TABLE ONLY t` and `, ONLY t` (`None` when
+/// there is none: the common case costs a case-insensitive search).
+fn strip_only(sql: &str) -> Option<String> {
+    use sqlparser::keywords::Keyword;
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    if !sql
+        .as_bytes()
+        .windows(4)
+        .any(|w| w.eq_ignore_ascii_case(b"only"))
+    {
+        return None;
+    }
+    let dialect = PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, sql).tokenize().ok()?;
+    let mut out = String::with_capacity(sql.len());
+    let mut previous: Option<&Token> = None;
+    let mut changed = false;
+    for (i, t) in tokens.iter().enumerate() {
+        if let Token::Word(w) = t
+            && w.keyword == Keyword::ONLY
+            && w.quote_style.is_none()
+        {
+            let after_relation_keyword = match previous {
+                Some(Token::Word(p)) => matches!(
+                    p.keyword,
+                    Keyword::FROM
+                        | Keyword::JOIN
+                        | Keyword::UPDATE
+                        | Keyword::TRUNCATE
+                        | Keyword::TABLE
+                ),
+                Some(Token::Comma) => true,
+                _ => false,
+            };
+            let next = tokens
+                .get(i + 1..)
+                .unwrap_or_default()
+                .iter()
+                .find(|t| !matches!(t, Token::Whitespace(_)));
+            if after_relation_keyword && matches!(next, Some(Token::Word(_))) {
+                changed = true;
+                continue;
+            }
+        }
+        if !matches!(t, Token::Whitespace(_)) {
+            previous = Some(t);
+        }
+        out.push_str(&t.to_string());
+    }
+    changed.then_some(out)
 }
 
 /// `DO $$ ... $$`: an anonymous code block runs whatever its body says, dynamic SQL

@@ -213,6 +213,8 @@ fn destructive_table_changes_are_labelled() {
             "ALTER TABLE app.orders DISABLE TRIGGER ALL",
             "disable_trigger",
         ),
+        ("ALTER TABLE app.orders RENAME TO orders_old", "rename"),
+        ("ALTER TABLE app.orders RENAME COLUMN note TO n", "rename"),
     ] {
         let s = one(sql);
         assert_eq!(s.kind, PgKind::Alter, "{sql}");
@@ -245,4 +247,26 @@ fn do_blocks_are_dynamic_sql() {
         "{:?}",
         s.dangerous
     );
+}
+
+#[test]
+fn only_and_qualified_relations() {
+    let s = one("select * from only secrets");
+    assert_eq!(s.tables_read, ["secrets"], "{s:?}");
+    let s =
+        one("select * from app.orders o join only public.secrets s on true, only auth.api_keys");
+    assert_eq!(
+        s.tables_read,
+        ["app.orders", "public.secrets", "auth.api_keys"],
+        "{s:?}"
+    );
+    let s = one("delete from only app.orders");
+    assert_eq!(
+        (s.kind, s.tables_written.as_slice()),
+        (PgKind::Delete, &["app.orders".to_owned()][..])
+    );
+    let s = one("update only app.orders set note = 'x'");
+    assert_eq!(s.tables_written, ["app.orders"]);
+    let s = one("select * from app.orders fetch first 1 rows only");
+    assert_eq!(s.tables_read, ["app.orders"]);
 }

@@ -105,6 +105,9 @@ pub(super) fn classify(s: &Statement, acc: &mut Acc) -> bool {
                     AlterTableOperation::DisableRowLevelSecurity => "disable_row_security",
                     AlterTableOperation::DisableTrigger { .. }
                     | AlterTableOperation::DisableRule { .. } => "disable_trigger",
+                    // Every query naming the old name breaks.
+                    AlterTableOperation::RenameTable { .. }
+                    | AlterTableOperation::RenameColumn { .. } => "rename",
                     _ => continue,
                 };
                 push_unique(&mut acc.w.dangerous, label.to_owned());
