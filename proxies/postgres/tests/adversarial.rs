@@ -323,6 +323,11 @@ const CORPUS: &[Case] = &[
         Secret,
     ),
     c("search_path", &["select app.with_path()"], Secret),
+    c("search_path", &["alter database app set search_path = auth", "\\c", "select * from api_keys"], Secret),
+    c("search_path", &["alter role gatehouse_svc set search_path = auth", "\\c", "select * from api_keys"], Secret),
+    c("search_path", &["alter role gatehouse_svc in database app set search_path = auth", "\\c", "table api_keys"], Secret),
+    c("search_path", &["begin", "set search_path = auth", "rollback", "select * from api_keys"], Secret),
+    c("search_path", &["begin", "savepoint s", "set search_path = public", "rollback to savepoint s", "set search_path = auth, public", "select * from api_keys", "commit"], Secret),
     // Dynamic SQL: held for a reviewer, who denies.
     c(
         "dynamic",
@@ -932,6 +937,9 @@ drop table if exists app.copy_s, app.copy_t;
 drop rule if exists r_wipe on app.notes;
 drop trigger if exists t_wipe on app.notes;
 delete from app.notes;
+alter database app reset search_path;
+alter role gatehouse_svc reset search_path;
+alter role gatehouse_svc in database app reset search_path;
 "#;
 
 fn reset(pg: &Postgres) {
@@ -1066,6 +1074,9 @@ fn the_starter_policy_holds_against_the_adversarial_corpus() {
     for case in CORPUS {
         let out = run(&h, &token, case.sql);
         let verdict = judge(&h, case.judge, &out);
+        if std::env::var_os("ADVERSARIAL_VERBOSE").is_some() {
+            eprintln!("[{}] {:?}: {verdict:?}\n{out}", case.class, case.sql);
+        }
         match per_class.iter_mut().find(|(c, ..)| *c == case.class) {
             Some(e) => {
                 e.1 += 1;
