@@ -210,7 +210,7 @@ impl Relay {
                 Message::Query(q) => match self.cache.classify(q, self.options.max_statements) {
                     Ok(all) => {
                         for (i, c) in all.statements.iter().enumerate() {
-                            derived_of_step.push(c.derived.clone());
+                            derived_of_step.push(self.rows_of.resolve(&c.derived));
                             let mut stmt = self.sql.resolve(c);
                             stmt.phase = "simple".into();
                             requests.push(request(all.text(i), stmt));
@@ -285,7 +285,7 @@ impl Relay {
                             stmt.prepared_name = Some(p.statement.clone());
                             stmt.prepared_event = s.event;
                             stmt.params = p.params.clone();
-                            derived_of_step.push(s.derived.clone());
+                            derived_of_step.push(self.rows_of.resolve(&s.derived));
                             (s.text.to_string(), stmt)
                         }
                         None => {
@@ -515,12 +515,6 @@ impl Relay {
         match step.kind.clone() {
             Kind::Query => {
                 let masks = all_masks(&step.decisions);
-                let all_derived: crate::classify::Derived = Arc::new(
-                    step.derived
-                        .iter()
-                        .flat_map(|d| d.iter().cloned())
-                        .collect(),
-                );
                 let runs = step
                     .decisions
                     .iter()
@@ -531,7 +525,11 @@ impl Relay {
                             d.masks().to_vec()
                         };
                         let mut run = Run::new(d.clone(), m, self.options.sample);
-                        run.derived = all_derived.clone();
+                        // Several statements: which result is whose is the server's
+                        // split, not ours, so no column's lineage is taken as known.
+                        if let ([one], 1) = (step.derived.as_slice(), step.decisions.len()) {
+                            run.derived = one.clone();
+                        }
                         run
                     })
                     .collect::<VecDeque<_>>();

@@ -180,7 +180,7 @@ impl Relay {
                         }
                     },
                     b'H' => {
-                        run.copy_out = true;
+                        run.start_copy(body);
                         (Fate::Pass, true)
                     }
                     b'd' if run.copy_out => match run.copy_data(body) {
@@ -270,7 +270,7 @@ impl Relay {
             },
             b'H' => {
                 if let Some(run) = q.runs.front_mut() {
-                    run.copy_out = true;
+                    run.start_copy(body);
                 }
                 (Fate::Pass, true)
             }

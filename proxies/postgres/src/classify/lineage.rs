@@ -1,0 +1,881 @@
+//! Column lineage: for each output column of a statement that returns rows, the set
+//! of source columns its value is computed from. Masks by column name follow it.
+//!
+//! Pure and conservative: where the sources cannot be known without the catalog
+//! (`*` or a whole-row reference of a table whose columns were renamed, a table
+//! function, a statement the walk does not model), the output is *opaque*: it may
+//! hold any column, and is masked whole whenever a column mask is in effect.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use sqlparser::ast::{
+    CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, Expr, FromTable,
+    FunctionArgExpr, ObjectName, OutputClause, Query, SelectItem, SelectItemQualifiedWildcardKind,
+    SetExpr, Statement, TableAlias, TableFactor, TableWithJoins, UpdateTableFromKind,
+};
+
+/// Where the value of one output column comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Source {
+    /// Column names (lowercase) the value is computed from.
+    pub columns: Vec<String>,
+    /// It may hold any column of some relation: masked whole under any column mask.
+    pub opaque: bool,
+    /// It is one column's value unchanged (a partial mask such as `keep last 4` may
+    /// apply); otherwise it is a transformed value and is masked whole.
+    pub direct: bool,
+}
+
+impl Source {
+    fn named(n: &str) -> Self {
+        Self {
+            columns: vec![n.to_owned()],
+            opaque: false,
+            direct: true,
+        }
+    }
+
+    fn opaque() -> Self {
+        Self {
+            opaque: true,
+            ..Self::default()
+        }
+    }
+
+    /// Adds `other` (the result is a transformed value).
+    pub fn union(&mut self, other: &Source) {
+        for c in &other.columns {
+            if !self.columns.contains(c) {
+                self.columns.push(c.clone());
+            }
+        }
+        self.opaque |= other.opaque;
+        self.direct = false;
+    }
+}
+
+/// Output columns of unknown number (a `*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rest {
+    /// The columns of a table as named in it: each output column's source is the
+    /// column of the same name (only usable where the result names its columns).
+    NameBased,
+    /// Every column derives from this.
+    From(Source),
+}
+
+/// One item of an output list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Out {
+    /// One column.
+    One {
+        /// Its name in the enclosing query (for references from outside).
+        name: String,
+        /// Its sources.
+        src: Source,
+    },
+    /// Some columns (a `*`).
+    Many(Rest),
+}
+
+/// The format of a `COPY ... TO STDOUT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyFormat {
+    /// `text`, `csv` or `binary`.
+    pub kind: CopyKind,
+    /// Field delimiter.
+    pub delimiter: u8,
+    /// CSV quote.
+    pub quote: u8,
+    /// CSV escape.
+    pub escape: u8,
+    /// A header line comes first (CSV).
+    pub header: bool,
+}
+
+/// COPY data formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyKind {
+    /// Tab-separated text with backslash escapes.
+    Text,
+    /// Comma-separated values.
+    Csv,
+    /// PostgreSQL's binary COPY format.
+    Binary,
+}
+
+/// What a statement's rows derive from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Lineage {
+    /// Not known: every column is opaque.
+    #[default]
+    Unknown,
+    /// Rows described by a RowDescription, in this order.
+    Rows(Vec<Out>),
+    /// `COPY ... TO STDOUT`: columns in this order, in this format.
+    Copy(Vec<Out>, CopyFormat),
+    /// `DECLARE name CURSOR FOR ...`: no rows; `FETCH` from it returns these.
+    Declare(String, Arc<Lineage>),
+    /// `FETCH ... name`.
+    Fetch(String),
+    /// `PREPARE name AS ...`: no rows; `EXECUTE name` returns these.
+    Prepare(String, Arc<Lineage>),
+    /// `EXECUTE name`.
+    Execute(String),
+}
+
+/// The lineage of one statement's results.
+pub fn of(s: &Statement) -> Lineage {
+    let scopes = Scopes::default();
+    match s {
+        Statement::Query(q) => Lineage::Rows(query(q, &scopes)),
+        Statement::Insert(i) => {
+            let rel = Rel {
+                alias: i
+                    .table_alias
+                    .as_ref()
+                    .map(|a| a.alias.value.to_lowercase())
+                    .unwrap_or_else(|| last(&i.table.to_string())),
+                kind: RelKind::Base(Vec::new()),
+            };
+            returning(i.returning.as_deref(), vec![rel], &scopes)
+        }
+        Statement::Update(u) => {
+            let mut rels = Vec::new();
+            from(std::slice::from_ref(&u.table), &scopes, &mut rels);
+            if let Some(UpdateTableFromKind::BeforeSet(f) | UpdateTableFromKind::AfterSet(f)) =
+                &u.from
+            {
+                from(f, &scopes, &mut rels);
+            }
+            returning(u.returning.as_deref(), rels, &scopes)
+        }
+        Statement::Delete(d) => {
+            let mut rels = Vec::new();
+            let (FromTable::WithFromKeyword(f) | FromTable::WithoutKeyword(f)) = &d.from;
+            from(f, &scopes, &mut rels);
+            if let Some(u) = &d.using {
+                from(u, &scopes, &mut rels);
+            }
+            returning(d.returning.as_deref(), rels, &scopes)
+        }
+        Statement::Merge(m) => {
+            let mut rels = Vec::new();
+            table_factor(&m.table, &scopes, &mut rels);
+            table_factor(&m.source, &scopes, &mut rels);
+            let items = match &m.output {
+                Some(
+                    OutputClause::Returning { select_items, .. }
+                    | OutputClause::Output { select_items, .. },
+                ) => Some(select_items.as_slice()),
+                None => None,
+            };
+            returning(items, rels, &scopes)
+        }
+        Statement::Copy {
+            source,
+            to: true,
+            options,
+            legacy_options,
+            ..
+        } => {
+            let cols = match source {
+                CopySource::Query(q) => query(q, &scopes),
+                CopySource::Table { columns, .. } if !columns.is_empty() => columns
+                    .iter()
+                    .map(|c| {
+                        let n = c.value.to_lowercase();
+                        Out::One {
+                            src: Source::named(&n),
+                            name: n,
+                        }
+                    })
+                    .collect(),
+                CopySource::Table { .. } => vec![Out::Many(Rest::NameBased)],
+            };
+            Lineage::Copy(cols, copy_format(options, legacy_options))
+        }
+        Statement::Copy { .. } => Lineage::Rows(Vec::new()),
+        Statement::Declare { stmts } => match stmts.as_slice() {
+            [d] => match (&d.for_query, d.names.as_slice()) {
+                (Some(q), [n]) => Lineage::Declare(
+                    n.value.to_lowercase(),
+                    Arc::new(Lineage::Rows(query(q, &scopes))),
+                ),
+                _ => Lineage::Rows(Vec::new()),
+            },
+            _ => Lineage::Rows(Vec::new()),
+        },
+        Statement::Fetch { name, .. } => Lineage::Fetch(name.value.to_lowercase()),
+        Statement::Prepare {
+            name, statement, ..
+        } => Lineage::Prepare(name.value.to_lowercase(), Arc::new(of(statement))),
+        Statement::Execute { name: Some(n), .. } => Lineage::Execute(last(&n.to_string())),
+        Statement::Explain { .. } | Statement::ShowVariable { .. } => {
+            Lineage::Rows(vec![Out::One {
+                name: String::new(),
+                src: Source::default(),
+            }])
+        }
+        _ => Lineage::Rows(Vec::new()),
+    }
+}
+
+impl Lineage {
+    /// The source of each of the `n` columns of a result, named `names` (empty when
+    /// the result does not name them, as COPY). Where positions are not certain,
+    /// every column concerned is opaque.
+    pub fn columns(&self, names: &[&str], n: usize) -> Vec<Source> {
+        let items = match self {
+            Lineage::Rows(items) | Lineage::Copy(items, _) => items.as_slice(),
+            _ => return vec![Source::opaque(); n],
+        };
+        let named = |i: usize| match names.get(i) {
+            Some(name) => Source::named(&name.to_lowercase()),
+            None => Source::opaque(),
+        };
+        let lead = items
+            .iter()
+            .take_while(|i| matches!(i, Out::One { .. }))
+            .count();
+        if lead == items.len() {
+            if items.len() != n {
+                return vec![Source::opaque(); n];
+            }
+            return items
+                .iter()
+                .map(|i| match i {
+                    Out::One { src, .. } => src.clone(),
+                    Out::Many(_) => Source::opaque(),
+                })
+                .collect();
+        }
+        let trail = items
+            .iter()
+            .rev()
+            .take_while(|i| matches!(i, Out::One { .. }))
+            .count();
+        if lead + trail > n {
+            return vec![Source::opaque(); n];
+        }
+        let middle = items.get(lead..items.len() - trail).unwrap_or_default();
+        let src = |i: &Out| match i {
+            Out::One { src, .. } => src.clone(),
+            Out::Many(Rest::From(s)) => s.clone(),
+            Out::Many(Rest::NameBased) => Source::opaque(),
+        };
+        (0..n)
+            .map(|c| {
+                if c < lead {
+                    return items.get(c).map(src).unwrap_or_else(Source::opaque);
+                }
+                if c >= n - trail {
+                    let j = items.len() - (n - c);
+                    return items.get(j).map(src).unwrap_or_else(Source::opaque);
+                }
+                match middle {
+                    [Out::Many(Rest::NameBased)] => named(c),
+                    many => {
+                        let mut s = Source::default();
+                        for m in many {
+                            match m {
+                                Out::Many(Rest::NameBased) => s.union(&named(c)),
+                                other => s.union(&src(other)),
+                            }
+                        }
+                        s
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+/// The lineage a session remembers: of its cursors and SQL prepared statements.
+#[derive(Debug, Clone, Default)]
+pub struct Named {
+    cursors: std::collections::HashMap<String, Arc<Lineage>>,
+    prepared: std::collections::HashMap<String, Arc<Lineage>>,
+}
+
+impl Named {
+    /// The lineage of the rows `l` returns in this session, remembering what it
+    /// declares (statements are planned in order, before they run: a name declared
+    /// by a statement that then fails keeps a lineage no rows will use).
+    pub fn resolve(&mut self, l: &Arc<Lineage>) -> Arc<Lineage> {
+        match &**l {
+            Lineage::Declare(n, inner) => {
+                self.cursors.insert(n.clone(), inner.clone());
+                Arc::new(Lineage::Rows(Vec::new()))
+            }
+            Lineage::Prepare(n, inner) => {
+                self.prepared.insert(n.clone(), inner.clone());
+                Arc::new(Lineage::Rows(Vec::new()))
+            }
+            Lineage::Fetch(n) => self.cursors.get(n).cloned().unwrap_or_default(),
+            Lineage::Execute(n) => match self.prepared.get(n) {
+                // A prepared DECLARE or PREPARE: not followed further.
+                Some(p) if matches!(**p, Lineage::Rows(_) | Lineage::Copy(..)) => p.clone(),
+                _ => Arc::default(),
+            },
+            _ => l.clone(),
+        }
+    }
+}
+
+fn copy_format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> CopyFormat {
+    let mut f = CopyFormat {
+        kind: CopyKind::Text,
+        delimiter: b'\t',
+        quote: b'"',
+        escape: 0,
+        header: false,
+    };
+    let mut delimiter = None;
+    for o in options {
+        match o {
+            CopyOption::Format(k) => match k.value.to_lowercase().as_str() {
+                "csv" => f.kind = CopyKind::Csv,
+                "binary" => f.kind = CopyKind::Binary,
+                _ => f.kind = CopyKind::Text,
+            },
+            CopyOption::Delimiter(c) => delimiter = u8::try_from(*c).ok(),
+            CopyOption::Quote(c) => f.quote = u8::try_from(*c).unwrap_or(b'"'),
+            CopyOption::Escape(c) => f.escape = u8::try_from(*c).unwrap_or(0),
+            CopyOption::Header(h) => f.header = *h,
+            _ => {}
+        }
+    }
+    for o in legacy {
+        match o {
+            CopyLegacyOption::Binary => f.kind = CopyKind::Binary,
+            CopyLegacyOption::Delimiter(c) => delimiter = u8::try_from(*c).ok(),
+            CopyLegacyOption::Csv(csv) => {
+                f.kind = CopyKind::Csv;
+                for c in csv {
+                    match c {
+                        CopyLegacyCsvOption::Header => f.header = true,
+                        CopyLegacyCsvOption::Quote(q) => f.quote = u8::try_from(*q).unwrap_or(b'"'),
+                        CopyLegacyCsvOption::Escape(e) => {
+                            f.escape = u8::try_from(*e).unwrap_or(0);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    f.delimiter = delimiter.unwrap_or(if f.kind == CopyKind::Csv { b',' } else { b'\t' });
+    if f.escape == 0 {
+        f.escape = f.quote;
+    }
+    f
+}
+
+fn returning(items: Option<&[SelectItem]>, rels: Vec<Rel>, outer: &Scopes) -> Lineage {
+    let Some(items) = items else {
+        return Lineage::Rows(Vec::new());
+    };
+    let scopes = outer.with(rels);
+    Lineage::Rows(projection(items, &scopes))
+}
+
+fn last(n: &str) -> String {
+    n.rsplit('.')
+        .next()
+        .unwrap_or(n)
+        .trim_matches('"')
+        .to_lowercase()
+}
+
+#[derive(Debug, Clone)]
+enum RelKind {
+    /// A table: its columns by name, with these leading columns renamed (an alias
+    /// column list; which columns they rename is not known without the catalog).
+    Base(Vec<String>),
+    /// A derived table, CTE or function: its output items.
+    Derived(Vec<Out>),
+}
+
+#[derive(Debug, Clone)]
+struct Rel {
+    alias: String,
+    kind: RelKind,
+}
+
+impl Rel {
+    /// The sources of its column `n`, if it may have one.
+    fn column(&self, n: &str) -> Option<Source> {
+        match &self.kind {
+            RelKind::Base(renamed) if renamed.iter().any(|r| r == n) => Some(Source::opaque()),
+            RelKind::Base(_) => Some(Source::named(n)),
+            RelKind::Derived(items) => {
+                let mut found: Option<Source> = None;
+                for item in items {
+                    let s = match item {
+                        Out::One { name, src } if name == n => src.clone(),
+                        Out::One { .. } => continue,
+                        Out::Many(Rest::NameBased) => Source::named(n),
+                        Out::Many(Rest::From(s)) => s.clone(),
+                    };
+                    match &mut found {
+                        None => found = Some(s),
+                        Some(f) => f.union(&s),
+                    }
+                }
+                found
+            }
+        }
+    }
+
+    /// The sources of the whole row.
+    fn whole(&self) -> Source {
+        match &self.kind {
+            RelKind::Base(_) => Source::opaque(),
+            RelKind::Derived(items) => whole(items),
+        }
+    }
+
+    /// What `alias.*` expands to.
+    fn star(&self) -> Vec<Out> {
+        match &self.kind {
+            RelKind::Base(renamed) if renamed.is_empty() => vec![Out::Many(Rest::NameBased)],
+            RelKind::Base(_) => vec![Out::Many(Rest::From(Source::opaque()))],
+            RelKind::Derived(items) => items.clone(),
+        }
+    }
+}
+
+/// Everything an output list may hold.
+fn whole(items: &[Out]) -> Source {
+    let mut s = Source::default();
+    for item in items {
+        match item {
+            Out::One { src, .. } => s.union(src),
+            Out::Many(Rest::NameBased) => s.opaque = true,
+            Out::Many(Rest::From(f)) => s.union(f),
+        }
+    }
+    s.direct = false;
+    s
+}
+
+/// Applies an alias column list to output items.
+fn rename(items: Vec<Out>, alias: Option<&TableAlias>) -> Vec<Out> {
+    let Some(a) = alias.filter(|a| !a.columns.is_empty()) else {
+        return items;
+    };
+    let names: Vec<String> = a
+        .columns
+        .iter()
+        .map(|c| c.name.value.to_lowercase())
+        .collect();
+    let fixed = items
+        .iter()
+        .take(names.len())
+        .all(|i| matches!(i, Out::One { .. }));
+    if !fixed || items.len() < names.len() {
+        // Positions not certain: every column may be any of them.
+        return vec![Out::Many(Rest::From(whole(&items)))];
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| match (item, names.get(i)) {
+            (Out::One { src, .. }, Some(n)) => Out::One {
+                name: n.clone(),
+                src,
+            },
+            (item, _) => item,
+        })
+        .collect()
+}
+
+/// Relations visible at each query level, innermost last, and the CTEs.
+#[derive(Debug, Clone, Default)]
+struct Scopes {
+    levels: Vec<Vec<Rel>>,
+    ctes: Vec<Rel>,
+}
+
+impl Scopes {
+    fn with(&self, rels: Vec<Rel>) -> Scopes {
+        let mut s = self.clone();
+        s.levels.push(rels);
+        s
+    }
+
+    fn cte(&self, n: &str) -> Option<&Rel> {
+        self.ctes.iter().rev().find(|r| r.alias == n)
+    }
+
+    fn rel(&self, n: &str) -> Option<&Rel> {
+        self.levels
+            .iter()
+            .rev()
+            .flat_map(|l| l.iter())
+            .find(|r| r.alias == n)
+    }
+
+    /// An unqualified name: a column of any visible relation (all of them: a name
+    /// that is ambiguous to us is the union), or a whole-row reference.
+    fn ident(&self, n: &str) -> Source {
+        let mut s: Option<Source> = None;
+        for rel in self.levels.iter().flat_map(|l| l.iter()) {
+            let found = rel.column(n);
+            let row = (rel.alias == n).then(|| rel.whole());
+            for f in found.into_iter().chain(row) {
+                match &mut s {
+                    None => s = Some(f),
+                    Some(x) => x.union(&f),
+                }
+            }
+        }
+        s.unwrap_or_else(|| Source::named(n))
+    }
+
+    fn qualified(&self, parts: &[String]) -> Source {
+        match parts {
+            [] => Source::default(),
+            [one] => self.ident(one),
+            [.., rel, col] => match self.rel(rel) {
+                Some(r) => r.column(col).unwrap_or_else(|| r.whole()),
+                // `schema.table.column`, a composite field, an outer name.
+                None => {
+                    let mut s = self.ident(col);
+                    if let Some(r) = self.rel(col) {
+                        s.union(&r.whole());
+                    }
+                    s
+                }
+            },
+        }
+    }
+}
+
+fn query(q: &Query, outer: &Scopes) -> Vec<Out> {
+    let mut scopes = outer.clone();
+    if let Some(w) = &q.with {
+        for cte in &w.cte_tables {
+            let name = cte.alias.name.value.to_lowercase();
+            let mut inner = scopes.clone();
+            if w.recursive {
+                // Its own rows feed it: a reference to itself may be anything.
+                inner.ctes.push(Rel {
+                    alias: name.clone(),
+                    kind: RelKind::Derived(vec![Out::Many(Rest::From(Source::opaque()))]),
+                });
+            }
+            let items = rename(query(&cte.query, &inner), Some(&cte.alias));
+            scopes.ctes.push(Rel {
+                alias: name,
+                kind: RelKind::Derived(items),
+            });
+        }
+    }
+    set_expr(&q.body, &scopes)
+}
+
+fn set_expr(body: &SetExpr, scopes: &Scopes) -> Vec<Out> {
+    match body {
+        SetExpr::Select(select) => {
+            let mut rels = Vec::new();
+            from(&select.from, scopes, &mut rels);
+            let inner = scopes.with(rels);
+            projection(&select.projection, &inner)
+        }
+        SetExpr::Query(q) => query(q, scopes),
+        SetExpr::SetOperation { left, right, .. } => {
+            let l = set_expr(left, scopes);
+            let r = set_expr(right, scopes);
+            let fixed = |v: &[Out]| v.iter().all(|i| matches!(i, Out::One { .. }));
+            if fixed(&l) && fixed(&r) && l.len() == r.len() {
+                l.into_iter()
+                    .zip(r)
+                    .map(|(a, b)| match (a, b) {
+                        (Out::One { name, mut src }, Out::One { src: s2, .. }) => {
+                            src.union(&s2);
+                            Out::One { name, src }
+                        }
+                        (a, _) => a,
+                    })
+                    .collect()
+            } else {
+                let mut s = whole(&l);
+                s.union(&whole(&r));
+                vec![Out::Many(Rest::From(s))]
+            }
+        }
+        SetExpr::Values(v) => {
+            let mut cols: Vec<Source> = Vec::new();
+            for row in &v.rows {
+                for (i, e) in row.iter().enumerate() {
+                    let s = expr(e, scopes);
+                    match cols.get_mut(i) {
+                        Some(c) => c.union(&s),
+                        None => cols.push(s),
+                    }
+                }
+            }
+            cols.into_iter()
+                .enumerate()
+                .map(|(i, src)| Out::One {
+                    name: format!("column{}", i + 1),
+                    src,
+                })
+                .collect()
+        }
+        SetExpr::Table(t) => {
+            let n = t.table_name.as_deref().unwrap_or_default().to_lowercase();
+            match scopes.cte(&n) {
+                Some(c) if t.schema_name.is_none() => c.star(),
+                _ => vec![Out::Many(Rest::NameBased)],
+            }
+        }
+        SetExpr::Insert(s) | SetExpr::Update(s) | SetExpr::Delete(s) | SetExpr::Merge(s) => {
+            match of(s) {
+                Lineage::Rows(items) => items,
+                _ => vec![Out::Many(Rest::From(Source::opaque()))],
+            }
+        }
+    }
+}
+
+fn from(tables: &[TableWithJoins], scopes: &Scopes, rels: &mut Vec<Rel>) {
+    for t in tables {
+        table_factor(&t.relation, scopes, rels);
+        for j in &t.joins {
+            table_factor(&j.relation, scopes, rels);
+        }
+    }
+}
+
+fn table_factor(tf: &TableFactor, scopes: &Scopes, rels: &mut Vec<Rel>) {
+    // LATERAL items see the relations before them.
+    let visible = || scopes.with(rels.clone());
+    match tf {
+        TableFactor::Table {
+            name,
+            alias,
+            args: None,
+            ..
+        } => {
+            let n = object(name);
+            let alias_name = alias
+                .as_ref()
+                .map_or_else(|| last(&n), |a| a.name.value.to_lowercase());
+            let kind = match (name.0.len(), scopes.cte(&n)) {
+                (1, Some(c)) => match &c.kind {
+                    RelKind::Derived(items) => {
+                        RelKind::Derived(rename(items.clone(), alias.as_ref()))
+                    }
+                    k => k.clone(),
+                },
+                _ => RelKind::Base(
+                    alias
+                        .as_ref()
+                        .map(|a| {
+                            a.columns
+                                .iter()
+                                .map(|c| c.name.value.to_lowercase())
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                ),
+            };
+            rels.push(Rel {
+                alias: alias_name,
+                kind,
+            });
+        }
+        TableFactor::Derived {
+            subquery, alias, ..
+        } => {
+            let items = rename(query(subquery, &visible()), alias.as_ref());
+            rels.push(Rel {
+                alias: alias
+                    .as_ref()
+                    .map(|a| a.name.value.to_lowercase())
+                    .unwrap_or_default(),
+                kind: RelKind::Derived(items),
+            });
+        }
+        TableFactor::NestedJoin {
+            table_with_joins,
+            alias,
+        } => {
+            let mut inner = Vec::new();
+            from(std::slice::from_ref(table_with_joins), scopes, &mut inner);
+            if let Some(a) = alias {
+                let mut s = Source::default();
+                for r in &inner {
+                    s.union(&r.whole());
+                }
+                rels.push(Rel {
+                    alias: a.name.value.to_lowercase(),
+                    kind: RelKind::Derived(vec![Out::Many(Rest::From(s))]),
+                });
+            } else {
+                rels.extend(inner);
+            }
+        }
+        other => {
+            // A table function, UNNEST, JSON_TABLE...: its columns derive from its
+            // arguments, which we take as everything they mention.
+            let v = visible();
+            let mut s = Source::default();
+            let _ = sqlparser::ast::visit_expressions(other, |e| {
+                s.union(&expr(e, &v));
+                ControlFlow::<()>::Continue(())
+            });
+            let alias = match other {
+                TableFactor::Table { alias, name, .. } => alias
+                    .as_ref()
+                    .map_or_else(|| last(&object(name)), |a| a.name.value.to_lowercase()),
+                TableFactor::UNNEST { alias, .. }
+                | TableFactor::Function { alias, .. }
+                | TableFactor::TableFunction { alias, .. } => alias
+                    .as_ref()
+                    .map(|a| a.name.value.to_lowercase())
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            rels.push(Rel {
+                alias,
+                kind: RelKind::Derived(vec![Out::Many(Rest::From(s))]),
+            });
+        }
+    }
+}
+
+fn object(n: &ObjectName) -> String {
+    n.0.iter()
+        .map(|p| p.to_string().trim_matches('"').to_lowercase())
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn projection(items: &[SelectItem], scopes: &Scopes) -> Vec<Out> {
+    let mut out = Vec::new();
+    let here: &[Rel] = scopes.levels.last().map(Vec::as_slice).unwrap_or_default();
+    for item in items {
+        match item {
+            SelectItem::UnnamedExpr(e) => out.push(Out::One {
+                name: label(e),
+                src: expr(e, scopes),
+            }),
+            SelectItem::ExprWithAlias { expr: e, alias } => out.push(Out::One {
+                name: alias.value.to_lowercase(),
+                src: expr(e, scopes),
+            }),
+            SelectItem::ExprWithAliases { expr: e, aliases } => {
+                let src = expr(e, scopes);
+                for a in aliases {
+                    out.push(Out::One {
+                        name: a.value.to_lowercase(),
+                        src: Source {
+                            direct: false,
+                            ..src.clone()
+                        },
+                    });
+                }
+            }
+            SelectItem::Wildcard(_) => {
+                for r in here {
+                    out.extend(r.star());
+                }
+            }
+            SelectItem::QualifiedWildcard(kind, _) => match kind {
+                SelectItemQualifiedWildcardKind::ObjectName(n) => {
+                    match scopes.rel(&last(&object(n))) {
+                        Some(r) => out.extend(r.star()),
+                        None => out.push(Out::Many(Rest::From(Source::opaque()))),
+                    }
+                }
+                SelectItemQualifiedWildcardKind::Expr(e) => {
+                    let mut s = expr(e, scopes);
+                    s.direct = false;
+                    out.push(Out::Many(Rest::From(s)));
+                }
+            },
+        }
+    }
+    out
+}
+
+/// PostgreSQL's label for a bare column reference (others do not matter here).
+fn label(e: &Expr) -> String {
+    match e {
+        Expr::Identifier(i) => i.value.to_lowercase(),
+        Expr::CompoundIdentifier(parts) => parts
+            .last()
+            .map(|p| p.value.to_lowercase())
+            .unwrap_or_default(),
+        Expr::Nested(e) => label(e),
+        _ => String::new(),
+    }
+}
+
+/// The sources of an expression's value.
+fn expr(e: &Expr, scopes: &Scopes) -> Source {
+    match e {
+        Expr::Identifier(i) => return scopes.ident(&i.value.to_lowercase()),
+        Expr::CompoundIdentifier(parts) => {
+            let parts: Vec<String> = parts.iter().map(|p| p.value.to_lowercase()).collect();
+            return scopes.qualified(&parts);
+        }
+        Expr::Nested(inner) => return expr(inner, scopes),
+        _ => {}
+    }
+    let mut s = Source::default();
+    let _ = sqlparser::ast::visit_expressions(e, |x| {
+        match x {
+            Expr::Identifier(_) | Expr::CompoundIdentifier(_) => s.union(&expr(x, scopes)),
+            Expr::Wildcard(_) => {
+                if let Some(l) = scopes.levels.last() {
+                    for r in l {
+                        s.union(&r.whole());
+                    }
+                }
+            }
+            Expr::QualifiedWildcard(n, _) => match scopes.rel(&last(&object(n))) {
+                Some(r) => s.union(&r.whole()),
+                None => s.opaque = true,
+            },
+            Expr::Subquery(q) | Expr::Exists { subquery: q, .. } => {
+                s.union(&whole(&query(q, scopes)));
+            }
+            Expr::InSubquery { subquery, .. } => s.union(&whole(&query(subquery, scopes))),
+            Expr::Function(f) => {
+                // `row_to_json(h.*)`, `count(h.*)`: the argument list's wildcards.
+                if let sqlparser::ast::FunctionArguments::List(l) = &f.args {
+                    for a in &l.args {
+                        let (sqlparser::ast::FunctionArg::Unnamed(a)
+                        | sqlparser::ast::FunctionArg::Named { arg: a, .. }
+                        | sqlparser::ast::FunctionArg::ExprNamed { arg: a, .. }) = a;
+                        match a {
+                            FunctionArgExpr::QualifiedWildcard(n) => {
+                                match scopes.rel(&last(&object(n))) {
+                                    Some(r) => s.union(&r.whole()),
+                                    None => s.opaque = true,
+                                }
+                            }
+                            FunctionArgExpr::Wildcard | FunctionArgExpr::WildcardWithOptions(_) => {
+                            }
+                            FunctionArgExpr::Expr(_) => {}
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    s.direct = false;
+    s
+}
+
+#[cfg(test)]
+mod tests;
