@@ -8,6 +8,7 @@
 
 mod binary;
 pub mod copy;
+pub mod report;
 
 use std::borrow::Cow;
 use std::sync::Arc;

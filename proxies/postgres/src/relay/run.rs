@@ -89,6 +89,11 @@ impl Run {
         !self.masks.is_empty() || !self.captured.is_empty()
     }
 
+    /// True when a mask is in force: error and notice text is redacted.
+    pub fn masked(&self) -> bool {
+        !self.masks.is_empty()
+    }
+
     /// True when every data row can be passed through as bytes without looking.
     pub fn passthrough(&self) -> bool {
         self.plan.as_ref().is_none_or(|p| !p.active()) && self.sample_rows >= self.limits.rows
