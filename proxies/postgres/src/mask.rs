@@ -262,6 +262,25 @@ pub fn column_mask(
     None
 }
 
+/// `s` as a JSON string.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let _ =
+                    std::fmt::Write::write_fmt(&mut out, format_args!("\\u{:04x}", u32::from(c)));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// A replacement for a whole value: a partial one (`keep last 4`) would show part
 /// of a transformed value, which may be any part of the secret.
 fn whole(r: &Replacement) -> Replacement {
@@ -318,6 +337,10 @@ impl ColumnPlan {
             let mut out: Cow<'v, str> = s.into();
             for step in &self.steps {
                 out = match step {
+                    // A JSON value stays JSON: the replacement as a JSON string.
+                    Step::Replace(r) if matches!(self.oid, 114 | 3802) => {
+                        json_string(&r.apply(&out)).into()
+                    }
                     Step::Replace(r) => r.apply(&out).into(),
                     Step::Patterns(spec) => patterns(spec, out),
                 };
