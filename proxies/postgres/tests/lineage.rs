@@ -36,6 +36,12 @@ fn setup(pg: &Postgres) {
         "create table secrets (id int primary key, owner text, password text, note text)",
         "-c",
         &format!("insert into secrets values (1, 'alice', '{SECRET}', 'plain-note')"),
+        "-c",
+        "create function pw(i int) returns text language sql as 'select password from secrets where id = i'",
+        "-c",
+        "create function shout(t text) returns int language plpgsql as $$ begin raise notice '%', t; return 1; end $$",
+        "-c",
+        "create function boom(t text) returns int language plpgsql as $$ begin raise exception '%', t; end $$",
     ]);
     assert!(out.status.success(), "{}", all(&out));
 }

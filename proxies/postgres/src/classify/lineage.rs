@@ -723,9 +723,15 @@ fn table_factor(tf: &TableFactor, scopes: &Scopes, rels: &mut Vec<Rel>) {
         }
         other => {
             // A table function, UNNEST, JSON_TABLE...: its columns derive from its
-            // arguments, which we take as everything they mention.
+            // arguments, which we take as everything they mention; a function we
+            // do not know may read any table.
             let v = visible();
             let mut s = Source::default();
+            if let TableFactor::Table { name, .. } = other
+                && !known_function(name)
+            {
+                s.opaque = true;
+            }
             let _ = sqlparser::ast::visit_expressions(other, |e| {
                 s.union(&expr(e, &v));
                 ControlFlow::<()>::Continue(())
@@ -748,6 +754,149 @@ fn table_factor(tf: &TableFactor, scopes: &Scopes, rels: &mut Vec<Rel>) {
             });
         }
     }
+}
+
+/// Built-in functions whose result derives from their arguments only (the rest,
+/// user functions included, may read tables the statement does not name).
+fn known_function(n: &ObjectName) -> bool {
+    let full = object(n);
+    let bare = last(&full);
+    if full.contains('.') && !full.starts_with("pg_catalog.") {
+        return false;
+    }
+    const KNOWN: &[&str] = &[
+        // Strings.
+        "upper",
+        "lower",
+        "initcap",
+        "concat",
+        "concat_ws",
+        "substr",
+        "substring",
+        "left",
+        "right",
+        "length",
+        "char_length",
+        "character_length",
+        "octet_length",
+        "bit_length",
+        "trim",
+        "btrim",
+        "ltrim",
+        "rtrim",
+        "lpad",
+        "rpad",
+        "replace",
+        "reverse",
+        "repeat",
+        "split_part",
+        "strpos",
+        "position",
+        "translate",
+        "format",
+        "md5",
+        "sha256",
+        "sha512",
+        "encode",
+        "decode",
+        "convert_to",
+        "convert_from",
+        "to_hex",
+        "ascii",
+        "chr",
+        "regexp_replace",
+        "regexp_substr",
+        "regexp_match",
+        "regexp_matches",
+        "quote_literal",
+        "quote_ident",
+        "quote_nullable",
+        "starts_with",
+        "string_to_array",
+        "array_to_string",
+        "overlay",
+        "to_char",
+        "to_number",
+        "to_date",
+        "to_timestamp",
+        "textcat",
+        // Conditionals and numbers.
+        "coalesce",
+        "nullif",
+        "greatest",
+        "least",
+        "abs",
+        "round",
+        "trunc",
+        "ceil",
+        "floor",
+        "mod",
+        "power",
+        "sqrt",
+        "random",
+        "now",
+        "current_date",
+        "current_timestamp",
+        "date_trunc",
+        "date_part",
+        "extract",
+        "age",
+        "make_date",
+        "hashtext",
+        // Aggregates and windows.
+        "count",
+        "sum",
+        "avg",
+        "min",
+        "max",
+        "string_agg",
+        "array_agg",
+        "json_agg",
+        "jsonb_agg",
+        "json_object_agg",
+        "jsonb_object_agg",
+        "bool_and",
+        "bool_or",
+        "every",
+        "row_number",
+        "rank",
+        "dense_rank",
+        "lag",
+        "lead",
+        "first_value",
+        "last_value",
+        "nth_value",
+        // Rows, arrays and JSON.
+        "row_to_json",
+        "to_json",
+        "to_jsonb",
+        "json_build_object",
+        "jsonb_build_object",
+        "json_build_array",
+        "jsonb_build_array",
+        "array_length",
+        "cardinality",
+        "unnest",
+        "array_append",
+        "array_prepend",
+        "array_cat",
+        "jsonb_pretty",
+        "json_each",
+        "jsonb_each",
+        "json_each_text",
+        "jsonb_each_text",
+        "json_array_elements",
+        "jsonb_array_elements",
+        "jsonb_array_elements_text",
+        "json_array_elements_text",
+        "json_object_keys",
+        "jsonb_object_keys",
+        "jsonb_path_query",
+        "generate_series",
+        "row",
+        "hstore",
+    ];
+    KNOWN.contains(&bare.as_str())
 }
 
 fn object(n: &ObjectName) -> String {
@@ -849,6 +998,11 @@ fn expr(e: &Expr, scopes: &Scopes) -> Source {
             }
             Expr::InSubquery { subquery, .. } => s.union(&whole(&query(subquery, scopes))),
             Expr::Function(f) => {
+                // A function we do not know may read any table (a SQL function, or
+                // dynamic SQL such as `query_to_xml`).
+                if !known_function(&f.name) {
+                    s.opaque = true;
+                }
                 // `row_to_json(h.*)`, `count(h.*)`: the argument list's wildcards.
                 if let sqlparser::ast::FunctionArguments::List(l) = &f.args {
                     for a in &l.args {

@@ -66,3 +66,11 @@ fn rows_and_set_operations_are_covered() {
             .all(|c| c.opaque)
     );
 }
+
+#[test]
+fn functions_we_do_not_know_are_opaque() {
+    assert!(cols("select pw(1)", &["pw"])[0].opaque);
+    assert!(cols("select x from f() as t(x)", &["x"])[0].opaque);
+    assert!(cols("select query_to_xml('select 1', true, true, '')", &["q"])[0].opaque);
+    assert!(!cols("select upper(owner) from secrets", &["upper"])[0].opaque);
+}
