@@ -42,6 +42,8 @@ fn setup(pg: &Postgres) {
         "create function shout(t text) returns int language plpgsql as $$ begin raise notice '%', t; return 1; end $$",
         "-c",
         "create function boom(t text) returns int language plpgsql as $$ begin raise exception '%', t; end $$",
+        "-c",
+        "create function opencur(n text) returns refcursor language plpgsql as $$ declare r refcursor := n; begin open r for select password as id from secrets; return r; end $$",
     ]);
     assert!(out.status.success(), "{}", all(&out));
 }
@@ -301,6 +303,47 @@ fn masked_columns_do_not_leak_through_any_spelling() {
         ],
         &[],
     );
+    // A cursor name the gateway saw declared harmlessly, reused by a function's
+    // cursor: after CLOSE, after the transaction, after an implicit transaction.
+    check(
+        &h,
+        f,
+        &[
+            "begin",
+            "declare c2 cursor for select id from secrets",
+            "close c2",
+            "select opencur('c2')",
+            "fetch all from c2",
+            "commit",
+        ],
+        &[],
+    );
+    check(
+        &h,
+        f,
+        &[
+            "begin",
+            "declare c3 cursor for select id from secrets",
+            "commit",
+            "begin",
+            "select opencur('c3')",
+            "fetch all from c3",
+            "commit",
+        ],
+        &[],
+    );
+    check(
+        &h,
+        f,
+        &[
+            "declare c4 cursor for select id from secrets; select 1",
+            "begin",
+            "select 1 where opencur('c4') is not null",
+            "fetch all from c4",
+            "commit",
+        ],
+        &[],
+    );
     // PREPARE / EXECUTE.
     check(
         &h,
@@ -370,6 +413,10 @@ for sql, params, binary in queries:
         print(conn.execute(sql, params, prepare=True, binary=binary).fetchall())
     except psycopg.Error as e:
         print("error", e.sqlstate, e)
+with conn.transaction():
+    with conn.cursor(name="named") as cur:
+        cur.execute("select id, owner, password from secrets where id = %s", [1])
+        print(cur.fetchall())
 with conn.cursor() as cur:
     with cur.copy("copy (select owner, password from secrets) to stdout") as copy:
         for row in copy.rows():

@@ -115,8 +115,17 @@ pub enum Lineage {
     Rows(Vec<Out>),
     /// `COPY ... TO STDOUT`: columns in this order, in this format.
     Copy(Vec<Out>, CopyFormat),
-    /// `DECLARE name CURSOR FOR ...`: no rows; `FETCH` from it returns these.
-    Declare(String, Arc<Lineage>),
+    /// `DECLARE name CURSOR [WITH HOLD] FOR ...`: no rows; `FETCH` from it returns
+    /// these.
+    Declare(String, bool, Arc<Lineage>),
+    /// `CLOSE name` (`None`: `CLOSE ALL`).
+    Close(Option<String>),
+    /// `COMMIT` or `ROLLBACK`: cursors not declared `WITH HOLD` end.
+    EndTransaction,
+    /// A statement that calls code the gateway does not know (user functions,
+    /// procedures), which may open cursors or prepare statements under names the
+    /// session used: what was remembered is forgotten. Its own rows: the inner.
+    Calls(Arc<Lineage>),
     /// `FETCH ... name`.
     Fetch(String),
     /// `PREPARE name AS ...`: no rows; `EXECUTE name` returns these.
@@ -127,6 +136,47 @@ pub enum Lineage {
 
 /// The lineage of one statement's results.
 pub fn of(s: &Statement) -> Lineage {
+    let l = statement(s);
+    if matches!(s, Statement::Call(_)) || (!matches!(l, Lineage::Prepare(..)) && calls_unknown(s)) {
+        return Lineage::Calls(Arc::new(l));
+    }
+    l
+}
+
+/// Whether `s` calls a function the gateway does not know.
+fn calls_unknown(s: &Statement) -> bool {
+    struct Calls(bool);
+    impl sqlparser::ast::Visitor for Calls {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            if let Expr::Function(f) = e
+                && !known_function(&f.name)
+            {
+                self.0 = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_table_factor(&mut self, tf: &TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table {
+                name,
+                args: Some(_),
+                ..
+            } = tf
+                && !known_function(name)
+            {
+                self.0 = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut v = Calls(false);
+    let _ = sqlparser::ast::Visit::visit(s, &mut v);
+    v.0
+}
+
+fn statement(s: &Statement) -> Lineage {
     let scopes = Scopes::default();
     match s {
         Statement::Query(q) => Lineage::Rows(query(q, &scopes)),
@@ -201,6 +251,7 @@ pub fn of(s: &Statement) -> Lineage {
             [d] => match (&d.for_query, d.names.as_slice()) {
                 (Some(q), [n]) => Lineage::Declare(
                     n.value.to_lowercase(),
+                    d.hold == Some(true),
                     Arc::new(Lineage::Rows(query(q, &scopes))),
                 ),
                 _ => Lineage::Rows(Vec::new()),
@@ -208,6 +259,11 @@ pub fn of(s: &Statement) -> Lineage {
             _ => Lineage::Rows(Vec::new()),
         },
         Statement::Fetch { name, .. } => Lineage::Fetch(name.value.to_lowercase()),
+        Statement::Close { cursor } => Lineage::Close(match cursor {
+            sqlparser::ast::CloseCursor::All => None,
+            sqlparser::ast::CloseCursor::Specific { name } => Some(name.value.to_lowercase()),
+        }),
+        Statement::Commit { .. } | Statement::Rollback { .. } => Lineage::EndTransaction,
         Statement::Prepare {
             name, statement, ..
         } => Lineage::Prepare(name.value.to_lowercase(), Arc::new(of(statement))),
@@ -223,11 +279,19 @@ pub fn of(s: &Statement) -> Lineage {
 }
 
 impl Lineage {
+    /// The lineage of the rows, past a [`Lineage::Calls`].
+    pub fn rows(&self) -> &Lineage {
+        match self {
+            Lineage::Calls(inner) => inner.rows(),
+            l => l,
+        }
+    }
+
     /// The source of each of the `n` columns of a result, named `names` (empty when
     /// the result does not name them, as COPY). Where positions are not certain,
     /// every column concerned is opaque.
     pub fn columns(&self, names: &[&str], n: usize) -> Vec<Source> {
-        let items = match self {
+        let items = match self.rows() {
             Lineage::Rows(items) | Lineage::Copy(items, _) => items.as_slice(),
             _ => return vec![Source::opaque(); n],
         };
@@ -295,31 +359,66 @@ impl Lineage {
 /// The lineage a session remembers: of its cursors and SQL prepared statements.
 #[derive(Debug, Clone, Default)]
 pub struct Named {
-    cursors: std::collections::HashMap<String, Arc<Lineage>>,
+    /// By name: declared `WITH HOLD`, and the lineage of its query.
+    cursors: std::collections::HashMap<String, (bool, Arc<Lineage>)>,
     prepared: std::collections::HashMap<String, Arc<Lineage>>,
 }
 
 impl Named {
     /// The lineage of the rows `l` returns in this session, remembering what it
     /// declares (statements are planned in order, before they run: a name declared
-    /// by a statement that then fails keeps a lineage no rows will use).
+    /// by a statement that then fails keeps a lineage no rows will use). Whatever
+    /// could have changed a name behind the gateway's back forgets it, so that a
+    /// later `FETCH` or `EXECUTE` of it is treated as unknown (masked whole).
     pub fn resolve(&mut self, l: &Arc<Lineage>) -> Arc<Lineage> {
+        let none = || Arc::new(Lineage::Rows(Vec::new()));
         match &**l {
-            Lineage::Declare(n, inner) => {
-                self.cursors.insert(n.clone(), inner.clone());
-                Arc::new(Lineage::Rows(Vec::new()))
+            Lineage::Unknown => {
+                self.cursors.clear();
+                self.prepared.clear();
+                l.clone()
+            }
+            Lineage::Calls(inner) => {
+                self.cursors.clear();
+                self.prepared.clear();
+                self.resolve(inner)
+            }
+            Lineage::Declare(n, hold, inner) => {
+                self.cursors.insert(n.clone(), (*hold, inner.clone()));
+                none()
+            }
+            Lineage::Close(Some(n)) => {
+                self.cursors.remove(n);
+                none()
+            }
+            Lineage::Close(None) => {
+                self.cursors.clear();
+                none()
+            }
+            Lineage::EndTransaction => {
+                self.cursors.retain(|_, (hold, _)| *hold);
+                none()
             }
             Lineage::Prepare(n, inner) => {
                 self.prepared.insert(n.clone(), inner.clone());
-                Arc::new(Lineage::Rows(Vec::new()))
+                none()
             }
-            Lineage::Fetch(n) => self.cursors.get(n).cloned().unwrap_or_default(),
-            Lineage::Execute(n) => match self.prepared.get(n) {
-                // A prepared DECLARE or PREPARE: not followed further.
-                Some(p) if matches!(**p, Lineage::Rows(_) | Lineage::Copy(..)) => p.clone(),
+            Lineage::Fetch(n) => self
+                .cursors
+                .get(n)
+                .map(|(_, l)| l.clone())
+                .unwrap_or_default(),
+            Lineage::Execute(n) => match self.prepared.get(n).cloned() {
+                Some(p) if matches!(p.rows(), Lineage::Rows(_) | Lineage::Copy(..)) => {
+                    if matches!(*p, Lineage::Calls(_)) {
+                        self.cursors.clear();
+                        self.prepared.clear();
+                    }
+                    Arc::new(p.rows().clone())
+                }
                 _ => Arc::default(),
             },
-            _ => l.clone(),
+            Lineage::Rows(_) | Lineage::Copy(..) => l.clone(),
         }
     }
 }

@@ -30,7 +30,7 @@ pub struct CopyPlan {
 impl CopyPlan {
     /// Plans a COPY of `n` columns whose lineage is `lineage` under `masks`.
     pub fn new(lineage: &Lineage, n: usize, masks: &[Arc<MaskSpec>]) -> Self {
-        let format = match lineage {
+        let format = match lineage.rows() {
             Lineage::Copy(_, f) => f.clone(),
             // Not known to be a COPY we parsed (e.g. COPY in a prepared statement):
             // every column is opaque; the format is read from the data.

@@ -108,7 +108,7 @@ pub fn statement(s: &Statement) -> Classified {
     }
     let lineage = crate::classify::lineage::of(s);
     // COPY's format options are literals, which the cache key does not keep.
-    let copies = matches!(lineage, crate::classify::lineage::Lineage::Copy(..));
+    let copies = matches!(lineage.rows(), crate::classify::lineage::Lineage::Copy(..));
     Classified {
         text: String::new(),
         stmt,
