@@ -152,8 +152,14 @@ impl Plan {
                     .iter()
                     .enumerate()
                     .filter(|(_, cap)| {
+                        // By name, or by lineage: `hostname AS h`, `lower(hostname)`.
                         &*cap.request.source == "pg.result.column"
-                            && cap.request.arg.eq_ignore_ascii_case(&c.name)
+                            && (cap.request.arg.eq_ignore_ascii_case(&c.name)
+                                || sources.get(i).is_some_and(|s| {
+                                    s.columns
+                                        .iter()
+                                        .any(|x| cap.request.arg.eq_ignore_ascii_case(x))
+                                }))
                     })
                     .map(|(j, _)| j)
                     .collect();

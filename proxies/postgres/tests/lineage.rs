@@ -435,3 +435,34 @@ with conn.cursor() as cur:
     assert!(text.contains("****"), "{text}");
     assert!(text.contains("error 22P02"), "{text}");
 }
+
+#[test]
+fn captures_follow_lineage() {
+    let h = Harness::start_with(&support::starter(), support::Options::default(), |pg| {
+        let out = pg.psql_app(&[
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "create schema infra",
+            "-c",
+            "create table infra.hosts (hostname text, role text)",
+            "-c",
+            "insert into infra.hosts values ('db-1.internal', 'db')",
+        ]);
+        assert!(out.status.success(), "{}", all(&out));
+    });
+    let out = h.psql(&["-At", "-c", "select role, hostname as h from infra.hosts"]);
+    assert!(out.status.success(), "{}", all(&out));
+    let captured: Vec<String> = h
+        .events()
+        .into_iter()
+        .filter_map(|e| match e.payload {
+            gatehouse_events::payload::Payload::ResultObserved(r) => Some(r),
+            _ => None,
+        })
+        .flat_map(|r| r.captures)
+        .filter(|c| c.name.ends_with("recon.hosts"))
+        .flat_map(|c| c.values)
+        .collect();
+    assert_eq!(captured, ["db-1.internal"]);
+}

@@ -101,7 +101,7 @@ impl Run {
 
     /// Plans the rows of a result described by `columns`.
     pub fn describe(&mut self, columns: &[Column]) {
-        let sources = if self.masks.is_empty() {
+        let sources = if self.masks.is_empty() && self.captured.is_empty() {
             Vec::new()
         } else {
             let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
