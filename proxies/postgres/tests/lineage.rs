@@ -195,6 +195,20 @@ fn masked_columns_do_not_leak_through_any_spelling() {
         &[],
     );
     check(&h, f, &["values (1, (select password from secrets))"], &[]);
+    check(
+        &h,
+        f,
+        &[
+            "select * from secrets s full join (select password as owner from secrets) d using (owner)",
+        ],
+        &[],
+    );
+    check(
+        &h,
+        f,
+        &["select * from secrets natural full join (select password as owner from secrets) d"],
+        &[],
+    );
     check(&h, f, &["select unnest(array[password]) from secrets"], &[]);
     check(
         &h,

@@ -597,12 +597,16 @@ fn rename(items: Vec<Out>, alias: Option<&TableAlias>) -> Vec<Out> {
 struct Scopes {
     levels: Vec<Vec<Rel>>,
     ctes: Vec<Rel>,
+    /// The innermost level joins with `USING` or `NATURAL`: its `*` merges the
+    /// join columns, so positions are not certain.
+    merged: bool,
 }
 
 impl Scopes {
     fn with(&self, rels: Vec<Rel>) -> Scopes {
         let mut s = self.clone();
         s.levels.push(rels);
+        s.merged = false;
         s
     }
 
@@ -682,7 +686,8 @@ fn set_expr(body: &SetExpr, scopes: &Scopes) -> Vec<Out> {
         SetExpr::Select(select) => {
             let mut rels = Vec::new();
             from(&select.from, scopes, &mut rels);
-            let inner = scopes.with(rels);
+            let mut inner = scopes.with(rels);
+            inner.merged = merges(&select.from);
             projection(&select.projection, &inner)
         }
         SetExpr::Query(q) => query(q, scopes),
@@ -740,6 +745,18 @@ fn set_expr(body: &SetExpr, scopes: &Scopes) -> Vec<Out> {
             }
         }
     }
+}
+
+/// Whether a FROM list joins `USING (...)` or `NATURAL`, anywhere in it (a false
+/// positive only makes `*` conservative).
+fn merges(tables: &[TableWithJoins]) -> bool {
+    tables.iter().any(|t| {
+        t.joins.iter().any(|j| {
+            let op = format!("{:?}", j.join_operator);
+            op.contains("Using(") || op.contains("Natural")
+        }) || matches!(&t.relation, TableFactor::NestedJoin { table_with_joins, .. }
+            if merges(std::slice::from_ref(table_with_joins)))
+    })
 }
 
 fn from(tables: &[TableWithJoins], scopes: &Scopes, rels: &mut Vec<Rel>) {
@@ -1029,6 +1046,13 @@ fn projection(items: &[SelectItem], scopes: &Scopes) -> Vec<Out> {
                         },
                     });
                 }
+            }
+            SelectItem::Wildcard(_) if scopes.merged => {
+                let mut s = Source::default();
+                for r in here {
+                    s.union(&whole(&r.star()));
+                }
+                out.push(Out::Many(Rest::From(s)));
             }
             SelectItem::Wildcard(_) => {
                 for r in here {

@@ -74,3 +74,14 @@ fn functions_we_do_not_know_are_opaque() {
     assert!(cols("select query_to_xml('select 1', true, true, '')", &["q"])[0].opaque);
     assert!(!cols("select upper(owner) from secrets", &["upper"])[0].opaque);
 }
+
+#[test]
+fn a_star_over_merged_join_columns_is_not_positional() {
+    let c = cols(
+        "select * from secrets s full join (select password as owner from secrets) d using (owner)",
+        &["owner", "id", "password", "note"],
+    );
+    assert!(c[0].opaque);
+    let c = cols("select * from a natural join b", &["x", "y"]);
+    assert!(c.iter().all(|c| c.opaque));
+}
