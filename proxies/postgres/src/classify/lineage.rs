@@ -181,13 +181,34 @@ fn statement(s: &Statement) -> Lineage {
     match s {
         Statement::Query(q) => Lineage::Rows(query(q, &scopes)),
         Statement::Insert(i) => {
+            // The target's columns now hold what the source put there.
+            let mut set = Vec::new();
+            let mut any = Source::default();
+            let columns: Vec<String> = i.columns.iter().map(|c| last(&object(c))).collect();
+            if let Some(q) = &i.source {
+                let items = query(q, &scopes);
+                let fixed = items.iter().all(|o| matches!(o, Out::One { .. }));
+                if fixed && !columns.is_empty() && items.len() == columns.len() {
+                    for (c, o) in columns.iter().zip(&items) {
+                        if let Out::One { src, .. } = o {
+                            set.push((c.clone(), src.clone()));
+                        }
+                    }
+                } else {
+                    any = whole(&items);
+                }
+            }
+            if i.on.is_some() {
+                // ON CONFLICT DO UPDATE may set anything from the existing row.
+                any.opaque = true;
+            }
             let rel = Rel {
                 alias: i
                     .table_alias
                     .as_ref()
                     .map(|a| a.alias.value.to_lowercase())
                     .unwrap_or_else(|| last(&i.table.to_string())),
-                kind: RelKind::Base(Vec::new()),
+                kind: RelKind::Assigned { set, any },
             };
             returning(i.returning.as_deref(), vec![rel], &scopes)
         }
@@ -198,6 +219,25 @@ fn statement(s: &Statement) -> Lineage {
                 &u.from
             {
                 from(f, &scopes, &mut rels);
+            }
+            // Assigned columns hold their new values in RETURNING.
+            let scope = scopes.with(rels.clone());
+            let mut set = Vec::new();
+            for a in &u.assignments {
+                let src = expr(&a.value, &scope);
+                match &a.target {
+                    sqlparser::ast::AssignmentTarget::ColumnName(c) => {
+                        set.push((last(&object(c)), src));
+                    }
+                    sqlparser::ast::AssignmentTarget::Tuple(cs) => {
+                        for c in cs {
+                            set.push((last(&object(c)), src.clone()));
+                        }
+                    }
+                }
+            }
+            if let Some(target) = rels.first_mut() {
+                target.kind = assigned(&target.kind, set, Source::default());
             }
             returning(u.returning.as_deref(), rels, &scopes)
         }
@@ -214,6 +254,11 @@ fn statement(s: &Statement) -> Lineage {
             let mut rels = Vec::new();
             table_factor(&m.table, &scopes, &mut rels);
             table_factor(&m.source, &scopes, &mut rels);
+            // WHEN ... THEN UPDATE/INSERT may put any of the source in the target.
+            let any = rels.get(1).map(Rel::whole).unwrap_or_else(Source::opaque);
+            if let Some(target) = rels.first_mut() {
+                target.kind = assigned(&target.kind, Vec::new(), any);
+            }
             let items = match &m.output {
                 Some(
                     OutputClause::Returning { select_items, .. }
@@ -489,6 +534,31 @@ fn last(n: &str) -> String {
         .to_lowercase()
 }
 
+/// A target table after a write: `set` columns hold these, any column may hold `any`.
+fn assigned(kind: &RelKind, set: Vec<(String, Source)>, any: Source) -> RelKind {
+    match kind {
+        RelKind::Base(renamed) if renamed.is_empty() => RelKind::Assigned { set, any },
+        // Renamed or not a table: every column may hold anything written.
+        k => {
+            let mut all = any;
+            for (_, s) in &set {
+                all.union(s);
+            }
+            match k {
+                RelKind::Derived(items) => {
+                    let mut items = items.clone();
+                    items.push(Out::Many(Rest::From(all)));
+                    RelKind::Derived(items)
+                }
+                _ => RelKind::Derived(vec![Out::Many(Rest::From(Source {
+                    opaque: true,
+                    ..all
+                }))]),
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 enum RelKind {
     /// A table: its columns by name, with these leading columns renamed (an alias
@@ -496,6 +566,12 @@ enum RelKind {
     Base(Vec<String>),
     /// A derived table, CTE or function: its output items.
     Derived(Vec<Out>),
+    /// A table written by the statement (for RETURNING): columns by name, these
+    /// columns assigned values from these sources, and any column perhaps `any`.
+    Assigned {
+        set: Vec<(String, Source)>,
+        any: Source,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -510,6 +586,18 @@ impl Rel {
         match &self.kind {
             RelKind::Base(renamed) if renamed.iter().any(|r| r == n) => Some(Source::opaque()),
             RelKind::Base(_) => Some(Source::named(n)),
+            RelKind::Assigned { set, any } => {
+                let mut s = Source::named(n);
+                for (c, src) in set {
+                    if c == n {
+                        s.union(src);
+                    }
+                }
+                if any.opaque || !any.columns.is_empty() {
+                    s.union(any);
+                }
+                Some(s)
+            }
             RelKind::Derived(items) => {
                 let mut found: Option<Source> = None;
                 for item in items {
@@ -532,7 +620,7 @@ impl Rel {
     /// The sources of the whole row.
     fn whole(&self) -> Source {
         match &self.kind {
-            RelKind::Base(_) => Source::opaque(),
+            RelKind::Base(_) | RelKind::Assigned { .. } => Source::opaque(),
             RelKind::Derived(items) => whole(items),
         }
     }
@@ -542,6 +630,18 @@ impl Rel {
         match &self.kind {
             RelKind::Base(renamed) if renamed.is_empty() => vec![Out::Many(Rest::NameBased)],
             RelKind::Base(_) => vec![Out::Many(Rest::From(Source::opaque()))],
+            RelKind::Assigned { set, any } => {
+                let mut all = any.clone();
+                for (_, s) in set {
+                    all.union(s);
+                }
+                if all.opaque || !all.columns.is_empty() {
+                    // Which positions were written is not known: all of them may be.
+                    vec![Out::Many(Rest::NameBased), Out::Many(Rest::From(all))]
+                } else {
+                    vec![Out::Many(Rest::NameBased)]
+                }
+            }
             RelKind::Derived(items) => items.clone(),
         }
     }
