@@ -506,6 +506,14 @@ for sql, params, binary in queries:
         print(conn.execute(sql, params, prepare=True, binary=binary).fetchall())
     except psycopg.Error as e:
         print("error", e.sqlstate, e)
+# SQL EXECUTE of a name the protocol prepared after SQL deallocated it.
+conn.execute("prepare p3 as select id as x from secrets")
+conn.execute("deallocate p3")
+conn.pgconn.prepare(b"p3", b"select password as x from secrets")
+try:
+    print(conn.execute("execute p3").fetchall())
+except psycopg.Error as e:
+    print("error", e.sqlstate, e)
 with conn.transaction():
     with conn.cursor(name="named") as cur:
         cur.execute("select id, owner, password from secrets where id = %s", [1])
@@ -522,6 +530,9 @@ with conn.cursor() as cur:
         .output()
         .unwrap();
     let text = all(&out);
+    if std::env::var_os("LINEAGE_SHOW").is_some() {
+        eprintln!("{text}");
+    }
     assert!(out.status.success(), "{text}");
     assert!(!text.contains(TAIL), "{text}");
     assert!(text.contains("alice"), "{text}");

@@ -132,6 +132,8 @@ pub enum Lineage {
     Prepare(String, Arc<Lineage>),
     /// `EXECUTE name`.
     Execute(String),
+    /// `DEALLOCATE name`, `DISCARD`: no rows; the names (all of them) are gone.
+    Forget(Option<String>),
 }
 
 /// The lineage of one statement's results.
@@ -309,6 +311,11 @@ fn statement(s: &Statement) -> Lineage {
             sqlparser::ast::CloseCursor::Specific { name } => Some(name.value.to_lowercase()),
         }),
         Statement::Commit { .. } | Statement::Rollback { .. } => Lineage::EndTransaction,
+        Statement::Deallocate { name, .. } => match name.value.to_lowercase().as_str() {
+            "all" if name.quote_style.is_none() => Lineage::Forget(None),
+            n => Lineage::Forget(Some(n.to_owned())),
+        },
+        Statement::Discard { .. } => Lineage::Forget(None),
         Statement::Prepare {
             name, statement, ..
         } => Lineage::Prepare(name.value.to_lowercase(), Arc::new(of(statement))),
@@ -410,6 +417,25 @@ pub struct Named {
 }
 
 impl Named {
+    /// A statement prepared or closed by the extended protocol under `name`: SQL's
+    /// `EXECUTE` shares its names. `None`: closed.
+    pub fn protocol(&mut self, name: &str, lineage: Option<Arc<Lineage>>) {
+        if name.is_empty() {
+            return;
+        }
+        // Protocol names are case-sensitive; SQL lowercases unquoted ones: a name
+        // that differs only in case is forgotten (unknown, masked whole).
+        let lower = name.to_lowercase();
+        match lineage {
+            Some(l) if lower == name => {
+                self.prepared.insert(lower, l);
+            }
+            _ => {
+                self.prepared.remove(&lower);
+            }
+        }
+    }
+
     /// The lineage of the rows `l` returns in this session, remembering what it
     /// declares (statements are planned in order, before they run: a name declared
     /// by a statement that then fails keeps a lineage no rows will use). Whatever
@@ -438,6 +464,15 @@ impl Named {
             }
             Lineage::Close(None) => {
                 self.cursors.clear();
+                none()
+            }
+            Lineage::Forget(Some(n)) => {
+                self.prepared.remove(n);
+                none()
+            }
+            Lineage::Forget(None) => {
+                self.cursors.clear();
+                self.prepared.clear();
                 none()
             }
             Lineage::EndTransaction => {

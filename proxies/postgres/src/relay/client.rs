@@ -225,6 +225,7 @@ impl Relay {
                 },
                 Message::Parse { name, query, .. } => {
                     let (text, mut stmt, derived) = self.one_statement(query);
+                    self.rows_of.protocol(name, Some(derived.clone()));
                     stmt.phase = "parse".into();
                     stmt.prepared_name = Some(name.to_owned());
                     let shared: Arc<str> = Arc::from(text.as_str());
@@ -308,6 +309,7 @@ impl Relay {
                     match t {
                         Target::Statement => {
                             self.statements.remove(name);
+                            self.rows_of.protocol(name, None);
                         }
                         Target::Portal => {
                             self.portals.remove(name);
