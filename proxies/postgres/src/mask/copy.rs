@@ -332,3 +332,73 @@ fn escape(v: &[u8], delimiter: u8, out: &mut Vec<u8>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
+
+    use gatehouse_dsl::mask::{MaskItem, MaskTarget};
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::parser::Parser;
+
+    use super::*;
+
+    fn plan(sql: &str, n: usize) -> CopyPlan {
+        let s = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap();
+        let spec = Arc::new(MaskSpec {
+            items: vec![MaskItem {
+                target: MaskTarget::Columns(vec!["password".into()]),
+                replacement: Replacement::With("****".into()),
+            }],
+        });
+        CopyPlan::new(&crate::classify::lineage::of(&s[0]), n, &[spec])
+    }
+
+    fn text(out: Option<Vec<u8>>) -> String {
+        String::from_utf8(out.unwrap()).unwrap()
+    }
+
+    #[test]
+    fn text_fields_are_split_past_escapes() {
+        let mut p = plan("copy t (a, password, b) to stdout", 3);
+        let row = [&br"x\ty\\"[..], b"\tsecret\t", br"\N", b"\n"].concat();
+        let out = p.apply(&row).unwrap();
+        let want = [&br"x\ty\\"[..], b"\t****\t", br"\N", b"\n"].concat();
+        assert_eq!(out.unwrap(), want);
+        assert!(
+            p.apply(b"a\tb\n").is_err(),
+            "a field count that does not match fails"
+        );
+    }
+
+    #[test]
+    fn csv_fields_are_unquoted_masked_and_requoted() {
+        let mut p = plan("copy t (a, password) to stdout (format csv, header)", 2);
+        assert_eq!(p.apply(b"a,password\n").unwrap(), None, "the header passes");
+        let out = p.apply(b"\"x,\"\"y\",\"se,cr\"\"et\nline\"\n").unwrap();
+        assert_eq!(text(out), "\"x,\"\"y\",\"****\"\n");
+        let out = p.apply(b"plain,\n").unwrap();
+        assert_eq!(out, None, "NULL stays NULL");
+    }
+
+    #[test]
+    fn binary_rows_are_masked_by_position() {
+        let mut p = plan("copy t (a, password) to stdout (format binary)", 2);
+        let mut first = SIGNATURE.to_vec();
+        first.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
+        first.extend_from_slice(&2i16.to_be_bytes());
+        first.extend_from_slice(&1i32.to_be_bytes());
+        first.push(b'x');
+        first.extend_from_slice(&6i32.to_be_bytes());
+        first.extend_from_slice(b"secret");
+        let out = p.apply(&first).unwrap().unwrap();
+        assert!(out.starts_with(SIGNATURE));
+        assert!(out.ends_with(b"\0\0\0\x04****"));
+        assert!(!out.windows(6).any(|w| w == b"secret"));
+        assert_eq!(
+            p.apply(&(-1i16).to_be_bytes()).unwrap(),
+            None,
+            "the trailer passes"
+        );
+    }
+}
