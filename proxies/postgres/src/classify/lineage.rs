@@ -408,6 +408,9 @@ impl Lineage {
     }
 }
 
+/// Most cursor and prepared-statement names a session's lineage remembers.
+const MAX_NAMES: usize = 4096;
+
 /// The lineage a session remembers: of its cursors and SQL prepared statements.
 #[derive(Debug, Clone, Default)]
 pub struct Named {
@@ -443,6 +446,11 @@ impl Named {
     /// later `FETCH` or `EXECUTE` of it is treated as unknown (masked whole).
     pub fn resolve(&mut self, l: &Arc<Lineage>) -> Arc<Lineage> {
         let none = || Arc::new(Lineage::Rows(Vec::new()));
+        // Bounded memory: past this many names, all are forgotten (masked whole).
+        if self.cursors.len() + self.prepared.len() > MAX_NAMES {
+            self.cursors.clear();
+            self.prepared.clear();
+        }
         match &**l {
             Lineage::Unknown => {
                 self.cursors.clear();
