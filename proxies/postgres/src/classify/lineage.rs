@@ -6,13 +6,21 @@
 //! function, a statement the walk does not model), the output is *opaque*: it may
 //! hold any column, and is masked whole whenever a column mask is in effect.
 
+mod copy;
+mod known;
+mod named;
+
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
+use copy::copy_format;
+use known::known_function;
+pub use named::Named;
+
 use sqlparser::ast::{
-    CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, Expr, FromTable,
-    FunctionArgExpr, ObjectName, OutputClause, Query, SelectItem, SelectItemQualifiedWildcardKind,
-    SetExpr, Statement, TableAlias, TableFactor, TableWithJoins, UpdateTableFromKind,
+    CopySource, Expr, FromTable, FunctionArgExpr, ObjectName, OutputClause, Query, SelectItem,
+    SelectItemQualifiedWildcardKind, SetExpr, Statement, TableAlias, TableFactor, TableWithJoins,
+    UpdateTableFromKind,
 };
 
 /// Where the value of one output column comes from.
@@ -406,159 +414,6 @@ impl Lineage {
             })
             .collect()
     }
-}
-
-/// Most cursor and prepared-statement names a session's lineage remembers.
-const MAX_NAMES: usize = 4096;
-
-/// The lineage a session remembers: of its cursors and SQL prepared statements.
-#[derive(Debug, Clone, Default)]
-pub struct Named {
-    /// By name: declared `WITH HOLD`, and the lineage of its query.
-    cursors: std::collections::HashMap<String, (bool, Arc<Lineage>)>,
-    prepared: std::collections::HashMap<String, Arc<Lineage>>,
-}
-
-impl Named {
-    /// A statement prepared or closed by the extended protocol under `name`: SQL's
-    /// `EXECUTE` shares its names. `None`: closed.
-    pub fn protocol(&mut self, name: &str, lineage: Option<Arc<Lineage>>) {
-        if name.is_empty() {
-            return;
-        }
-        // Protocol names are case-sensitive; SQL lowercases unquoted ones: a name
-        // that differs only in case is forgotten (unknown, masked whole).
-        let lower = name.to_lowercase();
-        match lineage {
-            Some(l) if lower == name => {
-                self.prepared.insert(lower, l);
-            }
-            _ => {
-                self.prepared.remove(&lower);
-            }
-        }
-    }
-
-    /// The lineage of the rows `l` returns in this session, remembering what it
-    /// declares (statements are planned in order, before they run: a name declared
-    /// by a statement that then fails keeps a lineage no rows will use). Whatever
-    /// could have changed a name behind the gateway's back forgets it, so that a
-    /// later `FETCH` or `EXECUTE` of it is treated as unknown (masked whole).
-    pub fn resolve(&mut self, l: &Arc<Lineage>) -> Arc<Lineage> {
-        let none = || Arc::new(Lineage::Rows(Vec::new()));
-        // Bounded memory: past this many names, all are forgotten (masked whole).
-        if self.cursors.len() + self.prepared.len() > MAX_NAMES {
-            self.cursors.clear();
-            self.prepared.clear();
-        }
-        match &**l {
-            Lineage::Unknown => {
-                self.cursors.clear();
-                self.prepared.clear();
-                l.clone()
-            }
-            Lineage::Calls(inner) => {
-                self.cursors.clear();
-                self.prepared.clear();
-                self.resolve(inner)
-            }
-            Lineage::Declare(n, hold, inner) => {
-                self.cursors.insert(n.clone(), (*hold, inner.clone()));
-                none()
-            }
-            Lineage::Close(Some(n)) => {
-                self.cursors.remove(n);
-                none()
-            }
-            Lineage::Close(None) => {
-                self.cursors.clear();
-                none()
-            }
-            Lineage::Forget(Some(n)) => {
-                self.prepared.remove(n);
-                none()
-            }
-            Lineage::Forget(None) => {
-                self.cursors.clear();
-                self.prepared.clear();
-                none()
-            }
-            Lineage::EndTransaction => {
-                self.cursors.retain(|_, (hold, _)| *hold);
-                none()
-            }
-            Lineage::Prepare(n, inner) => {
-                self.prepared.insert(n.clone(), inner.clone());
-                none()
-            }
-            Lineage::Fetch(n) => self
-                .cursors
-                .get(n)
-                .map(|(_, l)| l.clone())
-                .unwrap_or_default(),
-            Lineage::Execute(n) => match self.prepared.get(n).cloned() {
-                Some(p) if matches!(p.rows(), Lineage::Rows(_) | Lineage::Copy(..)) => {
-                    if matches!(*p, Lineage::Calls(_)) {
-                        self.cursors.clear();
-                        self.prepared.clear();
-                    }
-                    Arc::new(p.rows().clone())
-                }
-                _ => Arc::default(),
-            },
-            Lineage::Rows(_) | Lineage::Copy(..) => l.clone(),
-        }
-    }
-}
-
-fn copy_format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> CopyFormat {
-    let mut f = CopyFormat {
-        kind: CopyKind::Text,
-        delimiter: b'\t',
-        quote: b'"',
-        escape: 0,
-        header: false,
-    };
-    let mut delimiter = None;
-    for o in options {
-        match o {
-            CopyOption::Format(k) => match k.value.to_lowercase().as_str() {
-                "csv" => f.kind = CopyKind::Csv,
-                "binary" => f.kind = CopyKind::Binary,
-                _ => f.kind = CopyKind::Text,
-            },
-            CopyOption::Delimiter(c) => delimiter = u8::try_from(*c).ok(),
-            CopyOption::Quote(c) => f.quote = u8::try_from(*c).unwrap_or(b'"'),
-            CopyOption::Escape(c) => f.escape = u8::try_from(*c).unwrap_or(0),
-            CopyOption::Header(h) => f.header = *h,
-            _ => {}
-        }
-    }
-    for o in legacy {
-        match o {
-            CopyLegacyOption::Binary => f.kind = CopyKind::Binary,
-            CopyLegacyOption::Delimiter(c) => delimiter = u8::try_from(*c).ok(),
-            CopyLegacyOption::Csv(csv) => {
-                f.kind = CopyKind::Csv;
-                for c in csv {
-                    match c {
-                        CopyLegacyCsvOption::Header => f.header = true,
-                        CopyLegacyCsvOption::Quote(q) => f.quote = u8::try_from(*q).unwrap_or(b'"'),
-                        CopyLegacyCsvOption::Escape(e) => {
-                            f.escape = u8::try_from(*e).unwrap_or(0);
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    f.delimiter = delimiter.unwrap_or(if f.kind == CopyKind::Csv { b',' } else { b'\t' });
-    if f.escape == 0 {
-        f.escape = f.quote;
-    }
-    f
 }
 
 fn returning(items: Option<&[SelectItem]>, rels: Vec<Rel>, outer: &Scopes) -> Lineage {
@@ -1013,149 +868,6 @@ fn table_factor(tf: &TableFactor, scopes: &Scopes, rels: &mut Vec<Rel>) {
             });
         }
     }
-}
-
-/// Built-in functions whose result derives from their arguments only (the rest,
-/// user functions included, may read tables the statement does not name).
-fn known_function(n: &ObjectName) -> bool {
-    let full = object(n);
-    let bare = last(&full);
-    if full.contains('.') && !full.starts_with("pg_catalog.") {
-        return false;
-    }
-    const KNOWN: &[&str] = &[
-        // Strings.
-        "upper",
-        "lower",
-        "initcap",
-        "concat",
-        "concat_ws",
-        "substr",
-        "substring",
-        "left",
-        "right",
-        "length",
-        "char_length",
-        "character_length",
-        "octet_length",
-        "bit_length",
-        "trim",
-        "btrim",
-        "ltrim",
-        "rtrim",
-        "lpad",
-        "rpad",
-        "replace",
-        "reverse",
-        "repeat",
-        "split_part",
-        "strpos",
-        "position",
-        "translate",
-        "format",
-        "md5",
-        "sha256",
-        "sha512",
-        "encode",
-        "decode",
-        "convert_to",
-        "convert_from",
-        "to_hex",
-        "ascii",
-        "chr",
-        "regexp_replace",
-        "regexp_substr",
-        "regexp_match",
-        "regexp_matches",
-        "quote_literal",
-        "quote_ident",
-        "quote_nullable",
-        "starts_with",
-        "string_to_array",
-        "array_to_string",
-        "overlay",
-        "to_char",
-        "to_number",
-        "to_date",
-        "to_timestamp",
-        "textcat",
-        // Conditionals and numbers.
-        "coalesce",
-        "nullif",
-        "greatest",
-        "least",
-        "abs",
-        "round",
-        "trunc",
-        "ceil",
-        "floor",
-        "mod",
-        "power",
-        "sqrt",
-        "random",
-        "now",
-        "current_date",
-        "current_timestamp",
-        "date_trunc",
-        "date_part",
-        "extract",
-        "age",
-        "make_date",
-        "hashtext",
-        // Aggregates and windows.
-        "count",
-        "sum",
-        "avg",
-        "min",
-        "max",
-        "string_agg",
-        "array_agg",
-        "json_agg",
-        "jsonb_agg",
-        "json_object_agg",
-        "jsonb_object_agg",
-        "bool_and",
-        "bool_or",
-        "every",
-        "row_number",
-        "rank",
-        "dense_rank",
-        "lag",
-        "lead",
-        "first_value",
-        "last_value",
-        "nth_value",
-        // Rows, arrays and JSON.
-        "row_to_json",
-        "to_json",
-        "to_jsonb",
-        "json_build_object",
-        "jsonb_build_object",
-        "json_build_array",
-        "jsonb_build_array",
-        "array_length",
-        "cardinality",
-        "unnest",
-        "array_append",
-        "array_prepend",
-        "array_cat",
-        "jsonb_pretty",
-        "json_each",
-        "jsonb_each",
-        "json_each_text",
-        "jsonb_each_text",
-        "json_array_elements",
-        "jsonb_array_elements",
-        "jsonb_array_elements_text",
-        "json_array_elements_text",
-        "json_object_keys",
-        "jsonb_object_keys",
-        "jsonb_path_query",
-        "generate_series",
-        "row",
-        "hstore",
-    ];
-    KNOWN.contains(&bare.as_str())
 }
 
 fn object(n: &ObjectName) -> String {
