@@ -7,6 +7,8 @@
 //! a value that would have to be rewritten but cannot be re-encoded fails closed.
 
 mod binary;
+pub mod copy;
+pub mod report;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use gatehouse_dsl::CaptureRequest;
 use gatehouse_dsl::mask::{MaskSpec, MaskTarget, Replacement};
 use gatehouse_events::payload::Capture;
 
+use crate::classify::lineage::Source;
 use crate::wire::FrameError;
 use crate::wire::backend::{Column, data_row};
 use crate::wire::frame::put;
@@ -38,6 +41,9 @@ pub enum MaskError {
         "column `{0}` holds text that is not UTF-8 and cannot be checked against the masking rules"
     )]
     Encoding(String),
+    /// A COPY row cannot be masked (a format the gateway does not read).
+    #[error("COPY TO STDOUT output cannot be masked: {0}")]
+    Copy(String),
     /// The data row does not decode.
     #[error(transparent)]
     Frame(#[from] FrameError),
@@ -121,7 +127,7 @@ impl Plan {
         formats: &[i16],
         masks: &[Arc<MaskSpec>],
         captures: &[Captured],
-        derived: &[(String, Vec<String>)],
+        sources: &[Source],
     ) -> Self {
         let mut any_mask = false;
         let mut any_capture = false;
@@ -135,19 +141,9 @@ impl Plan {
                     many => many.get(i).copied().unwrap_or(c.format),
                 };
                 let mut steps = Vec::new();
-                // A label computed from a masked column is masked like it.
-                let sources: Vec<&str> = derived
-                    .iter()
-                    .filter(|(label, _)| {
-                        label.eq_ignore_ascii_case(&c.name)
-                            || (label.is_empty() && c.table_oid == 0)
-                    })
-                    .flat_map(|(_, s)| s.iter().map(String::as_str))
-                    .collect();
                 for spec in masks {
-                    let by_source = sources.iter().find_map(|s| spec.column(s));
-                    if let Some(r) = spec.column(&c.name).or(by_source) {
-                        steps.push(Step::Replace(r.clone()));
+                    if let Some(r) = column_mask(spec, Some(&c.name), sources.get(i)) {
+                        steps.push(Step::Replace(r));
                     } else if spec.has_value_patterns() {
                         steps.push(Step::Patterns(spec.clone()));
                     }
@@ -156,8 +152,14 @@ impl Plan {
                     .iter()
                     .enumerate()
                     .filter(|(_, cap)| {
+                        // By name, or by lineage: `hostname AS h`, `lower(hostname)`.
                         &*cap.request.source == "pg.result.column"
-                            && cap.request.arg.eq_ignore_ascii_case(&c.name)
+                            && (cap.request.arg.eq_ignore_ascii_case(&c.name)
+                                || sources.get(i).is_some_and(|s| {
+                                    s.columns
+                                        .iter()
+                                        .any(|x| cap.request.arg.eq_ignore_ascii_case(x))
+                                }))
                     })
                     .map(|(j, _)| j)
                     .collect();
@@ -238,6 +240,62 @@ impl Plan {
     }
 }
 
+/// The replacement `spec` makes for a column named `name` (when the result names
+/// it) whose value comes from `source` (when known): by its name, by a masked
+/// column it derives from (the whole value when transformed), or whole when it may
+/// hold any column and the spec masks some column.
+pub fn column_mask(
+    spec: &MaskSpec,
+    name: Option<&str>,
+    source: Option<&Source>,
+) -> Option<Replacement> {
+    let direct = source.is_none_or(|s| s.direct);
+    let fit = |r: &Replacement| if direct { r.clone() } else { whole(r) };
+    if let Some(r) = name.and_then(|n| spec.column(n)) {
+        return Some(fit(r));
+    }
+    let source = source?;
+    if let Some(r) = source.columns.iter().find_map(|c| spec.column(c)) {
+        return Some(fit(r));
+    }
+    if source.opaque {
+        return spec
+            .items
+            .iter()
+            .find(|i| !matches!(i.target, MaskTarget::ValuesMatching(_)))
+            .map(|i| whole(&i.replacement));
+    }
+    None
+}
+
+/// `s` as a JSON string.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let _ =
+                    std::fmt::Write::write_fmt(&mut out, format_args!("\\u{:04x}", u32::from(c)));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A replacement for a whole value: a partial one (`keep last 4`) would show part
+/// of a transformed value, which may be any part of the secret.
+fn whole(r: &Replacement) -> Replacement {
+    match r {
+        Replacement::With(_) => r.clone(),
+        Replacement::KeepLast(_) | Replacement::KeepFirst(_) => Replacement::With("****".into()),
+    }
+}
+
 fn put_value(b: &mut BytesMut, v: Option<&[u8]>) {
     match v {
         None => b.extend_from_slice(&(-1i32).to_be_bytes()),
@@ -248,7 +306,7 @@ fn put_value(b: &mut BytesMut, v: Option<&[u8]>) {
     }
 }
 
-fn patterns<'v>(spec: &MaskSpec, value: Cow<'v, str>) -> Cow<'v, str> {
+pub(crate) fn patterns<'v>(spec: &MaskSpec, value: Cow<'v, str>) -> Cow<'v, str> {
     let mut out = value;
     for item in &spec.items {
         if let MaskTarget::ValuesMatching(re) = &item.target
@@ -285,6 +343,10 @@ impl ColumnPlan {
             let mut out: Cow<'v, str> = s.into();
             for step in &self.steps {
                 out = match step {
+                    // A JSON value stays JSON: the replacement as a JSON string.
+                    Step::Replace(r) if matches!(self.oid, 114 | 3802) => {
+                        json_string(&r.apply(&out)).into()
+                    }
                     Step::Replace(r) => r.apply(&out).into(),
                     Step::Patterns(spec) => patterns(spec, out),
                 };

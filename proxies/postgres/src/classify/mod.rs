@@ -8,6 +8,7 @@
 //! statement and the others are still classified.
 
 mod cache;
+pub mod lineage;
 mod normalize;
 mod session;
 mod split;
@@ -40,13 +41,12 @@ pub struct Classified {
     pub executes: Option<String>,
     /// Whether this result depends only on the normalised text (cacheable).
     pub cacheable: bool,
-    /// Result labels derived from other columns (`password AS p`, `upper(token)`):
-    /// label -> source columns. Masks by column name follow them.
+    /// What each result column's value derives from: masks by column name follow it.
     pub derived: Derived,
 }
 
-/// Result labels and the columns their values come from.
-pub type Derived = std::sync::Arc<Vec<(String, Vec<String>)>>;
+/// The lineage of a statement's result columns (shared by cached classifications).
+pub type Derived = std::sync::Arc<lineage::Lineage>;
 
 /// Classifies every statement of a query string, or none if it holds more than
 /// `limit` (the cost is then that of tokenizing it).

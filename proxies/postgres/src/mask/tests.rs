@@ -74,9 +74,23 @@ fn masks_by_column_and_pattern_in_text() {
 
 #[test]
 fn labels_derived_from_masked_columns_are_masked() {
+    use crate::classify::lineage::Source;
     let derived = vec![
-        ("p".to_owned(), vec!["password".to_owned()]),
-        (String::new(), vec!["password".to_owned()]),
+        Source {
+            columns: vec!["password".into()],
+            opaque: false,
+            direct: true,
+        },
+        Source {
+            columns: vec!["password".into()],
+            opaque: false,
+            direct: false,
+        },
+        Source {
+            columns: vec!["id".into()],
+            opaque: false,
+            direct: true,
+        },
     ];
     let computed = Column {
         table_oid: 0,

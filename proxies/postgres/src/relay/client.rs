@@ -222,7 +222,7 @@ impl Relay {
                 Message::Query(q) => match self.cache.classify(q, self.options.max_statements) {
                     Ok(all) => {
                         for (i, c) in all.statements.iter().enumerate() {
-                            derived_of_step.push(c.derived.clone());
+                            derived_of_step.push(self.rows_of.resolve(&c.derived));
                             transaction_control |= c.stmt.transaction_control.is_some();
                             let mut stmt = self.sql.resolve(c);
                             stmt.phase = "simple".into();
@@ -238,6 +238,7 @@ impl Relay {
                 },
                 Message::Parse { name, query, .. } => {
                     let (text, mut stmt, derived) = self.one_statement(query);
+                    self.rows_of.protocol(name, Some(derived.clone()));
                     stmt.phase = "parse".into();
                     stmt.prepared_name = Some(name.to_owned());
                     let shared: Arc<str> = Arc::from(text.as_str());
@@ -298,7 +299,7 @@ impl Relay {
                             stmt.prepared_name = Some(p.statement.clone());
                             stmt.prepared_event = s.event;
                             stmt.params = p.params.clone();
-                            derived_of_step.push(s.derived.clone());
+                            derived_of_step.push(self.rows_of.resolve(&s.derived));
                             (s.text.to_string(), stmt)
                         }
                         None => {
@@ -321,6 +322,7 @@ impl Relay {
                     match t {
                         Target::Statement => {
                             self.statements.remove(name);
+                            self.rows_of.protocol(name, None);
                         }
                         Target::Portal => {
                             self.portals.remove(name);
@@ -543,12 +545,6 @@ impl Relay {
                     self.guard_begin(false, limit);
                 }
                 let masks = all_masks(&step.decisions);
-                let all_derived: crate::classify::Derived = Arc::new(
-                    step.derived
-                        .iter()
-                        .flat_map(|d| d.iter().cloned())
-                        .collect(),
-                );
                 let runs = step
                     .decisions
                     .iter()
@@ -559,7 +555,11 @@ impl Relay {
                             d.masks().to_vec()
                         };
                         let mut run = Run::new(d.clone(), m, self.options.sample);
-                        run.derived = all_derived.clone();
+                        // Several statements: which result is whose is the server's
+                        // split, not ours, so no column's lineage is taken as known.
+                        if let ([one], 1) = (step.derived.as_slice(), step.decisions.len()) {
+                            run.derived = one.clone();
+                        }
                         run.bound = d.row_limit();
                         run
                     })

@@ -214,6 +214,8 @@ pub struct Relay {
     sql: SessionSql,
     statements: HashMap<String, Prepared>,
     portals: HashMap<String, Portal>,
+    /// Result lineage of the session's cursors and SQL prepared statements.
+    rows_of: crate::classify::lineage::Named,
     pending: VecDeque<Expect>,
     queue: VecDeque<Bytes>,
     /// Bytes of the frames in `queue`.
@@ -263,6 +265,7 @@ impl Relay {
             sql,
             statements: HashMap::new(),
             portals: HashMap::new(),
+            rows_of: crate::classify::lineage::Named::default(),
             pending: VecDeque::new(),
             queue: VecDeque::new(),
             queued: 0,

@@ -42,10 +42,12 @@ pub struct Run {
     pub formats: Vec<i16>,
     /// COPY TO STDOUT in progress.
     pub copy_out: bool,
-    /// Result labels derived from other columns.
+    /// What the result columns derive from.
     pub derived: crate::classify::Derived,
     /// Most rows the statement may change (`limit rows`).
     pub bound: Option<u64>,
+    /// The sources of each COPY column, once the copy's columns are known.
+    copy: Option<crate::mask::copy::CopyPlan>,
 }
 
 /// What became of one data row.
@@ -81,12 +83,18 @@ impl Run {
             copy_out: false,
             derived: crate::classify::Derived::default(),
             bound: None,
+            copy: None,
         }
     }
 
     /// True when rows must be inspected: masks or captures apply.
     pub fn inspects_rows(&self) -> bool {
         !self.masks.is_empty() || !self.captured.is_empty()
+    }
+
+    /// True when a mask is in force: error and notice text is redacted.
+    pub fn masked(&self) -> bool {
+        !self.masks.is_empty()
     }
 
     /// True when every data row can be passed through as bytes without looking.
@@ -96,12 +104,18 @@ impl Run {
 
     /// Plans the rows of a result described by `columns`.
     pub fn describe(&mut self, columns: &[Column]) {
+        let sources = if self.masks.is_empty() && self.captured.is_empty() {
+            Vec::new()
+        } else {
+            let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+            self.derived.columns(&names, columns.len())
+        };
         let plan = Plan::new(
             columns,
             &self.formats,
             &self.masks,
             &self.captured,
-            &self.derived,
+            &sources,
         );
         self.plan = Some(plan);
     }
@@ -140,35 +154,38 @@ impl Run {
         Ok(outcome)
     }
 
-    /// Masks a COPY TO STDOUT data line (value patterns only; column masks cannot
-    /// be placed without column names, and fail closed).
+    /// Starts a COPY TO STDOUT described by a `CopyOutResponse` body.
+    pub fn start_copy(&mut self, body: &[u8]) {
+        self.copy_out = true;
+        if self.masks.is_empty() {
+            return;
+        }
+        let n = body
+            .get(1..3)
+            .and_then(|b| <[u8; 2]>::try_from(b).ok())
+            .map_or(0, |b| usize::from(u16::from_be_bytes(b)));
+        self.copy = Some(crate::mask::copy::CopyPlan::new(
+            &self.derived,
+            n,
+            &self.masks,
+        ));
+    }
+
+    /// Masks one COPY TO STDOUT data message: column masks by position (text, CSV
+    /// and binary formats), value patterns per value.
     pub fn copy_data(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, MaskError> {
         self.rows += 1;
-        if self.masks.is_empty() {
-            return Ok(None);
+        match &mut self.copy {
+            None if self.masks.is_empty() => Ok(None),
+            None => Err(MaskError::Copy("the copy was not described".into())),
+            Some(plan) => {
+                let out = plan.apply(body)?;
+                if out.is_some() {
+                    self.masked += 1;
+                }
+                Ok(out)
+            }
         }
-        let column_items = self.masks.iter().any(|m| {
-            m.items
-                .iter()
-                .any(|i| !matches!(i.target, gatehouse_dsl::mask::MaskTarget::ValuesMatching(_)))
-        });
-        if column_items {
-            return Err(MaskError::Binary {
-                column: "COPY TO STDOUT".into(),
-                oid: 0,
-            });
-        }
-        let text = std::str::from_utf8(body).map_err(|_| MaskError::Encoding("COPY".into()))?;
-        let mut out = std::borrow::Cow::Borrowed(text);
-        for spec in &self.masks {
-            let next = spec.apply("", &out).into_owned();
-            out = next.into();
-        }
-        if out == text {
-            return Ok(None);
-        }
-        self.masked += 1;
-        Ok(Some(out.into_owned().into_bytes()))
     }
 
     fn sample_row(&mut self, body: &[u8]) -> Result<(), FrameError> {

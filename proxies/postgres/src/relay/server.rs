@@ -97,6 +97,10 @@ impl Relay {
             b'N' if matches!(self.pending.front(), Some(Expect::GuardEnd { .. })) => {
                 return Ok(Fate::Done);
             }
+            b'N' if self.under_mask() => {
+                self.redacted(b'N', body);
+                return Ok(Fate::Done);
+            }
             b'N' => return Ok(Fate::Pass),
             b'A' => {
                 // NotificationResponse: the sender's pid. The client knows its own
@@ -212,7 +216,7 @@ impl Relay {
                         }
                     },
                     b'H' => {
-                        run.copy_out = true;
+                        run.start_copy(body);
                         (Fate::Pass, true)
                     }
                     b'd' if run.copy_out => match run.copy_data(body) {
@@ -234,6 +238,14 @@ impl Relay {
                         };
                         self.push_result(run.finish(ResultStatus::Ok, rows, None));
                         (Fate::Pass, false)
+                    }
+                    b'E' if run.masked() => {
+                        let body = crate::mask::report::redact(body).unwrap_or_default();
+                        let err = error_fields(&body);
+                        self.push_result(run.finish(ResultStatus::Error, None, Some(err)));
+                        self.redacted(b'E', &body);
+                        self.extended_error(&body);
+                        (Fate::Done, false)
                     }
                     b'E' => {
                         if run.bound.is_some() {
@@ -390,7 +402,7 @@ impl Relay {
             },
             b'H' => {
                 if let Some(run) = q.runs.front_mut() {
-                    run.copy_out = true;
+                    run.start_copy(body);
                 }
                 (Fate::Pass, true)
             }
@@ -438,6 +450,10 @@ impl Relay {
                     report.encode(&mut self.to_client);
                     (Fate::Done, true)
                 } else {
+                    let masked = q.runs.front().is_some_and(Run::masked);
+                    let redacted =
+                        masked.then(|| crate::mask::report::redact(body).unwrap_or_default());
+                    let body = redacted.as_deref().unwrap_or(body);
                     let err = error_fields(body);
                     if let Some(mut run) = q.runs.pop_front() {
                         self.push_result(run.finish(ResultStatus::Error, None, Some(err)));
@@ -446,7 +462,12 @@ impl Relay {
                         q,
                         "not run: an earlier statement of the query string failed",
                     );
-                    (Fate::Pass, true)
+                    if masked {
+                        self.redacted(b'E', body);
+                        (Fate::Done, true)
+                    } else {
+                        (Fate::Pass, true)
+                    }
                 }
             }
             b'Z' => {
@@ -461,6 +482,29 @@ impl Relay {
             }
             _ => (Fate::Pass, true),
         })
+    }
+
+    /// Whether the statement the server is answering runs under a mask.
+    fn under_mask(&self) -> bool {
+        match self.pending.front() {
+            Some(Expect::Execute(run)) => run.masked(),
+            Some(Expect::Query(q)) => q.runs.front().is_some_and(Run::masked),
+            _ => false,
+        }
+    }
+
+    /// Sends a report with its value-bearing fields redacted (one of our own when
+    /// it does not decode).
+    fn redacted(&mut self, tag: u8, body: &[u8]) {
+        match crate::mask::report::redact(body).filter(|b| !b.is_empty()) {
+            Some(b) => put(&mut self.to_client, tag, |out| out.extend_from_slice(&b)),
+            None if tag == b'E' => Report::error(
+                "XX000",
+                "gatehouse: the server's error was withheld (the statement runs under a mask)",
+            )
+            .encode(&mut self.to_client),
+            None => {}
+        }
     }
 
     /// Remembers the result columns of a prepared statement from a Describe answer.

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use gatehouse_events::payload::{PgKind, PgStatement};
 use sqlparser::ast::{
     AssignmentTarget, CopySource, CopyTarget, Expr, FromTable, FunctionArg, FunctionArgExpr,
-    FunctionArguments, MergeAction, ObjectName, ObjectNamePart, ObjectType, Query, SelectItem, Set,
-    SetExpr, Statement, TableFactor, TableObject, Value, Visit, Visitor,
+    FunctionArguments, MergeAction, ObjectName, ObjectNamePart, ObjectType, Query, Set, Statement,
+    TableFactor, TableObject, Value, Visit, Visitor,
 };
 
 use super::{Classified, SqlEffect};
@@ -170,7 +170,6 @@ struct Walk {
     privilege: Option<String>,
     effect: Option<SqlEffect>,
     literal_dependent: bool,
-    derived: Vec<(String, Vec<String>)>,
 }
 
 fn addr(q: &Query) -> usize {
@@ -204,7 +203,6 @@ impl Visitor for Walk {
     type Break = ();
 
     fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
-        projections(&q.body, &mut self.derived);
         let me = addr(q);
         if let Some(top) = self.frames.last_mut()
             && let Some(i) = top.ctes.iter().position(|(_, p)| *p == me)
@@ -396,65 +394,6 @@ impl Visitor for Walk {
             _ => {}
         }
         ControlFlow::Continue(())
-    }
-}
-
-/// Result labels and the columns their values come from, for every SELECT list of
-/// a query (masks follow a column through aliases and expressions).
-fn projections(body: &SetExpr, out: &mut Vec<(String, Vec<String>)>) {
-    match body {
-        SetExpr::Select(select) => {
-            for item in &select.projection {
-                let (label, expr) = match item {
-                    SelectItem::UnnamedExpr(e) => (label_of(e), e),
-                    SelectItem::ExprWithAlias { expr, alias } => (alias.value.to_lowercase(), expr),
-                    SelectItem::ExprWithAliases { expr, aliases } => (
-                        aliases
-                            .first()
-                            .map(|a| a.value.to_lowercase())
-                            .unwrap_or_default(),
-                        expr,
-                    ),
-                    _ => continue,
-                };
-                let mut sources = Vec::new();
-                let _ = sqlparser::ast::visit_expressions(expr, |e| {
-                    match e {
-                        Expr::Identifier(i) => push_unique(&mut sources, i.value.to_lowercase()),
-                        Expr::CompoundIdentifier(parts) => {
-                            if let Some(l) = parts.last() {
-                                push_unique(&mut sources, l.value.to_lowercase());
-                            }
-                        }
-                        _ => {}
-                    }
-                    ControlFlow::<()>::Continue(())
-                });
-                sources.retain(|c| *c != label);
-                if !sources.is_empty() {
-                    out.push((label, sources));
-                }
-            }
-        }
-        SetExpr::SetOperation { left, right, .. } => {
-            projections(left, out);
-            projections(right, out);
-        }
-        _ => {}
-    }
-}
-
-/// The label of an unaliased result column when it is a bare column reference;
-/// empty otherwise (PostgreSQL's label for an expression is not predicted: such
-/// columns are matched by having no source table in the row description).
-fn label_of(e: &Expr) -> String {
-    match e {
-        Expr::Identifier(i) => i.value.to_lowercase(),
-        Expr::CompoundIdentifier(parts) => parts
-            .last()
-            .map(|p| p.value.to_lowercase())
-            .unwrap_or_default(),
-        _ => String::new(),
     }
 }
 

@@ -105,7 +105,6 @@ pub fn statement(s: &Statement) -> Classified {
     stmt.privilege_change = w.privilege;
     stmt.transaction_control = transaction.map(str::to_owned);
     let mut effect = w.effect;
-    let inner_derived = inner.as_ref().map(|c| c.derived.clone());
     if let Some(c) = inner {
         // PREPARE and EXPLAIN: what the inner statement does is what is judged.
         merge(&mut stmt, &c.stmt);
@@ -117,17 +116,16 @@ pub fn statement(s: &Statement) -> Classified {
         }
         cacheable = cacheable && c.cacheable;
     }
-    let mut derived = w.derived;
-    if let Some(c) = &inner_derived {
-        derived.extend(c.iter().cloned());
-    }
+    let lineage = crate::classify::lineage::of(s);
+    // COPY's format options are literals, which the cache key does not keep.
+    let copies = matches!(lineage.rows(), crate::classify::lineage::Lineage::Copy(..));
     Classified {
         text: String::new(),
         stmt,
         effect,
         executes,
-        cacheable: cacheable && !w.literal_dependent,
-        derived: Arc::new(derived),
+        cacheable: cacheable && !w.literal_dependent && !copies,
+        derived: Arc::new(lineage),
     }
 }
 
