@@ -11,6 +11,7 @@ mod cache;
 mod normalize;
 mod session;
 mod split;
+mod table_command;
 mod walk;
 
 use gatehouse_events::payload::{PgKind, PgStatement};
@@ -112,9 +113,10 @@ fn classify_one(piece: &split::Piece) -> Classified {
         return unparsed(&piece.text, why);
     }
     let piece = piece.text.as_str();
+    let rewritten = table_command::rewrite(piece);
     let dialect = PostgreSqlDialect {};
     let parsed = Parser::new(&dialect)
-        .try_with_sql(piece)
+        .try_with_sql(rewritten.as_deref().unwrap_or(piece))
         .and_then(|mut p| p.parse_statements());
     let statements = match parsed {
         Ok(s) => s,

@@ -57,6 +57,9 @@ pub struct SessionSql {
     pub user: String,
     /// `standard_conforming_strings` is off: backslashes in strings escape.
     pub backslash_strings: bool,
+    /// The database the session is connected to: `db.schema.table` is `schema.table`
+    /// when `db` is this one.
+    pub database: String,
 }
 
 impl SessionSql {
@@ -88,6 +91,7 @@ impl SessionSql {
                 }
             }
         }
+        database_names(&self.database, &mut stmt);
         if self.backslash_strings && c.text.contains('\\') {
             stmt.parse_error.get_or_insert_with(|| {
                 "standard_conforming_strings is off and the statement holds a backslash".into()
@@ -166,5 +170,44 @@ impl SessionSql {
             }
             None => {}
         }
+    }
+}
+
+/// Rewrites `db.schema.table` names to `schema.table` when `db` is the session's
+/// database; a name in another database (or with more parts) makes the statement
+/// unresolved.
+fn database_names(database: &str, stmt: &mut PgStatement) {
+    let mut unresolved = None;
+    for list in [&mut stmt.tables_read, &mut stmt.tables_written] {
+        if !list.iter().any(|t| t.matches('.').count() >= 2) {
+            continue;
+        }
+        let mut out: Vec<String> = Vec::with_capacity(list.len());
+        for t in list.drain(..) {
+            let parts: Vec<&str> = t.split('.').collect();
+            let name = match parts.as_slice() {
+                [db, schema, table] if !database.is_empty() && *db == database => {
+                    format!("{schema}.{table}")
+                }
+                [_, _, _] => {
+                    unresolved.get_or_insert_with(|| {
+                        format!("`{t}` names a database other than the session's (`{database}`)")
+                    });
+                    t
+                }
+                [..] if parts.len() > 3 => {
+                    unresolved.get_or_insert_with(|| format!("`{t}` is not a relation name"));
+                    t
+                }
+                _ => t,
+            };
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        *list = out;
+    }
+    if let Some(u) = unresolved {
+        stmt.unresolved.get_or_insert(u);
     }
 }

@@ -141,3 +141,61 @@ fn cache_reuses_by_shape() {
     assert_eq!(a.statements[0].stmt, b.statements[0].stmt);
     assert!(b.text(0).contains("aid = 2"), "{}", b.text(0));
 }
+
+#[test]
+fn every_relation_reached() {
+    for (sql, want) in [
+        ("TABLE secrets", vec!["secrets"]),
+        ("TABLE public.secrets", vec!["public.secrets"]),
+        ("SELECT * FROM (TABLE secrets) s", vec!["secrets"]),
+        ("WITH x AS (TABLE secrets) SELECT * FROM x", vec!["secrets"]),
+        ("SELECT 1 UNION ALL TABLE secrets", vec!["secrets"]),
+        (
+            "SELECT a FROM t UNION SELECT b FROM u EXCEPT TABLE v",
+            vec!["t", "u", "v"],
+        ),
+        (
+            "SELECT * FROM (SELECT * FROM (SELECT s FROM secrets) a) b",
+            vec!["secrets"],
+        ),
+        ("SELECT (SELECT max(s) FROM secrets)", vec!["secrets"]),
+        (
+            "SELECT * FROM t WHERE EXISTS (TABLE secrets)",
+            vec!["t", "secrets"],
+        ),
+        ("COPY (TABLE secrets) TO STDOUT", vec!["secrets"]),
+        (
+            "SELECT * FROM t, LATERAL (SELECT * FROM secrets) s",
+            vec!["t", "secrets"],
+        ),
+    ] {
+        let s = one(sql);
+        assert_eq!(s.tables_read, want, "{sql}: {s:?}");
+    }
+    let s = one("CREATE TABLE c AS TABLE secrets");
+    assert!(s.tables_read.contains(&"secrets".to_owned()), "{s:?}");
+    let s = one("INSERT INTO c TABLE secrets");
+    assert_eq!(
+        (s.tables_read.clone(), s.tables_written.clone()),
+        (vec!["secrets".to_owned()], vec!["c".to_owned()])
+    );
+    // A CTE named like the table hides it.
+    let s = one("WITH secrets AS (SELECT 1) TABLE secrets");
+    assert!(s.tables_read.is_empty(), "{s:?}");
+}
+
+#[test]
+fn database_qualified_names() {
+    let mut s = SessionSql::new("app");
+    s.database = "shop".into();
+    let v = classify_all(
+        "SELECT * FROM shop.public.secrets; SELECT * FROM other.public.secrets; DELETE FROM Shop.Public.Secrets",
+    );
+    let a = s.resolve(&v[0]);
+    assert_eq!(a.tables_read, ["public.secrets"], "{a:?}");
+    assert!(a.unresolved.is_none(), "{a:?}");
+    let b = s.resolve(&v[1]);
+    assert!(b.unresolved.is_some(), "{b:?}");
+    let c = s.resolve(&v[2]);
+    assert_eq!(c.tables_written, ["public.secrets"], "{c:?}");
+}
