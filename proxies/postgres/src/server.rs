@@ -154,6 +154,7 @@ impl PgProxy {
                 cancel,
                 max_statements: self.options.max_statements,
                 heavy: self.heavy.clone(),
+                catalog: self.catalogs.get(&session.principal.target).cloned(),
             },
             sql,
             upstream.leftover,

@@ -21,8 +21,9 @@ use sqlparser::parser::Parser;
 
 pub use cache::{Cache, Classification};
 pub use normalize::normalize;
-pub use session::{SessionSql, SqlEffect};
+pub use session::{SessionSql, SqlEffect, parse_path};
 pub use split::TooMany;
+pub use walk::dangerous_function;
 
 /// Longest statement text kept in an event (the classification uses all of it).
 pub const MAX_TEXT: usize = 4096;

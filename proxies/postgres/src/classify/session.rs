@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use gatehouse_events::payload::{PgKind, PgStatement};
 
 use super::Classified;
+use crate::catalog::Snapshot;
 
 /// A change to session state a statement makes when it runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +61,20 @@ pub struct SessionSql {
     /// The database the session is connected to: `db.schema.table` is `schema.table`
     /// when `db` is this one.
     pub database: String,
+    /// The session sent DDL since the catalog was last invalidated for it.
+    pub catalog_dirty: bool,
+}
+
+/// PostgreSQL's default `search_path`.
+static DEFAULT_PATH: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(|| vec!["$user".to_owned(), "public".to_owned()]);
+
+/// Whether running `stmt` may change what names are (relations, functions, schemas).
+pub fn is_ddl(stmt: &PgStatement) -> bool {
+    matches!(
+        stmt.kind,
+        PgKind::Create | PgKind::Alter | PgKind::Drop | PgKind::Grant | PgKind::Revoke
+    ) || stmt.ddl_target.is_some()
 }
 
 impl SessionSql {
@@ -74,6 +89,12 @@ impl SessionSql {
     /// The event fields of a classified statement in this session, then the session
     /// state updated by it (statements of one string are resolved in order).
     pub fn resolve(&mut self, c: &Classified) -> PgStatement {
+        self.resolve_in(c, None)
+    }
+
+    /// [`resolve`](Self::resolve), with the names expanded through the target's
+    /// catalog when one was read (views, functions, canonical `schema.name`).
+    pub fn resolve_in(&mut self, c: &Classified, catalog: Option<&Snapshot>) -> PgStatement {
         let mut stmt = c.stmt.clone();
         if let Some(name) = &c.executes {
             match self.prepared.get(name) {
@@ -92,6 +113,24 @@ impl SessionSql {
             }
         }
         database_names(&self.database, &mut stmt);
+        if let Some(snap) = catalog {
+            let path = match &self.search_path {
+                SearchPath::Default => Some(DEFAULT_PATH.as_slice()),
+                SearchPath::Set(p) => Some(p.as_slice()),
+                SearchPath::Unknown => None,
+            };
+            // After DDL not yet run (earlier in the same batch), the reading may be
+            // out of date for any name.
+            let doubt = self
+                .catalog_dirty
+                .then_some("an earlier statement of the same batch changes the schema");
+            crate::catalog::reach(&mut stmt, snap, path, &self.user, doubt);
+        }
+        if is_ddl(&stmt) {
+            // What names are changes when this runs: read the catalog again before the
+            // session's next statement (see `catalog`).
+            self.catalog_dirty = true;
+        }
         if self.backslash_strings && c.text.contains('\\') {
             stmt.parse_error.get_or_insert_with(|| {
                 "standard_conforming_strings is off and the statement holds a backslash".into()

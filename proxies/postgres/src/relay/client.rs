@@ -16,6 +16,7 @@ use tokio::runtime::RuntimeFlavor;
 
 use super::run::{Run, refused};
 use super::{End, Expect, HEAVY_BYTES, Held, Portal, Prepared, QueryExchange, Relay, YIELD_WORK};
+use crate::catalog::Snapshot;
 use crate::classify::{MAX_TEXT, TooMany, unparsed};
 use crate::wire::backend::Report;
 use crate::wire::frame::{self, put, put_cstr};
@@ -147,11 +148,16 @@ impl Relay {
         }
     }
 
-    fn one_statement(&mut self, query: &str) -> (String, PgStatement, crate::classify::Derived) {
+    async fn one_statement(
+        &mut self,
+        query: &str,
+        snap: &mut Option<Arc<Snapshot>>,
+    ) -> (String, PgStatement, crate::classify::Derived) {
         let all = self.cache.classify(query, 1);
         match all.as_ref().map(|a| (a, &*a.statements)) {
             Ok((all, [one])) => {
-                let stmt = self.sql.resolve(one);
+                self.catalog_knows(snap, &one.stmt).await;
+                let stmt = self.sql.resolve_in(one, snap.as_deref());
                 (all.text(0).to_owned(), stmt, one.derived.clone())
             }
             _ => {
@@ -161,6 +167,30 @@ impl Relay {
                 );
                 (c.text, c.stmt, c.derived)
             }
+        }
+    }
+
+    /// The target's catalog for this segment: read again first when the session ran
+    /// DDL since (it has completed: this segment was sent after it).
+    async fn catalog_snapshot(&mut self) -> Option<Arc<Snapshot>> {
+        let catalog = self.options.catalog.clone()?;
+        if std::mem::take(&mut self.sql.catalog_dirty) {
+            catalog.invalidate();
+        }
+        Some(catalog.snapshot().await)
+    }
+
+    /// Reads the catalog again when `stmt` names something the reading does not know
+    /// and the reading is older than a second (it may have been created elsewhere).
+    async fn catalog_knows(&mut self, snap: &mut Option<Arc<Snapshot>>, stmt: &PgStatement) {
+        if let (Some(catalog), Some(s)) = (&self.options.catalog, snap.as_ref())
+            && !s.knows(stmt)
+        {
+            *snap = Some(
+                catalog
+                    .newer_than(s, std::time::Duration::from_secs(1))
+                    .await,
+            );
         }
     }
 
@@ -186,6 +216,7 @@ impl Relay {
     /// Takes frames from the queue up to a dependency, classifies them and judges
     /// them with one `decide_after` (which also writes pending results).
     async fn plan_segment(&mut self) -> Result<(), End> {
+        let mut snap = self.catalog_snapshot().await;
         let mut steps: Vec<(Step, usize)> = Vec::new();
         let mut derived_of_step: Vec<crate::classify::Derived>;
         let mut requests = Vec::new();
@@ -211,7 +242,8 @@ impl Relay {
                     Ok(all) => {
                         for (i, c) in all.statements.iter().enumerate() {
                             derived_of_step.push(c.derived.clone());
-                            let mut stmt = self.sql.resolve(c);
+                            self.catalog_knows(&mut snap, &c.stmt).await;
+                            let mut stmt = self.sql.resolve_in(c, snap.as_deref());
                             stmt.phase = "simple".into();
                             requests.push(request(all.text(i), stmt));
                         }
@@ -224,7 +256,7 @@ impl Relay {
                     }
                 },
                 Message::Parse { name, query, .. } => {
-                    let (text, mut stmt, derived) = self.one_statement(query);
+                    let (text, mut stmt, derived) = self.one_statement(query, &mut snap).await;
                     stmt.phase = "parse".into();
                     stmt.prepared_name = Some(name.to_owned());
                     let shared: Arc<str> = Arc::from(text.as_str());

@@ -1,0 +1,144 @@
+//! What a target's names are, read from its upstream catalog: relation kinds, view
+//! definitions, function bodies ([`Snapshot`]), and the expansion of a classified
+//! statement with them ([`reach`]).
+//!
+//! The catalog is read through a connection the gateway opens itself with the
+//! credential it holds for the target, never through an agent's session. One
+//! [`Catalog`] per target is shared by its sessions; a reading is reused until it is
+//! older than the TTL (DDL done elsewhere) or DDL judged by the gateway invalidates it.
+//! Once read, judging a statement costs hash lookups only. When the catalog cannot be
+//! read, statements that need it are marked `unresolved` with the reason.
+
+mod load;
+mod plpgsql;
+mod query;
+mod reach;
+mod snapshot;
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+pub use load::Source;
+pub use reach::reach;
+pub use snapshot::{Function, RelKind, Relation, Snapshot};
+
+/// Default time a reading of the catalog is trusted.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
+
+/// Time before a failed reading is tried again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// The catalog of one target, shared by its sessions.
+pub struct Catalog {
+    source: Source,
+    ttl: Duration,
+    current: RwLock<Option<Arc<Snapshot>>>,
+    /// Bumped by every invalidation; a reading started before the last bump is stale.
+    generation: AtomicU64,
+    /// Generation the current reading was started at.
+    read_at: AtomicU64,
+    refresh: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("target", &self.source.target.name)
+            .finish()
+    }
+}
+
+impl Catalog {
+    /// A catalog read from `source`, trusted for `ttl`.
+    pub fn new(source: Source, ttl: Duration) -> Self {
+        Self {
+            source,
+            ttl,
+            current: RwLock::new(None),
+            generation: AtomicU64::new(1),
+            read_at: AtomicU64::new(0),
+            refresh: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Forgets the current reading (DDL passed through the gateway).
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn fresh(&self) -> Option<Arc<Snapshot>> {
+        let snap = self
+            .current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()?;
+        let ttl = if snap.error.is_some() {
+            RETRY.min(self.ttl)
+        } else {
+            self.ttl
+        };
+        let valid = snap.loaded.elapsed() < ttl
+            && self.read_at.load(Ordering::Acquire) >= self.generation.load(Ordering::Acquire);
+        valid.then_some(snap)
+    }
+
+    /// The current reading, read again first when it is stale.
+    pub async fn snapshot(&self) -> Arc<Snapshot> {
+        if let Some(s) = self.fresh() {
+            return s;
+        }
+        let _one = self.refresh.lock().await;
+        if let Some(s) = self.fresh() {
+            return s;
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let snap = match self.source.load().await {
+            Ok(s) => s,
+            Err(error) => {
+                tracing::warn!(message = "Cannot read the upstream catalog.", target = %self.source.target.name, %error);
+                let last = self
+                    .current
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                match last {
+                    Some(last) if last.ever_loaded => Snapshot {
+                        loaded: Instant::now(),
+                        error: Some(error),
+                        ..(*last).clone()
+                    },
+                    _ => Snapshot::unreadable(error),
+                }
+            }
+        };
+        let snap = Arc::new(snap);
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(snap.clone());
+        self.read_at.store(generation, Ordering::Release);
+        snap
+    }
+
+    /// Reads the catalog again now when `snap` is older than `age` (a name it does
+    /// not know may have been created since).
+    pub async fn newer_than(&self, snap: &Arc<Snapshot>, age: Duration) -> Arc<Snapshot> {
+        if snap.loaded.elapsed() < age {
+            return snap.clone();
+        }
+        let _one = self.refresh.lock().await;
+        let current = self
+            .current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(c) = current
+            && c.loaded.elapsed() < age
+        {
+            return c;
+        }
+        drop(_one);
+        self.invalidate();
+        Box::pin(self.snapshot()).await
+    }
+}
