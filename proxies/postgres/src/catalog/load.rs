@@ -12,13 +12,15 @@ use super::query::rows;
 use super::snapshot::{self, RelKind, Relation, Snapshot};
 use crate::upstream::{self, Connect, scram::KeyCache};
 
-/// Relations of every schema but TOAST and temporary ones, with view definitions
-/// (written under an empty search path, so every name is qualified).
+/// Relations of every schema but TOAST ones, with view definitions (written under an
+/// empty search path, so every name is qualified). Temporary relations belong to
+/// other sessions' schemas: only their names are kept (a temporary table is then
+/// not taken for a name created since the reading).
 const RELATIONS: &str = "SELECT n.nspname, c.relname, c.relkind::text, \
      CASE WHEN c.relkind IN ('v', 'm') AND n.nspname <> 'information_schema' THEN pg_get_viewdef(c.oid) END \
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
      WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') \
-     AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'";
+     AND n.nspname NOT LIKE 'pg\\_toast%'";
 
 /// User-defined functions: language, body and `SET` options.
 const FUNCTIONS: &str = "SELECT n.nspname, p.proname, l.lanname, p.prosrc, \
@@ -102,6 +104,9 @@ fn build(
         // A system view the parser does not follow is still a known relation.
         let body = body.filter(|b| !(system && b.unresolved.is_some()));
         names.insert(name.to_owned());
+        if schema.starts_with("pg_temp_") {
+            continue;
+        }
         rels.entry(schema.to_owned())
             .or_default()
             .insert(name.to_owned(), Relation { kind, body });

@@ -120,24 +120,25 @@ impl Catalog {
         snap
     }
 
-    /// Reads the catalog again now when `snap` is older than `age` (a name it does
-    /// not know may have been created since).
-    pub async fn newer_than(&self, snap: &Arc<Snapshot>, age: Duration) -> Arc<Snapshot> {
-        if snap.loaded.elapsed() < age {
+    /// Reads the catalog again unless `snap` was read after `since` (a name it does
+    /// not know may have been created since it was read).
+    pub async fn read_since(&self, snap: &Arc<Snapshot>, since: Instant) -> Arc<Snapshot> {
+        if snap.loaded >= since {
             return snap.clone();
         }
-        let _one = self.refresh.lock().await;
-        let current = self
-            .current
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if let Some(c) = current
-            && c.loaded.elapsed() < age
         {
-            return c;
+            let _one = self.refresh.lock().await;
+            let current = self
+                .current
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            if let Some(c) = current
+                && c.loaded >= since
+            {
+                return c;
+            }
         }
-        drop(_one);
         self.invalidate();
         Box::pin(self.snapshot()).await
     }

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use gatehouse_events::payload::PgStatement;
+use gatehouse_events::payload::{PgKind, PgStatement};
 
 use super::snapshot::{RelKind, Snapshot, weight};
 use crate::classify;
@@ -29,6 +29,9 @@ enum Item {
     Relation {
         name: String,
         written: bool,
+        /// Whether a view's body is followed (not for the object of DDL: renaming
+        /// or dropping a view neither reads nor writes its base tables).
+        expand: bool,
         path: Option<Vec<String>>,
     },
     Function {
@@ -61,10 +64,16 @@ pub fn reach(
     };
     let path = path.map(<[String]>::to_vec);
     let mut work = Vec::new();
+    let ddl = matches!(
+        stmt.kind,
+        PgKind::Alter | PgKind::Drop | PgKind::Create | PgKind::Grant | PgKind::Revoke
+    );
+    let object = |t: &String| ddl && stmt.ddl_target.as_ref() == Some(t);
     for t in &stmt.tables_read {
         work.push(Item::Relation {
             name: t.clone(),
             written: false,
+            expand: !object(t),
             path: path.clone(),
         });
     }
@@ -72,8 +81,23 @@ pub fn reach(
         work.push(Item::Relation {
             name: t.clone(),
             written: true,
+            expand: !object(t),
             path: path.clone(),
         });
+    }
+    // `ALTER SCHEMA s RENAME ...` changes the name of every relation in it.
+    if stmt.kind == PgKind::Alter
+        && let Some(schema) = stmt.ddl_target.as_deref()
+        && !schema.contains('.')
+        && let Some(rels) = snap.relations.get(schema)
+    {
+        let mut names: Vec<String> = rels.keys().map(|r| format!("{schema}.{r}")).collect();
+        names.sort();
+        for n in names {
+            if !stmt.tables_written.contains(&n) {
+                stmt.tables_written.push(n);
+            }
+        }
     }
     for f in &stmt.functions {
         // A qualified call is listed both ways; the qualified name is the call.
@@ -102,8 +126,16 @@ pub fn reach(
             Item::Relation {
                 name,
                 written,
+                expand,
                 path,
-            } => relation(stmt, &cx, &name, written, path, &mut seen, &mut work),
+            } => relation(
+                stmt,
+                &cx,
+                (&name, written, expand),
+                path,
+                &mut seen,
+                &mut work,
+            ),
             Item::Function { name, path } => {
                 function(stmt, &cx, &name, path, &mut seen, &mut work);
             }
@@ -130,8 +162,7 @@ fn schemas<'a>(path: &'a [String], user: &'a str) -> impl Iterator<Item = &'a st
 fn relation(
     stmt: &mut PgStatement,
     cx: &Cx<'_>,
-    name: &str,
-    written: bool,
+    (name, written, expand): (&str, bool, bool),
     path: Option<Vec<String>>,
     seen: &mut HashSet<(bool, String)>,
     work: &mut Vec<Item>,
@@ -164,7 +195,7 @@ fn relation(
     {
         stmt.unresolved.get_or_insert(u);
     }
-    if !seen.insert((written, canonical)) {
+    if !expand || !seen.insert((written, canonical)) {
         return;
     }
     let Some(body) = &rel.body else { return };
@@ -172,6 +203,7 @@ fn relation(
         work.push(Item::Relation {
             name: t.clone(),
             written,
+            expand: true,
             path: Some(Vec::new()),
         });
     }
@@ -251,6 +283,7 @@ fn function(
         work.push(Item::Relation {
             name: t.clone(),
             written,
+            expand: true,
             path: inner.clone(),
         });
     }

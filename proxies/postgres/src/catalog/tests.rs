@@ -218,3 +218,26 @@ fn plpgsql_statements_are_found() {
     assert_eq!(out.kind, PgKind::Update, "{out:?}");
     assert!(out.unresolved.is_none(), "{out:?}");
 }
+
+#[test]
+fn renames_are_judged_as_writes_of_the_relation() {
+    let s = snap();
+    let r = resolve("ALTER TABLE secrets RENAME TO s2", &s);
+    assert_eq!(r.ddl_target.as_deref(), Some("secrets"));
+    assert!(
+        r.tables_written.contains(&"public.secrets".to_owned()),
+        "{r:?}"
+    );
+    // Renaming a view is not a read of its base tables.
+    let r = resolve("ALTER TABLE v1 RENAME TO v9", &s);
+    assert!(
+        !r.tables_read
+            .iter()
+            .chain(&r.tables_written)
+            .any(|t| t == "public.secrets"),
+        "{r:?}"
+    );
+    let r = resolve("ALTER SCHEMA auth RENAME TO auth2", &s);
+    assert_eq!(r.ddl_target.as_deref(), Some("auth"));
+    assert_eq!(r.tables_written, ["auth.api_keys"], "{r:?}");
+}

@@ -152,11 +152,12 @@ impl Relay {
         &mut self,
         query: &str,
         snap: &mut Option<Arc<Snapshot>>,
+        since: std::time::Instant,
     ) -> (String, PgStatement, crate::classify::Derived) {
         let all = self.cache.classify(query, 1);
         match all.as_ref().map(|a| (a, &*a.statements)) {
             Ok((all, [one])) => {
-                self.catalog_knows(snap, &one.stmt).await;
+                self.catalog_knows(snap, &one.stmt, since).await;
                 let stmt = self.sql.resolve_in(one, snap.as_deref());
                 (all.text(0).to_owned(), stmt, one.derived.clone())
             }
@@ -181,16 +182,18 @@ impl Relay {
     }
 
     /// Reads the catalog again when `stmt` names something the reading does not know
-    /// and the reading is older than a second (it may have been created elsewhere).
-    async fn catalog_knows(&mut self, snap: &mut Option<Arc<Snapshot>>, stmt: &PgStatement) {
+    /// and the reading is older than the segment (it may have been created elsewhere
+    /// since: a name the reading does not know is never taken for a plain table).
+    async fn catalog_knows(
+        &mut self,
+        snap: &mut Option<Arc<Snapshot>>,
+        stmt: &PgStatement,
+        since: std::time::Instant,
+    ) {
         if let (Some(catalog), Some(s)) = (&self.options.catalog, snap.as_ref())
             && !s.knows(stmt)
         {
-            *snap = Some(
-                catalog
-                    .newer_than(s, std::time::Duration::from_secs(1))
-                    .await,
-            );
+            *snap = Some(catalog.read_since(s, since).await);
         }
     }
 
@@ -216,6 +219,7 @@ impl Relay {
     /// Takes frames from the queue up to a dependency, classifies them and judges
     /// them with one `decide_after` (which also writes pending results).
     async fn plan_segment(&mut self) -> Result<(), End> {
+        let since = std::time::Instant::now();
         let mut snap = self.catalog_snapshot().await;
         let mut steps: Vec<(Step, usize)> = Vec::new();
         let mut derived_of_step: Vec<crate::classify::Derived>;
@@ -242,7 +246,7 @@ impl Relay {
                     Ok(all) => {
                         for (i, c) in all.statements.iter().enumerate() {
                             derived_of_step.push(c.derived.clone());
-                            self.catalog_knows(&mut snap, &c.stmt).await;
+                            self.catalog_knows(&mut snap, &c.stmt, since).await;
                             let mut stmt = self.sql.resolve_in(c, snap.as_deref());
                             stmt.phase = "simple".into();
                             requests.push(request(all.text(i), stmt));
@@ -256,7 +260,8 @@ impl Relay {
                     }
                 },
                 Message::Parse { name, query, .. } => {
-                    let (text, mut stmt, derived) = self.one_statement(query, &mut snap).await;
+                    let (text, mut stmt, derived) =
+                        self.one_statement(query, &mut snap, since).await;
                     stmt.phase = "parse".into();
                     stmt.prepared_name = Some(name.to_owned());
                     let shared: Arc<str> = Arc::from(text.as_str());
