@@ -52,6 +52,9 @@ pub fn reach(
     user: &str,
     doubt: Option<&str>,
 ) {
+    if snap.error.is_none() && doubt.is_none() && plain(stmt, snap, path, user) {
+        return;
+    }
     let doubt = snap
         .error
         .as_ref()
@@ -141,6 +144,54 @@ pub fn reach(
             }
         }
     }
+}
+
+/// The common case without the walk: no function calls, and every relation a plain
+/// table (or unknown); adds the canonical names and says whether that was all.
+fn plain(stmt: &mut PgStatement, snap: &Snapshot, path: Option<&[String]>, user: &str) -> bool {
+    if !stmt.functions.is_empty() || stmt.kind == PgKind::Alter {
+        return false;
+    }
+    let mut found: [Option<(&str, &str, bool)>; 4] = [None; 4];
+    let mut n = 0usize;
+    for (t, written) in stmt
+        .tables_read
+        .iter()
+        .map(|t| (t, false))
+        .chain(stmt.tables_written.iter().map(|t| (t, true)))
+    {
+        let hit = match t.split_once('.') {
+            Some((schema, rel)) => snap.relation(schema, rel).map(|r| (schema, rel, r)),
+            None => path.and_then(|p| {
+                schemas(p, user).find_map(|s| snap.relation(s, t).map(|r| (s, t.as_str(), r)))
+            }),
+        };
+        match hit {
+            Some((schema, rel, r)) if r.kind == RelKind::Table && r.body.is_none() => {
+                let Some(slot) = found.get_mut(n) else {
+                    return false;
+                };
+                *slot = Some((schema, rel, written));
+                n += 1;
+            }
+            Some(_) => return false,
+            None => {}
+        }
+    }
+    let names: Vec<(String, bool)> = found
+        .iter()
+        .flatten()
+        .map(|(s, r, w)| (format!("{s}.{r}"), *w))
+        .collect();
+    for (name, written) in names {
+        let list = if written {
+            &mut stmt.tables_written
+        } else {
+            &mut stmt.tables_read
+        };
+        push(list, name);
+    }
+    true
 }
 
 fn push(list: &mut Vec<String>, s: String) {
