@@ -66,6 +66,10 @@ fn setup(pg: &Postgres) {
         "create table vault.secrets (id int, s text)",
         "-c",
         "create view vault.passthrough as select s from public.secrets",
+        "-c",
+        "create table vault.notes (s text)",
+        "-c",
+        "create view notes as select s from secrets",
     ]));
 }
 
@@ -97,6 +101,10 @@ fn every_way_of_reaching_a_secret_is_judged_from_the_catalog() {
         "set search_path = public; select * from secrets",
         "select * from orders where exists (select 1 from v_secrets)",
         "prepare p as select * from v_v; execute p",
+        // `notes` is the harmless vault.notes only while the path says so.
+        "begin; set local search_path = vault, public; commit; select * from notes",
+        "begin; set search_path = vault, public; rollback; select * from notes",
+        "begin; savepoint a; set search_path = vault, public; rollback to a; select * from notes; commit",
     ];
     let mut failures = Vec::new();
     for sql in reads {

@@ -199,3 +199,39 @@ fn database_qualified_names() {
     let c = s.resolve(&v[2]);
     assert_eq!(c.tables_written, ["public.secrets"], "{c:?}");
 }
+
+#[test]
+fn search_path_follows_transactions() {
+    fn read_after(sql: &str) -> Vec<String> {
+        let mut s = SessionSql::default();
+        let v = classify_all(&format!("{sql}; SELECT * FROM api_keys"));
+        let mut last = None;
+        for c in &v {
+            last = Some(s.resolve(c));
+        }
+        last.unwrap().tables_read
+    }
+    let auth = "auth.api_keys".to_owned();
+    assert!(read_after("BEGIN; SET search_path = auth; COMMIT").contains(&auth));
+    assert!(!read_after("BEGIN; SET search_path = auth; ROLLBACK").contains(&auth));
+    assert!(!read_after("BEGIN; SET LOCAL search_path = auth; COMMIT").contains(&auth));
+    assert!(read_after("BEGIN; SET LOCAL search_path = auth").contains(&auth));
+    assert!(!read_after("SET LOCAL search_path = auth").contains(&auth));
+    assert!(
+        !read_after("BEGIN; SAVEPOINT a; SET search_path = auth; ROLLBACK TO SAVEPOINT a")
+            .contains(&auth)
+    );
+    assert!(
+        read_after(
+            "BEGIN; SET search_path = auth; SAVEPOINT a; SET search_path = x; ROLLBACK TO a"
+        )
+        .contains(&auth)
+    );
+    assert!(
+        read_after("BEGIN; SAVEPOINT a; SET search_path = auth; RELEASE a; COMMIT").contains(&auth)
+    );
+    assert!(
+        read_after("SET search_path = auth; BEGIN; SET LOCAL search_path = x; ROLLBACK")
+            .contains(&auth)
+    );
+}
