@@ -75,7 +75,7 @@ impl Default for Options {
             connect_timeout: gatehouse_core::config::DEFAULT_PG_CONNECT_TIMEOUT,
             login_timeout: Duration::from_secs(60),
             busy_poll: Duration::from_micros(50),
-            catalog_ttl: Some(catalog::DEFAULT_TTL),
+            catalog_ttl: Some(gatehouse_core::config::DEFAULT_PG_CATALOG_TTL),
             catalog_upstream: None,
         }
     }

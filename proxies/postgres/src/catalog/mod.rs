@@ -25,9 +25,6 @@ pub use load::Source;
 pub use reach::reach;
 pub use snapshot::{Function, RelKind, Relation, Snapshot};
 
-/// Default time a reading of the catalog is trusted.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
-
 /// Time before a failed reading is tried again.
 const RETRY: Duration = Duration::from_secs(1);
 
