@@ -241,3 +241,15 @@ fn renames_are_judged_as_writes_of_the_relation() {
     assert_eq!(r.ddl_target.as_deref(), Some("auth"));
     assert_eq!(r.tables_written, ["auth.api_keys"], "{r:?}");
 }
+
+#[test]
+fn procedures_called_are_what_their_bodies_do() {
+    let s = snap();
+    let r = resolve("CALL wipe()", &s);
+    assert!(
+        r.tables_written.contains(&"public.secrets".to_owned()),
+        "{r:?}"
+    );
+    let r = resolve("SELECT * FROM public.wipe() AS w", &s);
+    assert_eq!(r.kind, PgKind::Delete, "{r:?}");
+}
