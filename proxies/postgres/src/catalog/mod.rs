@@ -82,26 +82,50 @@ impl Catalog {
         valid.then_some(snap)
     }
 
-    /// The current reading, read again first when it is stale.
-    pub async fn snapshot(&self) -> Arc<Snapshot> {
+    fn current(&self) -> Option<Arc<Snapshot>> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The current reading, read again first when it is stale. While the catalog is
+    /// unreadable, the failed reading is returned at once and a new attempt runs in
+    /// the background (a connection that hangs must not hold every session).
+    pub async fn snapshot(self: &Arc<Self>) -> Arc<Snapshot> {
         if let Some(s) = self.fresh() {
             return s;
+        }
+        if let Some(current) = self.current()
+            && current.error.is_some()
+        {
+            if let Ok(guard) = self.refresh.try_lock() {
+                drop(guard);
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let _one = this.refresh.lock().await;
+                    if this.fresh().is_none() {
+                        this.reload().await;
+                    }
+                });
+            }
+            return current;
         }
         let _one = self.refresh.lock().await;
         if let Some(s) = self.fresh() {
             return s;
         }
+        self.reload().await
+    }
+
+    /// Reads the catalog and stores the reading (the caller holds `refresh`).
+    async fn reload(&self) -> Arc<Snapshot> {
         let generation = self.generation.load(Ordering::Acquire);
         let snap = match self.source.load().await {
             Ok(s) => s,
             Err(error) => {
                 tracing::warn!(message = "Cannot read the upstream catalog.", target = %self.source.target.name, %error);
-                let last = self
-                    .current
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone();
-                match last {
+                match self.current() {
                     Some(last) if last.ever_loaded => Snapshot {
                         loaded: Instant::now(),
                         error: Some(error),
@@ -119,7 +143,11 @@ impl Catalog {
 
     /// Reads the catalog again unless `snap` was read after `since` (a name it does
     /// not know may have been created since it was read).
-    pub async fn read_since(&self, snap: &Arc<Snapshot>, since: Instant) -> Arc<Snapshot> {
+    pub async fn read_since(
+        self: &Arc<Self>,
+        snap: &Arc<Snapshot>,
+        since: Instant,
+    ) -> Arc<Snapshot> {
         if snap.loaded >= since {
             return snap.clone();
         }
