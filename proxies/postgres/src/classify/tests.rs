@@ -234,4 +234,13 @@ fn search_path_follows_transactions() {
         read_after("SET search_path = auth; BEGIN; SET LOCAL search_path = x; ROLLBACK")
             .contains(&auth)
     );
+    assert!(
+        read_after("BEGIN; SELECT set_config('search_path', 'auth', false); COMMIT")
+            .contains(&auth)
+    );
+    assert!(
+        !read_after("BEGIN; SELECT set_config('search_path', 'auth', true); COMMIT")
+            .contains(&auth)
+    );
+    assert!(read_after("BEGIN; SELECT set_config('search_path', 'auth', true)").contains(&auth));
 }
