@@ -38,6 +38,8 @@ async fn start_postgres(
         busy_poll: config.postgres.busy_poll,
         max_statements: config.postgres.max_statements,
         connect_timeout: config.postgres.connect_timeout,
+        catalog_ttl: (!config.postgres.catalog_ttl.is_zero())
+            .then_some(config.postgres.catalog_ttl),
         ..Default::default()
     };
     if let (Some(cert), Some(key)) = (&config.admin.cert, &config.admin.key) {

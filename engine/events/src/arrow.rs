@@ -362,6 +362,13 @@ pub static COLUMNS: &[Column] = &[
         "set when the statement could not be parsed",
         |e| os(e.postgres().and_then(|p| p.parse_error.as_deref()))
     ),
+    col!(
+        "pg_unresolved",
+        Str,
+        true,
+        "set when what the statement reaches could not be resolved: the reason",
+        |e| os(e.postgres().and_then(|p| p.unresolved.as_deref()))
+    ),
     col!("ssh_host", Str, true, "SSH target host", |e| os(e
         .ssh()
         .map(|x| x.host.as_str()))),

@@ -224,6 +224,7 @@ impl Writer<'_> {
             prepared_event,
             params,
             parse_error,
+            unresolved,
         } = pg;
         self.out
             .extend_from_slice(b"{\"type\":\"request_observed\",\"command\":");
@@ -269,6 +270,7 @@ impl Writer<'_> {
         }
         self.out.push(b']');
         self.opt_member(b"parse_error", parse_error.as_deref())?;
+        self.opt_member(b"unresolved", unresolved.as_deref())?;
         self.out.extend_from_slice(b"}}");
         Ok(())
     }
@@ -446,6 +448,7 @@ mod tests {
                 prepared_event: Some(EventId::from_u128(u128::MAX - i as u128)),
                 params: vec![None, Some(s.clone()), Some(String::new())],
                 parse_error: Some(s.clone()),
+                unresolved: Some(s.clone()),
             };
             let identity = Identity {
                 name: s.clone(),

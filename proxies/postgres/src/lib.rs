@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod cancel;
+pub mod catalog;
 pub mod classify;
 pub mod mask;
 pub mod relay;
@@ -52,6 +53,13 @@ pub struct Options {
     /// Longest a session busy-polls for an answer while no other session has a
     /// statement in flight (zero: never). See `relay::spin`.
     pub busy_poll: Duration,
+    /// How long a reading of a target's catalog is trusted (DDL done elsewhere shows
+    /// after at most this long); `None`: the catalog is not read, and views and
+    /// functions are not expanded.
+    pub catalog_ttl: Option<Duration>,
+    /// Read the catalog from this `host:port` instead of the target's upstream (a
+    /// replica), with the target's credential.
+    pub catalog_upstream: Option<String>,
 }
 
 impl Default for Options {
@@ -67,6 +75,8 @@ impl Default for Options {
             connect_timeout: gatehouse_core::config::DEFAULT_PG_CONNECT_TIMEOUT,
             login_timeout: Duration::from_secs(60),
             busy_poll: Duration::from_micros(50),
+            catalog_ttl: Some(gatehouse_core::config::DEFAULT_PG_CATALOG_TTL),
+            catalog_upstream: None,
         }
     }
 }
@@ -97,6 +107,8 @@ pub struct PgProxy {
     heavy: Arc<tokio::sync::Semaphore>,
     /// SCRAM keys derived from target passwords (see `upstream::scram`).
     scram_keys: upstream::scram::KeyCache,
+    /// Each target's catalog, shared by its sessions.
+    catalogs: HashMap<String, Arc<catalog::Catalog>>,
 }
 
 impl PgProxy {
@@ -142,8 +154,29 @@ impl PgProxy {
             })?;
             upstream_tls.insert(t.name.clone(), c);
         }
+        let mut catalogs = HashMap::new();
+        if let Some(ttl) = options.catalog_ttl {
+            for t in config
+                .targets
+                .iter()
+                .filter(|t| t.protocol == Protocol::Postgres)
+            {
+                let mut target = t.clone();
+                if let Some(addr) = &options.catalog_upstream {
+                    target.upstream.clone_from(addr);
+                }
+                let source = catalog::Source {
+                    target,
+                    tls: upstream_tls.get(&t.name).cloned(),
+                    timeout: options.connect_timeout,
+                    keys: upstream::scram::KeyCache::default(),
+                };
+                catalogs.insert(t.name.clone(), Arc::new(catalog::Catalog::new(source, ttl)));
+            }
+        }
         Ok(Arc::new(Self {
             engine,
+            catalogs,
             config,
             cache: Arc::new(classify::Cache::new(options.cache_capacity)),
             options,

@@ -128,12 +128,12 @@ impl PgProxy {
             self.engine.close_session(&session, "client_closed").await;
             return;
         }
-        let mut sql = SessionSql::new(
-            self.config
-                .target(&session.principal.target)
-                .and_then(|t| t.user.clone())
-                .unwrap_or_default(),
-        );
+        let target = self.config.target(&session.principal.target);
+        let mut sql = SessionSql::new(target.and_then(|t| t.user.clone()).unwrap_or_default());
+        // PostgreSQL's default database is the user's name.
+        sql.database = target
+            .and_then(|t| t.database.clone())
+            .unwrap_or_else(|| sql.user.clone());
         sql.backslash_strings = upstream
             .parameters
             .iter()
@@ -154,6 +154,7 @@ impl PgProxy {
                 cancel,
                 max_statements: self.options.max_statements,
                 heavy: self.heavy.clone(),
+                catalog: self.catalogs.get(&session.principal.target).cloned(),
             },
             sql,
             upstream.leftover,

@@ -101,6 +101,11 @@ pub struct PostgresSection {
     /// the error names the step that was under way.
     #[serde(default = "default_pg_connect_timeout", deserialize_with = "duration")]
     pub connect_timeout: Duration,
+    /// How long a reading of a target's catalog (relation kinds, view definitions,
+    /// function bodies) is trusted; DDL done other than through the gateway is seen
+    /// after at most this long. `0s` turns catalog reading off.
+    #[serde(default = "default_pg_catalog_ttl", deserialize_with = "duration")]
+    pub catalog_ttl: Duration,
 }
 
 impl Default for PostgresSection {
@@ -109,6 +114,7 @@ impl Default for PostgresSection {
             busy_poll: default_pg_busy_poll(),
             max_statements: default_pg_max_statements(),
             connect_timeout: default_pg_connect_timeout(),
+            catalog_ttl: default_pg_catalog_ttl(),
         }
     }
 }
@@ -118,6 +124,13 @@ pub const DEFAULT_PG_MAX_STATEMENTS: usize = 10_000;
 
 fn default_pg_max_statements() -> usize {
     DEFAULT_PG_MAX_STATEMENTS
+}
+
+/// Default of `postgres.catalog_ttl`.
+pub const DEFAULT_PG_CATALOG_TTL: Duration = Duration::from_secs(30);
+
+fn default_pg_catalog_ttl() -> Duration {
+    DEFAULT_PG_CATALOG_TTL
 }
 
 /// Default of `postgres.connect_timeout`.

@@ -82,6 +82,7 @@ catalogue! {
     PG_TRANSACTION_CONTROL = ("pg.statement.transaction_control", Str, false, "`begin`, `commit`, `rollback`, `savepoint`, ...");
     PG_PHASE = ("pg.statement.phase", FieldType::Enum(PG_PHASES), false, "wire phase: `simple`, `parse` or `execute`");
     PG_PARSE_ERROR = ("pg.statement.parse_error", Str, false, "why the statement could not be parsed (missing when it was)");
+    PG_UNRESOLVED = ("pg.statement.unresolved", Str, false, "why what the statement reaches could not be resolved (catalog unreadable, unknown function body, dynamic name, ...); missing when it was");
     PG_PARSED = ("pg.statement.parsed", Bool, false, "whether the statement was parsed and classified");
     SSH_KIND = ("ssh.kind", FieldType::Enum(SSH_KINDS), false, "SSH request kind");
     SSH_SESSION_OPEN = ("ssh.session.open", Bool, false, "true for the login to a target host (`ssh.kind == session_open`)");

@@ -414,6 +414,7 @@ impl Runner {
                 "pg.statement.transaction_control" => p.transaction_control = Some(scalar(v)?),
                 "pg.statement.phase" => p.phase = scalar(v)?,
                 "pg.statement.parse_error" => p.parse_error = Some(scalar(v)?),
+                "pg.statement.unresolved" => p.unresolved = Some(scalar(v)?),
                 "pg.statement.parsed" => {
                     if !boolean(v)? {
                         p.parse_error = Some("unparsed".to_owned());

@@ -202,6 +202,11 @@ pub struct PgStatement {
     /// Set when `sqlparser` could not parse the statement.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parse_error: Option<String>,
+    /// Set when what the statement reaches could not be resolved (the upstream
+    /// catalog could not be read, a function body is unknown, a name is dynamic or
+    /// names another database): the reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unresolved: Option<String>,
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod lineage;
 mod normalize;
 mod session;
 mod split;
+mod table_command;
 mod walk;
 
 use gatehouse_events::payload::{PgKind, PgStatement};
@@ -21,8 +22,9 @@ use sqlparser::parser::Parser;
 
 pub use cache::{Cache, Classification};
 pub use normalize::normalize;
-pub use session::{SessionSql, SqlEffect};
+pub use session::{SessionSql, SqlEffect, parse_path};
 pub use split::TooMany;
+pub use walk::dangerous_function;
 
 /// Longest statement text kept in an event (the classification uses all of it).
 pub const MAX_TEXT: usize = 4096;
@@ -115,11 +117,13 @@ fn classify_one(piece: &split::Piece) -> Classified {
     if let Some(c) = do_block(piece) {
         return c;
     }
+    let rewritten = table_command::rewrite(piece);
     let dialect = PostgreSqlDialect {};
     // `FROM ONLY t` reads t (without its inheritance children); sqlparser takes ONLY
     // for the table and t for its alias. Classify the text without the keyword.
-    let without_only = strip_only(piece);
-    let piece_for_parse = without_only.as_deref().unwrap_or(piece);
+    let rewritten = rewritten.as_deref().unwrap_or(piece);
+    let without_only = strip_only(rewritten);
+    let piece_for_parse = without_only.as_deref().unwrap_or(rewritten);
     let parsed = Parser::new(&dialect)
         .try_with_sql(piece_for_parse)
         .and_then(|mut p| p.parse_statements());

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use gatehouse_events::payload::{PgKind, PgStatement};
 
 use super::Classified;
+use crate::catalog::Snapshot;
 
 /// A change to session state a statement makes when it runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,6 +17,8 @@ pub enum SqlEffect {
     Deallocate(String),
     /// `SET search_path` / `set_config('search_path', ...)` to a known list.
     SearchPath(Vec<String>),
+    /// `SET LOCAL search_path`: until the end of the transaction.
+    LocalSearchPath(Vec<String>),
     /// The search path changed to something not known (or back to the default,
     /// for `RESET`/`DISCARD`, handled as unknown only when it cannot be told).
     SearchPathUnknown,
@@ -31,6 +34,44 @@ pub enum SearchPath {
     Set(Vec<String>),
     /// Changed in a way the proxy cannot follow: unqualified names are not classified.
     Unknown,
+}
+
+/// The search path's transaction semantics, as PostgreSQL applies them: `SET` in a
+/// transaction is undone by `ROLLBACK` (and by `ROLLBACK TO` a savepoint set before
+/// it); `SET LOCAL` lasts until the transaction ends either way.
+#[derive(Debug, Clone, Default)]
+struct Transaction {
+    /// The path at `BEGIN` (restored by `ROLLBACK`).
+    at_begin: SearchPath,
+    /// The path without `SET LOCAL`s (kept by `COMMIT`).
+    session: SearchPath,
+    /// Savepoints: name, then the path in effect and the session path when set.
+    savepoints: Vec<(String, SearchPath, SearchPath)>,
+}
+
+/// The savepoint named by `SAVEPOINT a`, `ROLLBACK TO [SAVEPOINT] a`, `RELEASE a`.
+fn savepoint_name(text: &str) -> Option<String> {
+    let last = text
+        .trim()
+        .trim_end_matches(';')
+        .split_whitespace()
+        .last()?;
+    Some(
+        match last.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
+            Some(quoted) => quoted.to_owned(),
+            None => last.to_lowercase(),
+        },
+    )
+}
+
+impl SearchPath {
+    fn of(path: &[String]) -> Self {
+        if path.is_empty() || path.iter().any(|p| p == "default") {
+            SearchPath::Default
+        } else {
+            SearchPath::Set(path.to_vec())
+        }
+    }
 }
 
 /// Parses a `search_path` value: `a, "B", public`.
@@ -52,11 +93,31 @@ pub fn parse_path(value: &str) -> Vec<String> {
 #[derive(Debug, Clone, Default)]
 pub struct SessionSql {
     prepared: HashMap<String, PgStatement>,
+    /// The search path in effect.
     search_path: SearchPath,
+    /// In a transaction block: what its end and its savepoints restore.
+    transaction: Option<Transaction>,
     /// The upstream role (`$user` in the search path).
     pub user: String,
     /// `standard_conforming_strings` is off: backslashes in strings escape.
     pub backslash_strings: bool,
+    /// The database the session is connected to: `db.schema.table` is `schema.table`
+    /// when `db` is this one.
+    pub database: String,
+    /// The session sent DDL since the catalog was last invalidated for it.
+    pub catalog_dirty: bool,
+}
+
+/// PostgreSQL's default `search_path`.
+static DEFAULT_PATH: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(|| vec!["$user".to_owned(), "public".to_owned()]);
+
+/// Whether running `stmt` may change what names are (relations, functions, schemas).
+pub fn is_ddl(stmt: &PgStatement) -> bool {
+    matches!(
+        stmt.kind,
+        PgKind::Create | PgKind::Alter | PgKind::Drop | PgKind::Grant | PgKind::Revoke
+    ) || stmt.ddl_target.is_some()
 }
 
 impl SessionSql {
@@ -71,6 +132,12 @@ impl SessionSql {
     /// The event fields of a classified statement in this session, then the session
     /// state updated by it (statements of one string are resolved in order).
     pub fn resolve(&mut self, c: &Classified) -> PgStatement {
+        self.resolve_in(c, None)
+    }
+
+    /// [`resolve`](Self::resolve), with the names expanded through the target's
+    /// catalog when one was read (views, functions, canonical `schema.name`).
+    pub fn resolve_in(&mut self, c: &Classified, catalog: Option<&Snapshot>) -> PgStatement {
         let mut stmt = c.stmt.clone();
         if let Some(name) = &c.executes {
             match self.prepared.get(name) {
@@ -87,6 +154,25 @@ impl SessionSql {
                     ));
                 }
             }
+        }
+        database_names(&self.database, &mut stmt);
+        if let Some(snap) = catalog {
+            let path = match &self.search_path {
+                SearchPath::Default => Some(DEFAULT_PATH.as_slice()),
+                SearchPath::Set(p) => Some(p.as_slice()),
+                SearchPath::Unknown => None,
+            };
+            // After DDL not yet run (earlier in the same batch), the reading may be
+            // out of date for any name.
+            let doubt = self
+                .catalog_dirty
+                .then_some("an earlier statement of the same batch changes the schema");
+            crate::catalog::reach(&mut stmt, snap, path, &self.user, doubt);
+        }
+        if is_ddl(&stmt) {
+            // What names are changes when this runs: read the catalog again before the
+            // session's next statement (see `catalog`).
+            self.catalog_dirty = true;
         }
         if self.backslash_strings && c.text.contains('\\') {
             stmt.parse_error.get_or_insert_with(|| {
@@ -135,6 +221,76 @@ impl SessionSql {
     }
 
     fn apply(&mut self, c: &Classified) {
+        self.transaction_control(c);
+        let before = self.search_path.clone();
+        self.apply_effect(c);
+        // A session-level change inside a transaction is what COMMIT keeps.
+        if let Some(t) = &mut self.transaction
+            && !matches!(c.effect, Some(SqlEffect::LocalSearchPath(_)))
+            && self.search_path != before
+        {
+            t.session = self.search_path.clone();
+        }
+    }
+
+    fn transaction_control(&mut self, c: &Classified) {
+        let Some(tc) = c.stmt.transaction_control.as_deref() else {
+            return;
+        };
+        match tc {
+            "begin" if self.transaction.is_none() => {
+                self.transaction = Some(Transaction {
+                    at_begin: self.search_path.clone(),
+                    session: self.search_path.clone(),
+                    savepoints: Vec::new(),
+                });
+            }
+            "commit" => {
+                if let Some(t) = self.transaction.take() {
+                    self.search_path = t.session;
+                }
+            }
+            "rollback" => {
+                if let Some(t) = self.transaction.take() {
+                    self.search_path = t.at_begin;
+                }
+            }
+            "savepoint" => {
+                if let (Some(t), Some(name)) = (&mut self.transaction, savepoint_name(&c.text)) {
+                    t.savepoints
+                        .push((name, self.search_path.clone(), t.session.clone()));
+                }
+            }
+            "rollback_to_savepoint" | "release_savepoint" => {
+                let Some(t) = &mut self.transaction else {
+                    return;
+                };
+                let name = savepoint_name(&c.text);
+                let at = name
+                    .as_ref()
+                    .and_then(|n| t.savepoints.iter().rposition(|(s, ..)| s == n));
+                match (tc, at) {
+                    ("rollback_to_savepoint", Some(i)) => {
+                        // The savepoint stays; later ones go.
+                        t.savepoints.truncate(i + 1);
+                        if let Some((_, path, session)) = t.savepoints.get(i) {
+                            self.search_path = path.clone();
+                            t.session = session.clone();
+                        }
+                    }
+                    ("release_savepoint", Some(i)) => t.savepoints.truncate(i),
+                    // A savepoint the gateway did not see: the path cannot be told.
+                    _ => {
+                        self.search_path = SearchPath::Unknown;
+                        t.session = SearchPath::Unknown;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn apply_effect(&mut self, c: &Classified) {
         match &c.effect {
             Some(SqlEffect::Prepare(name, stmt)) => {
                 self.prepared.insert(name.clone(), (**stmt).clone());
@@ -146,13 +302,12 @@ impl SessionSql {
                     self.prepared.remove(name);
                 }
             }
-            Some(SqlEffect::SearchPath(path)) => {
-                self.search_path = if path.is_empty() || path.iter().any(|p| p == "default") {
-                    SearchPath::Default
-                } else {
-                    SearchPath::Set(path.clone())
-                };
+            Some(SqlEffect::SearchPath(path)) => self.search_path = SearchPath::of(path),
+            // Outside a transaction block SET LOCAL has no effect.
+            Some(SqlEffect::LocalSearchPath(path)) if self.transaction.is_some() => {
+                self.search_path = SearchPath::of(path);
             }
+            Some(SqlEffect::LocalSearchPath(_)) => {}
             Some(SqlEffect::SearchPathUnknown) => {
                 let resets = c.stmt.kind == PgKind::Set
                     && c.text.trim_start().get(..5).is_some_and(|p| {
@@ -166,5 +321,44 @@ impl SessionSql {
             }
             None => {}
         }
+    }
+}
+
+/// Rewrites `db.schema.table` names to `schema.table` when `db` is the session's
+/// database; a name in another database (or with more parts) makes the statement
+/// unresolved.
+fn database_names(database: &str, stmt: &mut PgStatement) {
+    let mut unresolved = None;
+    for list in [&mut stmt.tables_read, &mut stmt.tables_written] {
+        if !list.iter().any(|t| t.matches('.').count() >= 2) {
+            continue;
+        }
+        let mut out: Vec<String> = Vec::with_capacity(list.len());
+        for t in list.drain(..) {
+            let parts: Vec<&str> = t.split('.').collect();
+            let name = match parts.as_slice() {
+                [db, schema, table] if !database.is_empty() && *db == database => {
+                    format!("{schema}.{table}")
+                }
+                [_, _, _] => {
+                    unresolved.get_or_insert_with(|| {
+                        format!("`{t}` names a database other than the session's (`{database}`)")
+                    });
+                    t
+                }
+                [..] if parts.len() > 3 => {
+                    unresolved.get_or_insert_with(|| format!("`{t}` is not a relation name"));
+                    t
+                }
+                _ => t,
+            };
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        *list = out;
+    }
+    if let Some(u) = unresolved {
+        stmt.unresolved.get_or_insert(u);
     }
 }

@@ -270,3 +270,106 @@ fn only_and_qualified_relations() {
     let s = one("select * from app.orders fetch first 1 rows only");
     assert_eq!(s.tables_read, ["app.orders"]);
 }
+
+#[test]
+fn every_relation_reached() {
+    for (sql, want) in [
+        ("TABLE secrets", vec!["secrets"]),
+        ("TABLE public.secrets", vec!["public.secrets"]),
+        ("SELECT * FROM (TABLE secrets) s", vec!["secrets"]),
+        ("WITH x AS (TABLE secrets) SELECT * FROM x", vec!["secrets"]),
+        ("SELECT 1 UNION ALL TABLE secrets", vec!["secrets"]),
+        (
+            "SELECT a FROM t UNION SELECT b FROM u EXCEPT TABLE v",
+            vec!["t", "u", "v"],
+        ),
+        (
+            "SELECT * FROM (SELECT * FROM (SELECT s FROM secrets) a) b",
+            vec!["secrets"],
+        ),
+        ("SELECT (SELECT max(s) FROM secrets)", vec!["secrets"]),
+        (
+            "SELECT * FROM t WHERE EXISTS (TABLE secrets)",
+            vec!["t", "secrets"],
+        ),
+        ("COPY (TABLE secrets) TO STDOUT", vec!["secrets"]),
+        (
+            "SELECT * FROM t, LATERAL (SELECT * FROM secrets) s",
+            vec!["t", "secrets"],
+        ),
+    ] {
+        let s = one(sql);
+        assert_eq!(s.tables_read, want, "{sql}: {s:?}");
+    }
+    let s = one("CREATE TABLE c AS TABLE secrets");
+    assert!(s.tables_read.contains(&"secrets".to_owned()), "{s:?}");
+    let s = one("INSERT INTO c TABLE secrets");
+    assert_eq!(
+        (s.tables_read.clone(), s.tables_written.clone()),
+        (vec!["secrets".to_owned()], vec!["c".to_owned()])
+    );
+    // A CTE named like the table hides it.
+    let s = one("WITH secrets AS (SELECT 1) TABLE secrets");
+    assert!(s.tables_read.is_empty(), "{s:?}");
+}
+
+#[test]
+fn database_qualified_names() {
+    let mut s = SessionSql::new("app");
+    s.database = "shop".into();
+    let v = classify_all(
+        "SELECT * FROM shop.public.secrets; SELECT * FROM other.public.secrets; DELETE FROM Shop.Public.Secrets",
+    );
+    let a = s.resolve(&v[0]);
+    assert_eq!(a.tables_read, ["public.secrets"], "{a:?}");
+    assert!(a.unresolved.is_none(), "{a:?}");
+    let b = s.resolve(&v[1]);
+    assert!(b.unresolved.is_some(), "{b:?}");
+    let c = s.resolve(&v[2]);
+    assert_eq!(c.tables_written, ["public.secrets"], "{c:?}");
+}
+
+#[test]
+fn search_path_follows_transactions() {
+    fn read_after(sql: &str) -> Vec<String> {
+        let mut s = SessionSql::default();
+        let v = classify_all(&format!("{sql}; SELECT * FROM api_keys"));
+        let mut last = None;
+        for c in &v {
+            last = Some(s.resolve(c));
+        }
+        last.unwrap().tables_read
+    }
+    let auth = "auth.api_keys".to_owned();
+    assert!(read_after("BEGIN; SET search_path = auth; COMMIT").contains(&auth));
+    assert!(!read_after("BEGIN; SET search_path = auth; ROLLBACK").contains(&auth));
+    assert!(!read_after("BEGIN; SET LOCAL search_path = auth; COMMIT").contains(&auth));
+    assert!(read_after("BEGIN; SET LOCAL search_path = auth").contains(&auth));
+    assert!(!read_after("SET LOCAL search_path = auth").contains(&auth));
+    assert!(
+        !read_after("BEGIN; SAVEPOINT a; SET search_path = auth; ROLLBACK TO SAVEPOINT a")
+            .contains(&auth)
+    );
+    assert!(
+        read_after(
+            "BEGIN; SET search_path = auth; SAVEPOINT a; SET search_path = x; ROLLBACK TO a"
+        )
+        .contains(&auth)
+    );
+    assert!(
+        read_after("BEGIN; SAVEPOINT a; SET search_path = auth; RELEASE a; COMMIT").contains(&auth)
+    );
+    assert!(
+        read_after("SET search_path = auth; BEGIN; SET LOCAL search_path = x; ROLLBACK")
+            .contains(&auth)
+    );
+    assert!(
+        read_after("BEGIN; SELECT set_config('search_path', 'auth', false); COMMIT")
+            .contains(&auth)
+    );
+    assert!(
+        !read_after("BEGIN; SELECT set_config('search_path', 'auth', true); COMMIT")
+            .contains(&auth)
+    );
+    assert!(read_after("BEGIN; SELECT set_config('search_path', 'auth', true)").contains(&auth));
+}

@@ -16,6 +16,7 @@ use tokio::runtime::RuntimeFlavor;
 
 use super::run::{Run, refused};
 use super::{End, Expect, HEAVY_BYTES, Held, Portal, Prepared, QueryExchange, Relay, YIELD_WORK};
+use crate::catalog::Snapshot;
 use crate::classify::{MAX_TEXT, TooMany, unparsed};
 use crate::wire::backend::Report;
 use crate::wire::frame::{self, put, put_cstr};
@@ -158,11 +159,17 @@ impl Relay {
         }
     }
 
-    fn one_statement(&mut self, query: &str) -> (String, PgStatement, crate::classify::Derived) {
+    async fn one_statement(
+        &mut self,
+        query: &str,
+        snap: &mut Option<Arc<Snapshot>>,
+        since: std::time::Instant,
+    ) -> (String, PgStatement, crate::classify::Derived) {
         let all = self.cache.classify(query, 1);
         match all.as_ref().map(|a| (a, &*a.statements)) {
             Ok((all, [one])) => {
-                let stmt = self.sql.resolve(one);
+                self.catalog_knows(snap, &one.stmt, since).await;
+                let stmt = self.sql.resolve_in(one, snap.as_deref());
                 (all.text(0).to_owned(), stmt, one.derived.clone())
             }
             _ => {
@@ -172,6 +179,32 @@ impl Relay {
                 );
                 (c.text, c.stmt, c.derived)
             }
+        }
+    }
+
+    /// The target's catalog for this segment: read again first when the session ran
+    /// DDL since (it has completed: this segment was sent after it).
+    async fn catalog_snapshot(&mut self) -> Option<Arc<Snapshot>> {
+        let catalog = self.options.catalog.clone()?;
+        if std::mem::take(&mut self.sql.catalog_dirty) {
+            catalog.invalidate();
+        }
+        Some(catalog.snapshot().await)
+    }
+
+    /// Reads the catalog again when `stmt` names something the reading does not know
+    /// and the reading is older than the segment (it may have been created elsewhere
+    /// since: a name the reading does not know is never taken for a plain table).
+    async fn catalog_knows(
+        &mut self,
+        snap: &mut Option<Arc<Snapshot>>,
+        stmt: &PgStatement,
+        since: std::time::Instant,
+    ) {
+        if let (Some(catalog), Some(s)) = (&self.options.catalog, snap.as_ref())
+            && !s.knows(stmt)
+        {
+            *snap = Some(catalog.read_since(s, since).await);
         }
     }
 
@@ -197,6 +230,8 @@ impl Relay {
     /// Takes frames from the queue up to a dependency, classifies them and judges
     /// them with one `decide_after` (which also writes pending results).
     async fn plan_segment(&mut self) -> Result<(), End> {
+        let since = std::time::Instant::now();
+        let mut snap = self.catalog_snapshot().await;
         let mut steps: Vec<(Step, usize)> = Vec::new();
         let mut derived_of_step: Vec<crate::classify::Derived>;
         let mut requests = Vec::new();
@@ -224,7 +259,8 @@ impl Relay {
                         for (i, c) in all.statements.iter().enumerate() {
                             derived_of_step.push(self.rows_of.resolve(&c.derived));
                             transaction_control |= c.stmt.transaction_control.is_some();
-                            let mut stmt = self.sql.resolve(c);
+                            self.catalog_knows(&mut snap, &c.stmt, since).await;
+                            let mut stmt = self.sql.resolve_in(c, snap.as_deref());
                             stmt.phase = "simple".into();
                             requests.push(request(all.text(i), stmt));
                         }
@@ -237,7 +273,8 @@ impl Relay {
                     }
                 },
                 Message::Parse { name, query, .. } => {
-                    let (text, mut stmt, derived) = self.one_statement(query);
+                    let (text, mut stmt, derived) =
+                        self.one_statement(query, &mut snap, since).await;
                     self.rows_of.protocol(name, Some(derived.clone()));
                     stmt.phase = "parse".into();
                     stmt.prepared_name = Some(name.to_owned());

@@ -77,6 +77,8 @@ pub struct RelayOptions {
     /// own, shared by the proxy's sessions: at most this many at once, so they leave
     /// CPU to the async workers that serve every other session.
     pub heavy: Arc<tokio::sync::Semaphore>,
+    /// The target's catalog (views, functions, canonical names), when it is read.
+    pub catalog: Option<Arc<crate::catalog::Catalog>>,
 }
 
 /// A prepared statement (extended protocol).

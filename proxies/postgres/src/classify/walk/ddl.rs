@@ -134,10 +134,13 @@ pub(super) fn classify(s: &Statement, acc: &mut Acc) -> bool {
                 push_unique(&mut acc.w.dangerous, "foreign_server".into());
             }
         }
-        Statement::AlterSchema(_)
-        | Statement::AlterFunction(_)
-        | Statement::AlterType(_)
-        | Statement::AlterPolicy(_) => acc.kind = PgKind::Alter,
+        Statement::AlterSchema(a) => {
+            acc.kind = PgKind::Alter;
+            acc.ddl_target = Some(name(&a.name));
+        }
+        Statement::AlterFunction(_) | Statement::AlterType(_) | Statement::AlterPolicy(_) => {
+            acc.kind = PgKind::Alter
+        }
         Statement::DropDomain(_)
         | Statement::DropTrigger(_)
         | Statement::DropPolicy(_)

@@ -144,6 +144,20 @@ fn string_arg(args: &FunctionArguments, i: usize) -> Option<String> {
     }
 }
 
+/// `set_config`'s third argument (`is_local`) when it is a boolean literal.
+fn is_local(args: &FunctionArguments) -> Option<bool> {
+    let FunctionArguments::List(l) = args else {
+        return None;
+    };
+    match l.args.get(2)? {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))) => match &v.value {
+            Value::Boolean(b) => Some(*b),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 #[derive(Debug)]
 struct Frame {
     ctes: Vec<(String, usize)>,
@@ -277,9 +291,14 @@ impl Visitor for Walk {
                             self.privilege = Some("set_role".into());
                         }
                         Some("search_path") => {
-                            self.effect = Some(match string_arg(&f.args, 1) {
-                                Some(v) => SqlEffect::SearchPath(super::session::parse_path(&v)),
-                                None => SqlEffect::SearchPathUnknown,
+                            self.effect = Some(match (string_arg(&f.args, 1), is_local(&f.args)) {
+                                (Some(v), Some(false)) => {
+                                    SqlEffect::SearchPath(super::session::parse_path(&v))
+                                }
+                                (Some(v), Some(true)) => {
+                                    SqlEffect::LocalSearchPath(super::session::parse_path(&v))
+                                }
+                                _ => SqlEffect::SearchPathUnknown,
                             });
                         }
                         Some(_) => {}

@@ -15,7 +15,10 @@ pub(super) fn classify(s: &Statement, acc: &mut Acc) -> bool {
                     acc.w.privilege = Some("set_session_authorization".into());
                 }
                 Set::SingleAssignment {
-                    variable, values, ..
+                    scope,
+                    variable,
+                    values,
+                    ..
                 } => {
                     let v = name(variable);
                     match bare(&v) {
@@ -34,9 +37,14 @@ pub(super) fn classify(s: &Statement, acc: &mut Acc) -> bool {
                                     other => other.to_string(),
                                 })
                                 .collect();
-                            acc.w.effect = Some(SqlEffect::SearchPath(
-                                crate::classify::session::parse_path(&text.join(",")),
-                            ));
+                            let path = crate::classify::session::parse_path(&text.join(","));
+                            acc.w.effect = Some(
+                                if matches!(scope, Some(sqlparser::ast::ContextModifier::Local)) {
+                                    SqlEffect::LocalSearchPath(path)
+                                } else {
+                                    SqlEffect::SearchPath(path)
+                                },
+                            );
                         }
                         "standard_conforming_strings" => {}
                         _ => {}
