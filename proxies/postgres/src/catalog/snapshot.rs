@@ -233,6 +233,7 @@ pub fn merge(into: &mut PgStatement, from: &PgStatement) {
     for (a, b) in [
         (&mut into.tables_read, &from.tables_read),
         (&mut into.tables_written, &from.tables_written),
+        (&mut into.columns, &from.columns),
         (&mut into.functions, &from.functions),
         (&mut into.dangerous, &from.dangerous),
     ] {

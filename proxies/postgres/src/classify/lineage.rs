@@ -339,6 +339,53 @@ fn statement(s: &Statement) -> Lineage {
 }
 
 impl Lineage {
+    /// This lineage with every output column also derived from `extra` (columns a
+    /// view reads under names of its own).
+    pub fn widened(&self, extra: &[String]) -> Lineage {
+        let add = Source {
+            columns: extra.to_vec(),
+            opaque: false,
+            direct: false,
+        };
+        let items = |items: &[Out]| -> Vec<Out> {
+            let mut out = Vec::with_capacity(items.len() + 1);
+            for i in items {
+                match i {
+                    Out::One { name, src } => {
+                        let mut src = src.clone();
+                        src.union(&add);
+                        out.push(Out::One {
+                            name: name.clone(),
+                            src,
+                        });
+                    }
+                    Out::Many(Rest::From(s)) => {
+                        let mut s = s.clone();
+                        s.union(&add);
+                        out.push(Out::Many(Rest::From(s)));
+                    }
+                    Out::Many(Rest::NameBased) => {
+                        out.push(Out::Many(Rest::NameBased));
+                        out.push(Out::Many(Rest::From(add.clone())));
+                    }
+                }
+            }
+            out
+        };
+        match self {
+            Lineage::Rows(i) => Lineage::Rows(items(i)),
+            Lineage::Copy(i, f) => Lineage::Copy(items(i), f.clone()),
+            Lineage::Calls(inner) => Lineage::Calls(Arc::new(inner.widened(extra))),
+            Lineage::Declare(n, hold, inner) => {
+                Lineage::Declare(n.clone(), *hold, Arc::new(inner.widened(extra)))
+            }
+            Lineage::Prepare(n, inner) => {
+                Lineage::Prepare(n.clone(), Arc::new(inner.widened(extra)))
+            }
+            other => other.clone(),
+        }
+    }
+
     /// The lineage of the rows, past a [`Lineage::Calls`].
     pub fn rows(&self) -> &Lineage {
         match self {

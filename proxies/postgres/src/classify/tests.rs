@@ -373,3 +373,14 @@ fn search_path_follows_transactions() {
     );
     assert!(read_after("BEGIN; SELECT set_config('search_path', 'auth', true)").contains(&auth));
 }
+
+#[test]
+fn updating_pg_settings_is_set_config() {
+    let c = &classify_all("UPDATE pg_settings SET setting = 'auth' WHERE name = 'search_path'")[0];
+    assert_eq!(c.stmt.privilege_change.as_deref(), Some("set_config"));
+    assert!(
+        matches!(c.effect, Some(SqlEffect::SearchPathUnknown)),
+        "{:?}",
+        c.effect
+    );
+}

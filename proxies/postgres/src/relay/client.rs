@@ -98,6 +98,38 @@ fn render_param(v: Option<&[u8]>, binary: bool) -> Option<String> {
     Some(s)
 }
 
+/// The lineage of a statement that reads views: every output column may also hold
+/// any column the views read (lineage follows names, and a view renames them), so a
+/// view over a masked column has its columns masked whole; a view over none is
+/// untouched.
+fn through_views(
+    derived: &crate::classify::Derived,
+    stmt: &PgStatement,
+    snap: Option<&Snapshot>,
+) -> crate::classify::Derived {
+    let Some(snap) = snap else {
+        return derived.clone();
+    };
+    let mut extra: Vec<String> = Vec::new();
+    for t in &stmt.tables_read {
+        let Some((schema, name)) = t.rsplit_once('.') else {
+            continue;
+        };
+        let schema = schema.rsplit('.').next().unwrap_or(schema);
+        if let Some(body) = snap.relation(schema, name).and_then(|r| r.body.as_ref()) {
+            for c in &body.columns {
+                if !extra.contains(c) {
+                    extra.push(c.clone());
+                }
+            }
+        }
+    }
+    if extra.is_empty() {
+        return derived.clone();
+    }
+    Arc::new(derived.widened(&extra))
+}
+
 fn request(text: &str, stmt: PgStatement) -> (String, RequestDetail) {
     let mut end = text.len().min(MAX_TEXT);
     while !text.is_char_boundary(end) {
@@ -170,7 +202,8 @@ impl Relay {
             Ok((all, [one])) => {
                 self.catalog_knows(snap, &one.stmt, since).await;
                 let stmt = self.sql.resolve_in(one, snap.as_deref());
-                (all.text(0).to_owned(), stmt, one.derived.clone())
+                let derived = through_views(&one.derived, &stmt, snap.as_deref());
+                (all.text(0).to_owned(), stmt, derived)
             }
             _ => {
                 let c = unparsed(
@@ -257,10 +290,11 @@ impl Relay {
                 Message::Query(q) => match self.cache.classify(q, self.options.max_statements) {
                     Ok(all) => {
                         for (i, c) in all.statements.iter().enumerate() {
-                            derived_of_step.push(self.rows_of.resolve(&c.derived));
                             transaction_control |= c.stmt.transaction_control.is_some();
                             self.catalog_knows(&mut snap, &c.stmt, since).await;
                             let mut stmt = self.sql.resolve_in(c, snap.as_deref());
+                            let derived = through_views(&c.derived, &stmt, snap.as_deref());
+                            derived_of_step.push(self.rows_of.resolve(&derived));
                             stmt.phase = "simple".into();
                             requests.push(request(all.text(i), stmt));
                         }

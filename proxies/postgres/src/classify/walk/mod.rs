@@ -339,6 +339,12 @@ impl Visitor for Walk {
                 });
             }
             Statement::Update(u) => {
+                // `UPDATE pg_settings` is `set_config` for every setting it matches:
+                // the role and the search path included.
+                if table_name(&u.table.relation).is_some_and(|t| bare(&t) == "pg_settings") {
+                    self.privilege = Some("set_config".into());
+                    self.effect = Some(SqlEffect::SearchPathUnknown);
+                }
                 for a in &u.assignments {
                     match &a.target {
                         AssignmentTarget::ColumnName(c) => {
