@@ -399,6 +399,50 @@ pub static COLUMNS: &[Column] = &[
             .unwrap_or(Cell::List(vec![]))
     ),
     col!(
+        "ssh_commands",
+        List,
+        true,
+        "every simple command the line runs, evaluated",
+        |e| e
+            .ssh()
+            .map(|x| list(&x.commands))
+            .unwrap_or(Cell::List(vec![]))
+    ),
+    col!(
+        "ssh_dynamic",
+        Str,
+        true,
+        "why what the line runs is not known before it runs",
+        |e| os(e.ssh().and_then(|x| x.dynamic.as_deref()))
+    ),
+    col!(
+        "ssh_inline_code",
+        List,
+        true,
+        "languages of inline interpreter code",
+        |e| e
+            .ssh()
+            .map(|x| list(&x.inline_code))
+            .unwrap_or(Cell::List(vec![]))
+    ),
+    col!(
+        "ssh_fed_code",
+        Str,
+        true,
+        "where a shell or interpreter reads code from as data",
+        |e| os(e.ssh().and_then(|x| x.fed_code.as_deref()))
+    ),
+    col!(
+        "ssh_writes",
+        List,
+        true,
+        "files the command line writes",
+        |e| e
+            .ssh()
+            .map(|x| list(&x.writes))
+            .unwrap_or(Cell::List(vec![]))
+    ),
+    col!(
         "ssh_forward_host",
         Str,
         true,

@@ -19,11 +19,11 @@ use russh::server::Msg;
 use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Pty};
 use tokio::sync::mpsc;
 
-use crate::command::{classify, transfer_kind};
 use crate::ctx::{Ctx, Verdict};
 use crate::line_editor::LineEditor;
 use crate::mask::LineMasker;
 use crate::sftp;
+use crate::shell::{Classified, Origin, classify, classify_as, transfer_kind};
 
 type FrontTx = ChannelWriteHalf<Msg>;
 type UpTx = ChannelWriteHalf<client::Msg>;
@@ -124,22 +124,16 @@ pub async fn run(ctx: Arc<Ctx>, mut front: Channel<Msg>) {
             )
         })
         .collect();
+    let mut too_long = false;
     let (command_text, mode) = match &start {
         Start::Exec(command) => {
             let text = String::from_utf8_lossy(command).into_owned();
             let c = classify(&text);
             let transfer = transfer_kind(&c.argv);
+            too_long = c.too_long;
             requests.push((
                 text.clone(),
-                ctx.request(SshRequest {
-                    kind: SshRequestKind::Exec,
-                    channel: id,
-                    pty: has_pty,
-                    argv: c.argv,
-                    program: c.program,
-                    programs: c.programs,
-                    ..SshRequest::default()
-                }),
+                ctx.request(command_request(SshRequestKind::Exec, id, has_pty, c)),
             ));
             (
                 text,
@@ -216,6 +210,19 @@ pub async fn run(ctx: Arc<Ctx>, mut front: Channel<Msg>) {
             return;
         }
     };
+    if too_long {
+        // Never judged in part, whatever the policy says (the event says why).
+        refuse(
+            &front_tx,
+            &format!(
+                "gatehouse: the command line is over the {} KiB limit and was not run",
+                crate::shell::MAX_LEN / 1024
+            ),
+            crate::EXIT_REFUSED,
+        )
+        .await;
+        return;
+    }
     let up = match ctx.upstream_ready(|m| stderr_line(&front_tx, m)).await {
         Ok(up) => up,
         Err((m, code)) => {
@@ -724,20 +731,12 @@ async fn judge_line(
     text: &str,
     pty: bool,
 ) -> Result<Decision, gatehouse_core::engine::EngineError> {
-    let c = classify(text);
+    let c = classify_as(text, Origin::ShellLine);
     ctx.engine
         .decide(
             &ctx.session,
             text.to_owned(),
-            ctx.request(SshRequest {
-                kind: SshRequestKind::ShellLine,
-                channel: id,
-                pty,
-                argv: c.argv,
-                program: c.program,
-                programs: c.programs,
-                ..SshRequest::default()
-            }),
+            ctx.request(command_request(SshRequestKind::ShellLine, id, pty, c)),
         )
         .await
 }
@@ -849,5 +848,26 @@ async fn sftp_input(
                 }
             }
         }
+    }
+}
+
+/// The request of an exec or a shell line, from its classification.
+fn command_request(kind: SshRequestKind, channel: u32, pty: bool, c: Classified) -> SshRequest {
+    SshRequest {
+        kind,
+        channel,
+        pty,
+        argv: c.argv,
+        program: c.program,
+        programs: c.programs,
+        commands: c.commands,
+        dynamic: c.dynamic,
+        inline_code: c.inline_code,
+        fed_code: c.fed_code,
+        scripts: c.scripts,
+        redirects: c.redirects,
+        writes: c.writes,
+        parse_error: c.parse_error,
+        ..SshRequest::default()
     }
 }

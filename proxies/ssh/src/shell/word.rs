@@ -1,0 +1,622 @@
+//! Static evaluation of shell words: quote removal, ANSI-C `$'…'` decoding, brace
+//! expansion, backslash escapes, variables assigned earlier on the same line. What
+//! cannot be known before the command runs (other parameters, command substitution,
+//! arithmetic, globs) makes the word dynamic, with the reason.
+
+use std::collections::HashMap;
+
+use brush_parser::ParserOptions;
+use brush_parser::word::{
+    self, BraceExpressionMember, BraceExpressionOrText, Parameter, ParameterExpr,
+    ParameterTestType, TildeExpr, WordPiece, WordPieceWithSource,
+};
+
+/// Most words one brace expansion may produce.
+const MAX_BRACE_WORDS: usize = 256;
+
+/// What a variable holds, as far as the line shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Var {
+    /// Assigned this text (or unset: the empty text) for certain.
+    Known(String),
+    /// Assigned something that cannot be known, or maybe assigned.
+    Unknown,
+}
+
+/// The variables a line has assigned so far. A name not in the map comes from the
+/// environment and is unknown.
+#[derive(Debug, Default, Clone)]
+pub struct Vars {
+    known: HashMap<String, Var>,
+    /// False once a command that may assign any variable ran (`read`, `eval`, ...).
+    trusted: bool,
+}
+
+impl Vars {
+    pub fn new() -> Self {
+        Self {
+            known: HashMap::new(),
+            trusted: true,
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        if !self.trusted {
+            return None;
+        }
+        match self.known.get(name) {
+            Some(Var::Known(v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn set(&mut self, name: &str, value: Var) {
+        self.known.insert(name.to_owned(), value);
+    }
+
+    /// Forget everything: any variable may have changed.
+    pub fn distrust(&mut self) {
+        self.trusted = false;
+    }
+}
+
+/// A word after static evaluation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// The fields the word expands to (none for an unquoted empty expansion).
+    Fields(Vec<String>),
+    /// Not known before it runs: why, and the word as written.
+    Dynamic { reason: String, raw: String },
+}
+
+/// One argument of a command after evaluation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arg {
+    /// The text (the word as written when not static).
+    pub text: String,
+    /// Why the text is not known, when it is not.
+    pub dynamic: Option<String>,
+}
+
+impl Arg {
+    pub fn known(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            dynamic: None,
+        }
+    }
+}
+
+/// Command substitutions met while evaluating words: their text is run too.
+pub type Substitutions = Vec<String>;
+
+/// Evaluates one word as written in the source.
+pub fn evaluate(raw: &str, vars: &Vars, subs: &mut Substitutions) -> Value {
+    let options = ParserOptions::default();
+    let mut words = vec![raw.to_owned()];
+    if has_unquoted(raw, '{') {
+        match word::parse_brace_expansions(raw, &options) {
+            Ok(Some(items)) => {
+                let mut out = vec![String::new()];
+                if !expand_braces(&items, &mut out) {
+                    return Value::Dynamic {
+                        reason: format!("brace expansion of `{raw}` is too large"),
+                        raw: raw.to_owned(),
+                    };
+                }
+                words = out;
+            }
+            Ok(None) => {}
+            Err(_) => {
+                return Value::Dynamic {
+                    reason: format!("`{raw}` does not parse as a word"),
+                    raw: raw.to_owned(),
+                };
+            }
+        }
+    }
+    let mut fields = Vec::new();
+    let mut dynamic: Option<String> = None;
+    for w in &words {
+        let pieces = match word::parse(w, &options) {
+            Ok(p) => p,
+            Err(_) => {
+                return Value::Dynamic {
+                    reason: format!("`{raw}` does not parse as a word"),
+                    raw: raw.to_owned(),
+                };
+            }
+        };
+        let mut b = Builder::default();
+        if let Err(reason) = pieces_into(&pieces, false, vars, subs, &mut b) {
+            dynamic.get_or_insert(reason);
+        }
+        b.finish();
+        if b.glob {
+            dynamic.get_or_insert(format!("`{raw}` is a glob pattern"));
+        }
+        fields.extend(b.fields);
+    }
+    match dynamic {
+        Some(reason) => Value::Dynamic {
+            reason,
+            raw: raw.to_owned(),
+        },
+        None => Value::Fields(fields),
+    }
+}
+
+/// Evaluates the value of an assignment (`name=value`: no field splitting, no
+/// globbing); `None` when it is not known.
+pub fn evaluate_assignment(raw: &str, vars: &Vars, subs: &mut Substitutions) -> Option<String> {
+    let pieces = word::parse(raw, &ParserOptions::default()).ok()?;
+    let mut b = Builder {
+        nosplit: true,
+        ..Builder::default()
+    };
+    pieces_into(&pieces, false, vars, subs, &mut b).ok()?;
+    Some(b.cur)
+}
+
+/// Evaluates a here-document body that undergoes expansion.
+pub fn evaluate_heredoc(body: &str, vars: &Vars, subs: &mut Substitutions) -> Option<String> {
+    let pieces = word::parse_heredoc(body, &ParserOptions::default()).ok()?;
+    let mut b = Builder::default();
+    pieces_into(&pieces, true, vars, subs, &mut b).ok()?;
+    Some(b.cur)
+}
+
+/// Evaluates words as arguments: static fields, or one dynamic argument per word.
+pub fn arguments<'a>(
+    raws: impl IntoIterator<Item = &'a str>,
+    vars: &Vars,
+    subs: &mut Substitutions,
+) -> Vec<Arg> {
+    let mut out = Vec::new();
+    for raw in raws {
+        match evaluate(raw, vars, subs) {
+            Value::Fields(f) => out.extend(f.into_iter().map(Arg::known)),
+            Value::Dynamic { reason, raw } => out.push(Arg {
+                text: raw,
+                dynamic: Some(reason),
+            }),
+        }
+    }
+    out
+}
+
+#[derive(Default)]
+struct Builder {
+    fields: Vec<String>,
+    cur: String,
+    /// The current field exists even if empty (it holds quoted text).
+    has: bool,
+    /// Unquoted glob characters in the word.
+    glob: bool,
+    /// An assignment value: expansions are not split.
+    nosplit: bool,
+}
+
+impl Builder {
+    fn push(&mut self, s: &str) {
+        self.cur.push_str(s);
+        self.has = true;
+    }
+
+    fn split(&mut self) {
+        if self.has || !self.cur.is_empty() {
+            self.fields.push(std::mem::take(&mut self.cur));
+        }
+        self.has = false;
+    }
+
+    fn finish(&mut self) {
+        self.split();
+    }
+
+    /// An unquoted expansion: split on blanks (the default `IFS`).
+    fn push_split(&mut self, s: &str) {
+        if self.nosplit {
+            self.push(s);
+            return;
+        }
+        let blank = |c: char| matches!(c, ' ' | '\t' | '\n');
+        let parts: Vec<&str> = s.split(blank).filter(|p| !p.is_empty()).collect();
+        if s.starts_with(blank) {
+            self.split();
+        }
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 {
+                self.split();
+            }
+            self.push(p);
+        }
+        if s.ends_with(blank) && !parts.is_empty() {
+            self.split();
+        }
+    }
+}
+
+/// Whether unquoted `t` is a pattern: `*`, `?`, or a `[` closed later.
+fn is_glob(t: &str) -> bool {
+    t.contains(['*', '?'])
+        || t.find('[')
+            .is_some_and(|i| t.get(i + 1..).is_some_and(|r| r.contains(']')))
+}
+
+fn has_unquoted(raw: &str, wanted: char) -> bool {
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in raw.chars() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match (quote, c) {
+            (_, '\\') if quote != Some('\'') => escaped = true,
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, c) if c == wanted => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Appends the expansions of `items` to every prefix in `out`; false when too large.
+fn expand_braces(items: &[BraceExpressionOrText], out: &mut Vec<String>) -> bool {
+    for item in items {
+        match item {
+            BraceExpressionOrText::Text(t) => {
+                for o in out.iter_mut() {
+                    o.push_str(t);
+                }
+            }
+            BraceExpressionOrText::Expr(members) => {
+                let mut alternatives: Vec<String> = Vec::new();
+                for m in members {
+                    match m {
+                        BraceExpressionMember::Child(children) => {
+                            let mut sub = vec![String::new()];
+                            if !expand_braces(children, &mut sub) {
+                                return false;
+                            }
+                            alternatives.extend(sub);
+                        }
+                        BraceExpressionMember::NumberSequence {
+                            start,
+                            end,
+                            increment,
+                        } => {
+                            let step = increment.unsigned_abs().max(1);
+                            let (lo, hi) = (*start.min(end), *start.max(end));
+                            let count = hi.abs_diff(lo) / step + 1;
+                            if count > MAX_BRACE_WORDS as u64 {
+                                return false;
+                            }
+                            let mut v = Vec::new();
+                            let mut x = lo;
+                            while x <= hi {
+                                v.push(x.to_string());
+                                x = match x.checked_add_unsigned(step) {
+                                    Some(n) => n,
+                                    None => break,
+                                };
+                            }
+                            if start > end {
+                                v.reverse();
+                            }
+                            alternatives.extend(v);
+                        }
+                        BraceExpressionMember::CharSequence {
+                            start,
+                            end,
+                            increment,
+                        } => {
+                            let step = usize::try_from(increment.unsigned_abs().max(1))
+                                .unwrap_or(usize::MAX);
+                            let (lo, hi) = (u32::from(*start.min(end)), u32::from(*start.max(end)));
+                            let mut v: Vec<String> = (lo..=hi)
+                                .step_by(step)
+                                .filter_map(char::from_u32)
+                                .map(String::from)
+                                .collect();
+                            if start > end {
+                                v.reverse();
+                            }
+                            alternatives.extend(v);
+                        }
+                    }
+                }
+                if out.len().saturating_mul(alternatives.len().max(1)) > MAX_BRACE_WORDS {
+                    return false;
+                }
+                let mut next = Vec::with_capacity(out.len() * alternatives.len());
+                for o in out.iter() {
+                    for a in &alternatives {
+                        next.push(format!("{o}{a}"));
+                    }
+                }
+                *out = next;
+            }
+        }
+    }
+    true
+}
+
+fn pieces_into(
+    pieces: &[WordPieceWithSource],
+    quoted: bool,
+    vars: &Vars,
+    subs: &mut Substitutions,
+    b: &mut Builder,
+) -> Result<(), String> {
+    let mut result = Ok(());
+    for p in pieces {
+        let r = piece_into(&p.piece, quoted, vars, subs, b);
+        if result.is_ok() {
+            result = r;
+        }
+    }
+    result
+}
+
+fn piece_into(
+    piece: &WordPiece,
+    quoted: bool,
+    vars: &Vars,
+    subs: &mut Substitutions,
+    b: &mut Builder,
+) -> Result<(), String> {
+    match piece {
+        WordPiece::Text(t) => {
+            if !quoted && is_glob(t) {
+                b.glob = true;
+            }
+            b.push(t);
+            Ok(())
+        }
+        WordPiece::SingleQuotedText(t) => {
+            b.push(t);
+            Ok(())
+        }
+        WordPiece::AnsiCQuotedText(t) => {
+            b.push(&ansi_c(t));
+            Ok(())
+        }
+        WordPiece::DoubleQuotedSequence(inner) | WordPiece::GettextDoubleQuotedSequence(inner) => {
+            b.has = true;
+            pieces_into(inner, true, vars, subs, b)
+        }
+        WordPiece::TildeExpansion(t) => {
+            b.push(&match t {
+                TildeExpr::Home => "~".to_owned(),
+                TildeExpr::UserHome(u) => format!("~{u}"),
+                TildeExpr::WorkingDir => "~+".to_owned(),
+                TildeExpr::OldWorkingDir => "~-".to_owned(),
+                _ => "~?".to_owned(),
+            });
+            Ok(())
+        }
+        WordPiece::EscapeSequence(s) => {
+            let c: String = s.chars().skip(1).collect();
+            if quoted && !matches!(c.as_str(), "$" | "`" | "\"" | "\\" | "\n") {
+                b.push(s);
+            } else if c != "\n" {
+                b.push(&c);
+            }
+            Ok(())
+        }
+        WordPiece::ParameterExpansion(expr) => match parameter(expr, vars, subs) {
+            Ok(v) => {
+                if quoted {
+                    b.push(&v);
+                } else {
+                    if is_glob(&v) {
+                        b.glob = true;
+                    }
+                    b.push_split(&v);
+                }
+                Ok(())
+            }
+            Err(reason) => {
+                b.push("${…}");
+                Err(reason)
+            }
+        },
+        WordPiece::CommandSubstitution(text) => {
+            subs.push(text.clone());
+            b.push("$(…)");
+            Err(format!("command substitution `$({})`", short(text)))
+        }
+        WordPiece::BackquotedCommandSubstitution(text) => {
+            let inner = unescape_backquoted(text);
+            let reason = format!("command substitution `{}`", short(&inner));
+            subs.push(inner);
+            b.push("`…`");
+            Err(reason)
+        }
+        WordPiece::ArithmeticExpression(expr) => {
+            // `$(( $(cmd) ))`: substitutions inside run too.
+            if let Ok(inner) = word::parse(&expr.value, &ParserOptions::default()) {
+                let mut scratch = Builder::default();
+                let _ = pieces_into(&inner, true, vars, subs, &mut scratch);
+            }
+            b.push("$((…))");
+            Err(format!(
+                "arithmetic expansion `$(({}))`",
+                short(&expr.value)
+            ))
+        }
+    }
+}
+
+/// The value of a parameter expansion, when the line shows it.
+fn parameter(
+    expr: &ParameterExpr,
+    vars: &Vars,
+    subs: &mut Substitutions,
+) -> Result<String, String> {
+    let named = |p: &Parameter| match p {
+        Parameter::Named(n) => Some(n.clone()),
+        _ => None,
+    };
+    match expr {
+        ParameterExpr::Parameter {
+            parameter,
+            indirect: false,
+        } => {
+            let name = named(parameter).ok_or_else(|| describe(parameter))?;
+            vars.get(&name)
+                .map(str::to_owned)
+                .ok_or_else(|| format!("`${name}` is not known before the command runs"))
+        }
+        ParameterExpr::UseDefaultValues {
+            parameter,
+            indirect: false,
+            test_type,
+            default_value,
+        } => {
+            let name = named(parameter).ok_or_else(|| describe(parameter))?;
+            let value = vars
+                .get(&name)
+                .ok_or_else(|| format!("`${name}` is not known before the command runs"))?;
+            let use_default = match test_type {
+                ParameterTestType::UnsetOrNull => value.is_empty(),
+                // A known variable is set (possibly to the empty text).
+                ParameterTestType::Unset => false,
+            };
+            if !use_default {
+                return Ok(value.to_owned());
+            }
+            let default = default_value.clone().unwrap_or_default();
+            match evaluate(&format!("\"{default}\""), vars, subs) {
+                Value::Fields(f) => Ok(f.join(" ")),
+                Value::Dynamic { reason, .. } => Err(reason),
+            }
+        }
+        _ => Err("a parameter expansion with an operator is not evaluated".to_owned()),
+    }
+}
+
+fn describe(p: &Parameter) -> String {
+    match p {
+        Parameter::Positional(n) => format!("positional parameter `${n}`"),
+        Parameter::Special(_) => "a special parameter (`$@`, `$*`, `$?`, ...)".to_owned(),
+        Parameter::NamedWithIndex { name, .. } | Parameter::NamedWithAllIndices { name, .. } => {
+            format!("array `${name}[…]`")
+        }
+        Parameter::Named(n) => format!("`${n}`"),
+    }
+}
+
+/// Decodes the body of `$'…'` as bash does.
+pub fn ansi_c(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let Some(e) = chars.next() else {
+            out.push('\\');
+            break;
+        };
+        match e {
+            'a' => out.push('\x07'),
+            'b' => out.push('\x08'),
+            'e' | 'E' => out.push('\x1b'),
+            'f' => out.push('\x0c'),
+            'n' => out.push('\n'),
+            'r' => out.push('\r'),
+            't' => out.push('\t'),
+            'v' => out.push('\x0b'),
+            '\\' | '\'' | '"' | '?' => out.push(e),
+            'c' => {
+                if let Some(x) = chars.next() {
+                    out.push(char::from(u8::try_from(u32::from(x) & 0x1f).unwrap_or(0)));
+                }
+            }
+            '0'..='7' => {
+                let mut v = e.to_digit(8).unwrap_or(0);
+                for _ in 0..2 {
+                    match chars.peek().and_then(|c| c.to_digit(8)) {
+                        Some(d) => {
+                            v = v * 8 + d;
+                            chars.next();
+                        }
+                        None => break,
+                    }
+                }
+                push_code(&mut out, v & 0xff);
+            }
+            'x' | 'u' | 'U' => {
+                let max = match e {
+                    'x' => 2,
+                    'u' => 4,
+                    _ => 8,
+                };
+                let mut v = 0u32;
+                let mut n = 0;
+                while n < max {
+                    match chars.peek().and_then(|c| c.to_digit(16)) {
+                        Some(d) => {
+                            v = v.wrapping_mul(16).wrapping_add(d);
+                            chars.next();
+                            n += 1;
+                        }
+                        None => break,
+                    }
+                }
+                if n == 0 {
+                    out.push('\\');
+                    out.push(e);
+                } else if e == 'x' {
+                    push_code(&mut out, v);
+                } else {
+                    out.push(char::from_u32(v).unwrap_or('\u{fffd}'));
+                }
+            }
+            other => {
+                out.push('\\');
+                out.push(other);
+            }
+        }
+    }
+    out
+}
+
+/// A byte value from `\NNN` / `\xHH`: ASCII as itself, others as the Latin-1 char
+/// (a command name made of such bytes is compared as text anyway).
+fn push_code(out: &mut String, v: u32) {
+    out.push(char::from_u32(v).unwrap_or('\u{fffd}'));
+}
+
+fn unescape_backquoted(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\'
+            && let Some(&n) = chars.peek()
+            && matches!(n, '\\' | '`' | '$')
+        {
+            out.push(n);
+            chars.next();
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// At most 60 characters of `s`, for reasons.
+pub fn short(s: &str) -> String {
+    let s = s.trim();
+    if s.chars().count() <= 60 {
+        return s.to_owned();
+    }
+    let mut t: String = s.chars().take(57).collect();
+    t.push('…');
+    t
+}
