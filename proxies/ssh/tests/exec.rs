@@ -146,8 +146,14 @@ async fn nested_pivots_are_classified() {
         .iter()
         .find_map(|e| e.ssh().filter(|s| s.kind == SshRequestKind::Exec))
         .unwrap();
-    assert_eq!(exec.programs, ["uname", "sh", "true", "cat", "echo"]);
+    assert_eq!(exec.programs, ["sh", "true", "cat", "uname", "echo"]);
     assert_eq!(exec.argv, ["sh", "-c", "true | cat"]);
+    assert_eq!(
+        exec.commands,
+        ["sh -c true | cat", "true", "cat", "uname", "echo $(uname) > /dev/null"]
+    );
+    assert_eq!(exec.writes, ["/dev/null"]);
+    assert_eq!(exec.dynamic, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
