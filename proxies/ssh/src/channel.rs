@@ -372,7 +372,7 @@ async fn relay(
     let input = async {
         let mut rec = ctx.recorder(id, DataDirection::Input);
         let mut editor = LineEditor::new();
-        let mut script = Vec::<u8>::new();
+        let mut script = Script::default();
         let mut framer = sftp::Framer::default();
         loop {
             let Some(msg) = front_rx.wait().await else {
@@ -402,7 +402,7 @@ async fn relay(
                     }
                 }
                 ChannelMsg::Eof => {
-                    if mode == Mode::Script && !script.is_empty() {
+                    if mode == Mode::Script && !script.pending.is_empty() {
                         script_input(ctx, id, &mut script, &[], true, front_tx, up_tx).await;
                     }
                     let _ = up_tx.eof().await;
@@ -741,29 +741,71 @@ async fn judge_line(
         .await
 }
 
-/// Non-PTY shell input (a script on stdin): each line is judged before it is sent.
+/// Non-PTY shell input not yet sent.
+#[derive(Default)]
+struct Script {
+    pending: Vec<u8>,
+    /// Bytes of `pending` known to end no complete unit (every line end before it was
+    /// tried: the construct is still open).
+    scanned: usize,
+}
+
+/// Non-PTY shell input (a script on stdin): judged before it is sent, a unit at a
+/// time. A unit is a line, or the lines of a construct that spans lines (open quote,
+/// trailing `\`, here-document, `for … do … done`), judged whole once complete: the
+/// shell runs none of it before then. Comment lines are judged too. A unit over
+/// [`MAX_SCRIPT_LINE`] is refused unjudged and dropped.
 async fn script_input(
     ctx: &Ctx,
     id: u32,
-    pending: &mut Vec<u8>,
+    script: &mut Script,
     data: &[u8],
     eof: bool,
     front: &FrontTx,
     up: &UpTx,
 ) -> bool {
-    pending.extend_from_slice(data);
+    script.pending.extend_from_slice(data);
     loop {
-        let cut = match pending.iter().position(|&b| b == b'\n') {
-            Some(i) => i + 1,
+        let pending = &script.pending;
+        let mut cut = None;
+        let mut from = script.scanned;
+        while let Some(i) = pending
+            .get(from..)
+            .and_then(|r| r.iter().position(|&b| b == b'\n'))
+        {
+            let end = from + i + 1;
+            let unit = String::from_utf8_lossy(pending.get(..end).unwrap_or_default());
+            if !crate::shell::incomplete(unit.trim_end_matches(['\n', '\r'])) {
+                cut = Some(end);
+                break;
+            }
+            from = end;
+        }
+        let cut = match cut {
+            Some(c) => c,
             None if eof && !pending.is_empty() => pending.len(),
-            None if pending.len() > MAX_SCRIPT_LINE => pending.len(),
-            None => return true,
+            None if pending.len() > MAX_SCRIPT_LINE => {
+                let n = pending.len();
+                script.pending.clear();
+                script.scanned = 0;
+                stderr_line(
+                    front,
+                    format!("gatehouse: {n} bytes of input that do not end a command (over the {} KiB limit) were not sent", MAX_SCRIPT_LINE / 1024),
+                )
+                .await;
+                continue;
+            }
+            None => {
+                script.scanned = from;
+                return true;
+            }
         };
-        let line: Vec<u8> = pending.drain(..cut).collect();
-        let text = String::from_utf8_lossy(&line);
+        script.scanned = 0;
+        let unit: Vec<u8> = script.pending.drain(..cut).collect();
+        let text = String::from_utf8_lossy(&unit);
         let text = text.trim_end_matches(['\n', '\r']);
-        if text.trim().is_empty() || text.trim_start().starts_with('#') {
-            if up.data_bytes(Bytes::from(line)).await.is_err() {
+        if text.trim().is_empty() {
+            if up.data_bytes(Bytes::from(unit)).await.is_err() {
                 return false;
             }
             continue;
@@ -771,11 +813,14 @@ async fn script_input(
         let decided = judge_line(ctx, id, text, false).await;
         match ctx.enforce(decided, |m| stderr_line(front, m)).await {
             Verdict::Run(_) => {
-                if up.data_bytes(Bytes::from(line)).await.is_err() {
+                if up.data_bytes(Bytes::from(unit)).await.is_err() {
                     return false;
                 }
             }
             Verdict::Refused(m, _) => stderr_line(front, m).await,
+        }
+        if eof && script.pending.is_empty() {
+            return true;
         }
     }
 }

@@ -150,7 +150,13 @@ async fn nested_pivots_are_classified() {
     assert_eq!(exec.argv, ["sh", "-c", "true | cat"]);
     assert_eq!(
         exec.commands,
-        ["sh -c true | cat", "true", "cat", "uname", "echo $(uname) > /dev/null"]
+        [
+            "sh -c true | cat",
+            "true",
+            "cat",
+            "uname",
+            "echo $(uname) > /dev/null"
+        ]
     );
     assert_eq!(exec.writes, ["/dev/null"]);
     assert_eq!(exec.dynamic, None);

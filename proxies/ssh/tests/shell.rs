@@ -241,3 +241,51 @@ async fn a_script_on_stdin_is_judged_line_by_line() {
     assert_eq!(text(&out.stdout), "one\ntwo\n");
     assert!(text(&out.stderr).contains("gatehouse: blocked: rm is not allowed here"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_construct_spanning_lines_is_judged_whole() {
+    let f = fixture().await;
+    let token = f.token("bot", "web").await;
+    let mut c = f.ssh(&token, "bot", &[]);
+    c.arg("-T");
+    let marker = f.dir.path().join("removed-by-loop");
+    std::fs::create_dir(&marker).unwrap();
+    // The `rm` sits on a line of its own inside a loop, a here-document and a quoted
+    // string that span lines: each construct is one unit, judged whole.
+    let script = format!(
+        "for d in {m}; do\n  echo looping\n  rm -rf \"$d\"\ndone\n\
+         cat <<EOF\nline one\nEOF\n\
+         echo 'multi\nline'\n\
+         # a comment\n\
+         echo \\\n  continued\n\
+         echo end\n",
+        m = marker.display()
+    );
+    let path = f.dir.path().join("script2.sh");
+    std::fs::write(&path, script).unwrap();
+    c.stdin(std::fs::File::open(&path).unwrap());
+    let out = run(c).await;
+    assert!(marker.exists(), "the loop with rm in its body ran");
+    assert_eq!(
+        text(&out.stdout),
+        "line one\nmulti\nline\ncontinued\nend\n",
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stderr).contains("gatehouse: blocked: rm is not allowed here"));
+    let lines: Vec<String> = f
+        .events()
+        .iter()
+        .filter_map(|e| {
+            e.ssh()
+                .filter(|s| s.kind == SshRequestKind::ShellLine)
+                .map(|s| s.commands.join("; "))
+        })
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("echo looping") && l.contains("rm -rf")),
+        "{lines:?}"
+    );
+}

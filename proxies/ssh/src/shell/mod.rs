@@ -100,6 +100,21 @@ pub fn classify_as(line: &str, origin: Origin) -> Classified {
     w.out
 }
 
+/// Whether `text` is the start of a construct that goes on in the next line (open
+/// quote, trailing `\\`, here-document, `for … do` without `done`): a shell reading
+/// it waits for more before running any of it.
+pub fn incomplete(text: &str) -> bool {
+    if text.len() > MAX_LEN || nesting(text) > MAX_NESTING {
+        return false;
+    }
+    match Parser::new(text.as_bytes(), &ParserOptions::default()).parse_program() {
+        Ok(_) => false,
+        Err(brush_parser::ParseError::ParsingAtEndOfInput) => true,
+        Err(brush_parser::ParseError::Tokenizing { inner, .. }) => inner.is_incomplete(),
+        Err(_) => false,
+    }
+}
+
 /// Which file-transfer server an exec command starts, if any (`scp -t`/`scp -f`,
 /// `rsync --server`): their byte streams are relayed untouched.
 pub fn transfer_kind(argv: &[String]) -> Option<&'static str> {
@@ -441,16 +456,16 @@ impl Walker {
                                 .map(|a| a.text.as_str())
                                 .collect::<Vec<_>>()
                                 .join(" ");
-                            if let Some(reason) = a.iter().find_map(|a| a.dynamic.clone()) {
-                                if matches!(
+                            if let Some(reason) = a.iter().find_map(|a| a.dynamic.clone())
+                                && matches!(
                                     kind,
                                     IoFileRedirectKind::Write
                                         | IoFileRedirectKind::Append
                                         | IoFileRedirectKind::Clobber
                                         | IoFileRedirectKind::ReadAndWrite
-                                ) {
-                                    self.dynamic(format!("a redirection target: {reason}"));
-                                }
+                                )
+                            {
+                                self.dynamic(format!("a redirection target: {reason}"));
                             }
                             Some(text)
                         }

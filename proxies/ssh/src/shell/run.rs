@@ -698,7 +698,7 @@ impl Walker {
         if name.is_empty() {
             return output;
         }
-        if self.aliases.iter().any(|a| *a == name) && !path.contains('/') {
+        if self.aliases.contains(&name) && !path.contains('/') {
             self.dynamic(format!("`{name}` is an alias defined on the line"));
         }
         self.add_program(&name);
@@ -907,12 +907,10 @@ impl Walker {
                 if matches!(
                     a.text.as_str(),
                     "-m" | "-o" | "-g" | "-S" | "--suffix" | "-e" | "--rsh"
-                ) {
-                    if let Some(v) = it.next()
-                        && a.text.starts_with("-e") | (a.text == "--rsh")
-                    {
-                        self.code_arg(v, "rsync -e", &Stdin::Inherit);
-                    }
+                ) && let Some(v) = it.next()
+                    && (a.text == "-e" || a.text == "--rsh")
+                {
+                    self.code_arg(v, "rsync -e", &Stdin::Inherit);
                 }
                 if let Some(code) = a.text.strip_prefix("--rsh=") {
                     self.code_arg(
@@ -933,7 +931,7 @@ impl Walker {
         {
             let last = (*last).clone();
             // A remote rsync destination (`host:path`) is not a local file.
-            if !(last.text.contains(':') && !last.text.starts_with('/')) {
+            if !last.text.contains(':') || last.text.starts_with('/') {
                 self.write_arg(&last);
             }
         }
@@ -1245,10 +1243,10 @@ impl Walker {
                 rest.get(idx).map(|a| a.text.clone())
             } else if let Some(s) = t.strip_prefix("--split-string=") {
                 Some(s.to_owned())
-            } else if let Some(s) = t.strip_prefix("-S").filter(|s| !s.is_empty()) {
-                Some(s.to_owned())
             } else {
-                None
+                t.strip_prefix("-S")
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
             };
             if let Some(text) = split {
                 // `env -S 'prog args'`: the string is split into words (quotes kept
@@ -1815,7 +1813,12 @@ fn sed_runs(t: &str) -> bool {
         if *c != 'e' && *c != 'w' {
             continue;
         }
-        let before = chars[..i].iter().rev().find(|c| !c.is_whitespace());
+        let before = chars
+            .get(..i)
+            .unwrap_or_default()
+            .iter()
+            .rev()
+            .find(|c| !c.is_whitespace());
         let after = chars.get(i + 1);
         let command_position = before.is_none_or(|b| {
             b.is_ascii_digit() || matches!(b, '$' | '/' | ';' | '{' | '}' | ',' | '\n' | '!')
