@@ -4,7 +4,11 @@
 
 #![no_main]
 
-use gatehouse_proxy_ssh::shell::{MAX_LEN, Origin, classify, classify_as, incomplete};
+#[allow(dead_code)]
+#[path = "../../src/shell/mod.rs"]
+mod shell;
+
+use shell::{MAX_LEN, Origin, classify, classify_as, incomplete};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -368,6 +368,10 @@ fn hostile_input_is_bounded() {
         let _ = classify(l);
     }
     eprintln!("small {:?}", t.elapsed());
+    // Found by fuzzing: exponential backtracking in the brace grammar.
+    is_dynamic(&format!("{}\u{ff}[\u{ff}>Z", "{".repeat(21)));
+    let _ = classify(&format!("x {}", "{".repeat(40)));
+    is_dynamic(&format!("{}a,b{}", "{".repeat(8), "}".repeat(8)));
     let braces = "{a,b}".repeat(30);
     is_dynamic(&braces);
 }

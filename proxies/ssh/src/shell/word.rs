@@ -95,6 +95,17 @@ pub fn evaluate(raw: &str, vars: &Vars, subs: &mut Substitutions) -> Value {
     let options = ParserOptions::default();
     let mut words = vec![raw.to_owned()];
     if has_unquoted(raw, '{') {
+        // brush-parser's brace grammar backtracks exponentially on many or unclosed
+        // braces (found by fuzzing): such words are not expanded, and not guessed.
+        if !braces_tractable(raw) {
+            return Value::Dynamic {
+                reason: format!(
+                    "`{}` has too many or unbalanced braces to expand",
+                    short(raw)
+                ),
+                raw: raw.to_owned(),
+            };
+        }
         match word::parse_brace_expansions(raw, &options) {
             Ok(Some(items)) => {
                 let mut out = vec![String::new()];
@@ -242,6 +253,41 @@ fn is_glob(t: &str) -> bool {
     t.contains(['*', '?'])
         || t.find('[')
             .is_some_and(|i| t.get(i + 1..).is_some_and(|r| r.contains(']')))
+}
+
+/// Most unquoted `{` in a word whose braces are expanded, and their deepest nesting.
+const MAX_BRACES: usize = 16;
+const MAX_BRACE_DEPTH: usize = 4;
+
+/// Whether the unquoted braces of `raw` are few, shallow and balanced.
+fn braces_tractable(raw: &str) -> bool {
+    let (mut open, mut depth, mut max) = (0usize, 0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in raw.chars() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match (quote, c) {
+            (_, '\\') if quote != Some('\'') => escaped = true,
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, '{') => {
+                open += 1;
+                depth += 1;
+                max = max.max(depth);
+            }
+            (None, '}') => {
+                if depth == 0 {
+                    return false;
+                }
+                depth -= 1;
+            }
+            _ => {}
+        }
+    }
+    depth == 0 && open <= MAX_BRACES && max <= MAX_BRACE_DEPTH
 }
 
 fn has_unquoted(raw: &str, wanted: char) -> bool {
