@@ -319,6 +319,8 @@ fn writes_are_resolved() {
         ["~/.ssh/authorized_keys"]
     );
     assert_eq!(w("cat k &> /tmp/o"), ["/tmp/o"]);
+    assert_eq!(w("scp -t .ssh/"), ["~/.ssh"]);
+    assert_eq!(w("rsync --server -vlogDtpre.iLsfxCIvu . .ssh/"), ["~/.ssh"]);
     assert_eq!(
         classify("exec 3<>/dev/tcp/127.0.0.1/80").redirects,
         ["/dev/tcp/127.0.0.1/80"]
