@@ -690,18 +690,36 @@ async fn pty_input(
             }
             continue;
         }
-        let decided = judge_line(ctx, id, &line.text, true).await;
+        let (decided, unsent) = judge_line(ctx, id, &line.text, true, line.why).await;
+        let request = decided.as_ref().ok().map(|d| d.request);
         let verdict = ctx
             .enforce(decided, |m| async move {
                 let _ = front.data_bytes(Bytes::from(format!("\r\n{m}\r\n"))).await;
             })
             .await;
-        let refusal = match (verdict, line.reliable) {
-            (Verdict::Run(_), true) => None,
-            (Verdict::Run(_), false) => Some(format!(
-                "gatehouse: line not sent: it was edited with {}, which the gateway cannot follow; type it out in full",
-                line.why.unwrap_or("keys")
-            )),
+        let refusal = match (verdict, unsent) {
+            (Verdict::Run(_), None) => None,
+            (Verdict::Run(_), Some(why)) => {
+                let m = format!(
+                    "gatehouse: line not sent: {why}; type it out in full, or use an exec channel"
+                );
+                // The policy allowed it; the log must still say it never ran.
+                if let Some(request) = request {
+                    let _ = ctx
+                        .engine
+                        .record_result(
+                            &ctx.session,
+                            ResultObserved {
+                                request: Some(request),
+                                status: ResultStatus::Refused,
+                                message: Some(m.clone()),
+                                ..ResultObserved::default()
+                            },
+                        )
+                        .await;
+                }
+                Some(m)
+            }
             (Verdict::Refused(m, _), _) => Some(m),
         };
         match refusal {
@@ -725,20 +743,64 @@ async fn pty_input(
     true
 }
 
+/// Judges a shell line. `edited`: the key that made the line unreliable, if any. With
+/// a PTY, a line that changes what the line model relies on (`stty`, `bind`, aliases,
+/// vi editing mode) is unreliable too. Returns the decision and, when the line must
+/// not be sent whatever the policy says, why (also in the event's `ssh.parse_error`).
 async fn judge_line(
     ctx: &Ctx,
     id: u32,
     text: &str,
     pty: bool,
-) -> Result<Decision, gatehouse_core::engine::EngineError> {
-    let c = classify_as(text, Origin::ShellLine);
-    ctx.engine
+    edited: Option<&str>,
+) -> (
+    Result<Decision, gatehouse_core::engine::EngineError>,
+    Option<String>,
+) {
+    let mut c = classify_as(text, Origin::ShellLine);
+    let mut unsent =
+        edited.map(|k| format!("it was edited with {k}, which the gateway cannot follow"));
+    if pty && unsent.is_none() {
+        let state = c
+            .programs
+            .iter()
+            .find(|p| {
+                matches!(
+                    p.as_str(),
+                    "stty" | "bind" | "alias" | "unalias" | "tput" | "reset"
+                )
+            })
+            .map(|p| {
+                format!("`{p}` changes the terminal or line editing, which the gateway models")
+            })
+            .or_else(|| {
+                c.commands
+                    .iter()
+                    .any(|k| {
+                        k.starts_with("set -o vi")
+                            || k.starts_with("set -o emacs")
+                            || k.starts_with("set +o")
+                    })
+                    .then(|| {
+                        "`set -o` changes the line editing mode, which the gateway models"
+                            .to_owned()
+                    })
+            });
+        unsent = state;
+    }
+    if let Some(why) = &unsent {
+        c.parse_error
+            .get_or_insert_with(|| format!("line not sent: {why}"));
+    }
+    let decided = ctx
+        .engine
         .decide(
             &ctx.session,
             text.to_owned(),
             ctx.request(command_request(SshRequestKind::ShellLine, id, pty, c)),
         )
-        .await
+        .await;
+    (decided, unsent)
 }
 
 /// Non-PTY shell input not yet sent.
@@ -810,7 +872,7 @@ async fn script_input(
             }
             continue;
         }
-        let decided = judge_line(ctx, id, text, false).await;
+        let (decided, _) = judge_line(ctx, id, text, false, None).await;
         match ctx.enforce(decided, |m| stderr_line(front, m)).await {
             Verdict::Run(_) => {
                 if up.data_bytes(Bytes::from(unit)).await.is_err() {

@@ -226,7 +226,8 @@ impl LineEditor {
             0x14 => self.taint("transpose (Ctrl-T)"),
             0x1f | 0x18 => self.taint("undo or a Ctrl-X sequence"),
             0x0f => self.taint("operate-and-get-next (Ctrl-O)"),
-            0x0c | 0x07 | 0x00 | 0x11 | 0x1a | 0x1c | 0x1d | 0x1e => {}
+            0x1d => self.taint("character search (Ctrl-])"),
+            0x0c | 0x07 | 0x00 | 0x11 | 0x1a | 0x1c | 0x1e => {}
             c if c >= 0x20 => self.insert(char::from(c)),
             _ => {}
         }

@@ -10,7 +10,7 @@
 
 mod support;
 
-use gatehouse_events::payload::{Effect, Payload, SshRequestKind};
+use gatehouse_events::payload::{Effect, Payload, ResultStatus, SshRequestKind};
 use support::*;
 
 enum Step<'a> {
@@ -69,6 +69,14 @@ async fn pty_lines_are_judged_before_enter_and_blocked_lines_are_discarded() {
         Step::Send("ech\to x\r"),
         Step::Expect("gatehouse: line not sent"),
         Step::Expect("PROMPT> "),
+        // Ctrl-] (character search) moves the cursor where the model cannot follow.
+        Step::Send("echo x\x1dx\r"),
+        Step::Expect("gatehouse: line not sent"),
+        Step::Expect("PROMPT> "),
+        // A line that changes the terminal's line discipline is not sent either.
+        Step::Send("stty erase x\r"),
+        Step::Expect("gatehouse: line not sent: `stty` changes the terminal"),
+        Step::Expect("PROMPT> "),
         Step::Send("echo still-$((1+1))\r"),
         Step::Expect("still-2"),
         Step::Send("exit\r"),
@@ -111,6 +119,26 @@ async fn pty_lines_are_judged_before_enter_and_blocked_lines_are_discarded() {
         e.ssh()
             .is_some_and(|s| s.kind == SshRequestKind::Shell && s.pty)
     }));
+    // Lines not sent say so in the log: the request carries why, and a `refused`
+    // result follows the policy's decision.
+    let unsent: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            e.ssh()
+                .and_then(|s| s.parse_error.as_deref())
+                .is_some_and(|p| p.starts_with("line not sent"))
+        })
+        .collect();
+    assert_eq!(unsent.len(), 3, "Tab, Ctrl-] and stty lines: {unsent:?}");
+    for request in unsent {
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(&e.payload, Payload::ResultObserved(r)
+                if r.request == Some(request.id) && r.status == ResultStatus::Refused)),
+            "no refused result for {request:?}"
+        );
+    }
     // Recorded: keystrokes and output, with timing.
     let recorded: Vec<_> = events
         .iter()

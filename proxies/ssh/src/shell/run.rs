@@ -804,9 +804,10 @@ impl Walker {
             }
             "cp" | "mv" | "install" | "ln" | "rsync" => self.copy_destination(rest),
             // `scp -t DEST`: the server side of an upload writes into DEST.
-            "scp" if rest.iter().any(|a| {
-                a.text.starts_with('-') && !a.text.starts_with("--") && a.text.contains('t')
-            }) =>
+            "scp"
+                if rest.iter().any(|a| {
+                    a.text.starts_with('-') && !a.text.starts_with("--") && a.text.contains('t')
+                }) =>
             {
                 if let Some(dest) = rest.iter().rfind(|a| !a.text.starts_with('-')) {
                     self.write_arg(&dest.clone());
