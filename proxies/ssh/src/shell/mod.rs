@@ -83,6 +83,20 @@ pub fn classify(line: &str) -> Classified {
 
 /// Classifies one command line from `origin`.
 pub fn classify_as(line: &str, origin: Origin) -> Classified {
+    // The grammar is third-party code on hostile input: a panic in it refuses the line
+    // instead of ending the session's task.
+    std::panic::catch_unwind(|| classify_unguarded(line, origin)).unwrap_or_else(|_| {
+        let e =
+            "the command line could not be classified (the shell parser failed on it)".to_owned();
+        Classified {
+            dynamic: Some(e.clone()),
+            parse_error: Some(e),
+            ..Classified::default()
+        }
+    })
+}
+
+fn classify_unguarded(line: &str, origin: Origin) -> Classified {
     let mut w = Walker::new(origin);
     if line.len() > MAX_LEN {
         w.out.too_long = true;
@@ -104,15 +118,31 @@ pub fn classify_as(line: &str, origin: Origin) -> Classified {
 /// quote, trailing `\\`, here-document, `for … do` without `done`): a shell reading
 /// it waits for more before running any of it.
 pub fn incomplete(text: &str) -> bool {
-    if text.len() > MAX_LEN || nesting(text) > MAX_NESTING {
+    if text.len() > MAX_LEN || nesting(text) > MAX_NESTING || huge_descriptor(text) {
         return false;
     }
-    match Parser::new(text.as_bytes(), &ParserOptions::default()).parse_program() {
-        Ok(_) => false,
-        Err(brush_parser::ParseError::ParsingAtEndOfInput) => true,
-        Err(brush_parser::ParseError::Tokenizing { inner, .. }) => inner.is_incomplete(),
-        Err(_) => false,
+    let parsed = std::panic::catch_unwind(|| {
+        Parser::new(text.as_bytes(), &ParserOptions::default()).parse_program()
+    });
+    match parsed {
+        Ok(Err(brush_parser::ParseError::ParsingAtEndOfInput)) => true,
+        Ok(Err(brush_parser::ParseError::Tokenizing { inner, .. })) => inner.is_incomplete(),
+        _ => false,
     }
+}
+
+/// A run of 10 or more digits before `<` or `>`: a redirection's descriptor number
+/// that overflows (brush-parser panics on it; found by fuzzing).
+fn huge_descriptor(text: &str) -> bool {
+    let mut digits = 0usize;
+    for b in text.bytes() {
+        match b {
+            b'0'..=b'9' => digits += 1,
+            b'<' | b'>' if digits >= 10 => return true,
+            _ => digits = 0,
+        }
+    }
+    false
 }
 
 /// Which file-transfer server an exec command starts, if any (`scp -t`/`scp -f`,
@@ -251,6 +281,12 @@ impl Walker {
     pub(crate) fn code(&mut self, text: &str, stdin: Stdin) {
         if self.depth > MAX_DEPTH {
             self.dynamic(format!("shell code nested more than {MAX_DEPTH} deep"));
+            return;
+        }
+        if huge_descriptor(text) {
+            let e = "a redirection's descriptor number is too large".to_owned();
+            self.out.parse_error.get_or_insert(e.clone());
+            self.dynamic(e);
             return;
         }
         if nesting(text) > MAX_NESTING {

@@ -374,6 +374,9 @@ fn hostile_input_is_bounded() {
     is_dynamic(&format!("{}\u{ff}[\u{ff}>Z", "{".repeat(21)));
     let _ = classify(&format!("x {}", "{".repeat(40)));
     is_dynamic(&format!("{}a,b{}", "{".repeat(8), "}".repeat(8)));
+    // Found by fuzzing: brush-parser panics on a descriptor number that overflows.
+    assert!(classify("6666666666666>&tL <,,,LF").parse_error.is_some());
+    assert!(!incomplete("6666666666666>&tL <,,,LF"));
     let braces = "{a,b}".repeat(30);
     is_dynamic(&braces);
 }
