@@ -290,7 +290,9 @@ impl Walker {
             return;
         }
         if nesting(text) > MAX_NESTING {
-            let e = format!("brackets nested more than {MAX_NESTING} deep");
+            let e = format!(
+                "brackets nested too deeply (over {MAX_NESTING}, or over {MAX_BARE_PARENS} bare parentheses)"
+            );
             self.out.parse_error.get_or_insert(e.clone());
             self.dynamic(e);
             return;
@@ -740,18 +742,40 @@ fn normalize(path: &str) -> String {
     }
 }
 
-/// The deepest bracket nesting in `text` (quotes not considered: an over-estimate).
+/// Most bare `(` (subshells, arithmetic commands) open at once: brush-parser's
+/// backtracking doubles with each level (found by fuzzing).
+const MAX_BARE_PARENS: usize = 12;
+
+/// The deepest bracket nesting in `text` (quotes not considered: an over-estimate),
+/// or more than [`MAX_NESTING`] when bare parentheses nest deeper than
+/// [`MAX_BARE_PARENS`].
 fn nesting(text: &str) -> usize {
-    let (mut depth, mut max) = (0usize, 0usize);
+    let (mut max, mut bare, mut max_bare) = (0usize, 0usize, 0usize);
+    // For each open bracket: whether it is a bare `(`.
+    let mut stack: Vec<bool> = Vec::new();
+    let mut prev = 0u8;
     for b in text.bytes() {
         match b {
             b'(' | b'{' | b'[' => {
-                depth += 1;
-                max = max.max(depth);
+                let is_bare = b == b'(' && !matches!(prev, b'$' | b'<' | b'>');
+                stack.push(is_bare);
+                if is_bare {
+                    bare += 1;
+                    max_bare = max_bare.max(bare);
+                }
+                max = max.max(stack.len());
             }
-            b')' | b'}' | b']' => depth = depth.saturating_sub(1),
+            b')' | b'}' | b']' => {
+                if stack.pop() == Some(true) {
+                    bare -= 1;
+                }
+            }
             _ => {}
         }
+        prev = b;
+    }
+    if max_bare > MAX_BARE_PARENS {
+        return MAX_NESTING + 1;
     }
     max
 }

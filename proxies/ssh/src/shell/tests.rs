@@ -377,6 +377,10 @@ fn hostile_input_is_bounded() {
     // Found by fuzzing: brush-parser panics on a descriptor number that overflows.
     assert!(classify("6666666666666>&tL <,,,LF").parse_error.is_some());
     assert!(!incomplete("6666666666666>&tL <,,,LF"));
+    // Found by fuzzing: backtracking doubles with each bare `(` level.
+    let parens = format!("{}55<<<55555 ", "(".repeat(23));
+    assert!(classify(&parens).parse_error.is_some());
+    is_static("((a)) ; (((echo x)))");
     let braces = "{a,b}".repeat(30);
     is_dynamic(&braces);
 }
