@@ -131,10 +131,11 @@ pub async fn run(ctx: Arc<Ctx>, mut front: Channel<Msg>) {
             let c = classify(&text);
             let transfer = transfer_kind(&c.argv);
             too_long = c.too_long;
-            requests.push((
-                text.clone(),
-                ctx.request(command_request(SshRequestKind::Exec, id, has_pty, c)),
-            ));
+            let runs_written = ctx.runs_written(&c);
+            ctx.note_written(c.writes.iter().map(String::as_str));
+            let mut request = command_request(SshRequestKind::Exec, id, has_pty, c);
+            request.runs_written = runs_written;
+            requests.push((text.clone(), ctx.request(request)));
             (
                 text,
                 Mode::Exec {
@@ -792,13 +793,13 @@ async fn judge_line(
         c.parse_error
             .get_or_insert_with(|| format!("line not sent: {why}"));
     }
+    let runs_written = ctx.runs_written(&c);
+    ctx.note_written(c.writes.iter().map(String::as_str));
+    let mut request = command_request(SshRequestKind::ShellLine, id, pty, c);
+    request.runs_written = runs_written;
     let decided = ctx
         .engine
-        .decide(
-            &ctx.session,
-            text.to_owned(),
-            ctx.request(command_request(SshRequestKind::ShellLine, id, pty, c)),
-        )
+        .decide(&ctx.session, text.to_owned(), ctx.request(request))
         .await;
     (decided, unsent)
 }
@@ -920,6 +921,9 @@ async fn sftp_input(
             }
             continue;
         };
+        if matches!(op.op, "write" | "rename" | "symlink" | "link" | "setstat") {
+            ctx.note_written(std::iter::once(op.path.as_str()).chain(op.path2.as_deref()));
+        }
         let command = match &op.path2 {
             Some(p2) => format!("sftp {} {} {}", op.op, op.path, p2),
             None => format!("sftp {} {}", op.op, op.path),

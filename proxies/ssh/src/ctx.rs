@@ -39,7 +39,48 @@ pub struct Ctx {
     pub upstream: watch::Receiver<UpstreamState>,
     /// Recording cap per channel direction.
     pub record_bytes: u64,
+    /// Basenames of the files this identity's requests on this target wrote (command
+    /// lines, SFTP, scp and rsync destinations; judged, whatever became of them),
+    /// shared by its connections: a later command that runs one of them runs code the
+    /// gateway never saw.
+    pub written: WrittenNames,
 }
+
+/// Most identity/target pairs whose written files are remembered.
+const MAX_WRITERS: usize = 10_000;
+
+/// Files written, per identity and target, for the life of the proxy (not rebuilt
+/// from the log after a restart).
+/// Written names of one identity on one target.
+pub type WrittenNames = Arc<std::sync::Mutex<Vec<String>>>;
+
+#[derive(Default)]
+pub struct Written(std::sync::Mutex<std::collections::HashMap<(String, String), WrittenNames>>);
+
+impl Written {
+    /// The list of `identity` on `target`.
+    pub fn of(&self, identity: &str, target: &str) -> WrittenNames {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = (identity.to_owned(), target.to_owned());
+        if !map.contains_key(&key) && map.len() >= MAX_WRITERS {
+            // Forget one pair that no connection holds.
+            if let Some(k) = map
+                .iter()
+                .find(|(_, v)| Arc::strong_count(v) == 1)
+                .map(|(k, _)| k.clone())
+            {
+                map.remove(&k);
+            }
+        }
+        map.entry(key).or_default().clone()
+    }
+}
+
+/// Most written names remembered per connection (the oldest are forgotten first).
+const MAX_WRITTEN: usize = 4096;
 
 /// The outcome of enforcing a decision.
 pub enum Verdict {
@@ -50,6 +91,43 @@ pub enum Verdict {
 }
 
 impl Ctx {
+    /// Remembers files written by a request of this connection.
+    pub fn note_written<'a>(&self, paths: impl IntoIterator<Item = &'a str>) {
+        let mut w = self
+            .written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for p in paths {
+            let name = crate::shell::basename(p.trim_end_matches('/'));
+            if name.is_empty() || name == "." || name == ".." || w.iter().any(|x| x == name) {
+                continue;
+            }
+            if w.len() >= MAX_WRITTEN {
+                w.remove(0);
+            }
+            w.push(name.to_owned());
+        }
+    }
+
+    /// The first program or script `c` runs that a request of this connection wrote
+    /// (or that the same line writes), as the `ssh.runs_written` field.
+    pub fn runs_written(&self, c: &crate::shell::Classified) -> Option<String> {
+        let w = self
+            .written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let same_line: Vec<&str> = c
+            .writes
+            .iter()
+            .map(|p| crate::shell::basename(p.trim_end_matches('/')))
+            .collect();
+        c.scripts
+            .iter()
+            .map(|s| crate::shell::basename(s))
+            .chain(c.programs.iter().map(String::as_str))
+            .find(|r| w.iter().any(|x| x == r) || same_line.contains(r))
+            .map(|r| format!("`{r}` was written in this session"))
+    }
     /// An SSH request with the session's host filled in.
     pub fn request(&self, req: SshRequest) -> RequestDetail {
         RequestDetail::Ssh(SshRequest {

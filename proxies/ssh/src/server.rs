@@ -25,6 +25,8 @@ use crate::{SetupError, SshProxyOptions};
 /// What every connection shares.
 struct Shared {
     engine: Arc<Engine>,
+    /// Files written per identity and target, across connections (see `Ctx::written`).
+    written: crate::ctx::Written,
     options: SshProxyOptions,
     known: Arc<KnownHosts>,
     config: Arc<server::Config>,
@@ -71,6 +73,7 @@ impl SshProxy {
                 })?;
         Ok(Self {
             shared: Arc::new(Shared {
+                written: crate::ctx::Written::default(),
                 engine,
                 options,
                 known,
@@ -286,6 +289,10 @@ impl Conn {
     /// Opens the engine session, decides the login (`session_open`), and starts
     /// connecting upstream. Returns whether the SSH login is accepted.
     async fn login(&mut self, principal: Principal, user: &str, method: &str) -> bool {
+        let written = self
+            .shared
+            .written
+            .of(&principal.identity.name, &principal.target);
         let engine = self.shared.engine.clone();
         let Some(target) = self.shared.options.targets.get(&principal.target).cloned() else {
             tracing::warn!(message = "Token names a target the SSH proxy has no key for.", target = %principal.target);
@@ -317,6 +324,7 @@ impl Conn {
             target: target.clone(),
             upstream: rx,
             record_bytes: self.shared.options.record_bytes,
+            written,
         });
         let decided = engine
             .decide(

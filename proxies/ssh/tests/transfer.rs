@@ -213,3 +213,65 @@ async fn cat_of_a_key_is_masked_while_scp_of_it_is_byte_identical() {
         "the key is in the log"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_a_file_written_earlier_is_marked_across_connections() {
+    let f = fixture().await;
+    let token = f.token("bot", "web").await;
+    let d = f.dir.path();
+    let script = d.join("payload.sh");
+    std::fs::write(&script, "echo from-payload\n").unwrap();
+    let host = |p: &std::path::Path| format!("bot@127.0.0.1:{}", p.display());
+    let uploaded = d.join("uploaded-tool.sh");
+    // Uploaded over SFTP (scp's default) in one connection...
+    let mut c = f.client("scp", &token);
+    c.arg(&script).arg(host(&uploaded));
+    let o = run(c).await;
+    assert!(o.status.success(), "scp up: {}", text(&o.stderr));
+    // ...and over the legacy protocol (`scp -t`) in another.
+    let legacy = d.join("legacy-tool.sh");
+    let mut c = f.client("scp", &token);
+    c.arg("-O").arg(&script).arg(host(&legacy));
+    let o = run(c).await;
+    assert!(o.status.success(), "scp -O up: {}", text(&o.stderr));
+    // Run in later connections: the events say the program was written before.
+    for (file, cmd) in [
+        ("uploaded-tool.sh", format!("sh {}", uploaded.display())),
+        ("legacy-tool.sh", format!("bash {}", legacy.display())),
+        (
+            "inline.sh",
+            format!("echo id > {0}/inline.sh; sh {0}/inline.sh", d.display()),
+        ),
+    ] {
+        let o = run(f.ssh(&token, "bot", &[&cmd])).await;
+        assert!(o.status.success(), "{cmd}: {}", text(&o.stderr));
+        let events = f.events();
+        let exec = events
+            .iter()
+            .rev()
+            .find_map(|e| e.ssh().filter(|s| s.kind == SshRequestKind::Exec))
+            .unwrap();
+        assert!(
+            exec.runs_written
+                .as_deref()
+                .is_some_and(|w| w.contains(file)),
+            "{cmd}: {exec:?}"
+        );
+    }
+    // Another identity did not write them.
+    let other = f.token("other-bot", "web").await;
+    let o = run(f.ssh(
+        &other,
+        "other-bot",
+        &[&format!("sh {}", uploaded.display())],
+    ))
+    .await;
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let events = f.events();
+    let exec = events
+        .iter()
+        .rev()
+        .find_map(|e| e.ssh().filter(|s| s.kind == SshRequestKind::Exec))
+        .unwrap();
+    assert_eq!(exec.runs_written, None);
+}

@@ -169,6 +169,7 @@ impl EventContext<'_> {
             id::SSH_REDIRECTS => list(&s.redirects),
             id::SSH_WRITES => list(&s.writes),
             id::SSH_PARSE_ERROR => opt(&s.parse_error),
+            id::SSH_RUNS_WRITTEN => opt(&s.runs_written),
             id::SSH_PTY => Value::Bool(s.pty),
             id::SSH_FORWARD_HOST => opt(&s.forward_host),
             id::SSH_FORWARD_PORT => s

@@ -98,6 +98,7 @@ catalogue! {
     SSH_SCRIPTS = ("ssh.scripts", StrList, false, "script files a shell or interpreter runs (`bash x.sh`, `python3 x.py`, `source f`)");
     SSH_REDIRECTS = ("ssh.redirects", StrList, false, "every redirection target (`< f`, `> f`, `/dev/tcp/...`)");
     SSH_WRITES = ("ssh.writes", StrList, false, "files the line writes: redirections, `tee`, `dd of=`, `cp`/`mv`/`install`/`ln` destinations; relative paths resolved against the line's `cd`s, `~` for the login directory");
+    SSH_RUNS_WRITTEN = ("ssh.runs_written", Str, false, "the line runs a program or script (by name) that a request of the same connection wrote: SFTP, scp, rsync, a redirection or copy; missing when it does not");
     SSH_PARSE_ERROR = ("ssh.parse_error", Str, false, "why the command line could not be parsed, or that it is over the size limit; missing when it was parsed");
     SSH_PTY = ("ssh.pty", Bool, false, "whether the channel has a PTY");
     SSH_FORWARD_HOST = ("ssh.forward.host", Str, false, "port-forward destination host");

@@ -461,6 +461,7 @@ impl Runner {
                 "ssh.redirects" => s.redirects = list(v)?,
                 "ssh.writes" => s.writes = list(v)?,
                 "ssh.parse_error" => s.parse_error = Some(scalar(v)?),
+                "ssh.runs_written" => s.runs_written = Some(scalar(v)?),
                 "ssh.pty" => s.pty = boolean(v)?,
                 "ssh.forward.host" => s.forward_host = Some(scalar(v)?),
                 "ssh.forward.port" => {

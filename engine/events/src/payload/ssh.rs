@@ -98,6 +98,10 @@ pub struct SshRequest {
     /// Files the line writes (redirections, `tee`, `dd of=`, copy destinations).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub writes: Vec<String>,
+    /// The line runs a program or script that a request of the same connection wrote
+    /// (SFTP, scp, rsync, a redirection): which.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs_written: Option<String>,
     /// Why the line could not be parsed (or is over the size limit).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parse_error: Option<String>,

@@ -162,7 +162,8 @@ pub fn transfer_kind(argv: &[String]) -> Option<&'static str> {
     }
 }
 
-pub(crate) fn basename(word: &str) -> &str {
+/// The last `/`-separated part of `word`.
+pub fn basename(word: &str) -> &str {
     word.rsplit('/').next().unwrap_or(word)
 }
 
@@ -765,11 +766,7 @@ fn nesting(text: &str) -> usize {
                 }
                 max = max.max(stack.len());
             }
-            b')' | b'}' | b']' => {
-                if stack.pop() == Some(true) {
-                    bare -= 1;
-                }
-            }
+            b')' | b'}' | b']' if stack.pop() == Some(true) => bare -= 1,
             _ => {}
         }
         prev = b;
