@@ -118,7 +118,11 @@ fn classify_unguarded(line: &str, origin: Origin) -> Classified {
 /// quote, trailing `\\`, here-document, `for … do` without `done`): a shell reading
 /// it waits for more before running any of it.
 pub fn incomplete(text: &str) -> bool {
-    if text.len() > MAX_LEN || nesting(text) > MAX_NESTING || huge_descriptor(text) {
+    if text.len() > MAX_LEN
+        || nesting(text) > MAX_NESTING
+        || huge_descriptor(text)
+        || expanding_delimiter(text)
+    {
         return false;
     }
     let parsed = std::panic::catch_unwind(|| {
@@ -129,6 +133,31 @@ pub fn incomplete(text: &str) -> bool {
         Ok(Err(brush_parser::ParseError::Tokenizing { inner, .. })) => inner.is_incomplete(),
         _ => false,
     }
+}
+
+/// A here-document whose delimiter starts with an expansion (`<<$(…`, `` <<`…` ``,
+/// `<<${…`): bash takes such a delimiter literally and no one writes it, and
+/// brush-parser's tokenizer can loop on it without end (found by fuzzing).
+fn expanding_delimiter(text: &str) -> bool {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while let Some(pos) = text.get(i..).and_then(|r| r.find("<<")) {
+        let mut j = i + pos + 2;
+        if b.get(j) == Some(&b'<') {
+            i = j + 1;
+            continue;
+        }
+        while matches!(b.get(j), Some(b'-' | b' ' | b'\t' | b'"' | b'\'')) {
+            j += 1;
+        }
+        if matches!(b.get(j), Some(b'`'))
+            || (b.get(j) == Some(&b'$') && matches!(b.get(j + 1), Some(b'(' | b'{')))
+        {
+            return true;
+        }
+        i = j;
+    }
+    false
 }
 
 /// A run of 10 or more digits before `<` or `>`: a redirection's descriptor number
@@ -282,6 +311,12 @@ impl Walker {
     pub(crate) fn code(&mut self, text: &str, stdin: Stdin) {
         if self.depth > MAX_DEPTH {
             self.dynamic(format!("shell code nested more than {MAX_DEPTH} deep"));
+            return;
+        }
+        if expanding_delimiter(text) {
+            let e = "a here-document delimiter starts with an expansion".to_owned();
+            self.out.parse_error.get_or_insert(e.clone());
+            self.dynamic(e);
             return;
         }
         if huge_descriptor(text) {

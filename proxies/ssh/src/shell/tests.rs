@@ -377,6 +377,18 @@ fn hostile_input_is_bounded() {
     // Found by fuzzing: brush-parser panics on a descriptor number that overflows.
     assert!(classify("6666666666666>&tL <,,,LF").parse_error.is_some());
     assert!(!incomplete("6666666666666>&tL <,,,LF"));
+    // Found by fuzzing: brush-parser's tokenizer loops on this without end.
+    for l in [
+        "c$(EO F(<<$( $($( <<E(F$(O ",
+        "(<<$( $($( <<E(F$(",
+        "cat <<`x`",
+        "cat << ${x}",
+    ] {
+        assert!(classify(l).parse_error.is_some(), "{l}");
+        assert!(!incomplete(l));
+    }
+    is_static("cat <<EOF\nx\nEOF");
+    is_static("cat <<-'EOF'\nx\nEOF");
     // Found by fuzzing: backtracking doubles with each bare `(` level.
     let parens = format!("{}55<<<55555 ", "(".repeat(23));
     assert!(classify(&parens).parse_error.is_some());
