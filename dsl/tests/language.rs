@@ -283,6 +283,25 @@ fn macros_are_typed_and_expanded() {
         ),
         [Code::E0011]
     );
+    // `list` is a keyword and a parameter type.
+    let rs = rules(
+        r#"
+        macro any_shell(l: list) = l intersects [sh, bash]
+        rule r { when any_shell(ssh.programs) then block "no shells" }
+    "#,
+    );
+    let v = decide(
+        &rs,
+        &MapContext::new(&schema).with_list("ssh.programs", &["env", "bash"]),
+    );
+    assert_eq!(v.effect, Effect::Block);
+    assert_eq!(
+        codes(
+            r#"macro m(l: list) = l intersects [a]
+        rule r { when m(identity) then allow }"#
+        ),
+        [Code::E0011]
+    );
 }
 
 #[test]

@@ -23,6 +23,30 @@ use brush_parser::{Parser, ParserOptions};
 
 use word::{Arg, Substitutions, Var, Vars};
 
+/// Variables whose value changes which program a name runs, what a program loads, or
+/// how the shell splits words.
+const RISKY_VARIABLES: &[&str] = &[
+    "PATH",
+    "LD_PRELOAD",
+    "LD_LIBRARY_PATH",
+    "LD_AUDIT",
+    "BASH_ENV",
+    "ENV",
+    "PROMPT_COMMAND",
+    "IFS",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "BASH_LOADABLES_PATH",
+    "PYTHONPATH",
+    "PYTHONSTARTUP",
+    "PERL5LIB",
+    "PERL5OPT",
+    "RUBYOPT",
+    "NODE_OPTIONS",
+    "GIT_SSH_COMMAND",
+    "GIT_EXEC_PATH",
+];
+
 /// Longest command line judged. A longer one is refused whole, never judged in part.
 pub const MAX_LEN: usize = 256 * 1024;
 /// How deep nested code (`sh -c "$(…)"`, `eval`, `bash <<EOF`) is followed.
@@ -302,6 +326,16 @@ impl Walker {
         }
     }
 
+    /// Setting a variable that changes which program runs or what it loads (`PATH`,
+    /// `LD_PRELOAD`, `BASH_ENV`, `IFS`, ...) makes the line dynamic.
+    pub(crate) fn risky_variable(&mut self, name: &str) {
+        if RISKY_VARIABLES.contains(&name) {
+            self.dynamic(format!(
+                "`{name}` is set on the line, which changes what runs"
+            ));
+        }
+    }
+
     pub(crate) fn origin(&self) -> Origin {
         self.origin
     }
@@ -530,15 +564,8 @@ impl Walker {
                                 .map(|a| a.text.as_str())
                                 .collect::<Vec<_>>()
                                 .join(" ");
-                            if let Some(reason) = a.iter().find_map(|a| a.dynamic.clone())
-                                && matches!(
-                                    kind,
-                                    IoFileRedirectKind::Write
-                                        | IoFileRedirectKind::Append
-                                        | IoFileRedirectKind::Clobber
-                                        | IoFileRedirectKind::ReadAndWrite
-                                )
-                            {
+                            // Reads too: `< /dev/tcp/…` connects.
+                            if let Some(reason) = a.iter().find_map(|a| a.dynamic.clone()) {
                                 self.dynamic(format!("a redirection target: {reason}"));
                             }
                             Some(text)
@@ -685,6 +712,9 @@ impl Walker {
             assigned.push((name, value));
         }
         let stdin = self.redirects(&redirects, stdin);
+        for (name, _) in &assigned {
+            self.risky_variable(name);
+        }
         let args = self.words(&raws);
         if args.is_empty() {
             // Assignments alone set shell variables (for certain only when this

@@ -751,6 +751,9 @@ impl Walker {
             "printf" if rest.iter().any(|a| a.text.starts_with("-v")) => self.vars.distrust(),
             "declare" | "typeset" | "local" | "export" | "readonly" => {
                 for a in rest {
+                    if let Some((n, _)) = a.text.split_once('=') {
+                        self.risky_variable(n);
+                    }
                     match a.text.split_once('=') {
                         Some((n, v)) if a.dynamic.is_none() && certain && is_name(n) => {
                             self.vars.set(n, Var::Known(v.to_owned()));
@@ -1017,6 +1020,9 @@ impl Walker {
             return;
         }
         match operands.first() {
+            Some(file) if !from_stdin && is_stream(&file.text) => {
+                self.fed(format!("`{name}` reads its code from `{}`", file.text));
+            }
             Some(file) if !from_stdin => {
                 self.script(&file.text);
             }
@@ -1115,6 +1121,9 @@ impl Walker {
             break;
         }
         match rest.get(idx) {
+            Some(file) if is_stream(&file.text) => {
+                self.fed(format!("`{name}` reads its code from `{}`", file.text));
+            }
             Some(file) => {
                 if let Some(reason) = &file.dynamic {
                     self.dynamic(format!("the script `{name}` runs is not known: {reason}"));
@@ -1208,9 +1217,10 @@ impl Walker {
                 continue;
             }
             if (w.name == "sudo" || w.name == "doas")
-                && t.contains('=')
-                && is_name(t.split_once('=').map_or("", |(n, _)| n))
+                && let Some((n, _)) = t.split_once('=')
+                && is_name(n)
             {
+                self.risky_variable(n);
                 idx += 1;
                 continue;
             }
@@ -1223,7 +1233,7 @@ impl Walker {
         }
         let command = rest.get(idx..).unwrap_or_default();
         if command.is_empty() {
-            if shell_form || w.name == "chroot" {
+            if shell_form || matches!(w.name, "chroot" | "nsenter" | "unshare") {
                 // `sudo -s`, `sudo -i`, `chroot DIR`: an interactive shell.
                 self.fed_stdin(w.name, stdin, "shell");
             }
@@ -1297,7 +1307,8 @@ impl Walker {
                 idx += 1;
                 continue;
             }
-            if t.contains('=') {
+            if let Some((n, _)) = t.split_once('=') {
+                self.risky_variable(n);
                 idx += 1;
                 continue;
             }
@@ -1314,6 +1325,11 @@ impl Walker {
                 a.dynamic.is_none() && a.text.split_once('=').is_some_and(|(n, _)| is_name(n))
             })
             .count();
+        for a in args.iter().take(skip) {
+            if let Some((n, _)) = a.text.split_once('=') {
+                self.risky_variable(n);
+            }
+        }
         let command = args.get(skip..).unwrap_or_default();
         if !command.is_empty() {
             self.run(command, stdin, false);
@@ -1696,17 +1712,22 @@ impl Walker {
             break;
         }
         let remote = rest.get(idx..).unwrap_or_default();
-        if !remote.is_empty() {
-            let text: Vec<&str> = remote.iter().map(|a| a.text.as_str()).collect();
-            if let Some(reason) = remote.iter().find_map(|a| a.dynamic.clone()) {
-                self.dynamic(format!(
-                    "the remote command of `ssh` is not known: {reason}"
-                ));
+        if remote.is_empty() {
+            // An interactive login on another host: it reads its commands from here.
+            if host_seen {
+                self.fed_stdin("ssh", &Stdin::Inherit, "shell");
             }
-            self.depth += 1;
-            self.code(&text.join(" "), Stdin::Pipe(None, "the local side".into()));
-            self.depth -= 1;
+            return;
         }
+        let text: Vec<&str> = remote.iter().map(|a| a.text.as_str()).collect();
+        if let Some(reason) = remote.iter().find_map(|a| a.dynamic.clone()) {
+            self.dynamic(format!(
+                "the remote command of `ssh` is not known: {reason}"
+            ));
+        }
+        self.depth += 1;
+        self.code(&text.join(" "), Stdin::Pipe(None, "the local side".into()));
+        self.depth -= 1;
     }
 
     /// awk: a program that runs commands (`system`, pipes, `getline` from a command)
@@ -1905,6 +1926,13 @@ fn string_literals(text: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// A file name that is a stream, not a file: a process substitution or stdin.
+fn is_stream(path: &str) -> bool {
+    path.starts_with("/dev/fd/")
+        || path.starts_with("/proc/self/fd/")
+        || matches!(path, "/dev/stdin" | "-")
 }
 
 fn is_name(n: &str) -> bool {

