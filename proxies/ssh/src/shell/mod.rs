@@ -159,8 +159,8 @@ pub fn incomplete(text: &str) -> bool {
     }
 }
 
-/// A here-document whose delimiter starts with an expansion (`<<$(…`, `` <<`…` ``,
-/// `<<${…`): bash takes such a delimiter literally and no one writes it, and
+/// A here-document whose delimiter holds an expansion (`<<$(…`, `` <<E`…` ``,
+/// `<<EOF${x}`): bash takes such a delimiter literally and no one writes it, and
 /// brush-parser's tokenizer can loop on it without end (found by fuzzing).
 fn expanding_delimiter(text: &str) -> bool {
     let b = text.as_bytes();
@@ -171,15 +171,21 @@ fn expanding_delimiter(text: &str) -> bool {
             i = j + 1;
             continue;
         }
-        while matches!(b.get(j), Some(b'-' | b' ' | b'\t' | b'"' | b'\'')) {
+        while matches!(b.get(j), Some(b'-' | b' ' | b'\t')) {
             j += 1;
         }
-        if matches!(b.get(j), Some(b'`'))
-            || (b.get(j) == Some(&b'$') && matches!(b.get(j + 1), Some(b'(' | b'{')))
-        {
+        let start = j;
+        while let Some(c) = b.get(j) {
+            if c.is_ascii_whitespace() || matches!(c, b';' | b'|' | b'&' | b'<' | b'>') {
+                break;
+            }
+            j += 1;
+        }
+        let word = text.get(start..j).unwrap_or_default();
+        if word.contains("$(") || word.contains('`') || word.contains("${") {
             return true;
         }
-        i = j;
+        i = j.max(i + pos + 2);
     }
     false
 }
