@@ -396,6 +396,7 @@ fn hostile_input_is_bounded() {
         "(<<$( $($( <<E(F$(",
         "cat <<`x`",
         "cat << ${x}",
+        "i+ true; tc$h<c$(c$( <<EOF$($(  dE<<(cE;O ",
     ] {
         assert!(classify(l).parse_error.is_some(), "{l}");
         assert!(!incomplete(l));
