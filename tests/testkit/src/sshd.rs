@@ -51,6 +51,13 @@ impl Sshd {
     /// names each connection's negotiated algorithms, but also sends debug text to
     /// clients, so only tests that read the log use it).
     pub fn start_logging(log_level: &str) -> Self {
+        Self::start_with(log_level, "")
+    }
+
+    /// Like [`start_logging`](Self::start_logging) with `extra_config` appended to
+    /// `sshd_config` (e.g. a `ForceCommand` that gives sessions another home). Options
+    /// already set above cannot be set again (sshd keeps the first value).
+    pub fn start_with(log_level: &str, extra_config: &str) -> Self {
         let sshd = find_program("sshd", &["/usr/sbin", "/usr/local/sbin"])
             .unwrap_or_else(|| missing("OpenSSH sshd (openssh-server)"));
         let dir = tempfile::Builder::new()
@@ -71,7 +78,7 @@ impl Sshd {
              AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
              PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n\
              AllowTcpForwarding yes\nAllowAgentForwarding no\nX11Forwarding no\nPermitTTY yes\n\
-             Subsystem sftp internal-sftp\nLogLevel {log_level}\nMaxStartups 100:30:200\nMaxSessions 50\n",
+             Subsystem sftp internal-sftp\nLogLevel {log_level}\nMaxStartups 100:30:200\nMaxSessions 50\n{extra_config}\n",
             d = d.display()
         );
         std::fs::write(d.join("sshd_config"), config).unwrap();

@@ -69,6 +69,8 @@ pub struct Setup {
     pub sshd_log_level: &'static str,
     /// The event log's directory (default: `log` in the fixture's temp dir).
     pub log_dir: Option<PathBuf>,
+    /// Lines appended to the target sshd's config.
+    pub sshd_extra_config: String,
 }
 
 impl Default for Setup {
@@ -81,6 +83,7 @@ impl Default for Setup {
             pin: None,
             sshd_log_level: "VERBOSE",
             log_dir: None,
+            sshd_extra_config: String::new(),
         }
     }
 }
@@ -90,7 +93,7 @@ pub async fn fixture() -> Fixture {
 }
 
 pub async fn fixture_with(setup: Setup) -> Fixture {
-    let sshd = Sshd::start_logging(setup.sshd_log_level);
+    let sshd = Sshd::start_with(setup.sshd_log_level, &setup.sshd_extra_config);
     let dir = tempfile::tempdir().unwrap();
     let log_dir = setup
         .log_dir
