@@ -964,6 +964,9 @@ async fn sftp_input(
 
 /// The request of an exec or a shell line, from its classification.
 fn command_request(kind: SshRequestKind, channel: u32, pty: bool, c: Classified) -> SshRequest {
+    let transfer = (c.commands.len() == 1)
+        .then(|| transfer_kind(&c.argv).map(str::to_owned))
+        .flatten();
     SshRequest {
         kind,
         channel,
@@ -979,6 +982,8 @@ fn command_request(kind: SshRequestKind, channel: u32, pty: bool, c: Classified)
         redirects: c.redirects,
         writes: c.writes,
         parse_error: c.parse_error,
+        urls: c.urls,
+        transfer,
         ..SshRequest::default()
     }
 }

@@ -91,43 +91,57 @@ pub enum Verdict {
 }
 
 impl Ctx {
-    /// Remembers files written by a request of this connection.
+    /// Remembers files written by a request of this identity on this target.
     pub fn note_written<'a>(&self, paths: impl IntoIterator<Item = &'a str>) {
         let mut w = self
             .written
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for p in paths {
-            let name = crate::shell::basename(p.trim_end_matches('/'));
-            if name.is_empty() || name == "." || name == ".." || w.iter().any(|x| x == name) {
+            let p = p.trim_end_matches('/');
+            let name = crate::shell::basename(p);
+            if name.is_empty() || name == "." || name == ".." || w.iter().any(|x| x == p) {
                 continue;
             }
             if w.len() >= MAX_WRITTEN {
                 w.remove(0);
             }
-            w.push(name.to_owned());
+            w.push(p.to_owned());
         }
     }
 
-    /// The first program or script `c` runs that a request of this connection wrote
-    /// (or that the same line writes), as the `ssh.runs_written` field.
+    /// The first program or script `c` runs that this identity wrote on this target
+    /// earlier (or that the same line writes), as the `ssh.runs_written` field. Scripts
+    /// and programs run by a path are compared by file name; a program run by its bare
+    /// name only when the file was written into a `bin` directory (one that may be on
+    /// `PATH`).
     pub fn runs_written(&self, c: &crate::shell::Classified) -> Option<String> {
         let w = self
             .written
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let same_line: Vec<&str> = c
-            .writes
+        let written: Vec<&str> = w
             .iter()
-            .map(|p| crate::shell::basename(p.trim_end_matches('/')))
+            .map(String::as_str)
+            .chain(c.writes.iter().map(|p| p.trim_end_matches('/')))
             .collect();
+        let by_name = |r: &str| written.iter().any(|x| crate::shell::basename(x) == r);
+        let in_bin = |r: &str| {
+            written.iter().any(|x| {
+                crate::shell::basename(x) == r
+                    && x.rsplit_once('/')
+                        .is_some_and(|(d, _)| d == "bin" || d.ends_with("/bin"))
+            })
+        };
         c.scripts
             .iter()
+            .chain(&c.paths_run)
             .map(|s| crate::shell::basename(s))
-            .chain(c.programs.iter().map(String::as_str))
-            .find(|r| w.iter().any(|x| x == r) || same_line.contains(r))
+            .find(|r| by_name(r))
+            .or_else(|| c.programs.iter().map(String::as_str).find(|r| in_bin(r)))
             .map(|r| format!("`{r}` was written in this session"))
     }
+
     /// An SSH request with the session's host filled in.
     pub fn request(&self, req: SshRequest) -> RequestDetail {
         RequestDetail::Ssh(SshRequest {

@@ -170,6 +170,8 @@ impl EventContext<'_> {
             id::SSH_WRITES => list(&s.writes),
             id::SSH_PARSE_ERROR => opt(&s.parse_error),
             id::SSH_RUNS_WRITTEN => opt(&s.runs_written),
+            id::SSH_URLS => list(&s.urls),
+            id::SSH_TRANSFER => opt(&s.transfer),
             id::SSH_PTY => Value::Bool(s.pty),
             id::SSH_FORWARD_HOST => opt(&s.forward_host),
             id::SSH_FORWARD_PORT => s

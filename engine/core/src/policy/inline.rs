@@ -462,6 +462,8 @@ impl Runner {
                 "ssh.writes" => s.writes = list(v)?,
                 "ssh.parse_error" => s.parse_error = Some(scalar(v)?),
                 "ssh.runs_written" => s.runs_written = Some(scalar(v)?),
+                "ssh.urls" => s.urls = list(v)?,
+                "ssh.transfer" => s.transfer = Some(scalar(v)?),
                 "ssh.pty" => s.pty = boolean(v)?,
                 "ssh.forward.host" => s.forward_host = Some(scalar(v)?),
                 "ssh.forward.port" => {

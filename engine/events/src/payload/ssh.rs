@@ -98,6 +98,13 @@ pub struct SshRequest {
     /// Files the line writes (redirections, `tee`, `dd of=`, copy destinations).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub writes: Vec<String>,
+    /// URLs among the line's arguments (network access by any program).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
+    /// The line is the server side of a file transfer (`scp` or `rsync`) and nothing
+    /// else.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<String>,
     /// The line runs a program or script that a request of the same connection wrote
     /// (SFTP, scp, rsync, a redirection): which.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -93,6 +93,10 @@ pub struct Classified {
     /// destinations), relative paths resolved against the `cd`s before them (`~` is
     /// the starting directory of an exec).
     pub writes: Vec<String>,
+    /// URLs among the arguments (`scheme://…`): network access by any program.
+    pub urls: Vec<String>,
+    /// Programs run by a path (`./k`, `/tmp/x`), as written.
+    pub paths_run: Vec<String>,
     /// Set when the line does not parse or is over the size limit: the line is then
     /// not known at all.
     pub parse_error: Option<String>,
@@ -133,7 +137,13 @@ fn classify_unguarded(line: &str, origin: Origin) -> Classified {
         w.out.parse_error = Some(e);
         return w.out;
     }
-    w.code(line, Stdin::Inherit);
+    // bash drops NUL bytes from its input (and sshd refuses them in an exec).
+    let line: std::borrow::Cow<'_, str> = if line.contains('\0') {
+        line.replace('\0', "").into()
+    } else {
+        line.into()
+    };
+    w.code(&line, Stdin::Inherit);
     w.out.program = w.out.argv.first().map(|a| basename(a).to_owned());
     w.out
 }

@@ -702,7 +702,29 @@ impl Walker {
             self.dynamic(format!("`{name}` is an alias defined on the line"));
         }
         self.add_program(&name);
+        if path.contains('/') {
+            self.out.paths_run.push(path.to_owned());
+        }
         let rest = args.get(1..).unwrap_or_default();
+        self.urls(rest);
+        // The dynamic loader runs the program named after its options.
+        if name.starts_with("ld-linux") || name.starts_with("ld-musl") || name == "ld.so" {
+            let mut idx = 0;
+            while let Some(a) = rest.get(idx) {
+                match a.text.as_str() {
+                    "--library-path" | "--preload" | "--argv0" | "--audit" | "--inhibit-rpath" => {
+                        idx += 2
+                    }
+                    t if t.starts_with("--") => idx += 1,
+                    _ => break,
+                }
+            }
+            let command = rest.get(idx..).unwrap_or_default();
+            if !command.is_empty() {
+                self.run(command, stdin, certain);
+            }
+            return output;
+        }
         match name.as_str() {
             "cd" | "pushd" => {
                 self.cwd = match rest.iter().find(|a| !a.text.starts_with('-')) {
@@ -805,7 +827,26 @@ impl Walker {
                     }
                 }
             }
-            "cp" | "mv" | "install" | "ln" | "rsync" => self.copy_destination(rest),
+            // A link and what it points to are both written through it later.
+            "ln" => {
+                for a in rest.iter().filter(|a| !a.text.starts_with('-')) {
+                    self.write_arg(&a.clone());
+                }
+            }
+            "cp" | "mv" | "install" | "rsync" => {
+                self.copy_destination(rest);
+                if name == "rsync"
+                    && rest.iter().any(|a| a.text == "--server")
+                    && !rest.iter().any(|a| a.text == "--sender")
+                    && rest.iter().any(|a| {
+                        a.text.starts_with('-')
+                            && !a.text.starts_with("--")
+                            && a.text.split('.').next().is_some_and(|f| f.contains('r'))
+                    })
+                {
+                    self.dynamic("a recursive rsync upload writes files named in its stream, which the gateway does not read");
+                }
+            }
             // `scp -t DEST`: the server side of an upload writes into DEST.
             "scp"
                 if rest.iter().any(|a| {
@@ -814,6 +855,11 @@ impl Walker {
             {
                 if let Some(dest) = rest.iter().rfind(|a| !a.text.starts_with('-')) {
                     self.write_arg(&dest.clone());
+                }
+                if rest.iter().any(|a| {
+                    a.text.starts_with('-') && !a.text.starts_with("--") && a.text.contains('r')
+                }) {
+                    self.dynamic("a recursive scp upload writes files named in its stream, which the gateway does not read");
                 }
             }
             "socat" => {
@@ -855,6 +901,73 @@ impl Walker {
                 }) {
                     self.inline("vim");
                 }
+                // Ex mode reads editor commands (`!cmd` runs a shell) from stdin.
+                if name == "ex"
+                    || rest
+                        .iter()
+                        .any(|a| matches!(a.text.as_str(), "-e" | "-E" | "-s" | "-es" | "-Es"))
+                {
+                    self.fed_stdin(&name, stdin, "vim");
+                }
+            }
+            // Line editors read commands (`!cmd` runs a shell) from stdin.
+            "ed" | "red" => self.fed_stdin(&name, stdin, "ed"),
+            "sqlite3" | "sqlite" => {
+                // `sqlite3 [options] [DB [SQL...]]`: SQL and dot commands (`.shell`,
+                // `.system`, `.output FILE`) after the database, or from stdin.
+                let operands: Vec<&Arg> =
+                    rest.iter().filter(|a| !a.text.starts_with('-')).collect();
+                if operands.len() > 1
+                    || rest
+                        .iter()
+                        .any(|a| matches!(a.text.as_str(), "-cmd" | "--cmd" | "-init" | "--init"))
+                {
+                    self.inline("sqlite");
+                } else {
+                    self.fed_stdin(&name, stdin, "sqlite");
+                }
+            }
+            "git" => self.git(rest),
+            "tar" | "gtar" | "bsdtar" => self.tar(rest, stdin),
+            "make" | "gmake" => {
+                if rest
+                    .iter()
+                    .any(|a| a.text.starts_with("--eval") || a.text == "-E")
+                {
+                    self.inline("make");
+                }
+                let file = rest
+                    .iter()
+                    .position(|a| matches!(a.text.as_str(), "-f" | "--file" | "--makefile"))
+                    .and_then(|i| rest.get(i + 1))
+                    .map_or_else(|| "Makefile".to_owned(), |a| a.text.clone());
+                self.script(&file);
+            }
+            "zip" => {
+                let mut it = rest.iter();
+                while let Some(a) = it.next() {
+                    if (a.text == "-TT" || a.text == "--unzip-command")
+                        && let Some(code) = it.next()
+                    {
+                        self.code_arg(&code.clone(), "zip -TT", &Stdin::Inherit);
+                    }
+                    if let Some(code) = a.text.strip_prefix("--unzip-command=") {
+                        self.code_arg(
+                            &Arg {
+                                text: code.to_owned(),
+                                dynamic: a.dynamic.clone(),
+                            },
+                            "zip -TT",
+                            &Stdin::Inherit,
+                        );
+                    }
+                }
+            }
+            "run-parts" => {
+                if let Some(dir) = rest.iter().rfind(|a| !a.text.starts_with('-')) {
+                    self.script(&format!("{}/*", dir.text));
+                    self.dynamic(format!("`run-parts` runs every file in `{}`", dir.text));
+                }
             }
             "sed" | "gsed" => self.sed(rest),
             "crontab" | "at" | "batch" => {
@@ -884,6 +997,139 @@ impl Walker {
             }
         }
         output
+    }
+
+    /// Arguments that are URLs (`scheme://…`, also as `--option=URL`).
+    fn urls(&mut self, args: &[Arg]) {
+        for a in args {
+            let t = a.text.split_once('=').map_or(a.text.as_str(), |(k, v)| {
+                if k.starts_with('-') {
+                    v
+                } else {
+                    a.text.as_str()
+                }
+            });
+            if let Some((scheme, rest)) = t.split_once("://")
+                && !scheme.is_empty()
+                && !rest.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-'))
+                && !self.out.urls.iter().any(|u| u == t)
+            {
+                self.out.urls.push(t.to_owned());
+            }
+        }
+    }
+
+    /// git: `-c` settings that run commands (aliases with `!`, pagers, editors,
+    /// hooks, ssh commands) are inline code.
+    fn git(&mut self, rest: &[Arg]) {
+        const RUNS: &[&str] = &[
+            "alias.",
+            "core.pager",
+            "core.editor",
+            "core.sshcommand",
+            "core.fsmonitor",
+            "core.hookspath",
+            "core.gitproxy",
+            "core.askpass",
+            "diff.external",
+            "pager.",
+            "sequence.editor",
+            "credential.helper",
+            "uploadpack.packobjectshook",
+            "filter.",
+            "merge.",
+            "diff.",
+            "gpg.program",
+            "ssh.variant",
+            "protocol.ext.allow",
+        ];
+        let mut it = rest.iter();
+        while let Some(a) = it.next() {
+            let setting = if a.text == "-c" {
+                it.next().map(|v| v.text.to_ascii_lowercase())
+            } else {
+                a.text
+                    .strip_prefix("--config-env=")
+                    .map(str::to_ascii_lowercase)
+            };
+            if let Some(s) = setting
+                && RUNS.iter().any(|r| s.starts_with(r))
+            {
+                self.inline("git");
+            }
+        }
+    }
+
+    /// tar: options whose value is a command, and where an extraction writes.
+    fn tar(&mut self, rest: &[Arg], stdin: &Stdin) {
+        const CODE: &[&str] = &[
+            "--to-command",
+            "--use-compress-program",
+            "--rsh-command",
+            "--info-script",
+            "--new-volume-script",
+            "-I",
+            "-F",
+        ];
+        let extract = rest.iter().any(|a| {
+            a.text == "--extract"
+                || a.text == "--get"
+                || (!a.text.starts_with("--") && a.text.trim_start_matches('-').starts_with(['x']))
+                || (a.text.starts_with('-') && !a.text.starts_with("--") && a.text.contains('x'))
+        });
+        let mut dir: Option<Arg> = None;
+        let mut it = rest.iter();
+        while let Some(a) = it.next() {
+            let t = a.text.as_str();
+            if let Some(action) = t.strip_prefix("--checkpoint-action=") {
+                if let Some(code) = action.strip_prefix("exec=") {
+                    self.code_arg(
+                        &Arg {
+                            text: code.to_owned(),
+                            dynamic: a.dynamic.clone(),
+                        },
+                        "tar",
+                        stdin,
+                    );
+                }
+                continue;
+            }
+            if let Some((k, v)) = t.split_once('=')
+                && CODE.contains(&k)
+            {
+                self.code_arg(
+                    &Arg {
+                        text: v.to_owned(),
+                        dynamic: a.dynamic.clone(),
+                    },
+                    "tar",
+                    stdin,
+                );
+                continue;
+            }
+            if CODE.contains(&t) {
+                if let Some(v) = it.next() {
+                    self.code_arg(&v.clone(), "tar", stdin);
+                }
+                continue;
+            }
+            if t == "-C" || t == "--directory" {
+                dir = it.next().cloned();
+                continue;
+            }
+            if let Some(d) = t.strip_prefix("--directory=") {
+                dir = Some(Arg {
+                    text: d.to_owned(),
+                    dynamic: a.dynamic.clone(),
+                });
+            }
+        }
+        if extract {
+            self.write_arg(&dir.unwrap_or_else(|| Arg::known(".")));
+        }
     }
 
     fn is_function(&self, name: &str) -> bool {
@@ -1066,6 +1312,15 @@ impl Walker {
     }
 
     fn interpreter(&mut self, i: &Interpreter, name: &str, rest: &[Arg], stdin: &Stdin) {
+        if rest.iter().any(|a| {
+            matches!(
+                a.text.as_str(),
+                "-V" | "--version" | "-VV" | "-h" | "--help" | "-v" | "-version"
+            )
+        }) && rest.len() == 1
+        {
+            return;
+        }
         let mut idx = 0;
         while let Some(a) = rest.get(idx) {
             let t = a.text.as_str();

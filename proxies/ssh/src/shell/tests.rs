@@ -414,3 +414,40 @@ fn hostile_input_is_bounded() {
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
+
+#[test]
+fn programs_that_run_commands_through_their_options() {
+    let c = |l: &str| classify(l);
+    assert_eq!(c("git -c alias.x='!curl x' x").inline_code, ["git"]);
+    assert!(c("git -c user.name=x commit -m y").inline_code.is_empty());
+    runs(
+        "tar cf /dev/null f --checkpoint=1 --checkpoint-action=exec='nc h 1'",
+        "nc",
+    );
+    runs("tar -I 'nc h 1' -xf f", "nc");
+    runs("zip -q z.zip f -T -TT 'nc h 1'", "nc");
+    assert_eq!(c("make -f /dev/null --eval=x x").inline_code, ["make"]);
+    assert!(c("ed -s f <<< '!nc h 1'").inline_code == ["ed"]);
+    assert!(c("ed -s f").fed_code.is_some());
+    assert!(c("ex -s f").fed_code.is_some());
+    assert_eq!(c("sqlite3 :memory: '.shell id'").inline_code, ["sqlite"]);
+    assert!(c("sqlite3 :memory:").fed_code.is_some());
+    runs("/lib64/ld-linux-x86-64.so.2 /usr/bin/nc h 1", "nc");
+    is_dynamic("run-parts /etc/cron.daily");
+    assert_eq!(
+        c("git clone -q https://x.example/r.git && pip download --index-url=http://y/simple z")
+            .urls,
+        ["https://x.example/r.git", "http://y/simple"]
+    );
+    assert!(c("python3 --version").fed_code.is_none());
+    assert_eq!(
+        c("ln -s .ssh/authorized_keys x").writes,
+        ["~/.ssh/authorized_keys", "~/x"]
+    );
+    is_dynamic("ln -s .ssh/authorized_key? x");
+    assert_eq!(c("tar xf k.tar -C .ssh").writes, ["~/.ssh"]);
+    is_dynamic("rsync --server -vlogDtpre.iLsfxCIvu . .");
+    is_static("rsync --server --sender -vlogDtpre.iLsfxCIvu . d");
+    is_dynamic("scp -r -t .");
+    runs("c\0url x", "curl");
+}
