@@ -152,6 +152,13 @@ fn classify_unguarded(line: &str, origin: Origin) -> Classified {
 /// quote, trailing `\\`, here-document, `for … do` without `done`): a shell reading
 /// it waits for more before running any of it.
 pub fn incomplete(text: &str) -> bool {
+    // As `classify`: bash drops NUL bytes.
+    let text: std::borrow::Cow<'_, str> = if text.contains('\0') {
+        text.replace('\0', "").into()
+    } else {
+        text.into()
+    };
+    let text = text.as_ref();
     if text.len() > MAX_LEN
         || nesting(text) > MAX_NESTING
         || huge_descriptor(text)
