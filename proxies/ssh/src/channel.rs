@@ -428,6 +428,7 @@ async fn relay(
     };
     let output = async {
         let mut rec_out = ctx.recorder(id, DataDirection::Output);
+        let mut eof_pending = false;
         let mut rec_err = ctx.recorder(id, DataDirection::Error);
         let mut out_mask = LineMasker::default();
         let mut err_mask = LineMasker::default();
@@ -506,11 +507,17 @@ async fn relay(
                         )
                         .await;
                     }
-                    let _ = front_tx.eof().await;
+                    // Held until the exit status: a client that sees EOF both ways may
+                    // close the channel before the status arrives (OpenSSH's
+                    // ControlMaster then reports 255).
+                    eof_pending = true;
                 }
                 ChannelMsg::ExitStatus { exit_status } => {
                     exit = Some(exit_status.to_string());
                     let _ = front_tx.exit_status(exit_status).await;
+                    if std::mem::take(&mut eof_pending) {
+                        let _ = front_tx.eof().await;
+                    }
                 }
                 ChannelMsg::ExitSignal {
                     signal_name,
@@ -527,9 +534,15 @@ async fn relay(
                         lang_tag,
                     )
                     .await;
+                    if std::mem::take(&mut eof_pending) {
+                        let _ = front_tx.eof().await;
+                    }
                 }
                 ChannelMsg::Close => {
                     lost = exit.is_none();
+                    if std::mem::take(&mut eof_pending) {
+                        let _ = front_tx.eof().await;
+                    }
                     break;
                 }
                 _ => {}

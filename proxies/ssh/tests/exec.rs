@@ -224,3 +224,38 @@ async fn upstream_leg_negotiates_aes_gcm_when_the_cpu_has_aes() {
         "expected {expected} on every upstream connection, got {ciphers:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_status_survives_a_shared_connection() {
+    let f = fixture().await;
+    let token = f.token("bot", "web").await;
+    let socket = f.dir.path().join("mux.sock");
+    let path = format!("ControlPath={}", socket.display());
+    let opts = [
+        "-o",
+        &path,
+        "-o",
+        "ControlMaster=auto",
+        "-o",
+        "ControlPersist=60",
+    ];
+    let mut failed = Vec::new();
+    for i in 0..30 {
+        let o = run(f.ssh_with(
+            &token,
+            "bot",
+            &opts,
+            &[&format!("echo run-{i}; exit {}", i % 3)],
+        ))
+        .await;
+        if o.status.code() != Some(i % 3) || text(&o.stdout) != format!("run-{i}\n") {
+            failed.push((i, o.status.code(), text(&o.stdout), text(&o.stderr)));
+        }
+    }
+    let _ = run(f.ssh_with(&token, "bot", &["-o", &path, "-O", "exit"], &[])).await;
+    assert!(
+        failed.is_empty(),
+        "{} of 30 runs over one connection lost their status: {failed:?}",
+        failed.len()
+    );
+}
