@@ -357,7 +357,6 @@ fn transfers_are_recognised() {
 
 #[test]
 fn hostile_input_is_bounded() {
-    let t = std::time::Instant::now();
     let deep = "sh -c ".repeat(100) + "x";
     let _ = classify(&deep);
     let quoted = (0..14).fold("nc h 1".to_owned(), |acc, _| {
@@ -366,23 +365,18 @@ fn hostile_input_is_bounded() {
     assert!(classify(&quoted).dynamic.is_some());
     let evals = "eval ".repeat(100) + "nc h 1";
     assert!(classify(&evals).dynamic.is_some());
-    eprintln!("quoted {:?}", t.elapsed());
     let long = "a ".repeat(200_000);
     let c = classify(&long);
     assert!(c.too_long && c.parse_error.is_some());
-    eprintln!("long {:?}", t.elapsed());
     let parens = "(".repeat(10_000);
     assert!(classify(&parens).parse_error.is_some());
-    eprintln!("parens {:?}", t.elapsed());
     let subs = "$(".repeat(5_000);
     assert!(classify(&subs).parse_error.is_some());
-    eprintln!("nested {:?}", t.elapsed());
     for l in [
         "\\", "2>", "$(", "`", "'", "\"", "<<", "<<EOF", "${", "$((", "{a,b", "case", "if",
     ] {
         let _ = classify(l);
     }
-    eprintln!("small {:?}", t.elapsed());
     // Found by fuzzing: exponential backtracking in the brace grammar.
     is_dynamic(&format!("{}\u{ff}[\u{ff}>Z", "{".repeat(21)));
     let _ = classify(&format!("x {}", "{".repeat(40)));
