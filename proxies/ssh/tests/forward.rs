@@ -49,26 +49,55 @@ async fn local_forwarding_is_judged_allowed_and_refused() {
     let f = fixture().await;
     let token = f.token("bot", "web").await;
     let echo = echo_server();
-    let local = gatehouse_testkit::free_port();
-    let refused_local = gatehouse_testkit::free_port();
-    let spec = format!("127.0.0.1:{local}:127.0.0.1:{echo}");
-    let spec9 = format!("127.0.0.1:{refused_local}:127.0.0.1:9");
-    let mut tunnel = f.ssh_with(
-        &token,
-        "bot",
-        &[
-            "-N",
-            "-L",
-            &spec,
-            "-L",
-            &spec9,
-            "-o",
-            "ExitOnForwardFailure=yes",
-        ],
-        &[],
-    );
-    tunnel.stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut child = tunnel.spawn().unwrap();
+    // A free port can be taken by another test's process before ssh binds it; ssh
+    // then exits (ExitOnForwardFailure) and something else answers on the port. Such
+    // an attempt is retried with new ports.
+    let mut attempt = 0;
+    let (mut child, local, refused_local) = loop {
+        attempt += 1;
+        let local = gatehouse_testkit::free_port();
+        let refused_local = gatehouse_testkit::free_port();
+        let spec = format!("127.0.0.1:{local}:127.0.0.1:{echo}");
+        let spec9 = format!("127.0.0.1:{refused_local}:127.0.0.1:9");
+        let mut tunnel = f.ssh_with(
+            &token,
+            "bot",
+            &[
+                "-N",
+                "-L",
+                &spec,
+                "-L",
+                &spec9,
+                "-o",
+                "ExitOnForwardFailure=yes",
+            ],
+            &[],
+        );
+        tunnel.stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = tunnel.spawn().unwrap();
+        let opened = f
+            .events_when(|e| {
+                e.iter()
+                    .filter(|e| matches!(e.payload, Payload::SessionOpened(_)))
+                    .count()
+                    >= attempt
+            })
+            .await;
+        assert!(
+            opened
+                .iter()
+                .any(|e| matches!(e.payload, Payload::SessionOpened(_)))
+        );
+        gatehouse_testkit::wait_port(local, Duration::from_secs(15));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if child.try_wait().unwrap().is_none() {
+            break (child, local, refused_local);
+        }
+        assert!(
+            attempt < 5,
+            "ssh -L could not bind a free port in 5 attempts"
+        );
+    };
     let got = tokio::task::spawn_blocking(move || {
         gatehouse_testkit::wait_port(local, Duration::from_secs(15));
         let mut s = std::net::TcpStream::connect(("127.0.0.1", local)).unwrap();
