@@ -131,10 +131,7 @@ pub async fn run(ctx: Arc<Ctx>, mut front: Channel<Msg>) {
             let c = classify(&text);
             let transfer = transfer_kind(&c.argv);
             too_long = c.too_long;
-            let runs_written = ctx.runs_written(&c);
-            ctx.note_written(c.writes.iter().map(String::as_str));
-            let mut request = command_request(SshRequestKind::Exec, id, has_pty, c);
-            request.runs_written = runs_written;
+            let request = command_request(&ctx, SshRequestKind::Exec, id, has_pty, c);
             requests.push((text.clone(), ctx.request(request)));
             (
                 text,
@@ -806,10 +803,7 @@ async fn judge_line(
         c.parse_error
             .get_or_insert_with(|| format!("line not sent: {why}"));
     }
-    let runs_written = ctx.runs_written(&c);
-    ctx.note_written(c.writes.iter().map(String::as_str));
-    let mut request = command_request(SshRequestKind::ShellLine, id, pty, c);
-    request.runs_written = runs_written;
+    let request = command_request(ctx, SshRequestKind::ShellLine, id, pty, c);
     let decided = ctx
         .engine
         .decide(&ctx.session, text.to_owned(), ctx.request(request))
@@ -975,8 +969,17 @@ async fn sftp_input(
     }
 }
 
-/// The request of an exec or a shell line, from its classification.
-fn command_request(kind: SshRequestKind, channel: u32, pty: bool, c: Classified) -> SshRequest {
+/// The request of an exec or a shell line, from its classification; remembers the
+/// files the line writes (see `Ctx::written`).
+fn command_request(
+    ctx: &Ctx,
+    kind: SshRequestKind,
+    channel: u32,
+    pty: bool,
+    c: Classified,
+) -> SshRequest {
+    let runs_written = ctx.runs_written(&c);
+    ctx.note_written(c.writes.iter().map(String::as_str));
     let transfer = (c.commands.len() == 1)
         .then(|| transfer_kind(&c.argv).map(str::to_owned))
         .flatten();
@@ -997,6 +1000,7 @@ fn command_request(kind: SshRequestKind, channel: u32, pty: bool, c: Classified)
         parse_error: c.parse_error,
         urls: c.urls,
         transfer,
+        runs_written,
         ..SshRequest::default()
     }
 }

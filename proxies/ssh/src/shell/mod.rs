@@ -159,11 +159,7 @@ pub fn incomplete(text: &str) -> bool {
         text.into()
     };
     let text = text.as_ref();
-    if text.len() > MAX_LEN
-        || nesting(text) > MAX_NESTING
-        || huge_descriptor(text)
-        || expanding_delimiter(text)
-    {
+    if text.len() > MAX_LEN || unparseable(text).is_some() {
         return false;
     }
     let parsed = std::panic::catch_unwind(|| {
@@ -174,6 +170,22 @@ pub fn incomplete(text: &str) -> bool {
         Ok(Err(brush_parser::ParseError::Tokenizing { inner, .. })) => inner.is_incomplete(),
         _ => false,
     }
+}
+
+/// Why `text` is not given to the parser: input on which brush-parser backtracks
+/// without bound, loops or panics (all found by fuzzing).
+fn unparseable(text: &str) -> Option<String> {
+    if expanding_delimiter(text) {
+        return Some("a here-document delimiter starts with an expansion".to_owned());
+    }
+    if huge_descriptor(text) {
+        return Some("a redirection's descriptor number is too large".to_owned());
+    }
+    (nesting(text) > MAX_NESTING).then(|| {
+        format!(
+            "brackets nested too deeply (over {MAX_NESTING}, or over {MAX_BARE_PARENS} bare parentheses)"
+        )
+    })
 }
 
 /// A here-document whose delimiter holds an expansion (`<<$(…`, `` <<E`…` ``,
@@ -370,22 +382,7 @@ impl Walker {
             self.dynamic(format!("shell code nested more than {MAX_DEPTH} deep"));
             return;
         }
-        if expanding_delimiter(text) {
-            let e = "a here-document delimiter starts with an expansion".to_owned();
-            self.out.parse_error.get_or_insert(e.clone());
-            self.dynamic(e);
-            return;
-        }
-        if huge_descriptor(text) {
-            let e = "a redirection's descriptor number is too large".to_owned();
-            self.out.parse_error.get_or_insert(e.clone());
-            self.dynamic(e);
-            return;
-        }
-        if nesting(text) > MAX_NESTING {
-            let e = format!(
-                "brackets nested too deeply (over {MAX_NESTING}, or over {MAX_BARE_PARENS} bare parentheses)"
-            );
+        if let Some(e) = unparseable(text) {
             self.out.parse_error.get_or_insert(e.clone());
             self.dynamic(e);
             return;

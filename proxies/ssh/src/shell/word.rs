@@ -259,31 +259,38 @@ fn is_glob(t: &str) -> bool {
 const MAX_BRACES: usize = 16;
 const MAX_BRACE_DEPTH: usize = 4;
 
+/// The characters of `raw` outside quotes and escapes.
+fn unquoted(raw: &str) -> impl Iterator<Item = char> + '_ {
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    raw.chars().filter(move |&c| {
+        if escaped {
+            escaped = false;
+            return false;
+        }
+        match (quote, c) {
+            (q, '\\') if q != Some('\'') => escaped = true,
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, _) => return true,
+            _ => {}
+        }
+        false
+    })
+}
+
 /// Whether the unquoted braces of `raw` are few, shallow and balanced.
 fn braces_tractable(raw: &str) -> bool {
     let (mut open, mut depth, mut max) = (0usize, 0usize, 0usize);
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
-    for c in raw.chars() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match (quote, c) {
-            (_, '\\') if quote != Some('\'') => escaped = true,
-            (None, '\'' | '"') => quote = Some(c),
-            (Some(q), c) if c == q => quote = None,
-            (None, '{') => {
+    for c in unquoted(raw) {
+        match c {
+            '{' => {
                 open += 1;
                 depth += 1;
                 max = max.max(depth);
             }
-            (None, '}') => {
-                if depth == 0 {
-                    return false;
-                }
-                depth -= 1;
-            }
+            '}' if depth == 0 => return false,
+            '}' => depth -= 1,
             _ => {}
         }
     }
@@ -291,22 +298,7 @@ fn braces_tractable(raw: &str) -> bool {
 }
 
 fn has_unquoted(raw: &str, wanted: char) -> bool {
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
-    for c in raw.chars() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match (quote, c) {
-            (_, '\\') if quote != Some('\'') => escaped = true,
-            (None, '\'' | '"') => quote = Some(c),
-            (Some(q), c) if c == q => quote = None,
-            (None, c) if c == wanted => return true,
-            _ => {}
-        }
-    }
-    false
+    unquoted(raw).any(|c| c == wanted)
 }
 
 /// Appends the expansions of `items` to every prefix in `out`; false when too large.
