@@ -20,7 +20,7 @@ use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Pty};
 use tokio::sync::mpsc;
 
 use crate::ctx::{Ctx, Verdict};
-use crate::line_editor::LineEditor;
+use crate::line_editor::{Fed, LineEditor};
 use crate::mask::LineMasker;
 use crate::sftp;
 use crate::shell::{Classified, Origin, classify, classify_as, transfer_kind};
@@ -670,6 +670,19 @@ async fn flush_masks(
 /// canonical-mode TTY where Ctrl-U is the kill character.
 const CANCEL_LINE: &[u8] = b"\x05\x15\r";
 
+/// What a blocked line of several lines, or one in a bracketed paste, sends upstream:
+/// the end of a paste (ends it where one is open; killed with the line elsewhere)
+/// and Ctrl-C, which makes readline, zle and a canonical-mode TTY drop their whole
+/// buffer. Ctrl-U would not: zle kills only the buffer's current line.
+const CANCEL_BUFFER: &[u8] = b"\x1b[201~\x03";
+
+/// What the Enter of a line that opens a construct (open quote, trailing `\`,
+/// here-document, `for … do`) becomes upstream: end of line, then a quoted newline
+/// (Ctrl-V Ctrl-J), which readline, zle and a canonical-mode TTY put in the buffer
+/// without running anything. The construct is judged whole at the Enter that
+/// completes it.
+const CONTINUE_LINE: &[u8] = b"\x16\n";
+
 /// PTY input: forwards keystrokes as they come; holds each Enter until its line is
 /// judged. Returns false when the upstream is gone.
 async fn pty_input(
@@ -682,14 +695,18 @@ async fn pty_input(
 ) -> bool {
     let mut rest = data;
     while !rest.is_empty() {
-        let (n, line) = editor.feed(rest);
+        let (n, fed) = editor.feed(rest);
         let (chunk, tail) = rest.split_at(n.min(rest.len()));
         rest = tail;
-        let Some(line) = line else {
-            if up.data_bytes(Bytes::copy_from_slice(chunk)).await.is_err() {
-                return false;
+        let line = match fed {
+            Fed::Keys => {
+                if up.data_bytes(Bytes::copy_from_slice(chunk)).await.is_err() {
+                    return false;
+                }
+                continue;
             }
-            continue;
+            Fed::Discarded => continue,
+            Fed::Line(line) => line,
         };
         let (before, enter) = chunk.split_at(chunk.len().saturating_sub(1));
         if !before.is_empty() && up.data_bytes(Bytes::copy_from_slice(before)).await.is_err() {
@@ -697,6 +714,20 @@ async fn pty_input(
         }
         if line.reliable && line.text.trim().is_empty() {
             if up.data_bytes(Bytes::copy_from_slice(enter)).await.is_err() {
+                return false;
+            }
+            continue;
+        }
+        // A construct still open is taken back, not judged in part. Not in a paste:
+        // there, editors differ on whether a newline runs the buffer.
+        if line.reliable && !line.pasted && crate::shell::incomplete(&line.text) {
+            let keys: &[u8] = if line.at_end {
+                CONTINUE_LINE
+            } else {
+                b"\x05\x16\n"
+            };
+            editor.reopen(&line);
+            if up.data_bytes(Bytes::from_static(keys)).await.is_err() {
                 return false;
             }
             continue;
@@ -740,12 +771,19 @@ async fn pty_input(
                 }
             }
             Some(m) => {
+                let cancel = if line.pasted || line.text.contains('\n') {
+                    editor.discard_paste();
+                    CANCEL_BUFFER
+                } else {
+                    CANCEL_LINE
+                };
+                let m = if line.pasted {
+                    format!("{m} (the rest of the paste was dropped)")
+                } else {
+                    m
+                };
                 let _ = front.data_bytes(Bytes::from(format!("\r\n{m}\r\n"))).await;
-                if up
-                    .data_bytes(Bytes::from_static(CANCEL_LINE))
-                    .await
-                    .is_err()
-                {
+                if up.data_bytes(Bytes::from_static(cancel)).await.is_err() {
                     return false;
                 }
             }

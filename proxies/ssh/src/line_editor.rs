@@ -19,7 +19,25 @@ pub struct Line {
     pub reliable: bool,
     /// Why the line is unreliable (the first key that made it so).
     pub why: Option<&'static str>,
+    /// The cursor was at the end of the line when Enter was pressed.
+    pub at_end: bool,
+    /// The Enter was a newline inside a bracketed paste.
+    pub pasted: bool,
 }
+
+/// What [`LineEditor::feed`] consumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fed {
+    /// Keys to forward as they are.
+    Keys,
+    /// The rest of a paste being discarded: not to be forwarded.
+    Discarded,
+    /// Keys ending with an Enter that completes `Line` (the Enter is the last byte).
+    Line(Line),
+}
+
+/// The end of a bracketed paste.
+const PASTE_END: &[u8] = b"\x1b[201~";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Escape {
@@ -42,6 +60,8 @@ pub struct LineEditor {
     csi: Vec<u8>,
     literal_next: bool,
     pasting: bool,
+    /// Discarding the rest of a paste: how much of [`PASTE_END`] was seen.
+    discarding: Option<usize>,
     utf8: Vec<u8>,
 }
 
@@ -62,6 +82,7 @@ impl LineEditor {
             csi: Vec::new(),
             literal_next: false,
             pasting: false,
+            discarding: None,
             utf8: Vec::new(),
         }
     }
@@ -71,22 +92,78 @@ impl LineEditor {
         self.line.iter().collect()
     }
 
-    /// Consumes input up to and including the first Enter. Returns how many bytes
-    /// were consumed, and the completed line when an Enter was consumed (the Enter
-    /// is the last consumed byte).
-    pub fn feed(&mut self, data: &[u8]) -> (usize, Option<Line>) {
+    /// Consumes input up to and including the first Enter, or, while discarding a
+    /// paste, up to and including its end. Returns how many bytes were consumed and
+    /// what they were.
+    pub fn feed(&mut self, data: &[u8]) -> (usize, Fed) {
+        if let Some(seen) = self.discarding {
+            let mut seen = seen;
+            for (i, &b) in data.iter().enumerate() {
+                seen = if PASTE_END.get(seen) == Some(&b) {
+                    seen + 1
+                } else {
+                    usize::from(b == 0x1b)
+                };
+                if seen == PASTE_END.len() {
+                    self.discarding = None;
+                    self.pasting = false;
+                    return (i + 1, Fed::Discarded);
+                }
+            }
+            self.discarding = Some(seen);
+            return (data.len(), Fed::Discarded);
+        }
         for (i, &b) in data.iter().enumerate() {
             if self.byte(b) {
                 let line = Line {
                     text: self.line.iter().collect(),
                     reliable: self.unreliable.is_none(),
                     why: self.unreliable,
+                    at_end: self.cursor >= self.line.len(),
+                    pasted: self.pasting,
                 };
                 self.clear();
-                return (i + 1, Some(line));
+                return (i + 1, Fed::Line(line));
             }
         }
-        (data.len(), None)
+        (data.len(), Fed::Keys)
+    }
+
+    /// Takes `line` back as the start of a command that spans lines: its text and a
+    /// newline, the cursor at the end. The target got the same newline quoted
+    /// (Ctrl-V Ctrl-J), so its editor holds the same text and has run nothing.
+    /// Editing keys whose meaning differs between line editors on a buffer of several
+    /// lines (Ctrl-A/E/U/K/W, Home, End, deleting a newline) make the line unreliable.
+    pub fn reopen(&mut self, line: &Line) {
+        self.clear();
+        self.line = line.text.chars().collect();
+        self.unreliable = line.why;
+        if !line.at_end && line.text.contains('\n') {
+            self.taint("moving the cursor within a command of several lines");
+        }
+        self.cursor = self.line.len();
+        self.insert('\n');
+    }
+
+    /// Drops the rest of the current bracketed paste (after one of its lines was
+    /// refused and the target's editor was told the paste ended).
+    pub fn discard_paste(&mut self) {
+        if self.pasting {
+            self.discarding = Some(0);
+        }
+    }
+
+    fn multiline(&self) -> bool {
+        self.line.contains(&'\n')
+    }
+
+    /// A key whose meaning on a buffer of several lines differs between editors.
+    fn across_lines(&mut self) -> bool {
+        if self.multiline() {
+            self.taint("an editing key within a command of several lines");
+            return true;
+        }
+        false
     }
 
     /// Forgets the current line (after a blocked line was cancelled upstream).
@@ -113,6 +190,9 @@ impl LineEditor {
     }
 
     fn backspace(&mut self) {
+        if self.cursor > 0 && self.line.get(self.cursor - 1) == Some(&'\n') {
+            self.taint("deleting the newline of a command of several lines");
+        }
         if self.cursor > 0 {
             self.cursor -= 1;
             self.line.remove(self.cursor);
@@ -120,6 +200,9 @@ impl LineEditor {
     }
 
     fn delete(&mut self) {
+        if self.line.get(self.cursor) == Some(&'\n') {
+            self.taint("deleting the newline of a command of several lines");
+        }
         if self.cursor < self.line.len() {
             self.line.remove(self.cursor);
         }
@@ -186,15 +269,11 @@ impl LineEditor {
             return false;
         }
         match b {
-            b'\r' | b'\n' => {
-                if self.pasting {
-                    // A pasted newline: judged like an Enter (conservative).
-                    return true;
-                }
-                return true;
-            }
+            // A pasted newline is judged like an Enter: some editors run it.
+            b'\r' | b'\n' => return true,
             0x1b => self.escape = Escape::Esc,
             0x7f | 0x08 => self.backspace(),
+            0x01 | 0x05 | 0x0b | 0x15 | 0x17 if self.across_lines() => {}
             0x01 => self.cursor = 0,                             // Ctrl-A
             0x05 => self.cursor = self.line.len(),               // Ctrl-E
             0x02 => self.cursor = self.cursor.saturating_sub(1), // Ctrl-B
@@ -239,6 +318,7 @@ impl LineEditor {
             ("" | "1", b'A' | b'B') => self.taint("history recall (up/down)"),
             ("", b'C') => self.cursor = (self.cursor + 1).min(self.line.len()),
             ("", b'D') => self.cursor = self.cursor.saturating_sub(1),
+            ("", b'H' | b'F') | ("1" | "7" | "4" | "8", b'~') if self.across_lines() => {}
             ("", b'H') | ("1" | "7", b'~') => self.cursor = 0,
             ("", b'F') | ("4" | "8", b'~') => self.cursor = self.line.len(),
             ("3", b'~') => self.delete(),
@@ -260,7 +340,14 @@ mod tests {
         let mut e = LineEditor::new();
         let (n, l) = e.feed(input);
         assert_eq!(n, input.len());
-        l.unwrap()
+        fed_line(l).unwrap()
+    }
+
+    fn fed_line(f: Fed) -> Option<Line> {
+        match f {
+            Fed::Line(l) => Some(l),
+            _ => None,
+        }
     }
 
     #[test]
@@ -290,23 +377,74 @@ mod tests {
         let mut e = LineEditor::new();
         let (n, l) = e.feed(b"\t\rls\r");
         assert_eq!(n, 2);
-        assert!(!l.unwrap().reliable);
+        assert!(!fed_line(l).unwrap().reliable);
         let (_, l) = e.feed(b"ls\r");
-        assert!(l.unwrap().reliable);
+        assert!(fed_line(l).unwrap().reliable);
     }
 
     #[test]
     fn feed_stops_at_enter_and_keeps_partial_input() {
         let mut e = LineEditor::new();
-        assert_eq!(e.feed(b"ec"), (2, None));
+        assert_eq!(e.feed(b"ec"), (2, Fed::Keys));
         let (n, l) = e.feed(b"ho hi\recho 2\r");
         assert_eq!(n, 6);
-        assert_eq!(l.unwrap().text, "echo hi");
+        assert_eq!(fed_line(l).unwrap().text, "echo hi");
         let (n, l) = e.feed(b"echo 2\r");
-        assert_eq!((n, l.unwrap().text.as_str()), (7, "echo 2"));
+        assert_eq!((n, fed_line(l).unwrap().text.as_str()), (7, "echo 2"));
         // Bracketed paste of two lines: each newline completes a line.
         let mut e = LineEditor::new();
         let (_, l) = e.feed(b"\x1b[200~ls\nid\x1b[201~");
-        assert_eq!(l.unwrap().text, "ls");
+        let l = fed_line(l).unwrap();
+        assert_eq!(l.text, "ls");
+        assert!(l.pasted);
+    }
+
+    #[test]
+    fn a_refused_paste_is_discarded_to_its_end() {
+        let mut e = LineEditor::new();
+        let input = b"\x1b[200~rm x\nls\nid\x1b[20\x1b[201~ok\r";
+        let (n, l) = e.feed(input);
+        assert!(fed_line(l).unwrap().pasted);
+        e.discard_paste();
+        // The rest of the paste, split anywhere, is dropped up to its end.
+        let rest = input.get(n..).unwrap();
+        let (m, f) = e.feed(rest.get(..4).unwrap());
+        assert_eq!((m, f), (4, Fed::Discarded));
+        let (k, f) = e.feed(rest.get(4..).unwrap());
+        assert_eq!(f, Fed::Discarded);
+        assert_eq!(rest.get(4 + k..).unwrap(), b"ok\r");
+        let l = line(b"ok\r");
+        assert!(!l.pasted);
+    }
+
+    #[test]
+    fn a_reopened_line_continues_with_a_newline() {
+        let mut e = LineEditor::new();
+        let (_, l) = e.feed(b"for i in 1 2; do\r");
+        let l = fed_line(l).unwrap();
+        assert!(l.at_end);
+        e.reopen(&l);
+        let (_, l) = e.feed(b"echo $i\r");
+        let l = fed_line(l).unwrap();
+        e.reopen(&l);
+        let (_, l) = e.feed(b"done\r");
+        let l = fed_line(l).unwrap();
+        assert_eq!(l.text, "for i in 1 2; do\necho $i\ndone");
+        assert!(l.reliable);
+        // Keys that act on "the line" are not followed once there are several.
+        for keys in [&b"x\x15\r"[..], b"\x01x\r", b"\x1b[Hx\r", b"\x7f\x7f\r"] {
+            let mut e = LineEditor::new();
+            let (_, l) = e.feed(b"echo 'a\r");
+            e.reopen(&fed_line(l).unwrap());
+            let (_, l) = e.feed(keys);
+            assert!(!fed_line(l).unwrap().reliable, "{keys:?}");
+        }
+        // Within one line of the buffer, plain editing is followed.
+        let mut e = LineEditor::new();
+        let (_, l) = e.feed(b"echo 'a\r");
+        e.reopen(&fed_line(l).unwrap());
+        let (_, l) = e.feed(b"bx\x7fc'\r");
+        let l = fed_line(l).unwrap();
+        assert_eq!((l.text.as_str(), l.reliable), ("echo 'a\nbc'", true));
     }
 }

