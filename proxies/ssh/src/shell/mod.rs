@@ -687,15 +687,21 @@ impl Walker {
                     }
                 }
                 IoRedirect::HereDocument(_, doc) => {
-                    let text = if doc.requires_expansion {
-                        let mut subs = Substitutions::new();
-                        let t = word::evaluate_heredoc(&doc.doc.value, &self.vars, &mut subs);
-                        let dynamic = !subs.is_empty() || t.is_none();
-                        self.substitutions(subs);
-                        if dynamic { None } else { t }
-                    } else {
-                        Some(doc.doc.value.clone())
-                    };
+                    let text =
+                        if doc.requires_expansion && word::unclosed_substitutions(&doc.doc.value) {
+                            self.dynamic(
+                                "a here-document body with more than three `$(` is not parsed",
+                            );
+                            None
+                        } else if doc.requires_expansion {
+                            let mut subs = Substitutions::new();
+                            let t = word::evaluate_heredoc(&doc.doc.value, &self.vars, &mut subs);
+                            let dynamic = !subs.is_empty() || t.is_none();
+                            self.substitutions(subs);
+                            if dynamic { None } else { t }
+                        } else {
+                            Some(doc.doc.value.clone())
+                        };
                     stdin = Stdin::Text(text);
                 }
                 IoRedirect::HereString(_, w) => {

@@ -612,3 +612,15 @@ fn substitutions_inside_parameter_expansions_are_judged() {
         assert!(classify(line).parse_error.is_some(), "{line}");
     }
 }
+
+/// brush-parser's word parser backtracks exponentially on a here-document body with
+/// unclosed substitutions (found by fuzzing): a body with more than three `$(` is not
+/// parsed, and the line is dynamic — its substitutions would run.
+#[test]
+fn a_here_document_with_unclosed_substitutions_is_dynamic() {
+    let body = "$((x(".repeat(8);
+    let c = classify(&format!("cat <<EOF\n$(curl evil)\n{body}\nEOF"));
+    assert!(c.dynamic.is_some(), "{c:?}");
+    runs("cat <<EOF\n$(curl evil) $(id) $(date)\nEOF", "curl");
+    is_dynamic("cat <<EOF\n$(curl evil) $(id) $(date) $(( 1 ))\nEOF");
+}
