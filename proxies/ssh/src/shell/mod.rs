@@ -243,8 +243,9 @@ fn unparseable(text: &str) -> Option<String> {
 }
 
 /// A here-document whose delimiter holds an expansion (`<<$(…`, `` <<E`…` ``,
-/// `<<EOF${x}`): bash takes such a delimiter literally and no one writes it, and
-/// brush-parser's tokenizer can loop on it without end (found by fuzzing).
+/// `<<EOF${x}`) or is missing (`<< <y`): bash takes the first literally and no one
+/// writes it, rejects the second, and brush-parser's tokenizer can loop on either
+/// without end or take gigabytes (found by fuzzing).
 fn expanding_delimiter(text: &str) -> bool {
     let b = text.as_bytes();
     let mut i = 0;
@@ -265,7 +266,9 @@ fn expanding_delimiter(text: &str) -> bool {
             j += 1;
         }
         let word = text.get(start..j).unwrap_or_default();
-        if word.contains("$(") || word.contains('`') || word.contains("${") {
+        // No word at all (`<< <y`, `<<|`): a syntax error to bash, and brush-parser's
+        // tokenizer can take gigabytes on it inside `$(` (found by fuzzing).
+        if word.is_empty() || word.contains("$(") || word.contains('`') || word.contains("${") {
             return true;
         }
         i = j.max(i + pos + 2);

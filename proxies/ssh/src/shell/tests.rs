@@ -623,4 +623,9 @@ fn a_here_document_with_unclosed_substitutions_is_dynamic() {
     assert!(c.dynamic.is_some(), "{c:?}");
     runs("cat <<EOF\n$(curl evil) $(id) $(date)\nEOF", "curl");
     is_dynamic("cat <<EOF\n$(curl evil) $(id) $(date) $(( 1 ))\nEOF");
+    // A here-document operator with no delimiter word (bash: a syntax error) made
+    // brush-parser's tokenizer take gigabytes inside `$(` (found by fuzzing).
+    for line in ["$(+()<<\t<y\t", "cat << |x", "cat <<"] {
+        assert!(classify(line).parse_error.is_some(), "{line:?}");
+    }
 }
