@@ -677,11 +677,12 @@ const CANCEL_LINE: &[u8] = b"\x05\x15\r";
 const CANCEL_BUFFER: &[u8] = b"\x1b[201~\x03";
 
 /// What the Enter of a line that opens a construct (open quote, trailing `\`,
-/// here-document, `for … do`) becomes upstream: end of line, then a quoted newline
-/// (Ctrl-V Ctrl-J), which readline, zle and a canonical-mode TTY put in the buffer
-/// without running anything. The construct is judged whole at the Enter that
-/// completes it.
+/// here-document, `for … do`) becomes upstream: a quoted newline (Ctrl-V Ctrl-J),
+/// which readline, zle and a canonical-mode TTY put in the buffer without running
+/// anything. The construct is judged whole at the Enter that completes it.
 const CONTINUE_LINE: &[u8] = b"\x16\n";
+/// The same when the cursor was not at the end of the line: end of line first.
+const CONTINUE_AT_END: &[u8] = b"\x05\x16\n";
 
 /// PTY input: forwards keystrokes as they come; holds each Enter until its line is
 /// judged. Returns false when the upstream is gone.
@@ -721,10 +722,10 @@ async fn pty_input(
         // A construct still open is taken back, not judged in part. Not in a paste:
         // there, editors differ on whether a newline runs the buffer.
         if line.reliable && !line.pasted && crate::shell::incomplete(&line.text) {
-            let keys: &[u8] = if line.at_end {
+            let keys = if line.at_end {
                 CONTINUE_LINE
             } else {
-                b"\x05\x16\n"
+                CONTINUE_AT_END
             };
             editor.reopen(&line);
             if up.data_bytes(Bytes::from_static(keys)).await.is_err() {

@@ -691,7 +691,7 @@ impl Walker {
                 }
                 IoRedirect::HereDocument(_, doc) => {
                     let text =
-                        if doc.requires_expansion && word::unclosed_substitutions(&doc.doc.value) {
+                        if doc.requires_expansion && word::too_many_substitutions(&doc.doc.value) {
                             self.dynamic(
                                 "a here-document body with more than three `$(` is not parsed",
                             );

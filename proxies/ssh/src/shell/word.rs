@@ -182,7 +182,7 @@ pub fn evaluate_heredoc(body: &str, vars: &Vars, subs: &mut Substitutions) -> Op
 /// took 4 s, six 49 s), and no linear scan tells soundly which are closed (quotes count
 /// inside `$(…)`, not outside). Such a body is not evaluated: its commands are unknown,
 /// which makes the line dynamic.
-pub fn unclosed_substitutions(body: &str) -> bool {
+pub fn too_many_substitutions(body: &str) -> bool {
     body.matches("$(").count() > 3
 }
 
@@ -529,6 +529,8 @@ fn parameter(
         subs.push(code);
         return Err("a prompt expansion (`${…@P}`)".to_owned());
     }
+    // The operands' substitutions are recorded above; evaluating a default value
+    // below must not record them twice.
     let mut scratch = Substitutions::new();
     let subs = &mut scratch;
     match expr {
