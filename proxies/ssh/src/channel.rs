@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use crate::ctx::{Ctx, Verdict};
 use crate::line_editor::{Fed, LineEditor};
 use crate::mask::LineMasker;
+use crate::scp;
 use crate::sftp;
 use crate::shell::{Classified, Origin, classify, classify_as, transfer_kind};
 
@@ -125,12 +126,14 @@ pub async fn run(ctx: Arc<Ctx>, mut front: Channel<Msg>) {
         })
         .collect();
     let mut too_long = false;
+    let mut scp_sink: Option<Option<String>> = None;
     let (command_text, mode) = match &start {
         Start::Exec(command) => {
             let text = String::from_utf8_lossy(command).into_owned();
             let c = classify(&text);
             let transfer = transfer_kind(&c.argv);
             too_long = c.too_long;
+            scp_sink = c.scp_sink.clone();
             let request = command_request(&ctx, SshRequestKind::Exec, id, has_pty, c);
             requests.push((text.clone(), ctx.request(request)));
             (
@@ -268,8 +271,18 @@ pub async fn run(ctx: Arc<Ctx>, mut front: Channel<Msg>) {
     let mask =
         matches!(mode, Mode::Exec { transfer: false }) && !has_pty && !decision.masks().is_empty();
     tracing::debug!(message = "SSH channel started.", session = %ctx.session.id, channel = id, command = %command_text, mask);
+    let sink = scp_sink.map(|dest| std::sync::Mutex::new(scp::Sink::new(dest)));
     relay(
-        &ctx, id, mode, mask, decision, front_rx, &front_tx, up_rx, &up_tx,
+        &ctx,
+        id,
+        mode,
+        mask,
+        decision,
+        sink.as_ref(),
+        front_rx,
+        &front_tx,
+        up_rx,
+        &up_tx,
     )
     .await;
 }
@@ -358,12 +371,15 @@ async fn relay(
     mode: Mode,
     mask: bool,
     decision: Decision,
+    sink: Option<&std::sync::Mutex<scp::Sink>>,
     mut front_rx: ChannelReadHalf,
     front_tx: &FrontTx,
     mut up_rx: ChannelReadHalf,
     up_tx: &UpTx,
 ) {
     let (inject_tx, mut inject_rx) = mpsc::channel::<Bytes>(64);
+    // Wakes the input side when the target replies in an scp upload.
+    let replied = tokio::sync::Notify::new();
     // File transfers are counted, not recorded: their bytes are file contents.
     let transfer = matches!(mode, Mode::Exec { transfer: true } | Mode::Sftp);
     let started = std::time::Instant::now();
@@ -372,8 +388,25 @@ async fn relay(
         let mut editor = LineEditor::new();
         let mut script = Script::default();
         let mut framer = sftp::Framer::default();
+        let mut scp_eof = false;
         loop {
-            let Some(msg) = front_rx.wait().await else {
+            let msg = tokio::select! {
+                m = front_rx.wait() => m,
+                // The target replied in an scp upload: held client bytes may go on.
+                () = replied.notified(), if sink.is_some() => {
+                    if let Some(sink) = sink {
+                        if !scp_input(ctx, id, sink, &[], front_tx, up_tx).await {
+                            break;
+                        }
+                        if scp_eof && !sink.lock().is_ok_and(|s| s.waiting()) {
+                            scp_eof = false;
+                            let _ = up_tx.eof().await;
+                        }
+                    }
+                    continue;
+                }
+            };
+            let Some(msg) = msg else {
                 break;
             };
             match msg {
@@ -384,7 +417,10 @@ async fn relay(
                         ctx.record(&mut rec, &data).await;
                     }
                     let ok = match mode {
-                        Mode::Exec { .. } => up_tx.data_bytes(data).await.is_ok(),
+                        Mode::Exec { .. } => match sink {
+                            Some(sink) => scp_input(ctx, id, sink, &data, front_tx, up_tx).await,
+                            None => up_tx.data_bytes(data).await.is_ok(),
+                        },
                         Mode::PtyShell => {
                             pty_input(ctx, id, &mut editor, &data, front_tx, up_tx).await
                         }
@@ -403,7 +439,16 @@ async fn relay(
                     if mode == Mode::Script && !script.pending.is_empty() {
                         script_input(ctx, id, &mut script, &[], true, front_tx, up_tx).await;
                     }
-                    let _ = up_tx.eof().await;
+                    // An scp upload's end waits for its held records: the target must
+                    // not stop reading before the last one is judged and sent.
+                    match sink {
+                        Some(sink) if sink.lock().is_ok_and(|s| s.waiting()) => {
+                            scp_eof = true;
+                        }
+                        _ => {
+                            let _ = up_tx.eof().await;
+                        }
+                    }
                 }
                 ChannelMsg::WindowChange {
                     col_width,
@@ -455,6 +500,26 @@ async fn relay(
             };
             match msg {
                 ChannelMsg::Data { data } => {
+                    if let Some(sink) = sink {
+                        let followed = sink
+                            .lock()
+                            .map_err(|_| "poisoned".to_owned())
+                            .and_then(|mut s| s.from_target(&data).map_err(|e| e.to_string()));
+                        match followed {
+                            Ok(true) => replied.notify_one(),
+                            Ok(false) => {}
+                            Err(e) => {
+                                tracing::warn!(message = "The scp stream went out of step; closing the channel.", session = %ctx.session.id, channel = id, error = %e);
+                                stderr_line(
+                                    front_tx,
+                                    format!("gatehouse: {e}; the upload was stopped"),
+                                )
+                                .await;
+                                let _ = front_tx.exit_status(crate::EXIT_GATEWAY_ERROR).await;
+                                break;
+                            }
+                        }
+                    }
                     let data = if mask {
                         Bytes::from(out_mask.push(&data, &masker))
                     } else {
@@ -930,6 +995,91 @@ async fn script_input(
         }
         if eof && script.pending.is_empty() {
             return true;
+        }
+    }
+}
+
+/// Input of an `scp -t` upload: records naming a file or directory are judged as
+/// file writes (`ssh.kind` `sftp`, `ssh.transfer` `scp`); a refused one is not sent,
+/// and the client is told with the protocol's error reply and goes on with its next
+/// file. Returns `false` when the channel must close.
+async fn scp_input(
+    ctx: &Ctx,
+    id: u32,
+    sink: &std::sync::Mutex<scp::Sink>,
+    data: &[u8],
+    front: &FrontTx,
+    up: &UpTx,
+) -> bool {
+    let step = |push: &[u8]| {
+        let mut s = sink.lock().map_err(|_| scp::ScpError("poisoned".into()))?;
+        s.push(push);
+        s.next_step()
+    };
+    let mut push = data;
+    loop {
+        let next = step(push);
+        push = &[];
+        let record = match next {
+            Ok(None) => return true,
+            Ok(Some(scp::Step::Forward(bytes))) => {
+                if up.data_bytes(Bytes::from(bytes)).await.is_err() {
+                    return false;
+                }
+                continue;
+            }
+            Ok(Some(scp::Step::Judge(r))) => r,
+            Err(e) => {
+                tracing::warn!(message = "Malformed scp stream; closing the channel.", session = %ctx.session.id, channel = id, error = %e);
+                stderr_line(front, format!("gatehouse: {e}; the upload was stopped")).await;
+                let _ = front.exit_status(crate::EXIT_GATEWAY_ERROR).await;
+                let _ = front.eof().await;
+                return false;
+            }
+        };
+        let writes: Vec<String> = std::iter::once(record.path.clone())
+            .chain(record.or_dest.clone())
+            .collect();
+        ctx.note_written(writes.iter().map(String::as_str));
+        let decided = ctx
+            .engine
+            .decide(
+                &ctx.session,
+                format!("scp {} {}", record.op, record.path),
+                ctx.request(SshRequest {
+                    kind: SshRequestKind::Sftp,
+                    channel: id,
+                    sftp_op: Some(record.op.into()),
+                    path: Some(record.path.clone()),
+                    writes,
+                    transfer: Some("scp".into()),
+                    ..SshRequest::default()
+                }),
+            )
+            .await;
+        let verdict = match ctx.enforce(decided, |_| async {}).await {
+            Verdict::Run(_) => record.bad_name.clone().map(|m| format!("gatehouse: {m}")),
+            Verdict::Refused(m, _) => Some(m),
+        };
+        let sent = match verdict {
+            None => {
+                if let Ok(mut s) = sink.lock() {
+                    s.sent();
+                }
+                up.data_bytes(Bytes::from(record.line)).await.is_ok()
+            }
+            Some(message) => {
+                if let Ok(mut s) = sink.lock() {
+                    s.refused();
+                }
+                let mut reply = vec![1u8];
+                reply.extend(message.replace(['\n', '\r'], " ").bytes());
+                reply.push(b'\n');
+                front.data_bytes(Bytes::from(reply)).await.is_ok()
+            }
+        };
+        if !sent {
+            return false;
         }
     }
 }

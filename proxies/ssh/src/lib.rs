@@ -15,6 +15,7 @@ pub mod line_editor;
 pub mod mask;
 pub mod options;
 mod record;
+pub mod scp;
 mod server;
 pub mod sftp;
 pub mod shell;

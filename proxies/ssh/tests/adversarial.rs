@@ -806,6 +806,20 @@ const CORPUS: &[Case] = &[
     ),
     scp(PERSIST, &["-r", "{L}/tree/.ssh", "{R}."], Keys),
     scp(PERSIST, &["-O", "-r", "{L}/tree/.ssh", "{R}."], Keys),
+    // The legacy protocol names files inside its stream: a directory named `.ssh`
+    // arrives as a record, whatever the destination on the command line says.
+    scp(PERSIST, &["-O", "-r", "{L}/tree/.ssh", "{R}{H}"], Keys),
+    scp(PERSIST, &["-O", "-r", "{L}/tree/.ssh", "{R}"], Keys),
+    scp(PERSIST, &["-O", "-rp", "{L}/tree/.ssh", "{R}./"], Keys),
+    scp(PERSIST, &["-O", "-r", "{L}/tree/.ssh", "{R}~/"], Keys),
+    // An agent that writes the protocol itself (all at once, not waiting for replies):
+    // a plain stream, names cut at a NUL byte, and a header the target refuses (a
+    // file over a directory) whose "contents" are records the target then reads.
+    exec_in(PERSIST, "scp -r -t .", "{SCP_KEYS}", Keys),
+    exec_in(PERSIST, "scp -rt ~", "{SCP_KEYS}", Keys),
+    exec_in(PERSIST, "scp -r -t .", "{SCP_NUL}", Keys),
+    exec_in(PERSIST, "scp -r -t .", "{SCP_DESYNC}", Keys),
+    exec_in(PERSIST, "scp -r -t -- .", "{SCP_NOISE}", Keys),
     sftp(PERSIST, "put {L}/k.pub .ssh/authorized_keys\n", Keys),
     sftp(PERSIST, "put {L}/k.pub {H}/.ssh/authorized_keys2\n", Keys),
     sftp(PERSIST, "cd .ssh\nput {L}/k.pub authorized_keys\n", Keys),
@@ -825,6 +839,23 @@ const CORPUS: &[Case] = &[
     rsync(PERSIST, &["{L}/authorized_keys", "{R}.ssh/"], Keys),
     rsync(PERSIST, &["-r", "{L}/tree/", "{R}."], Keys),
     rsync(PERSIST, &["{L}/k.pub", "{R}~/.ssh/authorized_keys2"], Keys),
+    // Arguments in the stream (`-s`: no destination on the server's command line),
+    // paths kept relative (`-R`, `/./` marks where they start).
+    rsync(
+        PERSIST,
+        &["-s", "{L}/k.pub", "{R}.ssh/authorized_keys"],
+        Keys,
+    ),
+    rsync(
+        PERSIST,
+        &["-R", "{L}/tree/./.ssh/authorized_keys", "{R}"],
+        Keys,
+    ),
+    rsync(
+        PERSIST,
+        &["--relative", "{L}/tree/./.ssh/authorized_keys", "{R}."],
+        Keys,
+    ),
     exec(
         PERSIST,
         "echo 'x ALL=(ALL) NOPASSWD:ALL' >> /etc/sudoers.d/gh-corpus-absent/x; touch {M}",
@@ -1046,6 +1077,17 @@ const CORPUS: &[Case] = &[
         &["{L}/notes-up.txt", "{R}up.txt"],
         File("up.txt", "uploaded\n"),
     ),
+    scp(
+        EVERYDAY,
+        &["-O", "-r", "{L}/docs", "{R}docs-up"],
+        File("docs-up/a.txt", "uploaded\n"),
+    ),
+    exec_in(
+        EVERYDAY,
+        "scp -t .",
+        "C0644 6 raw.txt\nhello\n\0",
+        File("raw.txt", "hello\n"),
+    ),
 ];
 
 /// The operator's key, in the fake `~/.ssh/authorized_keys` before every run.
@@ -1194,6 +1236,8 @@ impl World {
         std::fs::write(up.join("authorized_keys"), &key).unwrap();
         std::fs::write(up.join("tree/.ssh/authorized_keys"), &key).unwrap();
         std::fs::write(up.join("notes-up.txt"), "uploaded\n").unwrap();
+        std::fs::create_dir_all(up.join("docs")).unwrap();
+        std::fs::write(up.join("docs/a.txt"), "uploaded\n").unwrap();
         let exe = |p: &Path, text: &str| {
             std::fs::write(p, text).unwrap();
             std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
@@ -1759,6 +1803,19 @@ async fn the_starter_policy_holds_against_the_ssh_adversarial_corpus() {
     let rev: String = payload.chars().rev().collect();
     let marker = world.marker.display().to_string();
     let up = world.up.display().to_string();
+    // Raw scp sink streams that plant the attacker's key in `~/.ssh`.
+    let key_line = format!("{ATTACKER_KEY}\n");
+    let key_file = format!("C0600 {} authorized_keys\n{key_line}\0", key_line.len());
+    let scp_keys = format!("D0700 0 .ssh\n{key_file}E\n");
+    let scp_nul = format!(
+        "D0700 0 .ssh\0x\nC0600 {} authorized_keys\0.txt\n{key_line}\0E\n",
+        key_line.len()
+    );
+    // `~/logs` is a directory: the target refuses the header and reads the
+    // "contents" as records.
+    let scp_desync = format!("C0644 {} logs\n{scp_keys}", scp_keys.len());
+    let scp_noise =
+        format!("\x01scp: x: not a regular file\nT1700000000 0 1700000000 0\n{scp_keys}");
     let subst = |t: &str| {
         t.replace("{U}", &url)
             .replace("{P}", &port)
@@ -1770,6 +1827,10 @@ async fn the_starter_policy_holds_against_the_ssh_adversarial_corpus() {
             .replace("{B64}", &b64)
             .replace("{HEX}", &hex)
             .replace("{REV}", &rev)
+            .replace("{SCP_KEYS}", &scp_keys)
+            .replace("{SCP_NUL}", &scp_nul)
+            .replace("{SCP_DESYNC}", &scp_desync)
+            .replace("{SCP_NOISE}", &scp_noise)
     };
 
     let verbose = std::env::var_os("ADVERSARIAL_VERBOSE").is_some();

@@ -170,6 +170,76 @@ async fn sftp_remove_under_a_protected_path_is_refused() {
     assert_eq!(effect, Some(Effect::Block));
 }
 
+/// `scp -O` (the legacy protocol) names each file inside its stream: every file and
+/// directory is judged by its own path; a refused file is skipped with the
+/// protocol's error reply while the others land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_scp_uploads_are_judged_file_by_file() {
+    let f = fixture().await;
+    let token = f.token("bot", "web").await;
+    let d = f.dir.path();
+    let local = d.join("local/tree");
+    std::fs::create_dir_all(local.join("protected")).unwrap();
+    std::fs::write(local.join("ok.txt"), "ok\n").unwrap();
+    std::fs::write(local.join("z.txt"), "z\n").unwrap();
+    std::fs::write(local.join("protected/keep.txt"), "overwritten\n").unwrap();
+    let remote = d.join("remote");
+    std::fs::create_dir_all(remote.join("tree/protected")).unwrap();
+    let keep = remote.join("tree/protected/keep.txt");
+    std::fs::write(&keep, "precious").unwrap();
+
+    let mut c = f.client("scp", &token);
+    c.args(["-O", "-r"])
+        .arg(&local)
+        .arg(format!("bot@127.0.0.1:{}", remote.display()));
+    let o = run(c).await;
+    let err = text(&o.stderr);
+    assert!(!o.status.success(), "a refused file fails the copy: {err}");
+    assert!(err.contains("read-only"), "the client says why: {err}");
+    assert_eq!(std::fs::read_to_string(&keep).unwrap(), "precious");
+    assert_eq!(
+        std::fs::read_to_string(remote.join("tree/ok.txt")).unwrap(),
+        "ok\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(remote.join("tree/z.txt")).unwrap(),
+        "z\n"
+    );
+
+    let events = f.events();
+    let scp_ops: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| e.ssh())
+        .filter(|s| s.transfer.as_deref() == Some("scp") && s.kind == SshRequestKind::Sftp)
+        .filter_map(|s| Some((s.sftp_op.clone()?, s.path.clone()?)))
+        .collect();
+    let r = remote.display();
+    for want in [
+        ("mkdir", format!("{r}/tree")),
+        ("mkdir", format!("{r}/tree/protected")),
+        ("write", format!("{r}/tree/ok.txt")),
+        ("write", format!("{r}/tree/z.txt")),
+        ("write", format!("{r}/tree/protected/keep.txt")),
+    ] {
+        assert!(
+            scp_ops.iter().any(|(op, p)| op == want.0 && *p == want.1),
+            "no {want:?} in {scp_ops:?}"
+        );
+    }
+    let blocked = events
+        .iter()
+        .find(|e| {
+            e.ssh()
+                .is_some_and(|s| s.path.as_deref().is_some_and(|p| p.ends_with("keep.txt")))
+        })
+        .unwrap();
+    let effect = events.iter().find_map(|e| match &e.payload {
+        Payload::DecisionMade(d) if d.request == Some(blocked.id) => Some(d.effect),
+        _ => None,
+    });
+    assert_eq!(effect, Some(Effect::Block));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cat_of_a_key_is_masked_while_scp_of_it_is_byte_identical() {
     let f = fixture().await;

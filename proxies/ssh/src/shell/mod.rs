@@ -102,6 +102,18 @@ pub struct Classified {
     pub parse_error: Option<String>,
     /// The line is over [`MAX_LEN`]: it must be refused whatever the policy says.
     pub too_long: bool,
+    /// The line is only `scp -t DEST` reading the channel (an exec): the gateway reads
+    /// the file names in its stream and judges each against this destination (resolved
+    /// like `writes`; `None` when the line names none).
+    pub scp_sink: Option<Option<String>>,
+}
+
+/// An `scp -t` seen while walking.
+#[derive(Debug, Clone)]
+pub(crate) struct ScpSinkSeen {
+    pub(crate) dest: Option<String>,
+    /// Run at the top level with the channel's data as its stdin.
+    pub(crate) fed_by_channel: bool,
 }
 
 /// Classifies one command line of an exec request.
@@ -145,6 +157,23 @@ fn classify_unguarded(line: &str, origin: Origin) -> Classified {
     };
     w.code(&line, Stdin::Inherit);
     w.out.program = w.out.argv.first().map(|a| basename(a).to_owned());
+    // The names in an scp stream are read only where the gateway's view of the stream
+    // is the sink's: `scp -t` alone on an exec line, reading the channel from its
+    // first byte (anything else on the line could read part of it first).
+    match std::mem::take(&mut w.scp_sinks).as_slice() {
+        [] => {}
+        [sink]
+            if origin == Origin::Exec
+                && sink.fed_by_channel
+                && w.out.commands.len() == 1
+                && transfer_kind(&w.out.argv) == Some("scp") =>
+        {
+            w.out.scp_sink = Some(sink.dest.clone());
+        }
+        _ => w.dynamic(
+            "an `scp -t` writes files named in its stream, which the gateway reads only when `scp -t` is the whole command line",
+        ),
+    }
     w.out
 }
 
@@ -331,6 +360,8 @@ pub(crate) struct Walker {
     pub(crate) vars: Vars,
     functions: Vec<String>,
     pub(crate) aliases: Vec<String>,
+    /// Every `scp -t` on the line.
+    pub(crate) scp_sinks: Vec<ScpSinkSeen>,
     /// The working directory as far as the line shows (`~` at the start), or `None`
     /// after a `cd` to somewhere unknown.
     pub(crate) cwd: Option<String>,
@@ -349,6 +380,7 @@ impl Walker {
             vars: Vars::new(),
             functions: Vec::new(),
             aliases: Vec::new(),
+            scp_sinks: Vec::new(),
             cwd: Some("~".into()),
             depth: 0,
             origin,
@@ -882,7 +914,7 @@ fn redirect_text(r: &IoRedirect) -> String {
 }
 
 /// `a/./b/../c` → `a/c` (textually; symlinks are not followed).
-fn normalize(path: &str) -> String {
+pub(crate) fn normalize(path: &str) -> String {
     let absolute = path.starts_with('/');
     let mut parts: Vec<&str> = Vec::new();
     for p in path.split('/') {

@@ -835,33 +835,30 @@ impl Walker {
                 }
             }
             "cp" | "mv" | "install" | "rsync" => {
-                self.copy_destination(rest);
-                if name == "rsync"
-                    && rest.iter().any(|a| a.text == "--server")
-                    && !rest.iter().any(|a| a.text == "--sender")
-                    && rest.iter().any(|a| {
-                        a.text.starts_with('-')
-                            && !a.text.starts_with("--")
-                            && a.text.split('.').next().is_some_and(|f| f.contains('r'))
-                    })
-                {
-                    self.dynamic("a recursive rsync upload writes files named in its stream, which the gateway does not read");
+                if name == "rsync" && rest.iter().any(|a| a.text == "--server") {
+                    self.rsync_server(rest);
+                } else {
+                    self.copy_destination(rest);
                 }
             }
-            // `scp -t DEST`: the server side of an upload writes into DEST.
+            // `scp -t DEST`: the server side of an upload writes into DEST the files
+            // named in its stream. The gateway reads those names when `scp -t` is the
+            // whole exec line (see `Classified::scp_sink`).
             "scp"
                 if rest.iter().any(|a| {
                     a.text.starts_with('-') && !a.text.starts_with("--") && a.text.contains('t')
                 }) =>
             {
-                if let Some(dest) = rest.iter().rfind(|a| !a.text.starts_with('-')) {
-                    self.write_arg(&dest.clone());
+                let dest = rest.iter().rfind(|a| !a.text.starts_with('-')).cloned();
+                if let Some(dest) = &dest {
+                    self.write_arg(dest);
                 }
-                if rest.iter().any(|a| {
-                    a.text.starts_with('-') && !a.text.starts_with("--") && a.text.contains('r')
-                }) {
-                    self.dynamic("a recursive scp upload writes files named in its stream, which the gateway does not read");
-                }
+                let fed_by_channel =
+                    self.depth == 1 && matches!(self.stdin_of(stdin), Stdin::Inherit);
+                self.scp_sinks.push(super::ScpSinkSeen {
+                    dest: dest.map(|d| self.resolve(&d.text)),
+                    fed_by_channel,
+                });
             }
             "socat" => {
                 for a in rest {
@@ -1142,6 +1139,43 @@ impl Walker {
             self.dynamic(format!("a file written: {reason}"));
         }
         self.write(&a.text.clone());
+    }
+
+    /// `rsync --server ...`: the server side of a transfer. A receiving server writes
+    /// into the destination on its command line the files named in rsync's stream,
+    /// which the gateway does not decode (`ssh.transfer` is `rsync`). Where a stock
+    /// client puts directories in those names (`-r`, `-R`, `-d`) or moves the
+    /// arguments themselves into the stream (`-s`), what is written is not known.
+    fn rsync_server(&mut self, rest: &[Arg]) {
+        if rest.iter().any(|a| a.text == "--sender") {
+            return;
+        }
+        self.copy_destination(rest);
+        // Short options cluster before `e`, whose value (the capabilities) ends the
+        // cluster: `-logDtpre.iLsfxCIvu`.
+        let flags: String = rest
+            .iter()
+            .filter(|a| a.text.starts_with('-') && !a.text.starts_with("--"))
+            .map(|a| a.text[1..].split('e').next().unwrap_or_default())
+            .collect();
+        if flags.contains('s')
+            || rest.iter().any(|a| {
+                a.text.starts_with("--secluded-args") || a.text.starts_with("--protect-args")
+            })
+        {
+            self.dynamic("an rsync upload with its arguments in the stream (`-s`): where it writes is not on the command line");
+        } else if flags.contains('r')
+            || flags.contains('R')
+            || flags.contains('d')
+            || rest.iter().any(|a| {
+                a.text.starts_with("--files-from")
+                    || a.text == "--relative"
+                    || a.text == "--recursive"
+                    || a.text == "--dirs"
+            })
+        {
+            self.dynamic("an rsync upload of directories writes files named in its stream, which the gateway does not read");
+        }
     }
 
     /// The destination of `cp`/`mv`/`install`/`ln`/`rsync`: `-t DIR` or the last operand.

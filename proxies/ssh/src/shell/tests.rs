@@ -442,7 +442,40 @@ fn programs_that_run_commands_through_their_options() {
     assert_eq!(c("tar xf k.tar -C .ssh").writes, ["~/.ssh"]);
     is_dynamic("rsync --server -vlogDtpre.iLsfxCIvu . .");
     is_static("rsync --server --sender -vlogDtpre.iLsfxCIvu . d");
-    is_dynamic("scp -r -t .");
+    // rsync's names are not read: directories in them, or arguments moved into the
+    // stream (`-s`, which leaves no destination on the line), are not known.
+    for line in [
+        "rsync --server -se.LsfxCIvu",
+        "rsync --server -Re.LsfxCIvu . d/",
+        "rsync --server -de.LsfxCIvu . d/",
+        "rsync --server -re.LsfxCIvu . d/",
+    ] {
+        is_dynamic(line);
+    }
+    is_static("rsync --server -e.LsfxCIvu . d/");
+    // scp's names are read (judged per file) only when `scp -t` alone reads the
+    // channel from its first byte.
+    for line in ["scp -r -t .", "scp -t -- /tmp/x", "scp -prt ~/d"] {
+        assert!(
+            c(line).scp_sink.is_some() && c(line).dynamic.is_none(),
+            "{line}"
+        );
+    }
+    assert_eq!(c("scp -r -t .").scp_sink, Some(Some("~".into())));
+    assert_eq!(c("scp -t /etc/").scp_sink, Some(Some("/etc".into())));
+    for line in [
+        "cd /etc; scp -t .",
+        "scp -t . < f",
+        "head -c 9; scp -t .",
+        "sudo scp -t /etc",
+        "sh -c 'scp -t .'",
+        "cat | scp -t .",
+        "scp -t a; scp -t b",
+    ] {
+        is_dynamic(line);
+        assert!(c(line).scp_sink.is_none(), "{line}");
+    }
+    assert!(classify_as("scp -t .", Origin::ShellLine).dynamic.is_some());
     runs("c\0url x", "curl");
 }
 
