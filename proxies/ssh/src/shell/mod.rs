@@ -259,6 +259,11 @@ fn unparseable(text: &str) -> Option<String> {
     if huge_descriptor(text) {
         return Some("a redirection's descriptor number is too large".to_owned());
     }
+    if heredoc_in_open_expansion(text) {
+        return Some(
+            "`<<` inside an arithmetic or parameter expansion that is not closed".to_owned(),
+        );
+    }
     if text.contains("$${") || text.contains("$$[") {
         // bash reads `$$` and a literal `{`/`[`; brush-parser reads `$` and an
         // expansion, and would not see the commands of `echo $${;cmd;}`.
@@ -303,6 +308,52 @@ fn expanding_delimiter(text: &str) -> bool {
         i = j.max(i + pos + 2);
     }
     false
+}
+
+/// `<<` inside a `$((`, `$[` or `${` that the text never closes: a syntax error to
+/// bash, and brush-parser's tokenizer takes gigabytes on some of them (`$((1$[l] <<  a `,
+/// found by fuzzing). The scan skips single-quoted text and pairs openers with
+/// closers innermost first.
+fn heredoc_in_open_expansion(text: &str) -> bool {
+    let b = text.as_bytes();
+    let mut open: Vec<u8> = Vec::new();
+    let mut heredoc_inside = false;
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        let next = |k: usize| b.get(i + k).copied();
+        match c {
+            b'\\' => i += 1,
+            b'\'' if open.is_empty() => {
+                while b.get(i + 1).is_some_and(|c| *c != b'\'') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'$' if next(1) == Some(b'(') && next(2) == Some(b'(') => {
+                open.push(b')');
+                i += 2;
+            }
+            b'$' if next(1) == Some(b'[') => {
+                open.push(b']');
+                i += 1;
+            }
+            b'$' if next(1) == Some(b'{') => {
+                open.push(b'}');
+                i += 1;
+            }
+            b')' if open.last() == Some(&b')') && next(1) == Some(b')') => {
+                open.pop();
+                i += 1;
+            }
+            b']' | b'}' if open.last() == Some(&c) => {
+                open.pop();
+            }
+            b'<' if next(1) == Some(b'<') && !open.is_empty() => heredoc_inside = true,
+            _ => {}
+        }
+        i += 1;
+    }
+    heredoc_inside && !open.is_empty()
 }
 
 /// A run of 10 or more digits before `<` or `>`: a redirection's descriptor number

@@ -395,6 +395,17 @@ fn hostile_input_is_bounded() {
         assert!(classify(l).parse_error.is_some(), "{l}");
         assert!(!incomplete(l));
     }
+    // Found by fuzzing: gigabytes on `<<` inside an arithmetic expansion left open.
+    for l in [
+        "\u{fffd}$[$[[ l ]\t\t\t\t\u{fffd}\t\t\t\t<<\t\t\t\t\t\t\t\t\t\t\t0\t",
+        "$((1$[l] <<  a ",
+        "x$((1$((l)) <<  0 ",
+        "x$[$[l] <<  0 ",
+    ] {
+        assert!(classify(l).parse_error.is_some(), "{l}");
+        assert!(!incomplete(l));
+    }
+    is_static("echo $((1 << 2)) $[3] ${x} '$((' <<EOF\nx\nEOF");
     is_static("cat <<EOF\nx\nEOF");
     is_static("cat <<-'EOF'\nx\nEOF");
     // Found by fuzzing: backtracking doubles with each bare `(` level.
