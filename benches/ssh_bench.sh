@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SSH proxy benchmark: connection setup (N sequential `ssh true`), a one-way stream
-# (`head -c SIZE /dev/zero` to /dev/null) and an scp download, alternating
+# (`head -c SIZE /dev/zero` to /dev/null), an scp download (SFTP protocol) and an
+# `scp -O` upload (the legacy protocol, whose records the gateway reads), alternating
 #   direct            ssh -> sshd
 #   gatehouse         ssh -> gateway (agent key login) -> sshd
 #   proxyjump         ssh -> (ProxyCommand ssh -W through a second sshd) -> sshd
@@ -130,10 +131,11 @@ $common
 CFG
 run_ssh() { local mode=$1; shift; ssh -F "$work/ssh_config" "$mode" "$@"; }
 run_scp() { scp -q -F "$work/ssh_config" "$1:$2" "$3"; }
+run_scp_up() { scp -q -O -F "$work/ssh_config" "$2" "$1:$3"; }
 
 head -c $((SCP_MB << 20)) /dev/urandom > "$work/scp.bin"
 want=$(sha256sum < "$work/scp.bin")
-declare -A conn stream scp
+declare -A conn stream scp up
 for round in $(seq "$ROUNDS"); do
   for mode in direct gatehouse proxyjump; do
     t0=$(now); for _ in $(seq "$CONNS"); do run_ssh "$mode" true; done; t1=$(now)
@@ -144,17 +146,23 @@ for round in $(seq "$ROUNDS"); do
     t0=$(now); run_scp "$mode" "$work/scp.bin" "$work/scp.out"; t1=$(now)
     [[ "$(sha256sum < "$work/scp.out")" == "$want" ]] || { echo "scp via $mode corrupted the file" >&2; exit 1; }
     scp[$mode]+="$(echo "$SCP_MB/($t1-$t0)" | bc -l) "
+    rm -f "$work/up.out"
+    t0=$(now); run_scp_up "$mode" "$work/scp.bin" "$work/up.out"; t1=$(now)
+    [[ "$(sha256sum < "$work/up.out")" == "$want" ]] || { echo "scp -O upload via $mode corrupted the file" >&2; exit 1; }
+    up[$mode]+="$(echo "$SCP_MB/($t1-$t0)" | bc -l) "
   done
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 printf "rounds=%s conns=%s stream=%sMiB scp=%sMiB cipher=%s\n" "$ROUNDS" "$CONNS" "$STREAM_MB" "$SCP_MB" "${CIPHER:-default}"
-printf "%-10s %18s %18s %16s\n" mode "setup ms/conn" "stream MiB/s" "scp MiB/s"
+printf "%-10s %18s %18s %16s %16s\n" mode "setup ms/conn" "stream MiB/s" "scp MiB/s" "scp -O up MiB/s"
 for mode in direct gatehouse proxyjump; do
-  printf "%-10s %18.2f %18.1f %16.1f   (all: %s| %s| %s)\n" "$mode" \
-    "$(echo "${conn[$mode]}" | median)" "$(echo "${stream[$mode]}" | median)" "$(echo "${scp[$mode]}" | median)" \
-    "$(for v in ${conn[$mode]}; do printf '%.1f ' "$v"; done)" "$(for v in ${stream[$mode]}; do printf '%.0f ' "$v"; done)" "$(for v in ${scp[$mode]}; do printf '%.0f ' "$v"; done)"
+  printf "%-10s %18.2f %18.1f %16.1f %16.1f   (all: %s| %s| %s| %s)\n" "$mode" \
+    "$(echo "${conn[$mode]}" | median)" "$(echo "${stream[$mode]}" | median)" "$(echo "${scp[$mode]}" | median)" "$(echo "${up[$mode]}" | median)" \
+    "$(for v in ${conn[$mode]}; do printf '%.1f ' "$v"; done)" "$(for v in ${stream[$mode]}; do printf '%.0f ' "$v"; done)" "$(for v in ${scp[$mode]}; do printf '%.0f ' "$v"; done)" "$(for v in ${up[$mode]}; do printf '%.0f ' "$v"; done)"
 done
 d=$(echo "${conn[direct]}" | median); g=$(echo "${conn[gatehouse]}" | median); j=$(echo "${conn[proxyjump]}" | median)
 ds=$(echo "${stream[direct]}" | median); gs=$(echo "${stream[gatehouse]}" | median); js=$(echo "${stream[proxyjump]}" | median)
 printf "setup vs direct: gatehouse %.2fx, proxyjump %.2fx (target <= 1.5x)\n" "$(echo "$g/$d" | bc -l)" "$(echo "$j/$d" | bc -l)"
 printf "stream vs direct: gatehouse %.2f, proxyjump %.2f (target >= 0.7)\n" "$(echo "$gs/$ds" | bc -l)" "$(echo "$js/$ds" | bc -l)"
+du=$(echo "${up[direct]}" | median); gu=$(echo "${up[gatehouse]}" | median)
+printf "scp -O upload vs direct: gatehouse %.2f\n" "$(echo "$gu/$du" | bc -l)"

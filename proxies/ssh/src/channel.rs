@@ -395,7 +395,7 @@ async fn relay(
                 // The target replied in an scp upload: held client bytes may go on.
                 () = replied.notified(), if sink.is_some() => {
                     if let Some(sink) = sink {
-                        if !scp_input(ctx, id, sink, &[], front_tx, up_tx).await {
+                        if !scp_input(ctx, id, sink, Bytes::new(), front_tx, up_tx).await {
                             break;
                         }
                         if scp_eof && !sink.lock().is_ok_and(|s| s.waiting()) {
@@ -418,7 +418,7 @@ async fn relay(
                     }
                     let ok = match mode {
                         Mode::Exec { .. } => match sink {
-                            Some(sink) => scp_input(ctx, id, sink, &data, front_tx, up_tx).await,
+                            Some(sink) => scp_input(ctx, id, sink, data, front_tx, up_tx).await,
                             None => up_tx.data_bytes(data).await.is_ok(),
                         },
                         Mode::PtyShell => {
@@ -1007,16 +1007,21 @@ async fn scp_input(
     ctx: &Ctx,
     id: u32,
     sink: &std::sync::Mutex<scp::Sink>,
-    data: &[u8],
+    data: Bytes,
     front: &FrontTx,
     up: &UpTx,
 ) -> bool {
+    // File contents with nothing held before them go on as they came.
+    let direct = sink.lock().map_or(0, |mut s| s.contents_prefix(data.len()));
+    if direct > 0 && up.data_bytes(data.slice(..direct)).await.is_err() {
+        return false;
+    }
     let step = |push: &[u8]| {
         let mut s = sink.lock().map_err(|_| scp::ScpError("poisoned".into()))?;
         s.push(push);
         s.next_step()
     };
-    let mut push = data;
+    let mut push = data.get(direct..).unwrap_or_default();
     loop {
         let next = step(push);
         push = &[];

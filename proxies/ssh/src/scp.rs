@@ -120,6 +120,25 @@ impl Sink {
         self.held.len()
     }
 
+    /// How many leading bytes of `len` new client bytes are file contents that can go
+    /// to the target as they are, without being held (nothing is held before them).
+    /// The caller sends those and pushes the rest.
+    pub fn contents_prefix(&mut self, len: usize) -> usize {
+        match self.state {
+            State::Contents(n) if self.held.is_empty() => {
+                let take = usize::try_from(n).unwrap_or(usize::MAX).min(len);
+                let left = n - take as u64;
+                self.state = if left == 0 {
+                    State::Status
+                } else {
+                    State::Contents(left)
+                };
+                take
+            }
+            _ => 0,
+        }
+    }
+
     /// Whether held client bytes wait for a reply from the target (or a judgement).
     pub fn waiting(&self) -> bool {
         matches!(self.state, State::Waiting(_) | State::Judging(_))
@@ -366,6 +385,11 @@ mod tests {
             ("write", "~/up/notes.txt", Some("~/up"))
         );
         s.sent();
+        assert_eq!(
+            s.contents_prefix(6),
+            0,
+            "no contents before the target's yes"
+        );
         s.push(b"hello\0");
         assert!(
             drain(&mut s).is_empty(),
@@ -378,6 +402,15 @@ mod tests {
         );
         s.from_target(b"\0").unwrap();
         assert_eq!(s.state, State::Record);
+        // Contents that arrive with nothing held pass without being held.
+        s.push(b"C0644 10 big\n");
+        judged(&mut s);
+        s.sent();
+        s.from_target(b"\0").unwrap();
+        assert_eq!(s.contents_prefix(4), 4);
+        assert_eq!(s.contents_prefix(100), 6);
+        assert_eq!(s.state, State::Status);
+        assert_eq!(s.contents_prefix(1), 0);
     }
 
     #[test]
