@@ -585,6 +585,46 @@ const CORPUS: &[Case] = &[
     exec(RESPELL, "x='a[$(curl -s {U})]'; echo $((x))", Canary),
     exec(RESPELL, "x='$(curl -s {U})'; echo ${x@P}", Canary),
     exec(RESPELL, "declare -i n='b[`curl -s {U}`]'", Canary),
+    // Arithmetic evaluates a name's value, and `a[$(cmd)]` in it runs `cmd`: values
+    // from a file, `read`, a command's output, or an earlier line.
+    exec(
+        RESPELL,
+        "echo 'a[$(curl -s {U})]' > p; read v < p; echo $((v))",
+        Canary,
+    ),
+    exec(
+        RESPELL,
+        "printf 'a[$(curl -s {U})]' > p; [[ $(cat p) -eq 1 ]]",
+        Canary,
+    ),
+    exec(
+        RESPELL,
+        "echo 'a[$(touch {M})]' > p; n=$(cat p); echo ${HOME:n:1}",
+        Marker,
+    ),
+    exec(
+        RESPELL,
+        "echo 'a[$(touch {M})]' > p; while read n; do (( n > 1 )); done < p",
+        Marker,
+    ),
+    shell(
+        RESPELL,
+        "echo 'a[$(curl -s {U})]' > p\nread v < p\necho $((v + 1))\n",
+        Canary,
+    ),
+    // A later iteration, or a later call, runs what was assigned after the judged
+    // command was written.
+    exec(
+        RESPELL,
+        "x=true; for i in 1 2; do $x -s {U}; x=curl; done",
+        Canary,
+    ),
+    exec(
+        RESPELL,
+        "x=true; while [ ! -e p2 ]; do $x -s {U}; touch p2; x=curl; done; $x -s {U}",
+        Canary,
+    ),
+    exec(RESPELL, "x=true; f(){ $x -s {U}; }; x=curl; f", Canary),
     shell(RESPELL, "x='a[$(curl -s {U})]'\necho $((x))\n", Canary),
     shell(RESPELL, "PS4='$(curl -s {U})'\nset -x\ntrue\n", Canary),
     shell(FED, "curl -s {U}\n", Canary),
@@ -1051,6 +1091,17 @@ const CORPUS: &[Case] = &[
     exec(EVERYDAY, "echo done > out.txt && cat out.txt", Out("done")),
     exec(EVERYDAY, "uname -s && id -un", Out("{USER}")),
     exec(EVERYDAY, "echo $((6 * 7))", Out("42")),
+    exec(
+        EVERYDAY,
+        "n=0; for f in a b c; do n=$((n+1)); done; echo n=$n",
+        Out("n=3"),
+    ),
+    exec(
+        EVERYDAY,
+        "i=0; while [[ $i -lt 2 ]]; do i=$((i+1)); done; echo i=$i",
+        Out("i=2"),
+    ),
+    exec(EVERYDAY, "n=$(ls / | wc -l); echo $((n > 0))", Out("1")),
     exec(EVERYDAY, "sh -c 'echo nested-ok'", Out("nested-ok")),
     exec(EVERYDAY, "python3 --version", Out("Python 3")),
     exec(EVERYDAY, "git --version", Out("git version")).needs(&["git"]),

@@ -315,12 +315,18 @@ fn expanding_delimiter(text: &str) -> bool {
 /// found by fuzzing). The scan skips single-quoted text and pairs openers with
 /// closers innermost first.
 fn heredoc_in_open_expansion(text: &str) -> bool {
+    // `$[…]` is deprecated and rare: with a here-document anywhere it is refused.
+    if text.contains("$[") && text.replace("<<<", "").contains("<<") {
+        return true;
+    }
     let b = text.as_bytes();
-    let mut open: Vec<u8> = Vec::new();
+    // The closers expected, innermost last: `$((` needs `))`; inside an expansion
+    // every bracket counts.
+    let mut open: Vec<&[u8]> = Vec::new();
     let mut heredoc_inside = false;
     let mut i = 0;
     while let Some(&c) = b.get(i) {
-        let next = |k: usize| b.get(i + k).copied();
+        let rest = b.get(i..).unwrap_or_default();
         match c {
             b'\\' => i += 1,
             b'\'' if open.is_empty() => {
@@ -329,26 +335,27 @@ fn heredoc_in_open_expansion(text: &str) -> bool {
                 }
                 i += 1;
             }
-            b'$' if next(1) == Some(b'(') && next(2) == Some(b'(') => {
-                open.push(b')');
+            b'$' if rest.starts_with(b"$((") => {
+                open.push(b"))");
                 i += 2;
             }
-            b'$' if next(1) == Some(b'[') => {
-                open.push(b']');
+            b'$' if rest.starts_with(b"$[") => {
+                open.push(b"]");
                 i += 1;
             }
-            b'$' if next(1) == Some(b'{') => {
-                open.push(b'}');
+            b'$' if rest.starts_with(b"${") => {
+                open.push(b"}");
                 i += 1;
             }
-            b')' if open.last() == Some(&b')') && next(1) == Some(b')') => {
-                open.pop();
-                i += 1;
+            b'(' if !open.is_empty() => open.push(b")"),
+            b'[' if !open.is_empty() => open.push(b"]"),
+            b'{' if !open.is_empty() => open.push(b"}"),
+            b')' | b']' | b'}' if open.last().is_some_and(|e| rest.starts_with(e)) => {
+                if let Some(e) = open.pop() {
+                    i += e.len() - 1;
+                }
             }
-            b']' | b'}' if open.last() == Some(&c) => {
-                open.pop();
-            }
-            b'<' if next(1) == Some(b'<') && !open.is_empty() => heredoc_inside = true,
+            b'<' if rest.starts_with(b"<<") && !open.is_empty() => heredoc_inside = true,
             _ => {}
         }
         i += 1;
@@ -413,6 +420,10 @@ pub(crate) struct Walker {
     pub(crate) aliases: Vec<String>,
     /// Every `scp -t` on the line.
     pub(crate) scp_sinks: Vec<ScpSinkSeen>,
+    /// Loops around the code being walked.
+    loops: usize,
+    /// `cd`, `pushd` and `popd` walked so far.
+    pub(crate) cds: usize,
     /// The working directory as far as the line shows (`~` at the start), or `None`
     /// after a `cd` to somewhere unknown.
     pub(crate) cwd: Option<String>,
@@ -432,6 +443,8 @@ impl Walker {
             functions: Vec::new(),
             aliases: Vec::new(),
             scp_sinks: Vec::new(),
+            loops: 0,
+            cds: 0,
             cwd: Some("~".into()),
             depth: 0,
             origin,
@@ -608,9 +621,18 @@ impl Walker {
                 if let Some(r) = redirects {
                     self.redirects(&r.0, Stdin::Inherit);
                 }
-                // The body runs when called (with unknown arguments): its commands
-                // are judged as part of the line.
+                // The body runs when called (with unknown arguments), at any later
+                // point: its commands are judged as part of the line, with every
+                // variable unknown (`x=ls; f(){ $x; }; x=curl; f` runs curl) and the
+                // working directory unknown. What it assigns, or a `cd` in it, is
+                // unknown after the definition.
+                let outer_vars = std::mem::replace(&mut self.vars, Vars::new());
+                let outer_cwd = self.cwd.take();
+                let cds = self.cds;
                 self.compound(body, false);
+                let inner = std::mem::replace(&mut self.vars, outer_vars);
+                self.vars.forget_changed(&inner);
+                self.cwd = if self.cds == cds { outer_cwd } else { None };
                 Stdin::Pipe(None, format!("function `{}`", f.fname.value))
             }
             Command::ExtendedTest(expr, redirects) => {
@@ -636,7 +658,23 @@ impl Walker {
                 ast::ExtendedTestExpr::UnaryTest(_, x) => {
                     w.words(&[x.value.as_str()]);
                 }
-                ast::ExtendedTestExpr::BinaryTest(_, x, y) => {
+                ast::ExtendedTestExpr::BinaryTest(op, x, y) => {
+                    use ast::BinaryPredicate as P;
+                    if matches!(
+                        op,
+                        P::ArithmeticEqualTo
+                            | P::ArithmeticNotEqualTo
+                            | P::ArithmeticLessThan
+                            | P::ArithmeticLessThanOrEqualTo
+                            | P::ArithmeticGreaterThan
+                            | P::ArithmeticGreaterThanOrEqualTo
+                    ) {
+                        // `[[ a -eq b ]]` evaluates both sides as arithmetic.
+                        let mut subs = Substitutions::new();
+                        word::arithmetic(&x.value, &w.vars, &mut subs);
+                        word::arithmetic(&y.value, &w.vars, &mut subs);
+                        w.substitutions(subs);
+                    }
                     w.words(&[x.value.as_str(), y.value.as_str()]);
                 }
             }
@@ -654,16 +692,18 @@ impl Walker {
                     self.words(&raws);
                 }
                 self.vars.set(&f.variable_name, Var::Unknown);
-                self.list(&f.body.list, false);
+                self.repeated(|w| w.list(&f.body.list, false));
             }
             CompoundCommand::ArithmeticForClause(f) => {
-                for e in [&f.initializer, &f.condition, &f.updater]
-                    .into_iter()
-                    .flatten()
-                {
+                if let Some(e) = &f.initializer {
                     self.arithmetic(&e.value);
                 }
-                self.list(&f.body.list, false);
+                self.repeated(|w| {
+                    for e in [&f.condition, &f.updater].into_iter().flatten() {
+                        w.arithmetic(&e.value);
+                    }
+                    w.list(&f.body.list, false);
+                });
             }
             CompoundCommand::CaseClause(c) => {
                 self.words(&[c.value.value.as_str()]);
@@ -687,8 +727,10 @@ impl Walker {
             }
             CompoundCommand::WhileClause(ast::WhileOrUntilClauseCommand(cond, body, _))
             | CompoundCommand::UntilClause(ast::WhileOrUntilClauseCommand(cond, body, _)) => {
-                self.list(cond, false);
-                self.list(&body.list, false);
+                self.repeated(|w| {
+                    w.list(cond, false);
+                    w.list(&body.list, false);
+                });
             }
             CompoundCommand::Arithmetic(a) => self.arithmetic(&a.expr.value),
             CompoundCommand::Coprocess(c) => {
@@ -697,13 +739,55 @@ impl Walker {
         }
     }
 
+    /// Code that runs more than once (a loop's condition and body). A later
+    /// iteration sees what an earlier one assigned (`x=ls; while :; do $x; x=curl;
+    /// done` runs curl), so when the code assigns variables or changes directory it is
+    /// walked again with those unknown, and only that walk counts. Loops nested more
+    /// than 3 deep are walked once with every variable and the directory unknown.
+    fn repeated(&mut self, walk: impl Fn(&mut Self)) {
+        if self.loops >= 3 {
+            self.vars.distrust();
+            self.cwd = None;
+            self.loops += 1;
+            walk(self);
+            self.loops -= 1;
+            return;
+        }
+        self.loops += 1;
+        let (out, vars, cwd) = (self.out.clone(), self.vars.clone(), self.cwd.clone());
+        let (functions, aliases, sinks) = (
+            self.functions.len(),
+            self.aliases.len(),
+            self.scp_sinks.len(),
+        );
+        walk(self);
+        if self.vars.differs(&vars) || self.cwd != cwd {
+            let mut again = vars.clone();
+            again.forget_changed(&self.vars);
+            let cwd_again = if self.cwd == cwd { cwd } else { None };
+            self.out = out;
+            self.functions.truncate(functions);
+            self.aliases.truncate(aliases);
+            self.scp_sinks.truncate(sinks);
+            self.vars = again;
+            self.cwd = cwd_again;
+            walk(self);
+        }
+        self.loops -= 1;
+    }
+
     /// `(( … ))`: substitutions inside run; it may assign any variable.
     fn arithmetic(&mut self, text: &str) {
         let mut subs = Substitutions::new();
         let _ = word::evaluate(&format!("\"$(({text}))\""), &self.vars, &mut subs);
         self.substitutions(subs);
-        if text.contains('=') || text.contains("++") || text.contains("--") {
+        let assigned = word::assigned_in_arithmetic(text);
+        if !assigned.is_empty() || text.contains('=') {
             self.vars.distrust();
+        }
+        // What arithmetic assigns is an integer.
+        for name in assigned {
+            self.vars.set_integer(&name);
         }
     }
 
@@ -718,6 +802,10 @@ impl Walker {
     /// Runs the text of command substitutions met in words.
     fn substitutions(&mut self, subs: Substitutions) {
         for s in subs {
+            if let Some(reason) = s.strip_prefix(word::CONCERN) {
+                self.dynamic(reason.to_owned());
+                continue;
+            }
             self.code(&s, Stdin::Inherit);
         }
     }
@@ -860,12 +948,17 @@ impl Walker {
         }
         // Assignment values are expanded first (their substitutions run).
         let mut assigned: Vec<(String, Var)> = Vec::new();
+        // Names given an integer (`n=$((n+1))`, `n=$(wc -l < f)`).
+        let mut integers: Vec<String> = Vec::new();
         for a in &assignments {
             let name = match &a.name {
                 ast::AssignmentName::VariableName(n) => n.clone(),
                 ast::AssignmentName::ArrayElementName(n, index) => {
                     // The index is arithmetic: its substitutions run.
                     self.words(&[index.as_str()]);
+                    let mut subs = Substitutions::new();
+                    word::arithmetic(index, &self.vars, &mut subs);
+                    self.substitutions(subs);
                     n.clone()
                 }
             };
@@ -877,6 +970,9 @@ impl Walker {
                         _ => Var::Unknown,
                     };
                     self.substitutions(subs);
+                    if !a.append && word::integer_value(&w.value) {
+                        integers.push(name.clone());
+                    }
                     v
                 }
                 ast::AssignmentValue::Array(items) => {
@@ -904,7 +1000,13 @@ impl Walker {
             // Assignments alone set shell variables (for certain only when this
             // command always runs in this shell).
             for (name, v) in assigned {
+                // Maybe assigned: an integer only if it held one before too.
+                let integer =
+                    integers.contains(&name) && (certain || self.vars.integer_safe(&name));
                 self.vars.set(&name, if certain { v } else { Var::Unknown });
+                if integer {
+                    self.vars.set_integer(&name);
+                }
             }
             return Stdin::Pipe(Some(String::new()), "nothing".into());
         }

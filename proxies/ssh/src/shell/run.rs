@@ -727,6 +727,7 @@ impl Walker {
         }
         match name.as_str() {
             "cd" | "pushd" => {
+                self.cds += 1;
                 self.cwd = match rest.iter().find(|a| !a.text.starts_with('-')) {
                     None => Some("~".into()),
                     Some(a) if a.dynamic.is_none() && a.text != "-" && certain => {
@@ -735,7 +736,10 @@ impl Walker {
                     Some(_) => None,
                 };
             }
-            "popd" => self.cwd = None,
+            "popd" => {
+                self.cds += 1;
+                self.cwd = None;
+            }
             "eval" => {
                 if let Some(reason) = rest.iter().find_map(|a| a.dynamic.clone()) {
                     self.dynamic(format!("`eval` of text not known before it runs: {reason}"));
@@ -769,7 +773,19 @@ impl Walker {
                 self.dynamic("`hash -p` maps a name to another program");
             }
             "enable" => self.dynamic("`enable` loads or changes builtins"),
-            "read" | "mapfile" | "readarray" | "getopts" | "let" => self.vars.distrust(),
+            "let" => {
+                // Each argument in turn, as bash evaluates them.
+                for a in rest {
+                    let mut subs = Substitutions::new();
+                    word::arithmetic(&a.text, &self.vars, &mut subs);
+                    self.substitutions(subs);
+                    self.vars.distrust();
+                    for name in word::assigned_in_arithmetic(&a.text) {
+                        self.vars.set_integer(&name);
+                    }
+                }
+            }
+            "read" | "mapfile" | "readarray" | "getopts" => self.vars.distrust(),
             "printf" if rest.iter().any(|a| a.text.starts_with("-v")) => self.vars.distrust(),
             "declare" | "typeset" | "local" | "export" | "readonly" => {
                 for a in rest {
@@ -782,7 +798,16 @@ impl Walker {
                             self.vars.set(n, Var::Known(v.to_owned()));
                         }
                         Some((n, _)) if is_name(n) => self.vars.set(n, Var::Unknown),
-                        _ if a.text.starts_with('-') && a.text.contains(['n', 'a', 'A', 'i']) => {
+                        _ if a.text.starts_with('-') && a.text.contains('i') => {
+                            // Every later assignment to these names is evaluated as
+                            // arithmetic, wherever it is.
+                            self.dynamic(format!(
+                                "`{name} {}` gives variables the integer attribute: what is later assigned to them is evaluated as arithmetic",
+                                a.text
+                            ));
+                            self.vars.distrust();
+                        }
+                        _ if a.text.starts_with('-') && a.text.contains(['n', 'a', 'A']) => {
                             self.vars.distrust();
                         }
                         _ => {}

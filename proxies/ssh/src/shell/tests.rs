@@ -401,17 +401,19 @@ fn hostile_input_is_bounded() {
         "$((1$[l] <<  a ",
         "x$((1$((l)) <<  0 ",
         "x$[$[l] <<  0 ",
+        "\u{fffd}$[$[[ l ]\t\t\t\t\u{fffd}\t\t\t\t<<\t\t\t[ l ]\t\t\t\t\u{fffd}\t\t\t\t\t\t\t\t\t\t",
+        "x$((1$(( (l) )) <<  0 ",
     ] {
         assert!(classify(l).parse_error.is_some(), "{l}");
         assert!(!incomplete(l));
     }
-    is_static("echo $((1 << 2)) $[3] ${x} '$((' <<EOF\nx\nEOF");
+    is_static("echo $((1 << 2)) ${x} '$((' <<EOF\nx\nEOF");
     is_static("cat <<EOF\nx\nEOF");
     is_static("cat <<-'EOF'\nx\nEOF");
     // Found by fuzzing: backtracking doubles with each bare `(` level.
     let parens = format!("{}55<<<55555 ", "(".repeat(23));
     assert!(classify(&parens).parse_error.is_some());
-    is_static("((a)) ; (((echo x)))");
+    assert!(classify("((1)) ; (((echo x)))").parse_error.is_none());
     let braces = "{a,b}".repeat(30);
     is_dynamic(&braces);
 }
@@ -671,5 +673,64 @@ fn a_here_document_with_unclosed_substitutions_is_dynamic() {
     // brush-parser's tokenizer take gigabytes inside `$(` (found by fuzzing).
     for line in ["$(+()<<\t<y\t", "cat << |x", "cat <<"] {
         assert!(classify(line).parse_error.is_some(), "{line:?}");
+    }
+}
+
+/// Code that runs again sees what it assigned: a loop's later iterations, a function
+/// called later. Arithmetic evaluates names' values as arithmetic, and `a[$(cmd)]` in
+/// a value runs `cmd`: a value the line does not show makes the line dynamic.
+#[test]
+fn loops_functions_and_arithmetic_on_values_not_shown() {
+    for line in [
+        // A later iteration runs what an earlier one assigned.
+        "x=ls; while :; do $x; x=curl; done",
+        "x=ls; for i in 1 2; do $x; x=curl; done",
+        "x=ls; until false; do $x; x=curl; done",
+        "x=ls; for ((i=0; i<2; i++)); do $x; x=curl; done",
+        "x=ls; while :; do for i in 1; do $x; done; x=curl; done",
+        // A function runs with the variables of its call, not of its definition.
+        "x=ls; f(){ $x; }; x=curl; f",
+        "x=ls; f(){ $x; }; f; x=curl; f",
+        // Arithmetic on values the line does not show.
+        "read x < f; echo $((x))",
+        "echo $(( $(cat f) ))",
+        "echo $(( `cat f` ))",
+        "[[ $(cat f) -eq 1 ]]",
+        "[[ $X -gt 1 ]]",
+        "(( X + 1 ))",
+        "echo $((X))",
+        "echo $[X]",
+        "echo ${x:$n:2}",
+        "echo ${s:n}",
+        "echo ${a[i]}",
+        "a[n]=1",
+        "let y=X",
+        "for f in *.log; do n=$((n+1)); done",
+        "declare -i n; n=$(cat f)",
+        "x=y; y='a[1]'; echo $((x))",
+        "echo $((a[0]))",
+        "echo $(( $1 + 1 ))",
+        "n=$(cat f); echo $((n))",
+        "n=0; while read l; do n=$((n+l)); done < f",
+    ] {
+        is_dynamic(line);
+    }
+    for line in [
+        "echo $((1+2)) $((RANDOM % 6)) $(( $# + $? ))",
+        "x=5; echo $((x*2))",
+        "x=y; y=3; echo $((x))",
+        "n=$(wc -l < f); echo $((n+1))",
+        "n=$(ls | wc -l); echo $((n))",
+        "echo $(( $(nproc) * 2 )) $(( $(date +%s) - 10 )) $(( $(id -u) ))",
+        "((i=0)); ((i++)); echo $((i))",
+        "for ((i=0; i<3; i++)); do echo $((i*2)); done",
+        "let i=1 j=i+1; echo $((j))",
+        "n=0; for f in *.log; do n=$((n+1)); done; echo $n",
+        "echo $((16#ff + 0x1f)) ${#x} ${x:1:2}",
+        "x=ls; for i in 1 2; do $x; done",
+        "f(){ echo hi; }; f; f",
+        "i=0; while [[ $i -lt 3 ]]; do i=$((i+1)); done",
+    ] {
+        is_static(line);
     }
 }

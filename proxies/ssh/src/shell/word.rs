@@ -3,7 +3,7 @@
 //! cannot be known before the command runs (other parameters, command substitution,
 //! arithmetic, globs) makes the word dynamic, with the reason.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use brush_parser::ParserOptions;
 use brush_parser::word::{
@@ -30,6 +30,9 @@ pub struct Vars {
     known: HashMap<String, Var>,
     /// False once a command that may assign any variable ran (`read`, `eval`, ...).
     trusted: bool,
+    /// Names last assigned by arithmetic (`(( i = 0 ))`, `i++`): they hold integers,
+    /// which arithmetic can evaluate without running anything.
+    integers: HashSet<String>,
 }
 
 impl Vars {
@@ -37,6 +40,7 @@ impl Vars {
         Self {
             known: HashMap::new(),
             trusted: true,
+            integers: HashSet::new(),
         }
     }
 
@@ -51,12 +55,56 @@ impl Vars {
     }
 
     pub fn set(&mut self, name: &str, value: Var) {
+        self.integers.remove(name);
         self.known.insert(name.to_owned(), value);
     }
 
     /// Forget everything: any variable may have changed.
     pub fn distrust(&mut self) {
         self.trusted = false;
+        self.integers.clear();
+    }
+
+    /// `name` was assigned by arithmetic: it holds an integer.
+    pub fn set_integer(&mut self, name: &str) {
+        self.integers.insert(name.to_owned());
+    }
+
+    /// Whether anything may have changed since `before`.
+    pub fn differs(&self, before: &Vars) -> bool {
+        self.trusted != before.trusted
+            || self.known != before.known
+            || self.integers != before.integers
+    }
+
+    /// After code that may run again (a loop body) or at any later point (a function
+    /// body): every variable it assigned (`after` differs from `self` there) may hold
+    /// any of its values, so it is unknown.
+    pub fn forget_changed(&mut self, after: &Vars) {
+        // A name holds an integer afterwards if it did before (or held a value
+        // arithmetic evaluates without running anything) and the code left one in it.
+        let integers: HashSet<String> = after
+            .integers
+            .iter()
+            .filter(|n| self.integer_safe(n))
+            .cloned()
+            .collect();
+        if !after.trusted {
+            self.distrust();
+        }
+        for (name, v) in &after.known {
+            if self.known.get(name) != Some(v) {
+                self.known.insert(name.clone(), Var::Unknown);
+                self.integers.remove(name);
+            }
+        }
+        self.integers = integers;
+    }
+
+    /// Whether arithmetic on `name` runs nothing: it holds an integer, or a value
+    /// that arithmetic evaluates without running anything.
+    pub fn integer_safe(&self, name: &str) -> bool {
+        name_unknown(name, self, 0).is_none()
     }
 }
 
@@ -484,6 +532,7 @@ fn piece_into(
             Err(reason)
         }
         WordPiece::ArithmeticExpression(expr) => {
+            arithmetic(&expr.value, vars, subs);
             // `$(( $(cmd) ))`: substitutions inside run too.
             if let Ok(inner) = word::parse(&expr.value, &ParserOptions::default()) {
                 let mut scratch = Builder::default();
@@ -514,6 +563,10 @@ fn parameter(
         if let Ok(pieces) = word::parse(operand, &ParserOptions::default()) {
             let _ = pieces_into(&pieces, true, vars, subs, &mut Builder::default());
         }
+    }
+    // A substring's offset and length and an array index are arithmetic.
+    for text in arithmetic_operands(expr) {
+        arithmetic(text, vars, subs);
     }
     if let ParameterExpr::Transform {
         parameter,
@@ -568,6 +621,308 @@ fn parameter(
             }
         }
         _ => Err("a parameter expansion with an operator is not evaluated".to_owned()),
+    }
+}
+
+/// The texts inside a parameter expansion that the shell evaluates as arithmetic.
+fn arithmetic_operands(expr: &ParameterExpr) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    let parameter = match expr {
+        ParameterExpr::Substring {
+            parameter,
+            offset,
+            length,
+            ..
+        } => {
+            out.push(&offset.value);
+            out.extend(length.as_ref().map(|l| l.value.as_str()));
+            Some(parameter)
+        }
+        ParameterExpr::Parameter { parameter, .. }
+        | ParameterExpr::ParameterLength { parameter, .. }
+        | ParameterExpr::Transform { parameter, .. }
+        | ParameterExpr::UseDefaultValues { parameter, .. }
+        | ParameterExpr::AssignDefaultValues { parameter, .. }
+        | ParameterExpr::IndicateErrorIfNullOrUnset { parameter, .. }
+        | ParameterExpr::UseAlternativeValue { parameter, .. }
+        | ParameterExpr::RemoveSmallestSuffixPattern { parameter, .. }
+        | ParameterExpr::RemoveLargestSuffixPattern { parameter, .. }
+        | ParameterExpr::RemoveSmallestPrefixPattern { parameter, .. }
+        | ParameterExpr::RemoveLargestPrefixPattern { parameter, .. }
+        | ParameterExpr::UppercaseFirstChar { parameter, .. }
+        | ParameterExpr::UppercasePattern { parameter, .. }
+        | ParameterExpr::LowercaseFirstChar { parameter, .. }
+        | ParameterExpr::LowercasePattern { parameter, .. }
+        | ParameterExpr::ReplaceSubstring { parameter, .. } => Some(parameter),
+        ParameterExpr::VariableNames { .. } | ParameterExpr::MemberKeys { .. } => None,
+    };
+    if let Some(Parameter::NamedWithIndex { index, .. }) = parameter {
+        out.push(index);
+    }
+    out
+}
+
+/// Marks a concern about arithmetic in `subs`: the walker reports an entry that
+/// starts with this character as a reason the line is dynamic, not as code to run.
+pub const CONCERN: char = '\0';
+
+/// Text the shell evaluates as arithmetic (`$((…))`, `((…))`, an index, a
+/// substring's offset, `let`, `[[ a -eq b ]]`). Evaluating a name evaluates its value
+/// as arithmetic in turn, and a value like `a[$(cmd)]` runs `cmd`: a name whose value
+/// the line does not show (from the environment, an earlier line, `read`, a file), or
+/// the output of a command, may run code the line does not name. Such text is marked
+/// in `subs` (see [`CONCERN`]).
+pub fn arithmetic(text: &str, vars: &Vars, subs: &mut Substitutions) {
+    if let Some(reason) = arithmetic_unknown(text, vars, 0) {
+        subs.push(format!("{CONCERN}{reason}"));
+    }
+}
+
+/// Names that arithmetic text assigns (`i = 0`, `i += 2`, `i++`, `--i`); not array
+/// elements.
+pub fn assigned_in_arithmetic(text: &str) -> Vec<String> {
+    let b = text.as_bytes();
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if (c.is_ascii_alphabetic() || c == b'_')
+            && (i == 0 || !b.get(i - 1).is_some_and(|p| ident(*p) || *p == b'$'))
+        {
+            let n = b
+                .get(i..)
+                .unwrap_or_default()
+                .iter()
+                .take_while(|c| ident(**c))
+                .count();
+            let name = text.get(i..i + n).unwrap_or_default();
+            let after = text.get(i + n..).unwrap_or_default().trim_start();
+            let before = text.get(..i).unwrap_or_default().trim_end();
+            let assigns = (after.starts_with('=') && !after.starts_with("=="))
+                || [
+                    "+=", "-=", "*=", "/=", "%=", "<<=", ">>=", "&=", "^=", "|=", "++", "--",
+                ]
+                .iter()
+                .any(|op| after.starts_with(op))
+                || before.ends_with("++")
+                || before.ends_with("--");
+            if assigns && !out.iter().any(|o| o == name) {
+                out.push(name.to_owned());
+            }
+            i += n;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Names whose value is always an integer.
+const INTEGER_SPECIALS: &[&str] = &[
+    "RANDOM",
+    "SRANDOM",
+    "SECONDS",
+    "LINENO",
+    "BASHPID",
+    "PPID",
+    "UID",
+    "EUID",
+    "EPOCHSECONDS",
+];
+
+fn arithmetic_unknown(text: &str, vars: &Vars, depth: usize) -> Option<String> {
+    if depth > 8 {
+        return Some(format!(
+            "arithmetic on values that name each other more than 8 deep (`{}`)",
+            short(text)
+        ));
+    }
+    let b = text.as_bytes();
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'`' => {
+                return Some(format!(
+                    "the output of a command is evaluated as arithmetic (`{}`)",
+                    short(text)
+                ));
+            }
+            b'$' => match b.get(i + 1) {
+                Some(b'(') if b.get(i + 2) == Some(&b'(') => i += 3,
+                Some(b'[') => i += 2,
+                Some(b'(') => {
+                    let end = closing(b, i + 1, b'(', b')');
+                    let inner = text.get(i + 2..end).unwrap_or_default();
+                    if !numeric_output(inner) {
+                        return Some(format!(
+                            "the output of `$({})` is evaluated as arithmetic",
+                            short(inner)
+                        ));
+                    }
+                    i = end + 1;
+                }
+                Some(b'{') => {
+                    let end = closing(b, i + 1, b'{', b'}');
+                    let inner = text.get(i + 2..end).unwrap_or_default();
+                    let n = inner.bytes().take_while(|c| ident(*c)).count();
+                    let name = inner.get(..n).unwrap_or_default();
+                    let rest = inner.get(n..).unwrap_or_default();
+                    if let Some(len) = inner.strip_prefix('#') {
+                        // A length is an integer; its index is arithmetic.
+                        if let Some(r) = len.find('[').and_then(|s| {
+                            arithmetic_unknown(len.get(s..).unwrap_or_default(), vars, depth + 1)
+                        }) {
+                            return Some(r);
+                        }
+                    } else if n == 0 || !rest.is_empty() {
+                        return Some(format!(
+                            "`${{{}}}` is evaluated as arithmetic and its value is not known",
+                            short(inner)
+                        ));
+                    } else if let Some(r) = name_unknown(name, vars, depth) {
+                        return Some(r);
+                    }
+                    i = end + 1;
+                }
+                Some(&c) if c.is_ascii_alphabetic() || c == b'_' => {
+                    let n = b
+                        .get(i + 1..)
+                        .unwrap_or_default()
+                        .iter()
+                        .take_while(|c| ident(**c))
+                        .count();
+                    let name = text.get(i + 1..i + 1 + n).unwrap_or_default();
+                    if let Some(r) = name_unknown(name, vars, depth) {
+                        return Some(r);
+                    }
+                    i += 1 + n;
+                }
+                Some(b'#' | b'?' | b'$' | b'!') => i += 2,
+                Some(c) if c.is_ascii_digit() => {
+                    return Some(format!(
+                        "a positional parameter is evaluated as arithmetic (`{}`)",
+                        short(text)
+                    ));
+                }
+                _ => i += 1,
+            },
+            c if c.is_ascii_digit() => {
+                // Numbers, also `0x1f` and `16#ff`.
+                while b
+                    .get(i)
+                    .is_some_and(|c| ident(*c) || *c == b'#' || *c == b'@')
+                {
+                    i += 1;
+                }
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let n = b
+                    .get(i..)
+                    .unwrap_or_default()
+                    .iter()
+                    .take_while(|c| ident(**c))
+                    .count();
+                let name = text.get(i..i + n).unwrap_or_default();
+                let after = b.get(i + n..).unwrap_or_default();
+                if after.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'[') {
+                    return Some(format!(
+                        "an array element `{name}[…]` is evaluated as arithmetic and its value is not known"
+                    ));
+                }
+                // `i = …` does not read `i` (`i += …` does).
+                let rest = std::str::from_utf8(after).unwrap_or_default().trim_start();
+                let target = rest.starts_with('=') && !rest.starts_with("==");
+                if !target && let Some(r) = name_unknown(name, vars, depth) {
+                    return Some(r);
+                }
+                i += n;
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Whether an assignment's value (as written) is an integer whatever the host holds:
+/// `$((…))`, or `$(…)` of a command whose output is a number (see `numeric_output`).
+pub fn integer_value(raw: &str) -> bool {
+    let v = raw
+        .strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .unwrap_or(raw);
+    if let Some(inner) = v.strip_prefix("$((").and_then(|r| r.strip_suffix("))")) {
+        return !inner.contains("))");
+    }
+    v.strip_prefix("$(")
+        .and_then(|r| r.strip_suffix(')'))
+        .is_some_and(|code| !code.contains(')') && numeric_output(code))
+}
+
+/// Why evaluating `name` as arithmetic may run code: its value is not known, or the
+/// value (evaluated in turn) may.
+fn name_unknown(name: &str, vars: &Vars, depth: usize) -> Option<String> {
+    if INTEGER_SPECIALS.contains(&name) || vars.integers.contains(name) {
+        return None;
+    }
+    match vars.get(name) {
+        Some(v) => arithmetic_unknown(v, vars, depth + 1),
+        None => Some(format!(
+            "`{name}` is evaluated as arithmetic and its value is not known (`a[$(cmd)]` in it would run `cmd`)"
+        )),
+    }
+}
+
+/// The index of the bracket closing the one at `open` (or the end of the text).
+fn closing(b: &[u8], open: usize, o: u8, c: u8) -> usize {
+    let mut depth = 0usize;
+    let mut i = open;
+    while let Some(&x) = b.get(i) {
+        if x == o {
+            depth += 1;
+        } else if x == c {
+            depth -= 1;
+            if depth == 0 {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    b.len()
+}
+
+/// Command text whose output is a number whatever the host holds: `nproc`,
+/// `id -u`/`-g`, `date +%s`, `wc -l`/`-c`/`-w`/`-m` reading its input (last in a
+/// pipeline); a file name in `wc`'s output would be read as a name.
+fn numeric_output(code: &str) -> bool {
+    if code.contains(['$', '`', ';', '&', '<', '>', '(']) && !code.contains("wc") {
+        return false;
+    }
+    let last = code.rsplit('|').next().unwrap_or_default();
+    let words: Vec<&str> = last.split_whitespace().collect();
+    let Some((first, args)) = words.split_first() else {
+        return false;
+    };
+    match *first {
+        "nproc" => args.iter().all(|a| a.starts_with("--")),
+        "id" => matches!(args, ["-u" | "-g" | "-ur" | "-gr" | "-ru" | "-rg"]),
+        "date" => matches!(
+            args,
+            ["+%s" | "+%s%N" | "+%N" | "-u" | "+%Y"] | ["-u", "+%s"]
+        ),
+        "wc" => {
+            // Input from the pipeline or a redirection: only the count is printed.
+            let (opts, redirect): (Vec<&&str>, Vec<&&str>) =
+                args.iter().partition(|a| a.starts_with('-'));
+            !opts.is_empty()
+                && opts
+                    .iter()
+                    .all(|a| matches!(**a, "-l" | "-c" | "-w" | "-m"))
+                && (redirect.is_empty()
+                    || (redirect.first().is_some_and(|r| **r == "<") && redirect.len() == 2))
+                && !code.contains(['$', '`', ';', '&', '>', '('])
+        }
+        _ => false,
     }
 }
 
