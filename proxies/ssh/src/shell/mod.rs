@@ -421,7 +421,7 @@ pub(crate) struct Walker {
     /// Every `scp -t` on the line.
     pub(crate) scp_sinks: Vec<ScpSinkSeen>,
     /// Loops around the code being walked.
-    loops: usize,
+    pub(crate) loops: usize,
     /// `cd`, `pushd` and `popd` walked so far.
     pub(crate) cds: usize,
     /// The working directory as far as the line shows (`~` at the start), or `None`
@@ -754,7 +754,12 @@ impl Walker {
             return;
         }
         self.loops += 1;
-        let (out, vars, cwd) = (self.out.clone(), self.vars.clone(), self.cwd.clone());
+        let (out, vars, cwd, first) = (
+            self.out.clone(),
+            self.vars.clone(),
+            self.cwd.clone(),
+            self.first,
+        );
         let (functions, aliases, sinks) = (
             self.functions.len(),
             self.aliases.len(),
@@ -766,6 +771,7 @@ impl Walker {
             again.forget_changed(&self.vars);
             let cwd_again = if self.cwd == cwd { cwd } else { None };
             self.out = out;
+            self.first = first;
             self.functions.truncate(functions);
             self.aliases.truncate(aliases);
             self.scp_sinks.truncate(sinks);

@@ -878,8 +878,10 @@ impl Walker {
                 if let Some(dest) = &dest {
                     self.write_arg(dest);
                 }
-                let fed_by_channel =
-                    self.depth == 1 && matches!(self.stdin_of(stdin), Stdin::Inherit);
+                // Run once, at the top level, reading the channel.
+                let fed_by_channel = self.depth == 1
+                    && self.loops == 0
+                    && matches!(self.stdin_of(stdin), Stdin::Inherit);
                 self.scp_sinks.push(super::ScpSinkSeen {
                     dest: dest.map(|d| self.resolve(&d.text)),
                     fed_by_channel,

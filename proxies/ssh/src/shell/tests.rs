@@ -484,6 +484,8 @@ fn programs_that_run_commands_through_their_options() {
         "sh -c 'scp -t .'",
         "cat | scp -t .",
         "scp -t a; scp -t b",
+        "for i in 1 2; do scp -t .; done",
+        "while :; do scp -t .; done",
     ] {
         is_dynamic(line);
         assert!(c(line).scp_sink.is_none(), "{line}");
@@ -733,4 +735,8 @@ fn loops_functions_and_arithmetic_on_values_not_shown() {
     ] {
         is_static(line);
     }
+    // The walk that counts is the last: the first command is still the first.
+    let c = classify("for i in 1 2; do x=$i; cp $x y; done");
+    assert_eq!(c.program.as_deref(), Some("cp"));
+    assert_eq!(c.commands.len(), 1);
 }
