@@ -433,6 +433,27 @@ impl RuleSet {
         stored
     }
 
+    /// What became of request `request_ref` (`ctx` is its result event, which carries
+    /// the same key fields): it `ran`, and the partial matches it completed are used
+    /// up, or it was refused, and they stay armed for a retry. Returns how many partial
+    /// matches it concerned.
+    pub fn on_outcome<C: Context + ?Sized>(
+        &self,
+        ctx: &C,
+        state: &mut SequenceState,
+        request_ref: u128,
+        ran: bool,
+    ) -> usize {
+        state.rebind(self.id, &self.hashes);
+        let mut n = 0;
+        for (by, members) in &self.groups {
+            if let Some(key) = key_for(by, ctx) {
+                n += state.outcome(&key, members, request_ref, ran);
+            }
+        }
+        n
+    }
+
     /// Binds a state to this rule set now: partial matches of sequences whose hash is
     /// unchanged are kept, the others dropped. (Evaluation does this by itself; call it
     /// after a reload to learn what survived.)
@@ -665,6 +686,7 @@ impl RuleSet {
             // Phase 2: apply.
             if !actions.is_empty() {
                 let mut removed = 0;
+                let (mut pending_added, mut pending_dropped) = (0, 0);
                 if let Some(parts) = state.get_mut(&key) {
                     for (i, action) in actions.into_iter().rev() {
                         let Some(p) = parts.get_mut(i) else { continue };
@@ -673,7 +695,8 @@ impl RuleSet {
                         };
                         match action {
                             Action::Drop => {
-                                parts.swap_remove(i);
+                                let gone = parts.swap_remove(i);
+                                pending_dropped += gone.completing.map_or(0, |c| c.len());
                                 removed += 1;
                             }
                             Action::Advance => {
@@ -682,18 +705,27 @@ impl RuleSet {
                                     *slot = ev_ref;
                                 }
                                 p.last = now;
-                                p.stage = p.stage.saturating_add(1);
                                 capture_fields(seq, stage_index, p, ctx, out.as_deref_mut());
-                                if usize::from(p.stage) >= seq.stages.len() {
-                                    let done = parts.swap_remove(i);
-                                    removed += 1;
-                                    completions.push((done.seq, done.events));
+                                if stage_index + 1 >= seq.stages.len() {
+                                    // Complete: the partial stays armed until this
+                                    // request is seen to run (`on_outcome`).
+                                    completions.push((p.seq, p.events.clone()));
+                                    let mut refs: Vec<u128> =
+                                        p.completing.take().map(Vec::from).unwrap_or_default();
+                                    if !refs.contains(&ev_ref) {
+                                        refs.push(ev_ref);
+                                        pending_added += 1;
+                                    }
+                                    p.completing = Some(refs.into_boxed_slice());
+                                } else {
+                                    p.stage = p.stage.saturating_add(1);
                                 }
                             }
                         }
                     }
                 }
                 state.removed(removed);
+                state.pending_changed(pending_added, pending_dropped);
                 state.drop_empty(&key);
             }
             for s in starts {
@@ -725,6 +757,7 @@ impl RuleSet {
                     last: now,
                     seq: s,
                     stage: 1,
+                    completing: None,
                     events,
                     captures: (seq.slots > 0).then(|| {
                         vec![Captured::default(); usize::from(seq.slots)].into_boxed_slice()

@@ -46,6 +46,11 @@ pub(crate) struct Partial {
     pub events: Box<[u128]>,
     /// Capture slots, when the sequence has captures.
     pub captures: Option<Box<[Captured]>>,
+    /// Requests that completed the sequence and have not been seen to run. The
+    /// partial stays one stage short of complete until one of them runs
+    /// ([`SequenceState::outcome`]): a completing step that was refused (blocked,
+    /// denied) does not disarm the chain, so a retry completes it again.
+    pub completing: Option<Box<[u128]>>,
 }
 
 impl Partial {
@@ -70,6 +75,8 @@ pub struct SequenceState {
     limits: Limits,
     pub(crate) keys: HashMap<Box<str>, Vec<Partial>>,
     total: usize,
+    /// Completions not yet seen to run or be refused (see [`Partial::completing`]).
+    pending: usize,
     /// Id and sequence hashes of the rule set the `seq` indices refer to.
     bound_id: u64,
     bound: Vec<u64>,
@@ -157,12 +164,63 @@ impl SequenceState {
         self.bound_id = id;
     }
 
+    /// Number of completions waiting to be seen to run or be refused.
+    pub fn pending_completions(&self) -> usize {
+        self.pending
+    }
+
+    /// What became of a request that completed sequences of `key`'s partial matches in
+    /// `group`: it ran (the partial match is used up) or it did not (blocked, denied,
+    /// expired: the partial match stays armed). Returns how many partial matches it
+    /// concerned.
+    pub(crate) fn outcome(&mut self, key: &str, group: &[u16], request: u128, ran: bool) -> usize {
+        let Some(parts) = self.keys.get_mut(key) else {
+            return 0;
+        };
+        let mut touched = 0;
+        let mut removed = 0;
+        let mut resolved = 0;
+        parts.retain_mut(|p| {
+            if !group.contains(&p.seq) {
+                return true;
+            }
+            let Some(refs) = p.completing.as_deref() else {
+                return true;
+            };
+            if !refs.contains(&request) {
+                return true;
+            }
+            touched += 1;
+            if ran {
+                resolved += refs.len();
+                removed += 1;
+                return false;
+            }
+            let left: Vec<u128> = refs.iter().copied().filter(|r| *r != request).collect();
+            resolved += 1;
+            p.completing = (!left.is_empty()).then(|| left.into_boxed_slice());
+            true
+        });
+        self.pending = self.pending.saturating_sub(resolved);
+        self.total = self.total.saturating_sub(removed);
+        if parts.is_empty() {
+            self.keys.remove(key);
+        }
+        touched
+    }
+
     pub(crate) fn get(&self, key: &str) -> Option<&Vec<Partial>> {
         self.keys.get(key)
     }
 
     pub(crate) fn get_mut(&mut self, key: &str) -> Option<&mut Vec<Partial>> {
         self.keys.get_mut(key)
+    }
+
+    /// `n` more completions wait for their outcome; `m` fewer (their partial
+    /// matches were dropped).
+    pub(crate) fn pending_changed(&mut self, n: usize, m: usize) {
+        self.pending = (self.pending + n).saturating_sub(m);
     }
 
     pub(crate) fn removed(&mut self, n: usize) {

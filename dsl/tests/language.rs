@@ -508,8 +508,24 @@ fn sequence_completes_on_third_event_only() {
     let alert = v.alerts.iter().find(|a| a.sequence).unwrap();
     assert_eq!(alert.related, [1, 3, 4]);
     assert_eq!(alert.severity.ocsf_id(), 5);
+    // Armed until the completing request is seen to run.
+    assert_eq!(st.live_partials(), 1);
+    assert_eq!(st.pending_completions(), 1);
+    // It did not run (the approval was denied): a retry completes the chain again.
+    assert_eq!(rs.on_outcome(&c.result("a", 5), &mut st, 4, false), 1);
+    assert_eq!(st.pending_completions(), 0);
+    let v = rs.evaluate(&c.pod("a", 125), &mut st);
+    assert_eq!(v.effect, Effect::RequireApproval);
+    assert!(
+        v.alerts.iter().any(|a| a.sequence),
+        "the retry is alerted too"
+    );
+    // Another request's outcome changes nothing.
+    assert_eq!(rs.on_outcome(&c.result("a", 5), &mut st, 99, true), 0);
+    // It ran (approved): the partial match is used up, a further pod is not held.
+    assert_eq!(rs.on_outcome(&c.result("a", 5), &mut st, 4, true), 1);
     assert_eq!(st.live_partials(), 0);
-    // Completed: a further pod is not held.
+    assert_eq!(st.pending_completions(), 0);
     assert_eq!(rs.evaluate(&c.pod("a", 130), &mut st).effect, Effect::Allow);
 }
 

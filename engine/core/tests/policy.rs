@@ -17,7 +17,7 @@ use gatehouse_core::policy::{
 };
 use gatehouse_events::payload::{
     Capture, K8sRequest, PgKind, PgStatement, RequestDetail, RequestObserved, ResultObserved,
-    SessionClosed, SshRequest, SshRequestKind,
+    ResultStatus, SessionClosed, SshRequest, SshRequestKind,
 };
 use gatehouse_events::{Event, EventId, Identity, Payload, Protocol};
 
@@ -182,6 +182,75 @@ fn chain_requires_approval_on_the_third_event_and_not_before() {
     let chain = alerts.iter().find(|a| a.sequence).unwrap();
     assert_eq!(chain.related_events, vec![r.id, h.id, p.id]);
     assert_eq!(chain.severity.ocsf_id(), 5);
+}
+
+/// The outcome of a request, as a proxy records it.
+fn outcome(ids: &mut Ids, req: &Event, status: ResultStatus, at: DateTime<Utc>) -> Event {
+    let mut e = req.clone();
+    e.id = ids.next();
+    e.time = at;
+    e.payload = Payload::ResultObserved(ResultObserved {
+        request: Some(req.id),
+        status,
+        ..ResultObserved::default()
+    });
+    e
+}
+
+/// A refused completing step (blocked, or held and denied) does not use the chain up:
+/// the retry is held and alerted again. Only a completing step that ran does, and a
+/// policy rebuilt from the same events agrees.
+#[test]
+fn a_refused_completing_step_leaves_the_chain_armed_for_the_retry() {
+    let policy = starter();
+    let mut ids = Ids(0);
+    let mut log: Vec<Event> = Vec::new();
+    let r = recon(&mut ids, "agent:a", t0());
+    policy.decide(&r, None);
+    let res = result_of(&mut ids, &r, CAPTURE, &["bastion"], t0());
+    policy.on_result(&res);
+    let h = hop(&mut ids, "agent:a", "bastion", t0() + Duration::minutes(1));
+    policy.decide(&h, None);
+    log.extend([r, res, h]);
+    let mut t = t0() + Duration::minutes(2);
+    // Denied twice: each retry completes the chain again.
+    for attempt in 0..2 {
+        let p = pod(&mut ids, "agent:a", t);
+        let v = policy.decide(&p, None);
+        assert_eq!(v.effect, Effect::RequireApproval, "attempt {attempt}");
+        assert!(
+            v.alerts.iter().any(|a| a.sequence),
+            "attempt {attempt} alerted"
+        );
+        let denied = outcome(&mut ids, &p, ResultStatus::Refused, t);
+        policy.on_result(&denied);
+        log.extend([p, denied]);
+        t += Duration::seconds(30);
+    }
+    // Approved and run: used up.
+    let p = pod(&mut ids, "agent:a", t);
+    assert_eq!(policy.decide(&p, None).effect, Effect::RequireApproval);
+    let ran = outcome(&mut ids, &p, ResultStatus::Ok, t + Duration::seconds(5));
+    policy.on_result(&ran);
+    log.extend([p, ran]);
+    assert_eq!(policy.live_partials(), 0);
+    let v = policy.decide(&pod(&mut ids, "agent:a", t + Duration::minutes(1)), None);
+    assert_eq!(v.effect, Effect::Allow);
+    assert!(v.alerts.is_empty());
+
+    // Rebuilt from the log up to the second refusal: still armed.
+    let rebuilt = starter();
+    for e in log.iter().take(7) {
+        rebuilt.replay(e);
+    }
+    let v = rebuilt.decide(&pod(&mut ids, "agent:a", t), None);
+    assert_eq!(v.effect, Effect::RequireApproval);
+    // Rebuilt from the whole log: used up.
+    let rebuilt = starter();
+    for e in &log {
+        rebuilt.replay(e);
+    }
+    assert_eq!(rebuilt.live_partials(), 0);
 }
 
 #[test]

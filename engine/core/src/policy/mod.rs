@@ -18,6 +18,7 @@ mod inline;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 pub use context::{EventContext, parse_addr};
@@ -29,7 +30,7 @@ pub use gatehouse_dsl::{
 pub use inline::{StepFailure, TestOutcome, run_tests};
 
 use gatehouse_dsl::{LoadError, LoadOptions, SequenceState};
-use gatehouse_events::payload::{self, AlertRaised, DecisionMade, Payload};
+use gatehouse_events::payload::{self, AlertRaised, DecisionMade, Payload, ResultStatus};
 use gatehouse_events::{Event, EventId};
 
 /// Loading or reloading failed.
@@ -92,6 +93,9 @@ pub struct Policy {
     version: String,
     /// `None` once retired by a reload (callers then use the new policy).
     state: Mutex<Option<SequenceState>>,
+    /// Some completed sequence waits to learn whether its completing request ran
+    /// (results then take the sequence lock).
+    completions_pending: AtomicBool,
 }
 
 impl Policy {
@@ -108,6 +112,7 @@ impl Policy {
             rules: Arc::new(rules),
             version,
             state: Mutex::new(Some(SequenceState::new(options.limits))),
+            completions_pending: AtomicBool::new(false),
         })
     }
 
@@ -148,10 +153,16 @@ impl Policy {
         let ctx = EventContext::new(event).with_client_ip(client_ip);
         let mut guard = self.lock();
         let state = guard.as_mut()?;
-        Some(self.rules.evaluate(&ctx, state))
+        let verdict = self.rules.evaluate(&ctx, state);
+        self.completions_pending
+            .store(state.pending_completions() > 0, Ordering::Relaxed);
+        Some(verdict)
     }
 
-    /// Feeds the captures of a `result_observed` event into sequences. Returns how many
+    /// Feeds a `result_observed` event into sequences: its captures, and whether the
+    /// request ran — a request that completed a sequence uses the partial match up
+    /// only when it ran to success; refused or failed, the chain stays armed for a
+    /// retry. Returns how many
     /// captures took values.
     pub fn on_result(&self, event: &Event) -> usize {
         let Payload::ResultObserved(r) = &event.payload else {
@@ -160,8 +171,9 @@ impl Policy {
         let Some(request) = r.request else {
             return 0;
         };
-        // Most results capture nothing: do not take the sequence lock for them.
-        if r.captures.is_empty() {
+        // Most results capture nothing and follow no completion: do not take the
+        // sequence lock for them.
+        if r.captures.is_empty() && !self.completions_pending.load(Ordering::Relaxed) {
             return 0;
         }
         let ctx = EventContext::new(event);
@@ -169,13 +181,25 @@ impl Policy {
         let Some(state) = guard.as_mut() else {
             return 0;
         };
-        r.captures
+        let request = request.as_uuid().as_u128();
+        let stored = r
+            .captures
             .iter()
             .map(|c| {
                 self.rules
-                    .on_result(&ctx, state, request.as_uuid().as_u128(), &c.name, &c.values)
+                    .on_result(&ctx, state, request, &c.name, &c.values)
             })
-            .sum()
+            .sum();
+        if state.pending_completions() > 0 {
+            // Only a request that completed counts as run: refused, or failed upstream
+            // (an agent could make a first attempt fail on purpose), the chain stays
+            // armed and the retry completes it again.
+            let ran = matches!(r.status, ResultStatus::Ok);
+            self.rules.on_outcome(&ctx, state, request, ran);
+        }
+        self.completions_pending
+            .store(state.pending_completions() > 0, Ordering::Relaxed);
+        stored
     }
 
     /// Feeds any other event (session closed, credential revoked, approval decided):
@@ -197,7 +221,12 @@ impl Policy {
                 let ctx = EventContext::new(event);
                 let mut guard = self.lock();
                 match guard.as_mut() {
-                    Some(state) => self.rules.replay(&ctx, state),
+                    Some(state) => {
+                        let ev = self.rules.replay(&ctx, state);
+                        self.completions_pending
+                            .store(state.pending_completions() > 0, Ordering::Relaxed);
+                        ev
+                    }
                     None => Vec::new(),
                 }
             }
@@ -229,6 +258,8 @@ impl Policy {
     }
 
     fn with_state(self, state: SequenceState) -> Self {
+        self.completions_pending
+            .store(state.pending_completions() > 0, Ordering::Relaxed);
         *self.lock() = Some(state);
         self
     }
