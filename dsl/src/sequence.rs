@@ -117,6 +117,7 @@ impl SequenceState {
             bytes += round(parts.capacity() * std::mem::size_of::<Partial>());
             for p in parts {
                 bytes += round(p.events.len() * std::mem::size_of::<u128>());
+                bytes += round(p.completing.as_ref().map_or(0, |c| c.len()) * 16);
                 if let Some(c) = &p.captures {
                     bytes += round(c.len() * std::mem::size_of::<Captured>());
                     for cap in c.iter() {

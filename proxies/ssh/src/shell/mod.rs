@@ -102,6 +102,11 @@ pub struct Classified {
     pub parse_error: Option<String>,
     /// The line is over [`MAX_LEN`]: it must be refused whatever the policy says.
     pub too_long: bool,
+    /// Protocols the line's programs speak to other systems from the host — a pivot
+    /// past the gateway: `postgres` (psql, pg_dump, ...), `mysql`, `mongodb`, `redis`,
+    /// `kubernetes` (kubectl, helm, ..., or an HTTP client given a Kubernetes API URL),
+    /// `ssh` (ssh, scp, sftp, rsync to a remote).
+    pub pivot: Vec<String>,
     /// The line is only `scp -t DEST` reading the channel (an exec): the gateway reads
     /// the file names in its stream and judges each against this destination (resolved
     /// like `writes`; `None` when the line names none).
@@ -157,6 +162,11 @@ fn classify_unguarded(line: &str, origin: Origin) -> Classified {
     };
     w.code(&line, Stdin::Inherit);
     w.out.program = w.out.argv.first().map(|a| basename(a).to_owned());
+    w.out.pivot = pivots(&w.out.programs, &w.out.urls);
+    if w.out.commands.len() == 1 && transfer_kind(&w.out.argv).is_some() {
+        // The server side of an scp or rsync transfer reaches nowhere.
+        w.out.pivot.retain(|p| p != "ssh");
+    }
     // The names in an scp stream are read only where the gateway's view of the stream
     // is the sink's: `scp -t` alone on an exec line, reading the channel from its
     // first byte (anything else on the line could read part of it first).
@@ -175,6 +185,104 @@ fn classify_unguarded(line: &str, origin: Origin) -> Classified {
         ),
     }
     w.out
+}
+
+/// Clients by the protocol they speak (`ssh.pivot`).
+const PIVOT_CLIENTS: &[(&str, &[&str])] = &[
+    (
+        "postgres",
+        &[
+            "psql",
+            "pg_dump",
+            "pg_dumpall",
+            "pg_restore",
+            "pg_basebackup",
+            "pg_receivewal",
+            "pg_recvlogical",
+            "pg_isready",
+            "pgbench",
+            "pgcli",
+            "createdb",
+            "dropdb",
+            "createuser",
+            "dropuser",
+            "vacuumdb",
+            "reindexdb",
+            "clusterdb",
+        ],
+    ),
+    (
+        "mysql",
+        &[
+            "mysql",
+            "mariadb",
+            "mysqldump",
+            "mariadb-dump",
+            "mysqladmin",
+            "mysqlimport",
+            "mysqlshow",
+            "mysqlcheck",
+            "mycli",
+        ],
+    ),
+    (
+        "mongodb",
+        &[
+            "mongo",
+            "mongosh",
+            "mongodump",
+            "mongorestore",
+            "mongoexport",
+            "mongoimport",
+        ],
+    ),
+    ("redis", &["redis-cli", "redis-benchmark"]),
+    (
+        "kubernetes",
+        &[
+            "kubectl", "helm", "oc", "k9s", "kubeadm", "stern", "kubens", "kubectx",
+        ],
+    ),
+    ("ssh", &["ssh", "scp", "sftp", "autossh", "mosh", "rsync"]),
+];
+
+/// HTTP clients: a Kubernetes API URL among the line's URLs makes them a
+/// `kubernetes` pivot.
+const HTTP_CLIENTS: &[&str] = &[
+    "curl", "wget", "http", "https", "xh", "httpie", "python3", "python",
+];
+
+fn pivots(programs: &[String], urls: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |p: &str| {
+        if !out.iter().any(|o| o == p) {
+            out.push(p.to_owned());
+        }
+    };
+    for (protocol, clients) in PIVOT_CLIENTS {
+        if programs.iter().any(|p| clients.contains(&p.as_str())) {
+            add(protocol);
+        }
+    }
+    let kube_api = |u: &str| {
+        let u = u.to_ascii_lowercase();
+        [
+            "/api/v1",
+            "/apis/",
+            ":6443",
+            "kubernetes.default",
+            "/version?",
+            "/openapi/v",
+        ]
+        .iter()
+        .any(|m| u.contains(m))
+    };
+    if programs.iter().any(|p| HTTP_CLIENTS.contains(&p.as_str()))
+        && urls.iter().any(|u| kube_api(u))
+    {
+        add("kubernetes");
+    }
+    out
 }
 
 /// Whether `text` is the start of a construct that goes on in the next line (open
@@ -1100,8 +1208,8 @@ pub(crate) fn normalize(path: &str) -> String {
     }
 }
 
-/// Most bare `(` (subshells, arithmetic commands) open at once: brush-parser's
-/// backtracking doubles with each level (found by fuzzing).
+/// Most bare `(` (subshells, arithmetic commands, process substitutions) open at
+/// once: brush-parser's backtracking doubles with each level (found by fuzzing).
 const MAX_BARE_PARENS: usize = 12;
 
 /// The deepest bracket nesting in `text` (quotes not considered: an over-estimate),
@@ -1115,7 +1223,10 @@ fn nesting(text: &str) -> usize {
     for b in text.bytes() {
         match b {
             b'(' | b'{' | b'[' => {
-                let is_bare = b == b'(' && !matches!(prev, b'$' | b'<' | b'>');
+                // Process substitutions (`<(`, `>(`) are subshells too, and after a
+                // redirection operator the parser backtracks through them the same
+                // way (found by fuzzing).
+                let is_bare = b == b'(' && prev != b'$';
                 stack.push(is_bare);
                 if is_bare {
                     bare += 1;

@@ -414,6 +414,11 @@ fn hostile_input_is_bounded() {
     let parens = format!("{}55<<<55555 ", "(".repeat(23));
     assert!(classify(&parens).parse_error.is_some());
     assert!(classify("((1)) ; (((echo x)))").parse_error.is_none());
+    // Found by fuzzing: the same doubling through process substitutions after a
+    // redirection operator.
+    let subs = "4><( ".repeat(24);
+    assert!(classify(&subs).parse_error.is_some());
+    is_static("diff <(sort a) <(sort b) > d");
     let braces = "{a,b}".repeat(30);
     is_dynamic(&braces);
 }
