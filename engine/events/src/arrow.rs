@@ -399,6 +399,16 @@ pub static COLUMNS: &[Column] = &[
             .unwrap_or(Cell::List(vec![]))
     ),
     col!(
+        "ssh_pivot",
+        List,
+        true,
+        "protocols the line's clients speak to other systems from the host",
+        |e| e
+            .ssh()
+            .map(|x| list(&x.pivot))
+            .unwrap_or(Cell::List(vec![]))
+    ),
+    col!(
         "ssh_commands",
         List,
         true,

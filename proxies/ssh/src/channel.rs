@@ -1193,6 +1193,7 @@ fn command_request(
         writes: c.writes,
         parse_error: c.parse_error,
         urls: c.urls,
+        pivot: c.pivot,
         transfer,
         runs_written,
         ..SshRequest::default()

@@ -172,6 +172,7 @@ impl EventContext<'_> {
             id::SSH_RUNS_WRITTEN => opt(&s.runs_written),
             id::SSH_URLS => list(&s.urls),
             id::SSH_TRANSFER => opt(&s.transfer),
+            id::SSH_PIVOT => list(&s.pivot),
             id::SSH_PTY => Value::Bool(s.pty),
             id::SSH_FORWARD_HOST => opt(&s.forward_host),
             id::SSH_FORWARD_PORT => s

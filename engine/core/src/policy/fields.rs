@@ -99,6 +99,7 @@ catalogue! {
     SSH_REDIRECTS = ("ssh.redirects", StrList, false, "every redirection target (`< f`, `> f`, `/dev/tcp/...`)");
     SSH_WRITES = ("ssh.writes", StrList, false, "files the line writes: redirections, `tee`, `dd of=`, `cp`/`mv`/`install`/`ln` destinations; relative paths resolved against the line's `cd`s, `~` for the login directory");
     SSH_URLS = ("ssh.urls", StrList, false, "URLs among the command line's arguments (`scheme://...`, also `--option=URL`): network access by any program (`git clone`, `pip --index-url`, ...)");
+    SSH_PIVOT = ("ssh.pivot", StrList, false, "protocols the command line's clients speak to other systems from the host: `postgres`, `mysql`, `mongodb`, `redis`, `kubernetes` (also an HTTP client given a Kubernetes API URL), `ssh`; empty when none");
     SSH_TRANSFER = ("ssh.transfer", Str, false, "`scp` or `rsync` when the line is only the server side of a file transfer (`scp -t`/`-f`, `rsync --server`); missing otherwise");
     SSH_RUNS_WRITTEN = ("ssh.runs_written", Str, false, "the line runs a program or script (by name) that a request of the same connection wrote: SFTP, scp, rsync, a redirection or copy; missing when it does not");
     SSH_PARSE_ERROR = ("ssh.parse_error", Str, false, "why the command line could not be parsed, or that it is over the size limit; missing when it was parsed");

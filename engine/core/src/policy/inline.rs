@@ -464,6 +464,7 @@ impl Runner {
                 "ssh.runs_written" => s.runs_written = Some(scalar(v)?),
                 "ssh.urls" => s.urls = list(v)?,
                 "ssh.transfer" => s.transfer = Some(scalar(v)?),
+                "ssh.pivot" => s.pivot = list(v)?,
                 "ssh.pty" => s.pty = boolean(v)?,
                 "ssh.forward.host" => s.forward_host = Some(scalar(v)?),
                 "ssh.forward.port" => {

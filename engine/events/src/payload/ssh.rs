@@ -101,6 +101,11 @@ pub struct SshRequest {
     /// URLs among the line's arguments (network access by any program).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub urls: Vec<String>,
+    /// Protocols the line's programs speak to other systems from the host
+    /// (`postgres`, `mysql`, `mongodb`, `redis`, `kubernetes`, `ssh`): a pivot past the
+    /// gateway.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pivot: Vec<String>,
     /// The line is the server side of a file transfer (`scp` or `rsync`) and nothing
     /// else.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -745,3 +745,27 @@ fn loops_functions_and_arithmetic_on_values_not_shown() {
     assert_eq!(c.program.as_deref(), Some("cp"));
     assert_eq!(c.commands.len(), 1);
 }
+
+/// Clients that reach other systems from the host, by protocol (`ssh.pivot`).
+#[test]
+fn pivots_name_the_protocol_a_client_speaks() {
+    let p = |l: &str| classify(l).pivot;
+    assert_eq!(p("psql -h db app -c 'select 1'"), ["postgres"]);
+    assert_eq!(p("sudo -u postgres pg_dump app > a.sql"), ["postgres"]);
+    assert_eq!(p("kubectl get pods | grep x"), ["kubernetes"]);
+    assert_eq!(p("sh -c 'helm install x y'"), ["kubernetes"]);
+    assert_eq!(
+        p("curl -sk https://10.0.0.1:6443/api/v1/namespaces/default/pods"),
+        ["kubernetes"]
+    );
+    assert_eq!(
+        p("mysql -e 'show databases'; redis-cli ping"),
+        ["mysql", "redis"]
+    );
+    assert_eq!(p("ssh other-host uptime"), ["ssh"]);
+    assert!(p("curl -s https://example.com/").is_empty());
+    assert!(p("ls -la").is_empty());
+    // The server side of a transfer reaches nowhere.
+    assert!(p("scp -t /tmp/x").is_empty());
+    assert!(p("rsync --server -e.LsfxCIvu . d/").is_empty());
+}
