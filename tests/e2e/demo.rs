@@ -19,6 +19,12 @@ fn the_demo_runs_to_completion_and_tells_the_whole_story() {
     assert!(count(Outcome::Masked) >= 3, "{transcript}");
     assert!(count(Outcome::Blocked) >= 4, "{transcript}");
     assert_eq!(count(Outcome::HeldThenApproved), 1, "{transcript}");
+    // Denied first, then retried: the refusal did not disarm the chain.
+    assert_eq!(count(Outcome::HeldThenDenied), 1, "{transcript}");
+    assert_eq!(
+        report.chain_alerts, 2,
+        "one finding per attempt:\n{transcript}"
+    );
     // Masking reached the agent: no card number, password or Secret value in clear.
     let agent_saw: String = report.steps.iter().map(|s| s.output.as_str()).collect();
     for secret in [

@@ -49,6 +49,8 @@ pub enum Outcome {
     Blocked,
     /// Held for a reviewer, then approved and run.
     HeldThenApproved,
+    /// Held for a reviewer, then denied: not run.
+    HeldThenDenied,
 }
 
 /// One step of the agent's script.
@@ -77,6 +79,9 @@ pub struct Report {
     pub replays: String,
     /// The Detection Finding of the chain, as read back from the alerts topic.
     pub alert: serde_json::Value,
+    /// How many Detection Findings of the chain the alerts topic holds (one per
+    /// completing attempt).
+    pub chain_alerts: usize,
     /// Where the held downstream secrets were looked for, and where they were found.
     pub secrets: SecretScan,
     /// Wall time of the whole demo.
@@ -134,10 +139,13 @@ pub fn run(gatehouse: &Path, examples: &Path, out: &mut dyn Write) -> Report {
         Outcome::Masked,
     ));
     steps.push(d.ssh(&ssh_token, "uname -s", Outcome::Allowed));
-    steps.push(d.held_pod(&kubeconfig));
+    // The reviewer says no; the agent simply tries again. The refusal does not disarm
+    // the chain: the retry is held (and alerted) again.
+    steps.push(d.held_pod(&kubeconfig, false));
+    steps.push(d.held_pod(&kubeconfig, true));
 
     d.section("The alert, as the SIEM reads it from Kafka (topic gatehouse.alerts)");
-    let alert = d.chain_alert();
+    let (alert, chain_alerts) = d.chain_alert();
     let shown = serde_json::to_string_pretty(&serde_json::json!({
         "class_uid": alert["class_uid"],
         "severity_id": alert["severity_id"],
@@ -212,6 +220,7 @@ pub fn run(gatehouse: &Path, examples: &Path, out: &mut dyn Write) -> Report {
         decisions,
         replays,
         alert,
+        chain_alerts,
         secrets,
         elapsed,
     }
@@ -440,6 +449,7 @@ ca = "{k8s_ca}"
             Outcome::Masked => "MASKED",
             Outcome::Blocked => "BLOCKED",
             Outcome::HeldThenApproved => "HELD, then APPROVED by a reviewer",
+            Outcome::HeldThenDenied => "HELD, then DENIED by a reviewer (not run)",
         };
         let _ = writeln!(self.out, "\nagent ({}) $ {}", step.protocol, step.command);
         for line in step.output.trim_end().lines().take(12) {
@@ -636,7 +646,9 @@ ca = "{k8s_ca}"
 
     /// The chain's last step: `kubectl apply` is held; the reviewer approves it
     /// through the CLI and the pod is created.
-    fn held_pod(&mut self, kubeconfig: &Path) -> Step {
+    /// `kubectl apply` of a plain pod, held by the chain; the reviewer approves it
+    /// (it runs) or denies it (it fails, and the pod does not exist upstream).
+    fn held_pod(&mut self, kubeconfig: &Path, approve: bool) -> Step {
         let c = self.kubectl_cmd(kubeconfig, &["apply", "-f", "-"]);
         let yaml = pod_yaml("debug", false);
         let child = std::thread::spawn(move || run_with_stdin(c, Some(&yaml)));
@@ -659,28 +671,50 @@ ca = "{k8s_ca}"
             "reviewer $ gatehouse approvals list\n{}",
             indent(&listing)
         ));
-        let out = self
-            .cli()
-            .args(["approvals", "approve", &id])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "approve: {}", text(&out));
+        let args: Vec<&str> = if approve {
+            vec!["approvals", "approve", &id]
+        } else {
+            vec![
+                "approvals",
+                "deny",
+                &id,
+                "--reason",
+                "no debug pods in prod",
+            ]
+        };
+        let out = self.cli().args(&args).output().unwrap();
+        assert!(out.status.success(), "{}: {}", args.join(" "), text(&out));
         self.say(&format!(
-            "reviewer $ gatehouse approvals approve {id}\n{}",
+            "reviewer $ gatehouse {}\n{}",
+            args.join(" "),
             indent(&text(&out))
         ));
         let out = child.join().unwrap();
         let output = text(&out);
-        assert!(
-            out.status.success(),
-            "the approved pod was not created: {output}"
-        );
+        let outcome = if approve {
+            assert!(
+                out.status.success(),
+                "the approved pod was not created: {output}"
+            );
+            Outcome::HeldThenApproved
+        } else {
+            assert!(!out.status.success(), "a denied pod was created: {output}");
+            // Judged on the upstream: the pod does not exist.
+            let get = self.kubectl_cmd(kubeconfig, &["get", "pod", "debug", "-n", "default"]);
+            let got = run_with_stdin(get, None);
+            assert!(
+                !got.status.success() && text(&got).contains("NotFound"),
+                "the denied pod exists upstream: {}",
+                text(&got)
+            );
+            Outcome::HeldThenDenied
+        };
         self.finish(
             "kubernetes",
             "kubectl apply -f pod.yaml".to_owned(),
-            Outcome::HeldThenApproved,
+            outcome,
             output,
-            Outcome::HeldThenApproved,
+            outcome,
         )
     }
 
@@ -709,13 +743,17 @@ ca = "{k8s_ca}"
 
     /// Reads `gatehouse.alerts` from the beginning until the chain's Detection
     /// Finding arrives.
-    fn chain_alert(&mut self) -> serde_json::Value {
+    /// The chain's first Detection Finding on the alerts topic, and how many there are
+    /// (read until two arrive or the topic stays quiet).
+    fn chain_alert(&mut self) -> (serde_json::Value, usize) {
         let topic = "gatehouse.alerts";
         let start = Instant::now();
         let timeout = Duration::from_secs(30);
         let consumer = consume_from_start(&self.tansu.brokers(), "gatehouse-demo", topic, timeout);
         let mut seen = 0;
-        while start.elapsed() < timeout {
+        let mut chain: Vec<serde_json::Value> = Vec::new();
+        let mut key = None;
+        while start.elapsed() < timeout && chain.len() < 2 {
             let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
                 continue;
             };
@@ -728,14 +766,20 @@ ca = "{k8s_ca}"
                 .unwrap_or_default()
                 .to_owned();
             if rule.contains("pg_ssh_k8s") || value.to_string().contains("pg_ssh_k8s") {
-                self.say(&format!(
-                    "read {seen} alert(s) from {topic}; the chain's Detection Finding (key {:?}):",
-                    msg.key().map(String::from_utf8_lossy)
-                ));
-                return value;
+                if chain.is_empty() {
+                    key = msg.key().map(|k| String::from_utf8_lossy(k).into_owned());
+                }
+                chain.push(value);
             }
         }
-        panic!("no pg_ssh_k8s Detection Finding on {topic} after {seen} alerts");
+        let Some(first) = chain.first().cloned() else {
+            panic!("no pg_ssh_k8s Detection Finding on {topic} after {seen} alerts");
+        };
+        self.say(&format!(
+            "read {seen} alert(s) from {topic}: {} Detection Finding(s) of the chain, one per attempt; the first (key {key:?}):",
+            chain.len()
+        ));
+        (first, chain.len())
     }
 
     /// GET every admin API endpoint a reviewer or a monitoring system reads.

@@ -113,6 +113,66 @@ pub struct Classified {
     pub scp_sink: Option<Option<String>>,
 }
 
+/// How far a walk had filled a [`Classified`] (see [`Classified::reset`]).
+#[derive(Debug, Clone)]
+pub(crate) struct OutMark {
+    lens: [usize; 8],
+    argv: usize,
+    dynamic: bool,
+    fed_code: bool,
+    parse_error: bool,
+}
+
+impl Classified {
+    fn lists(&mut self) -> [&mut Vec<String>; 8] {
+        [
+            &mut self.programs,
+            &mut self.commands,
+            &mut self.inline_code,
+            &mut self.scripts,
+            &mut self.redirects,
+            &mut self.writes,
+            &mut self.urls,
+            &mut self.paths_run,
+        ]
+    }
+
+    /// Where the walk is now.
+    pub(crate) fn mark(&mut self) -> OutMark {
+        let argv = self.argv.len();
+        let (dynamic, fed_code, parse_error) = (
+            self.dynamic.is_some(),
+            self.fed_code.is_some(),
+            self.parse_error.is_some(),
+        );
+        OutMark {
+            lens: self.lists().map(|l| l.len()),
+            argv,
+            dynamic,
+            fed_code,
+            parse_error,
+        }
+    }
+
+    /// Takes back what was added since `mark`: lists are only appended to (without
+    /// duplicates) and the single values only set once while walking.
+    pub(crate) fn reset(&mut self, mark: &OutMark) {
+        for (l, n) in self.lists().into_iter().zip(mark.lens) {
+            l.truncate(n);
+        }
+        self.argv.truncate(mark.argv);
+        if !mark.dynamic {
+            self.dynamic = None;
+        }
+        if !mark.fed_code {
+            self.fed_code = None;
+        }
+        if !mark.parse_error {
+            self.parse_error = None;
+        }
+    }
+}
+
 /// An `scp -t` seen while walking.
 #[derive(Debug, Clone)]
 pub(crate) struct ScpSinkSeen {
@@ -862,12 +922,10 @@ impl Walker {
             return;
         }
         self.loops += 1;
-        let (out, vars, cwd, first) = (
-            self.out.clone(),
-            self.vars.clone(),
-            self.cwd.clone(),
-            self.first,
-        );
+        // What the first walk adds to the output is appended (or set once): marks are
+        // enough to take it back, without copying the output.
+        let out = self.out.mark();
+        let (vars, cwd, first) = (self.vars.clone(), self.cwd.clone(), self.first);
         let (functions, aliases, sinks) = (
             self.functions.len(),
             self.aliases.len(),
@@ -878,7 +936,7 @@ impl Walker {
             let mut again = vars.clone();
             again.forget_changed(&self.vars);
             let cwd_again = if self.cwd == cwd { cwd } else { None };
-            self.out = out;
+            self.out.reset(&out);
             self.first = first;
             self.functions.truncate(functions);
             self.aliases.truncate(aliases);
