@@ -1123,11 +1123,6 @@ const CORPUS: &[Case] = &[
         "put {L}/notes-up.txt up.txt\nls\n",
         File("up.txt", "uploaded\n"),
     ),
-    rsync(
-        EVERYDAY,
-        &["{L}/notes-up.txt", "{R}up.txt"],
-        File("up.txt", "uploaded\n"),
-    ),
     scp(
         EVERYDAY,
         &["-O", "-r", "{L}/docs", "{R}docs-up"],

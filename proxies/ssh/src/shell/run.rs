@@ -1169,10 +1169,11 @@ impl Walker {
     }
 
     /// `rsync --server ...`: the server side of a transfer. A receiving server writes
-    /// into the destination on its command line the files named in rsync's stream,
-    /// which the gateway does not decode (`ssh.transfer` is `rsync`). Where a stock
-    /// client puts directories in those names (`-r`, `-R`, `-d`) or moves the
-    /// arguments themselves into the stream (`-s`), what is written is not known.
+    /// the files named in rsync's stream, which the gateway does not decode, into the
+    /// destination on its command line — or, with `-s`, a destination that is itself
+    /// in the stream. Even a plain upload into a directory writes whatever name the
+    /// client sends (`rsync .bashrc host:` writes `~/.bashrc`), so every upload is
+    /// dynamic; downloads (`--sender`) write nothing on the host.
     fn rsync_server(&mut self, rest: &[Arg]) {
         if rest.iter().any(|a| a.text == "--sender") {
             return;
@@ -1191,17 +1192,8 @@ impl Walker {
             })
         {
             self.dynamic("an rsync upload with its arguments in the stream (`-s`): where it writes is not on the command line");
-        } else if flags.contains('r')
-            || flags.contains('R')
-            || flags.contains('d')
-            || rest.iter().any(|a| {
-                a.text.starts_with("--files-from")
-                    || a.text == "--relative"
-                    || a.text == "--recursive"
-                    || a.text == "--dirs"
-            })
-        {
-            self.dynamic("an rsync upload of directories writes files named in its stream, which the gateway does not read");
+        } else {
+            self.dynamic("an rsync upload writes the files named in its stream, which the gateway does not decode (scp and sftp uploads are judged file by file)");
         }
     }
 

@@ -460,8 +460,9 @@ fn programs_that_run_commands_through_their_options() {
     assert_eq!(c("tar xf k.tar -C .ssh").writes, ["~/.ssh"]);
     is_dynamic("rsync --server -vlogDtpre.iLsfxCIvu . .");
     is_static("rsync --server --sender -vlogDtpre.iLsfxCIvu . d");
-    // rsync's names are not read: directories in them, or arguments moved into the
-    // stream (`-s`, which leaves no destination on the line), are not known.
+    // rsync's names are not read: every upload is dynamic (a plain one into a directory
+    // writes whatever name the client sends), `-s` moves even the destination into
+    // the stream.
     for line in [
         "rsync --server -se.LsfxCIvu",
         "rsync --server -Re.LsfxCIvu . d/",
@@ -470,7 +471,9 @@ fn programs_that_run_commands_through_their_options() {
     ] {
         is_dynamic(line);
     }
-    is_static("rsync --server -e.LsfxCIvu . d/");
+    is_dynamic("rsync --server -e.LsfxCIvu . d/");
+    is_dynamic("rsync --server -e.LsfxCIvu . .");
+    is_static("rsync --server --sender -e.LsfxCIvu . notes.txt");
     // scp's names are read (judged per file) only when `scp -t` alone reads the
     // channel from its first byte.
     for line in ["scp -r -t .", "scp -t -- /tmp/x", "scp -prt ~/d"] {
