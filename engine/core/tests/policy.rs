@@ -150,17 +150,19 @@ fn chain_requires_approval_on_the_third_event_and_not_before() {
     let r = recon(&mut ids, "agent:a", t0());
     let v = policy.decide(&r, None);
     assert_ne!(v.effect, Effect::RequireApproval);
+    // Both chains that start with recon (`pg_ssh_k8s`, `pg_ssh_db`) ask for the
+    // hostname column.
     assert_eq!(
         v.captures.len(),
-        1,
+        2,
         "the recon step asks for the hostname column"
     );
-    assert_eq!(&*v.captures[0].name, CAPTURE);
-    assert_eq!(&*v.captures[0].arg, "hostname");
+    let capture = v.captures.iter().find(|c| &*c.name == CAPTURE).unwrap();
+    assert_eq!(&*capture.arg, "hostname");
     let res = result_of(
         &mut ids,
         &r,
-        &v.captures[0].name,
+        CAPTURE,
         &["db-1", "bastion"],
         t0() + Duration::seconds(1),
     );
@@ -233,7 +235,8 @@ fn a_refused_completing_step_leaves_the_chain_armed_for_the_retry() {
     let ran = outcome(&mut ids, &p, ResultStatus::Ok, t + Duration::seconds(5));
     policy.on_result(&ran);
     log.extend([p, ran]);
-    assert_eq!(policy.live_partials(), 0);
+    // Only the other chain the recon started (`pg_ssh_db`) is left.
+    assert_eq!(policy.live_partials(), 1);
     let v = policy.decide(&pod(&mut ids, "agent:a", t + Duration::minutes(1)), None);
     assert_eq!(v.effect, Effect::Allow);
     assert!(v.alerts.is_empty());
@@ -250,7 +253,7 @@ fn a_refused_completing_step_leaves_the_chain_armed_for_the_retry() {
     for e in &log {
         rebuilt.replay(e);
     }
-    assert_eq!(rebuilt.live_partials(), 0);
+    assert_eq!(rebuilt.live_partials(), 1);
 }
 
 #[test]
@@ -391,7 +394,8 @@ fn reload_keeps_last_good_and_carries_state() {
     );
     let report = handle.reload_sources(good).unwrap();
     assert_ne!(report.version, before);
-    assert_eq!(report.live_partials, 1);
+    // The recon started `pg_ssh_k8s` (and its hop advanced it) and `pg_ssh_db`.
+    assert_eq!(report.live_partials, 2);
     let (v, _) = handle.decide(&pod(&mut ids, "agent:a", t0() + Duration::minutes(2)), None);
     assert_eq!(v.effect, Effect::RequireApproval);
 }
@@ -400,7 +404,7 @@ fn reload_keeps_last_good_and_carries_state() {
 fn starter_inline_tests_pass() {
     let sources = gatehouse_core::policy::read_sources(&[starter_path()]).unwrap();
     let outcomes = run_tests(sources, PolicyOptions::default()).unwrap();
-    assert_eq!(outcomes.len(), 5);
+    assert_eq!(outcomes.len(), 8);
     for o in &outcomes {
         let detail: Vec<String> = o
             .failures
