@@ -721,6 +721,8 @@ fn loops_functions_and_arithmetic_on_values_not_shown() {
         "echo $((a[0]))",
         "echo $(( $1 + 1 ))",
         "n=$(cat f); echo $((n))",
+        "n=$(date -u); echo $((n))",
+        "n=$(wc -l f); echo $((n))",
         "n=0; while read l; do n=$((n+l)); done < f",
     ] {
         is_dynamic(line);

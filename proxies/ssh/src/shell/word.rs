@@ -895,7 +895,8 @@ fn closing(b: &[u8], open: usize, o: u8, c: u8) -> usize {
 /// `id -u`/`-g`, `date +%s`, `wc -l`/`-c`/`-w`/`-m` reading its input (last in a
 /// pipeline); a file name in `wc`'s output would be read as a name.
 fn numeric_output(code: &str) -> bool {
-    if code.contains(['$', '`', ';', '&', '<', '>', '(']) && !code.contains("wc") {
+    // One pipeline without substitutions, lists or output redirections.
+    if code.contains(['$', '`', ';', '&', '>', '(']) {
         return false;
     }
     let last = code.rsplit('|').next().unwrap_or_default();
@@ -908,7 +909,7 @@ fn numeric_output(code: &str) -> bool {
         "id" => matches!(args, ["-u" | "-g" | "-ur" | "-gr" | "-ru" | "-rg"]),
         "date" => matches!(
             args,
-            ["+%s" | "+%s%N" | "+%N" | "-u" | "+%Y"] | ["-u", "+%s"]
+            ["+%s" | "+%s%N" | "+%N" | "+%Y"] | ["-u", "+%s" | "+%Y"]
         ),
         "wc" => {
             // Input from the pipeline or a redirection: only the count is printed.
@@ -920,7 +921,6 @@ fn numeric_output(code: &str) -> bool {
                     .all(|a| matches!(**a, "-l" | "-c" | "-w" | "-m"))
                 && (redirect.is_empty()
                     || (redirect.first().is_some_and(|r| **r == "<") && redirect.len() == 2))
-                && !code.contains(['$', '`', ';', '&', '>', '('])
         }
         _ => false,
     }
