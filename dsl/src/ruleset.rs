@@ -736,10 +736,13 @@ impl RuleSet {
                     seq.stages.first().is_some_and(|st| !st.captures.is_empty());
                 if !first_has_captures {
                     // An equivalent newer partial dominates an older one: refresh it.
-                    if let Some(p) = state
-                        .get_mut(&key)
-                        .and_then(|parts| parts.iter_mut().find(|p| p.seq == s && p.stage == 1))
-                    {
+                    if let Some(p) = state.get_mut(&key).and_then(|parts| {
+                        // Not one whose completion waits for its outcome: that is
+                        // another chain.
+                        parts
+                            .iter_mut()
+                            .find(|p| p.seq == s && p.stage == 1 && p.completing.is_none())
+                    }) {
                         p.started = now;
                         p.last = now;
                         if let Some(e) = p.events.first_mut() {

@@ -765,3 +765,35 @@ fn errors_doc_is_generated_from_the_registry() {
         "docs/errors.md is stale: run `gatehouse rules errors > docs/errors.md` (or GATEHOUSE_BLESS=1)"
     );
 }
+
+/// A chain that starts again while the completion of the last one waits for its
+/// outcome is a new partial match: the old one's outcome does not use it up.
+#[test]
+fn a_restart_while_a_completion_waits_is_a_new_chain() {
+    let schema = MapSchema::example();
+    let rs = rules(
+        r#"sequence s within 1h {
+            stage a: ssh.program == "a"
+            stage b: ssh.program == "b"
+            then block "no"
+        }"#,
+    );
+    let mut st = SequenceState::default();
+    let ev = |program: &str, t: i64, r: u128| {
+        MapContext::new(&schema)
+            .with_str("identity", "one")
+            .with_str("ssh.program", program)
+            .at(t)
+            .with_ref(r)
+    };
+    let completes = |v: &gatehouse_dsl::Verdict| v.alerts.iter().any(|a| a.sequence);
+    assert!(!completes(&rs.evaluate(&ev("a", 0, 1), &mut st)));
+    assert!(completes(&rs.evaluate(&ev("b", 1, 2), &mut st)));
+    // `a` again before the outcome of `b` is known: a second partial match.
+    rs.evaluate(&ev("a", 2, 3), &mut st);
+    assert_eq!(st.live_partials(), 2);
+    // The first `b` ran after all: only its own chain is used up.
+    assert_eq!(rs.on_outcome(&ev("b", 3, 4), &mut st, 2, true), 1);
+    assert_eq!(st.live_partials(), 1);
+    assert!(completes(&rs.evaluate(&ev("b", 4, 5), &mut st)));
+}
