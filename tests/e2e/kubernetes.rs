@@ -205,7 +205,9 @@ fn kubectl_gets_applies_and_deletes_while_privileged_pods_are_blocked() {
     let err = stderr(&out);
     assert!(
         err.contains("Error from server (Forbidden)")
-            && err.contains("privileged and host-mounting pods are not allowed"),
+            && err.contains(
+                "privileged, host-namespace, host-mounting and escape-capable pods are not allowed"
+            ),
         "{err}"
     );
     assert!(

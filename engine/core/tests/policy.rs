@@ -404,7 +404,7 @@ fn reload_keeps_last_good_and_carries_state() {
 fn starter_inline_tests_pass() {
     let sources = gatehouse_core::policy::read_sources(&[starter_path()]).unwrap();
     let outcomes = run_tests(sources, PolicyOptions::default()).unwrap();
-    assert_eq!(outcomes.len(), 8);
+    assert_eq!(outcomes.len(), 9);
     for o in &outcomes {
         let detail: Vec<String> = o
             .failures
