@@ -555,6 +555,15 @@ pub static COLUMNS: &[Column] = &[
             .unwrap_or(Cell::List(vec![]))
     ),
     col!(
+        "k8s_projected_tokens",
+        List,
+        true,
+        "projected service-account token volumes, by audience",
+        |e| pod(e)
+            .map(|p| list(&p.projected_tokens))
+            .unwrap_or(Cell::List(vec![]))
+    ),
+    col!(
         "effect",
         Str,
         true,

@@ -102,7 +102,7 @@ impl Context for EventContext<'_> {
             },
             f if (id::PG_KIND..=id::PG_PARSED).contains(&f) => self.postgres(f),
             f if (id::SSH_KIND..=id::SSH_SFTP_PATH2).contains(&f) => self.ssh(f),
-            f if (id::K8S_VERB..=id::K8S_POD_SECRETS).contains(&f) => self.kubernetes(f),
+            f if (id::K8S_VERB..=id::K8S_POD_PROJECTED_TOKENS).contains(&f) => self.kubernetes(f),
             _ => Value::Missing,
         }
     }
@@ -217,6 +217,7 @@ impl EventContext<'_> {
                     id::K8S_POD_CAPABILITIES => list(&p.capabilities),
                     id::K8S_POD_SERVICE_ACCOUNT => opt(&p.service_account),
                     id::K8S_POD_SECRETS => list(&p.secrets),
+                    id::K8S_POD_PROJECTED_TOKENS => list(&p.projected_tokens),
                     _ => Value::Missing,
                 }
             }

@@ -130,6 +130,7 @@ catalogue! {
     K8S_POD_CAPABILITIES = ("k8s.pod.capabilities", StrList, false, "added Linux capabilities");
     K8S_POD_SERVICE_ACCOUNT = ("k8s.pod.service_account", Str, false, "service account name");
     K8S_POD_SECRETS = ("k8s.pod.secrets", StrList, false, "secrets mounted or referenced");
+    K8S_POD_PROJECTED_TOKENS = ("k8s.pod.projected_tokens", StrList, false, "projected service-account token volumes, by audience (`default` when none is named)");
 }
 
 /// Result-side capture sources (`pg.result.column("hostname")`).

@@ -522,6 +522,7 @@ impl Runner {
                     "capabilities" => pod.capabilities = list(v)?,
                     "service_account" => pod.service_account = Some(scalar(v)?),
                     "secrets" => pod.secrets = list(v)?,
+                    "projected_tokens" => pod.projected_tokens = list(v)?,
                     _ => not_for(name, "k8s")?,
                 }
                 continue;

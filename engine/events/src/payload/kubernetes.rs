@@ -64,4 +64,8 @@ pub struct PodSpecSummary {
     pub service_account: Option<String>,
     /// Secrets mounted as volumes or referenced from env.
     pub secrets: Vec<String>,
+    /// Projected service-account token volumes, by audience (`default` when none is
+    /// named): a token the workload can present elsewhere.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub projected_tokens: Vec<String>,
 }

@@ -64,6 +64,7 @@ pub fn summarize(
         capabilities: s.capabilities,
         service_account: s.service_account,
         secrets: s.secrets,
+        projected_tokens: s.projected_tokens,
     })
 }
 
@@ -83,6 +84,7 @@ struct Scan {
     capabilities: Vec<String>,
     service_account: Option<String>,
     secrets: Vec<String>,
+    projected_tokens: Vec<String>,
 }
 
 fn push(list: &mut Vec<String>, value: &str) {
@@ -235,6 +237,14 @@ impl Scan {
                     .and_then(Value::as_str)
                 {
                     push(&mut self.secrets, n);
+                }
+                if let Some(token) = source.get("serviceAccountToken") {
+                    let audience = token
+                        .get("audience")
+                        .and_then(Value::as_str)
+                        .filter(|a| !a.is_empty())
+                        .unwrap_or("default");
+                    push(&mut self.projected_tokens, audience);
                 }
             }
         }

@@ -405,7 +405,11 @@ fn pod_specs_of_pods_and_workloads() {
         "volumes": [
             {"name": "root", "hostPath": {"path": "/"}},
             {"name": "s", "secret": {"secretName": "tls"}},
-            {"name": "p", "projected": {"sources": [{"secret": {"name": "proj"}}]}}
+            {"name": "p", "projected": {"sources": [
+                {"secret": {"name": "proj"}},
+                {"serviceAccountToken": {"audience": "vault", "path": "t"}},
+                {"serviceAccountToken": {"path": "t2"}}
+            ]}}
         ]
     });
     let check = |p: gatehouse_events::payload::PodSpecSummary, kind: &str| {
@@ -418,6 +422,7 @@ fn pod_specs_of_pods_and_workloads() {
         assert_eq!(p.capabilities, ["NET_ADMIN", "SYS_ADMIN"]);
         assert_eq!(p.service_account.as_deref(), Some("builder"));
         assert_eq!(p.secrets, ["db-pass", "api-keys", "regcred", "tls", "proj"]);
+        assert_eq!(p.projected_tokens, ["vault", "default"]);
     };
     check(pod(json!({"kind": "Pod", "spec": spec}), "pods"), "Pod");
     check(
