@@ -109,3 +109,109 @@ async fn a_host_captured_from_postgres_completes_the_ssh_stage() {
         |e| matches!(&e.payload, Payload::AlertRaised(a) if a.rule == "pg_then_ssh" && a.sequence)
     ));
 }
+
+const PIVOT: &str = r#"
+rule allow_all_ssh { when ssh.kind in [session_open, exec, shell, shell_line, sftp, port_forward, env] then allow }
+rule allow_sql { when pg.statement.kind == select then allow }
+sequence pg_then_kubectl by identity within 30m {
+  stage recon: pg.statement.kind == select and pg.statement.tables contains "infra.hosts"
+    capture hosts = pg.result.column("hostname") limit 64
+  stage pivot within 15m: ssh.pivot intersects [kubernetes] and ssh.target.host in recon.hosts
+  then block "no cluster clients on inventory hosts"
+  severity critical
+}
+"#;
+
+/// A Kubernetes client run over SSH on a host a Postgres result named completes the
+/// chain (`ssh.pivot`), and the refusal does not disarm it: the retry is refused and
+/// alerted again. Judged on the host: the command's marker file is never written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_client_run_over_ssh_completes_the_chain_every_time() {
+    let f = fixture_with(Setup {
+        rules: PIVOT.into(),
+        host: "localhost".into(),
+        ..Setup::default()
+    })
+    .await;
+    let ssh_token = f.token("deploy-bot", "web").await;
+    let marker = f.dir.path().join("kubectl-ran");
+    let command = format!(
+        "kubectl --request-timeout=1s get pods -A >/dev/null 2>&1; touch {}",
+        marker.display()
+    );
+    // Before the recon: the client runs (nothing links it to an inventory read).
+    let o = run(f.ssh(&ssh_token, "deploy-bot", &[&command])).await;
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(marker.exists());
+    std::fs::remove_file(&marker).unwrap();
+
+    let pg_token = f.token("deploy-bot", "inventory-db").await;
+    let p = f
+        .engine
+        .authenticate(&pg_token, Protocol::Postgres, None, None, None)
+        .await
+        .unwrap();
+    let pg = f
+        .engine
+        .open_session(p, SessionInfo::default())
+        .await
+        .unwrap();
+    let d = f
+        .engine
+        .decide(
+            &pg,
+            "select hostname from infra.hosts".into(),
+            RequestDetail::Postgres(PgStatement {
+                kind: PgKind::Select,
+                tables_read: vec!["infra.hosts".into()],
+                statement_count: 1,
+                phase: "simple".into(),
+                ..PgStatement::default()
+            }),
+        )
+        .await
+        .unwrap();
+    let wanted = d.captures().first().unwrap().clone();
+    f.engine
+        .record_result(
+            &pg,
+            ResultObserved {
+                request: Some(d.request),
+                rows: Some(1),
+                captures: vec![Capture {
+                    name: wanted.name.to_string(),
+                    source: wanted.arg.to_string(),
+                    values: vec!["localhost".into()],
+                    truncated: false,
+                }],
+                ..ResultObserved::default()
+            },
+        )
+        .await
+        .unwrap();
+
+    for attempt in 0..2 {
+        let o = run(f.ssh(&ssh_token, "deploy-bot", &[&command])).await;
+        assert_eq!(o.status.code(), Some(126), "attempt {attempt}");
+        assert!(
+            text(&o.stderr).contains("no cluster clients"),
+            "attempt {attempt}: {}",
+            text(&o.stderr)
+        );
+        assert!(!marker.exists(), "attempt {attempt} ran on the host");
+    }
+    let events = f.events();
+    let alerts = events
+        .iter()
+        .filter(|e| {
+            matches!(&e.payload, Payload::AlertRaised(a) if a.rule == "pg_then_kubectl" && a.sequence)
+        })
+        .count();
+    assert_eq!(alerts, 2, "one finding per attempt");
+    assert!(
+        events
+            .iter()
+            .filter_map(|e| e.ssh())
+            .any(|s| s.pivot == ["kubernetes"])
+    );
+}
