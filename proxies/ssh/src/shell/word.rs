@@ -95,7 +95,6 @@ impl Vars {
         for (name, v) in &after.known {
             if self.known.get(name) != Some(v) {
                 self.known.insert(name.clone(), Var::Unknown);
-                self.integers.remove(name);
             }
         }
         self.integers = integers;
@@ -559,13 +558,13 @@ fn parameter(
     };
     // Whatever the value, substitutions in the operands (`${x:-$(cmd)}`,
     // `${a[$(cmd)]}`, `${x/$(cmd)/}`, `${x:$(cmd)}`) may run: they are judged.
-    for operand in operands(expr) {
+    let texts = operands(expr);
+    for operand in &texts.0 {
         if let Ok(pieces) = word::parse(operand, &ParserOptions::default()) {
             let _ = pieces_into(&pieces, true, vars, subs, &mut Builder::default());
         }
     }
-    // A substring's offset and length and an array index are arithmetic.
-    for text in arithmetic_operands(expr) {
+    for text in arithmetic_operands(expr, &texts) {
         arithmetic(text, vars, subs);
     }
     if let ParameterExpr::Transform {
@@ -624,40 +623,19 @@ fn parameter(
     }
 }
 
-/// The texts inside a parameter expansion that the shell evaluates as arithmetic.
-fn arithmetic_operands(expr: &ParameterExpr) -> Vec<&str> {
+/// The texts inside a parameter expansion that the shell evaluates as arithmetic: a
+/// substring's offset and length, and an array index (the last of [`operands`]).
+fn arithmetic_operands<'e>(
+    expr: &'e ParameterExpr,
+    (operands, indexed): &(Vec<&'e str>, bool),
+) -> Vec<&'e str> {
     let mut out: Vec<&str> = Vec::new();
-    let parameter = match expr {
-        ParameterExpr::Substring {
-            parameter,
-            offset,
-            length,
-            ..
-        } => {
-            out.push(&offset.value);
-            out.extend(length.as_ref().map(|l| l.value.as_str()));
-            Some(parameter)
-        }
-        ParameterExpr::Parameter { parameter, .. }
-        | ParameterExpr::ParameterLength { parameter, .. }
-        | ParameterExpr::Transform { parameter, .. }
-        | ParameterExpr::UseDefaultValues { parameter, .. }
-        | ParameterExpr::AssignDefaultValues { parameter, .. }
-        | ParameterExpr::IndicateErrorIfNullOrUnset { parameter, .. }
-        | ParameterExpr::UseAlternativeValue { parameter, .. }
-        | ParameterExpr::RemoveSmallestSuffixPattern { parameter, .. }
-        | ParameterExpr::RemoveLargestSuffixPattern { parameter, .. }
-        | ParameterExpr::RemoveSmallestPrefixPattern { parameter, .. }
-        | ParameterExpr::RemoveLargestPrefixPattern { parameter, .. }
-        | ParameterExpr::UppercaseFirstChar { parameter, .. }
-        | ParameterExpr::UppercasePattern { parameter, .. }
-        | ParameterExpr::LowercaseFirstChar { parameter, .. }
-        | ParameterExpr::LowercasePattern { parameter, .. }
-        | ParameterExpr::ReplaceSubstring { parameter, .. } => Some(parameter),
-        ParameterExpr::VariableNames { .. } | ParameterExpr::MemberKeys { .. } => None,
-    };
-    if let Some(Parameter::NamedWithIndex { index, .. }) = parameter {
-        out.push(index);
+    if let ParameterExpr::Substring { offset, length, .. } = expr {
+        out.push(&offset.value);
+        out.extend(length.as_ref().map(|l| l.value.as_str()));
+    }
+    if *indexed {
+        out.extend(operands.last());
     }
     out
 }
@@ -928,7 +906,8 @@ fn numeric_output(code: &str) -> bool {
 
 /// The texts inside a parameter expansion that the shell expands: operands and
 /// array indices.
-fn operands(expr: &ParameterExpr) -> Vec<&str> {
+/// Also whether the last one is an array index.
+fn operands(expr: &ParameterExpr) -> (Vec<&str>, bool) {
     use ParameterExpr as E;
     let mut out: Vec<&str> = Vec::new();
     let parameter = match expr {
@@ -1018,12 +997,13 @@ fn operands(expr: &ParameterExpr) -> Vec<&str> {
             out.extend(replacement.as_deref());
             parameter
         }
-        E::VariableNames { .. } | E::MemberKeys { .. } => return out,
+        E::VariableNames { .. } | E::MemberKeys { .. } => return (out, false),
     };
     if let Parameter::NamedWithIndex { index, .. } = parameter {
         out.push(index);
+        return (out, true);
     }
-    out
+    (out, false)
 }
 
 fn describe(p: &Parameter) -> String {
