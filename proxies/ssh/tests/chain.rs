@@ -32,21 +32,10 @@ sequence pg_then_ssh by identity within 30m {
 }
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_host_captured_from_postgres_completes_the_ssh_stage() {
-    let f = fixture_with(Setup {
-        rules: CHAIN.into(),
-        host: "localhost".into(),
-        ..Setup::default()
-    })
-    .await;
-    // Before the capture: the login is allowed.
-    let ssh_token = f.token("deploy-bot", "web").await;
-    let o = run(f.ssh(&ssh_token, "deploy-bot", &["echo before"])).await;
-    assert_eq!(text(&o.stdout), "before\n", "{}", text(&o.stderr));
-
-    // Step 1 (Postgres): the same identity reads infra.hosts; the result names `localhost`.
-    let pg_token = f.token("deploy-bot", "inventory-db").await;
+/// The Postgres step, driven through the engine as the Postgres proxy drives it: `who`
+/// reads `infra.hosts` and the result names `hosts`.
+async fn recon(f: &Fixture, who: &str, hosts: &[&str]) {
+    let pg_token = f.token(who, "inventory-db").await;
     let p = f
         .engine
         .authenticate(&pg_token, Protocol::Postgres, None, None, None)
@@ -82,11 +71,11 @@ async fn a_host_captured_from_postgres_completes_the_ssh_stage() {
             &pg,
             ResultObserved {
                 request: Some(d.request),
-                rows: Some(2),
+                rows: Some(hosts.len() as u64),
                 captures: vec![Capture {
                     name: wanted.name.to_string(),
                     source: wanted.arg.to_string(),
-                    values: vec!["db-1.internal".into(), "localhost".into()],
+                    values: hosts.iter().map(|h| (*h).to_owned()).collect(),
                     truncated: false,
                 }],
                 ..ResultObserved::default()
@@ -94,6 +83,23 @@ async fn a_host_captured_from_postgres_completes_the_ssh_stage() {
         )
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_captured_from_postgres_completes_the_ssh_stage() {
+    let f = fixture_with(Setup {
+        rules: CHAIN.into(),
+        host: "localhost".into(),
+        ..Setup::default()
+    })
+    .await;
+    // Before the capture: the login is allowed.
+    let ssh_token = f.token("deploy-bot", "web").await;
+    let o = run(f.ssh(&ssh_token, "deploy-bot", &["echo before"])).await;
+    assert_eq!(text(&o.stdout), "before\n", "{}", text(&o.stderr));
+
+    // Step 1 (Postgres): the same identity reads infra.hosts; the result names `localhost`.
+    recon(&f, "deploy-bot", &["db-1.internal", "localhost"]).await;
 
     // Step 2 (SSH): the login to `localhost` completes the hop stage and is blocked.
     let o = run(f.ssh(&ssh_token, "deploy-bot", &["echo after"])).await;
@@ -145,50 +151,7 @@ async fn a_kubernetes_client_run_over_ssh_completes_the_chain_every_time() {
     assert!(marker.exists());
     std::fs::remove_file(&marker).unwrap();
 
-    let pg_token = f.token("deploy-bot", "inventory-db").await;
-    let p = f
-        .engine
-        .authenticate(&pg_token, Protocol::Postgres, None, None, None)
-        .await
-        .unwrap();
-    let pg = f
-        .engine
-        .open_session(p, SessionInfo::default())
-        .await
-        .unwrap();
-    let d = f
-        .engine
-        .decide(
-            &pg,
-            "select hostname from infra.hosts".into(),
-            RequestDetail::Postgres(PgStatement {
-                kind: PgKind::Select,
-                tables_read: vec!["infra.hosts".into()],
-                statement_count: 1,
-                phase: "simple".into(),
-                ..PgStatement::default()
-            }),
-        )
-        .await
-        .unwrap();
-    let wanted = d.captures().first().unwrap().clone();
-    f.engine
-        .record_result(
-            &pg,
-            ResultObserved {
-                request: Some(d.request),
-                rows: Some(1),
-                captures: vec![Capture {
-                    name: wanted.name.to_string(),
-                    source: wanted.arg.to_string(),
-                    values: vec!["localhost".into()],
-                    truncated: false,
-                }],
-                ..ResultObserved::default()
-            },
-        )
-        .await
-        .unwrap();
+    recon(&f, "deploy-bot", &["localhost"]).await;
 
     for attempt in 0..2 {
         let o = run(f.ssh(&ssh_token, "deploy-bot", &[&command])).await;

@@ -667,12 +667,7 @@ pub fn assigned_in_arithmetic(text: &str) -> Vec<String> {
         if (c.is_ascii_alphabetic() || c == b'_')
             && (i == 0 || !b.get(i - 1).is_some_and(|p| ident(*p) || *p == b'$'))
         {
-            let n = b
-                .get(i..)
-                .unwrap_or_default()
-                .iter()
-                .take_while(|c| ident(**c))
-                .count();
+            let n = ident_len(b, i);
             let name = text.get(i..i + n).unwrap_or_default();
             let after = text.get(i + n..).unwrap_or_default().trim_start();
             let before = text.get(..i).unwrap_or_default().trim_end();
@@ -693,6 +688,15 @@ pub fn assigned_in_arithmetic(text: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// The length of the name (letters, digits, `_`) starting at byte `i` of `b`.
+fn ident_len(b: &[u8], i: usize) -> usize {
+    b.get(i..)
+        .unwrap_or_default()
+        .iter()
+        .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+        .count()
 }
 
 /// Names whose value is always an integer.
@@ -743,7 +747,7 @@ fn arithmetic_unknown(text: &str, vars: &Vars, depth: usize) -> Option<String> {
                 Some(b'{') => {
                     let end = closing(b, i + 1, b'{', b'}');
                     let inner = text.get(i + 2..end).unwrap_or_default();
-                    let n = inner.bytes().take_while(|c| ident(*c)).count();
+                    let n = ident_len(inner.as_bytes(), 0);
                     let name = inner.get(..n).unwrap_or_default();
                     let rest = inner.get(n..).unwrap_or_default();
                     if let Some(len) = inner.strip_prefix('#') {
@@ -764,12 +768,7 @@ fn arithmetic_unknown(text: &str, vars: &Vars, depth: usize) -> Option<String> {
                     i = end + 1;
                 }
                 Some(&c) if c.is_ascii_alphabetic() || c == b'_' => {
-                    let n = b
-                        .get(i + 1..)
-                        .unwrap_or_default()
-                        .iter()
-                        .take_while(|c| ident(**c))
-                        .count();
+                    let n = ident_len(b, i + 1);
                     let name = text.get(i + 1..i + 1 + n).unwrap_or_default();
                     if let Some(r) = name_unknown(name, vars, depth) {
                         return Some(r);
@@ -795,12 +794,7 @@ fn arithmetic_unknown(text: &str, vars: &Vars, depth: usize) -> Option<String> {
                 }
             }
             c if c.is_ascii_alphabetic() || c == b'_' => {
-                let n = b
-                    .get(i..)
-                    .unwrap_or_default()
-                    .iter()
-                    .take_while(|c| ident(**c))
-                    .count();
+                let n = ident_len(b, i);
                 let name = text.get(i..i + n).unwrap_or_default();
                 let after = b.get(i + n..).unwrap_or_default();
                 if after.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'[') {
