@@ -48,10 +48,18 @@ impl From<bool> for Tri {
 /// Values a sequence captured, as stored in a partial match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Captured {
+    /// Values, then the host keys of values (compared alike).
     pub values: Vec<Box<str>>,
+    /// Bytes of the values (not keys).
     pub bytes: u32,
+    /// How many entries of `values` are keys, and their bytes.
+    pub keys: u32,
+    pub key_bytes: u32,
     pub truncated: bool,
 }
+
+/// Host keys a capture keeps, per value its bound allows.
+pub(crate) const KEYS_PER_VALUE: u32 = 4;
 
 impl Captured {
     /// Adds a value unless it is already there or a bound is reached.
@@ -60,12 +68,31 @@ impl Captured {
             return;
         }
         let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
-        if self.values.len() >= limit as usize || self.bytes.saturating_add(len) > max_bytes {
+        let values = self.values.len().saturating_sub(self.keys as usize);
+        if values >= limit as usize || self.bytes.saturating_add(len) > max_bytes {
             self.truncated = true;
             return;
         }
         self.bytes += len;
         self.values.push(value.into());
+    }
+
+    /// Adds a host key of a value (`db-1.*`, an address), within
+    /// [`KEYS_PER_VALUE`] times the value bounds.
+    pub fn push_key(&mut self, key: &str, limit: u32, max_bytes: u32) {
+        if self.values.iter().any(|v| &**v == key) {
+            return;
+        }
+        let len = u32::try_from(key.len()).unwrap_or(u32::MAX);
+        if self.keys >= limit.saturating_mul(KEYS_PER_VALUE)
+            || self.key_bytes.saturating_add(len) > max_bytes.saturating_mul(KEYS_PER_VALUE)
+        {
+            self.truncated = true;
+            return;
+        }
+        self.keys += 1;
+        self.key_bytes += len;
+        self.values.push(key.into());
     }
 }
 

@@ -416,6 +416,21 @@ impl RuleSet {
         name: &str,
         values: &[String],
     ) -> usize {
+        self.on_result_keyed(ctx, state, request_ref, name, values, &[])
+    }
+
+    /// [`on_result`](Self::on_result) with the host keys of the values
+    /// (`gatehouse_events::host::value_keys`), kept alongside them in the capture so
+    /// that `x in stage.capture` compares hosts as hosts.
+    pub fn on_result_keyed<C: Context + ?Sized>(
+        &self,
+        ctx: &C,
+        state: &mut SequenceState,
+        request_ref: u128,
+        name: &str,
+        values: &[String],
+        keys: &[String],
+    ) -> usize {
         state.rebind(self.id, &self.hashes);
         let mut stored = 0;
         for (by, members) in &self.groups {
@@ -425,8 +440,7 @@ impl RuleSet {
                     members,
                     &self.program.sequences,
                     request_ref,
-                    name,
-                    values,
+                    crate::sequence::ResultCapture { name, values, keys },
                 );
             }
         }

@@ -358,9 +358,9 @@ impl SequenceState {
         group: &[u16],
         seqs: &[SeqDef],
         request_ref: u128,
-        name: &str,
-        values: &[String],
+        result: ResultCapture<'_>,
     ) -> usize {
+        let ResultCapture { name, values, keys } = result;
         let Some(parts) = self.keys.get_mut(key) else {
             return 0;
         };
@@ -386,6 +386,9 @@ impl SequenceState {
                         for v in values {
                             slot.push(v, cap.limit, cap.bytes);
                         }
+                        for k in keys {
+                            slot.push_key(k, cap.limit, cap.bytes);
+                        }
                         stored += 1;
                     }
                 }
@@ -393,4 +396,12 @@ impl SequenceState {
         }
         stored
     }
+}
+
+/// Values a result carries for one capture name, with their host keys.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ResultCapture<'a> {
+    pub name: &'a str,
+    pub values: &'a [String],
+    pub keys: &'a [String],
 }

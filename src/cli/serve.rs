@@ -95,6 +95,9 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
     options.approval_timeout = config.approvals.default_timeout;
     options.max_grant = config.approvals.max_grant;
     options.notifier = crate::cli::notify::webhook(&config)?;
+    options.hosts = Arc::new(gatehouse_core::hosts::HostResolver::new(
+        config.resolver_options(),
+    ));
     let engine = Engine::open(options, log.clone(), policy, auth)
         .context("cannot rebuild state from the event log")?;
 

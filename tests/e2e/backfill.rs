@@ -123,6 +123,7 @@ fn inline_and_backfilled_sequence_matches_agree() {
                             source: c.arg.to_string(),
                             values: vec![host.clone()],
                             truncated: false,
+                            hosts: vec![],
                         })
                         .collect();
                     engine

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod hosts;
 pub mod identity;
 pub mod log;
 pub mod policy;

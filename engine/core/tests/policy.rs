@@ -103,6 +103,7 @@ fn result_of(
             source: "hostname".into(),
             values: hosts.iter().map(|h| (*h).to_owned()).collect(),
             truncated: false,
+            hosts: vec![],
         }],
         ..ResultObserved::default()
     };
@@ -404,7 +405,7 @@ fn reload_keeps_last_good_and_carries_state() {
 fn starter_inline_tests_pass() {
     let sources = gatehouse_core::policy::read_sources(&[starter_path()]).unwrap();
     let outcomes = run_tests(sources, PolicyOptions::default()).unwrap();
-    assert_eq!(outcomes.len(), 9);
+    assert_eq!(outcomes.len(), 10);
     for o in &outcomes {
         let detail: Vec<String> = o
             .failures

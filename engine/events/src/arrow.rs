@@ -372,6 +372,16 @@ pub static COLUMNS: &[Column] = &[
     col!("ssh_host", Str, true, "SSH target host", |e| os(e
         .ssh()
         .map(|x| x.host.as_str()))),
+    col!(
+        "ssh_hosts",
+        List,
+        true,
+        "SSH target host keys: names, aliases, short-name markers (`db-1.*`) and addresses",
+        |e| e
+            .ssh()
+            .map(|x| list(&x.hosts))
+            .unwrap_or(Cell::List(vec![]))
+    ),
     col!("ssh_channel", U32, true, "SSH channel number", |e| {
         Cell::Int(e.ssh().map(|x| u64::from(x.channel)))
     }),
@@ -700,6 +710,21 @@ pub static COLUMNS: &[Column] = &[
                 r.captures
                     .iter()
                     .flat_map(|c| c.values.iter().map(|v| Cow::Borrowed(v.as_str())))
+                    .collect()
+            ),
+            _ => Cell::List(vec![]),
+        }
+    ),
+    col!(
+        "captured_hosts",
+        List,
+        true,
+        "host keys of the captured values that are host names or addresses",
+        |e| match &e.payload {
+            Payload::ResultObserved(r) => Cell::List(
+                r.captures
+                    .iter()
+                    .flat_map(|c| c.hosts.iter().map(|v| Cow::Borrowed(v.as_str())))
                     .collect()
             ),
             _ => Cell::List(vec![]),

@@ -367,6 +367,7 @@ impl Writer<'_> {
             source,
             values,
             truncated,
+            hosts,
         } = c;
         self.out.push(b'{');
         self.first_key(b"name");
@@ -377,6 +378,10 @@ impl Writer<'_> {
         self.str_list(values)?;
         self.key(b"truncated");
         self.bool(*truncated);
+        if !hosts.is_empty() {
+            self.key(b"hosts");
+            self.str_list(hosts)?;
+        }
         self.out.push(b'}');
         Ok(())
     }
@@ -489,6 +494,7 @@ mod tests {
                     source: s.clone(),
                     values: vec![s.clone(), String::new()],
                     truncated: i % 2 == 1,
+                    hosts: if i % 2 == 0 { vec![s.clone()] } else { vec![] },
                 }],
                 sample: Some(s.clone()),
             };

@@ -18,6 +18,7 @@
 
 pub mod arrow;
 mod envelope;
+pub mod host;
 mod id;
 pub mod json;
 pub mod ocsf;

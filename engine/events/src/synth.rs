@@ -179,6 +179,7 @@ pub fn one_of_each() -> Vec<Event> {
                     source: "hostname".into(),
                     values: vec!["web-1.internal".into(), "db-2.internal".into()],
                     truncated: false,
+                    hosts: vec![],
                 }],
                 sample: Some("hostname\nweb-1.internal\ndb-2.internal\n".into()),
             },

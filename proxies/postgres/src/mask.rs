@@ -115,6 +115,8 @@ impl Captured {
             source: self.request.arg.to_string(),
             values: self.values,
             truncated: self.truncated,
+            // Resolved by the engine when the result is recorded.
+            hosts: Vec::new(),
         }
     }
 }

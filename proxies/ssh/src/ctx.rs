@@ -35,6 +35,8 @@ pub struct Ctx {
     pub session: Arc<Session>,
     /// The target.
     pub target: Arc<SshTarget>,
+    /// The target host's keys (`ssh.target.hosts`), resolved when the session opened.
+    pub hosts: Vec<String>,
     /// The upstream connection state.
     pub upstream: watch::Receiver<UpstreamState>,
     /// Recording cap per channel direction.
@@ -146,6 +148,7 @@ impl Ctx {
     pub fn request(&self, req: SshRequest) -> RequestDetail {
         RequestDetail::Ssh(SshRequest {
             host: self.target.host.clone(),
+            hosts: self.hosts.clone(),
             ..req
         })
     }

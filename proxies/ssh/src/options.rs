@@ -22,6 +22,9 @@ pub struct SshTarget {
     /// The host part of `upstream` exactly as written in the config: what
     /// `ssh.target.host` rules (and sequence captures) compare against.
     pub host: String,
+    /// Other names of the host (`[[target]] aliases`), resolved with it when a
+    /// session opens into `ssh.target.hosts`.
+    pub aliases: Vec<String>,
     /// TCP port.
     pub port: u16,
     /// Login user on the target.
@@ -141,6 +144,7 @@ impl SshProxyOptions {
                     name: t.name.clone(),
                     upstream: t.upstream.clone(),
                     host,
+                    aliases: t.aliases.clone(),
                     port,
                     user: t.user.clone().unwrap_or_default(),
                     key: Arc::new(key),

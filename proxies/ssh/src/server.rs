@@ -318,10 +318,15 @@ impl Conn {
             }
         };
         let (tx, rx) = watch::channel(UpstreamState::Connecting);
+        let hosts = engine
+            .hosts()
+            .target_keys(&target.host, &target.aliases)
+            .await;
         let ctx = Arc::new(Ctx {
             engine: engine.clone(),
             session: session.clone(),
             target: target.clone(),
+            hosts,
             upstream: rx,
             record_bytes: self.shared.options.record_bytes,
             written,

@@ -77,6 +77,8 @@ async fn recon(f: &Fixture, who: &str, hosts: &[&str]) {
                     source: wanted.arg.to_string(),
                     values: hosts.iter().map(|h| (*h).to_owned()).collect(),
                     truncated: false,
+                    // Resolved by the engine when the result is recorded.
+                    hosts: vec![],
                 }],
                 ..ResultObserved::default()
             },
@@ -177,4 +179,94 @@ async fn a_kubernetes_client_run_over_ssh_completes_the_chain_every_time() {
             .filter_map(|e| e.ssh())
             .any(|s| s.pivot == ["kubernetes"])
     );
+}
+
+const HOSTS: &str = r#"
+rule allow_all_ssh { when ssh.kind in [session_open, exec, shell, shell_line, sftp, port_forward, env] then allow }
+rule allow_sql { when pg.statement.kind == select then allow }
+sequence pg_then_host by identity within 30m {
+  stage recon: pg.statement.kind == select and pg.statement.tables contains "infra.hosts"
+    capture hosts = pg.result.column("hostname") limit 64
+  stage hop within 15m: ssh.kind == exec and ssh.target.hosts intersects recon.hosts
+  then block "inventory host"
+  severity critical
+}
+"#;
+
+/// Hosts compare as hosts: a value read in any spelling of the target (short or
+/// qualified name, an address, a configured alias, an IPv4-mapped address) makes the
+/// command on that target the chain's step; names of other hosts do not. Judged on
+/// the host: the command's marker file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_read_in_any_spelling_completes_the_chain() {
+    let f = fixture_with(Setup {
+        rules: HOSTS.into(),
+        host: "127.0.0.1".into(),
+        aliases: vec!["bastion.prod".into()],
+        // No short alias for the target: `db-1` then names any `db-1.*`, `db-1.staging` too.
+        hosts_file: Some("127.0.0.1 db-1.internal\n10.9.9.9 db-2.internal\n".into()),
+        ..Setup::default()
+    })
+    .await;
+    let cases: &[(&str, bool)] = &[
+        ("db-1", true),
+        ("DB-1.Internal.", true),
+        ("127.0.0.1", true),
+        ("::ffff:127.0.0.1", true),
+        ("bastion.prod", true),
+        ("bastion", true),
+        ("db-1.staging", false),
+        ("db-2.internal", false),
+        ("10.9.9.9", false),
+        ("db", false),
+        ("internal", false),
+    ];
+    let mut wrong = Vec::new();
+    for (i, (spelling, chain)) in cases.iter().enumerate() {
+        let who = format!("agent-{i}");
+        let ssh_token = f.token(&who, "web").await;
+        recon(&f, &who, &[spelling]).await;
+        let marker = f.dir.path().join(format!("ran-{i}"));
+        let o = run(f.ssh(&ssh_token, &who, &[&format!("touch {}", marker.display())])).await;
+        if marker.exists() == *chain {
+            wrong.push(format!(
+                "{spelling}: chain expected {chain}, command ran {} (exit {:?}, {})",
+                marker.exists(),
+                o.status.code(),
+                text(&o.stderr).trim()
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    // The keys are on the events, for the hunt and for replay.
+    let events = f.events();
+    let ssh = events
+        .iter()
+        .filter_map(|e| e.ssh())
+        .find(|s| !s.hosts.is_empty())
+        .unwrap();
+    for k in [
+        "127.0.0.1",
+        "db-1.internal",
+        "db-1.*",
+        "bastion.prod",
+        "bastion.*",
+    ] {
+        assert!(ssh.hosts.iter().any(|h| h == k), "{k} in {:?}", ssh.hosts);
+    }
+    let captured = events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Payload::ResultObserved(r) => r.captures.first(),
+            _ => None,
+        })
+        .find(|c| c.values == ["DB-1.Internal."])
+        .unwrap();
+    for k in ["db-1.internal", "db-1", "127.0.0.1"] {
+        assert!(
+            captured.hosts.iter().any(|h| h == k),
+            "{k} in {:?}",
+            captured.hosts
+        );
+    }
 }

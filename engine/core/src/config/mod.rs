@@ -81,6 +81,69 @@ pub struct Config {
     /// PostgreSQL proxy settings.
     #[serde(default)]
     pub postgres: PostgresSection,
+    /// How hosts are resolved for events (SSH targets, captured host names).
+    #[serde(default)]
+    pub resolver: ResolverSection,
+}
+
+/// `[resolver]`: how the gateway resolves the hosts events name, so that chains
+/// compare hosts as hosts (docs/rules.md, "Hosts").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolverSection {
+    /// Hosts file read for names and addresses (`/etc/hosts`); `""` reads none.
+    #[serde(default = "default_hosts_file")]
+    pub hosts_file: PathBuf,
+    /// Ask the system resolver (`getaddrinfo`) for names the hosts file lacks.
+    #[serde(default = "default_true")]
+    pub dns: bool,
+    /// Longest wait for one system-resolver lookup.
+    #[serde(default = "default_resolver_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for ResolverSection {
+    fn default() -> Self {
+        Self {
+            hosts_file: default_hosts_file(),
+            dns: true,
+            timeout: default_resolver_timeout(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_hosts_file() -> PathBuf {
+    PathBuf::from("/etc/hosts")
+}
+
+fn default_resolver_timeout() -> Duration {
+    Duration::from_millis(250)
+}
+
+impl Config {
+    /// Resolver options: `[resolver]` and each target's upstream host with its `aliases`.
+    pub fn resolver_options(&self) -> crate::hosts::ResolverOptions {
+        crate::hosts::ResolverOptions {
+            hosts_file: (!self.resolver.hosts_file.as_os_str().is_empty())
+                .then(|| self.resolver.hosts_file.clone()),
+            dns: self.resolver.dns,
+            timeout: self.resolver.timeout,
+            aliases: self
+                .targets
+                .iter()
+                .filter(|t| !t.aliases.is_empty())
+                .map(|t| {
+                    std::iter::once(crate::hosts::upstream_host(&t.upstream).to_owned())
+                        .chain(t.aliases.iter().cloned())
+                        .collect()
+                })
+                .collect(),
+        }
+    }
 }
 
 /// `[postgres]`: PostgreSQL proxy settings.
@@ -613,6 +676,10 @@ pub struct Target {
     pub protocol: Protocol,
     /// `host:port` (Postgres, SSH) or `https://host:port` (Kubernetes).
     pub upstream: String,
+    /// Other names and addresses of the upstream host (`["db-1", "10.0.0.5"]`):
+    /// chains that read any of them and then reach this target match.
+    #[serde(default)]
+    pub aliases: Vec<String>,
     /// Upstream login: Postgres role or SSH user.
     #[serde(default)]
     pub user: Option<String>,
@@ -785,6 +852,14 @@ impl Config {
                 }
                 _ => {}
             }
+            for a in &t.aliases {
+                if gatehouse_events::host::normalize(a).is_none() {
+                    problems.push(format!(
+                        "target `{}`: alias `{a}` is not a host name or address",
+                        t.name
+                    ));
+                }
+            }
             match t.response_timeout {
                 Some(_) if t.protocol != Protocol::Kubernetes => problems.push(format!(
                     "target `{}`: `response_timeout` applies to kubernetes targets only",
@@ -854,6 +929,9 @@ impl Config {
                 "admin.listen `{}` is not loopback: set admin.cert and admin.key (HTTPS)",
                 self.admin.listen
             ));
+        }
+        if self.resolver.timeout.is_zero() {
+            problems.push("resolver.timeout must be longer than `0s`".into());
         }
         if self.admin.read_timeout.is_zero() {
             problems.push("admin.read_timeout must be longer than `0s`".into());

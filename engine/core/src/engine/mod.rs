@@ -62,6 +62,8 @@ pub struct EngineOptions {
     pub max_grant: Duration,
     /// Notified of approval requests.
     pub notifier: Option<Arc<dyn Notifier>>,
+    /// Resolves the hosts events name (SSH targets, captured values).
+    pub hosts: Arc<crate::hosts::HostResolver>,
 }
 
 impl EngineOptions {
@@ -72,6 +74,7 @@ impl EngineOptions {
             approval_timeout: Duration::from_secs(15 * 60),
             max_grant: DEFAULT_MAX_GRANT,
             notifier: None,
+            hosts: Arc::new(crate::hosts::HostResolver::default()),
         }
     }
 }
@@ -1070,11 +1073,40 @@ impl Engine {
         if events.is_empty() {
             return Ok(());
         }
+        let resolved;
+        let events = if events.iter().any(has_captures) {
+            resolved = self.resolve_captures(events).await;
+            &resolved[..]
+        } else {
+            events
+        };
         self.append(events).await?;
         for e in events {
             self.policy.on_result(e);
         }
         Ok(())
+    }
+
+    /// `events` with the host keys of their captured values filled in (captures that
+    /// already carry keys are kept as they are): resolved now, stored on the event, so
+    /// that replaying the log compares the hosts exactly as they were compared live.
+    async fn resolve_captures(&self, events: &[Event]) -> Vec<Event> {
+        let mut out = events.to_vec();
+        for e in &mut out {
+            if let Payload::ResultObserved(r) = &mut e.payload {
+                for c in &mut r.captures {
+                    if c.hosts.is_empty() && !c.values.is_empty() {
+                        c.hosts = self.options.hosts.value_keys(&c.values).await;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The host resolver (SSH targets' keys are resolved with it when a session opens).
+    pub fn hosts(&self) -> &crate::hosts::HostResolver {
+        &self.options.hosts
     }
 
     /// Records bytes that crossed the session (replay recordings).

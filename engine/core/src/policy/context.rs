@@ -152,6 +152,7 @@ impl EventContext<'_> {
             id::SSH_KIND => Value::Str(s.kind.as_str()),
             id::SSH_SESSION_OPEN => Value::Bool(s.kind == SshRequestKind::SessionOpen),
             id::SSH_HOST => Value::Str(&s.host),
+            id::SSH_HOSTS => list(&s.hosts),
             id::SSH_COMMAND => match &self.event.payload {
                 Payload::RequestObserved(r) if matches!(r.detail, RequestDetail::Ssh(_)) => {
                     Value::Str(&r.command)

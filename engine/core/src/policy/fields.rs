@@ -86,7 +86,8 @@ catalogue! {
     PG_PARSED = ("pg.statement.parsed", Bool, false, "whether the statement was parsed and classified");
     SSH_KIND = ("ssh.kind", FieldType::Enum(SSH_KINDS), false, "SSH request kind");
     SSH_SESSION_OPEN = ("ssh.session.open", Bool, false, "true for the login to a target host (`ssh.kind == session_open`)");
-    SSH_HOST = ("ssh.target.host", Str, false, "host the SSH session is connected to");
+    SSH_HOST = ("ssh.target.host", Str, false, "host the SSH session is connected to, as configured");
+    SSH_HOSTS = ("ssh.target.hosts", StrList, false, "the target host's keys, resolved when the session opened: its names (as configured, its `aliases`, hosts-file names), short-name markers (`db-1.*` for `db-1.internal`) and addresses. `ssh.target.hosts intersects capture` compares hosts as hosts (see docs/rules.md)");
     SSH_COMMAND = ("ssh.command", Str, false, "the command line as sent");
     SSH_ARGV = ("ssh.argv", StrList, false, "the command split by shell rules (first simple command)");
     SSH_PROGRAM = ("ssh.program", Str, false, "program run (basename of `argv[0]`)");

@@ -449,6 +449,7 @@ impl Runner {
                     }
                 }
                 "ssh.target.host" => s.host = scalar(v)?,
+                "ssh.target.hosts" => s.hosts = list(v)?,
                 "ssh.command" => command = scalar(v)?,
                 "ssh.argv" => s.argv = list(v)?,
                 "ssh.program" => s.program = Some(scalar(v)?),
@@ -491,6 +492,9 @@ impl Runner {
         }
         if command.is_empty() {
             command = s.argv.join(" ");
+        }
+        if s.hosts.is_empty() && !s.host.is_empty() {
+            s.hosts = gatehouse_events::host::target_keys([s.host.as_str()], []);
         }
         Ok(Payload::RequestObserved(RequestObserved {
             command,
@@ -567,11 +571,21 @@ impl Runner {
                 continue;
             }
             let values = list(&f.value.node)?;
+            // Host keys as the engine makes them, without a resolver: spelling only.
+            let mut hosts: Vec<String> = Vec::new();
+            for v in &values {
+                for k in gatehouse_events::host::value_keys([v.as_str()], []) {
+                    if !hosts.contains(&k) {
+                        hosts.push(k);
+                    }
+                }
+            }
             r.captures.push(Capture {
                 name: f.name.node.clone(),
                 source: String::new(),
                 values,
                 truncated: false,
+                hosts,
             });
         }
         let time = DateTime::<Utc>::from_timestamp_micros(self.now).unwrap_or_default();

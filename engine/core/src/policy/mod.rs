@@ -187,7 +187,7 @@ impl Policy {
             .iter()
             .map(|c| {
                 self.rules
-                    .on_result(&ctx, state, request, &c.name, &c.values)
+                    .on_result_keyed(&ctx, state, request, &c.name, &c.values, &c.hosts)
             })
             .sum();
         if state.pending_completions() > 0 {

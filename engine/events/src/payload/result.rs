@@ -38,6 +38,10 @@ pub struct Capture {
     pub values: Vec<String>,
     /// True when the bound cut values off.
     pub truncated: bool,
+    /// Host keys of the values that are host names or addresses
+    /// ([`crate::host::value_keys`]), resolved when the result was recorded.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
 }
 
 /// The upstream answered a request.

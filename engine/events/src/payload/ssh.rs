@@ -63,6 +63,11 @@ pub struct SshRequest {
     pub kind: SshRequestKind,
     /// The target host the session is connected to.
     pub host: String,
+    /// Keys of the target host ([`crate::host::target_keys`]): its names (as
+    /// configured, its aliases, names the resolver gave), short-name markers
+    /// (`db-1.*`) and addresses, resolved when the session opened.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
     /// Channel number.
     pub channel: u32,
     /// Whether the channel has a PTY.

@@ -71,6 +71,10 @@ pub struct Setup {
     pub log_dir: Option<PathBuf>,
     /// Lines appended to the target sshd's config.
     pub sshd_extra_config: String,
+    /// The targets' configured `aliases`.
+    pub aliases: Vec<String>,
+    /// A hosts file for the gateway's resolver instead of the system's (no DNS).
+    pub hosts_file: Option<String>,
 }
 
 impl Default for Setup {
@@ -84,6 +88,8 @@ impl Default for Setup {
             sshd_log_level: "VERBOSE",
             log_dir: None,
             sshd_extra_config: String::new(),
+            aliases: Vec::new(),
+            hosts_file: None,
         }
     }
 }
@@ -117,7 +123,22 @@ pub async fn fixture_with(setup: Setup) -> Fixture {
     .into_iter()
     .collect();
     let auth = Authenticator::new(TokenKeys::from_pkcs8(pkcs8.as_ref()).unwrap(), targets);
-    let engine = Engine::open(EngineOptions::new("gw-ssh-test"), log, policy, auth).unwrap();
+    let mut options = EngineOptions::new("gw-ssh-test");
+    if let Some(text) = &setup.hosts_file {
+        let path = dir.path().join("hosts");
+        std::fs::write(&path, text).unwrap();
+        let mut aliases = setup.aliases.clone();
+        aliases.insert(0, setup.host.clone());
+        options.hosts = Arc::new(gatehouse_core::hosts::HostResolver::new(
+            gatehouse_core::hosts::ResolverOptions {
+                hosts_file: Some(path),
+                dns: false,
+                timeout: Duration::from_millis(100),
+                aliases: vec![aliases],
+            },
+        ));
+    }
+    let engine = Engine::open(options, log, policy, auth).unwrap();
     let key_text = std::fs::read_to_string(&sshd.client_key).unwrap();
     let key = Arc::new(russh::keys::decode_secret_key(&key_text, None).unwrap());
     let mut targets = HashMap::new();
@@ -128,6 +149,7 @@ pub async fn fixture_with(setup: Setup) -> Fixture {
                 name: name.into(),
                 upstream: format!("{}:{}", setup.host, sshd.port),
                 host: setup.host.clone(),
+                aliases: setup.aliases.clone(),
                 port: sshd.port,
                 user: sshd.user.clone(),
                 key: key.clone(),
