@@ -2,9 +2,14 @@
 //!
 //! A chain is, for one identity within a window:
 //! 1. **recon** — a Postgres result that contained host names (values captured by a
-//!    sequence rule, or simply present in the recorded result sample), then
+//!    sequence rule, or whole tokens of the recorded result sample), then
 //! 2. **hop** — an SSH login to one of those hosts, then
-//! 3. **pod** — a Kubernetes pod creation (or `exec`) request.
+//! 3. **pod** — a Kubernetes pod creation (or `exec`) request, or a Kubernetes
+//!    client run over SSH (`ssh_pivot` has `kubernetes`).
+//!
+//! Hosts compare as hosts, with the keys stored on the events
+//! (`gatehouse_events::host`): the login's `ssh_hosts` against the result's captured
+//! values, their keys and the whole host-like tokens of its recorded sample.
 //!
 //! The two-step variants (recon -> hop, hop -> pod) are reported too. Matching uses
 //! what was *recorded*, not what a rule flagged at the time, so chains no rule existed
@@ -12,6 +17,29 @@
 //! table; `docs/audit.md` has the same query for stock `datafusion-cli`.
 
 use std::time::Duration;
+
+/// The keys of a login's host (`gatehouse_events::host::target_keys`), stored on
+/// the event; for events written before keys were, the host in lower case and, for
+/// a qualified name, its short-name marker (`db-1.*`).
+pub(crate) const HOP_KEYS: &str = "CASE WHEN cardinality(ssh_hosts) > 0 THEN ssh_hosts \
+     ELSE make_array(lower(ssh_host), regexp_replace(lower(ssh_host), '^([^.]*[a-z_-][^.]*)[.].*$', '\\1.*')) END";
+
+/// The host keys a Postgres result offers: the captured values and their keys, and
+/// the host-like tokens of the recorded sample (`gatehouse_events::host::text_keys`):
+/// maximal runs of letters, digits, `.`, `-`, `_` and `:`, lower-cased, with `.` and
+/// `:` trimmed from both ends, each with its first label and its short-name marker.
+/// A name in the sample therefore matches only as a whole token: `db` is not in
+/// `db-1.internal`.
+pub(crate) const RECON_KEYS: &str = "array_concat(\
+     coalesce(captured_values, make_array()), coalesce(captured_hosts, make_array()), \
+     string_to_array(sample_tokens, ' '), \
+     string_to_array(regexp_replace(sample_tokens, '([^ .]+)[.][^ ]*', '\\1', 'g'), ' '), \
+     string_to_array(regexp_replace(sample_tokens, '([^ ]+)', '\\1.*', 'g'), ' '))";
+
+/// `result_sample` cut into host-like tokens separated by spaces (see [`RECON_KEYS`]).
+pub(crate) const SAMPLE_TOKENS: &str = "trim(regexp_replace(regexp_replace(\
+     regexp_replace(lower(coalesce(result_sample, '')), '[^a-z0-9._:-]+', ' ', 'g'), \
+     '[.:]+( |$)', ' ', 'g'), '(^| )[.:]+', ' ', 'g'))";
 
 /// Chain search parameters.
 #[derive(Debug, Clone)]
@@ -58,6 +86,7 @@ impl ChainQuery {
         //   the chain kinds it stands for.
         // - `proto` is the directory partition: each CTE reads one protocol's files.
         let slot = format!("CAST(floor(extract(epoch FROM time) / {secs}) AS BIGINT)");
+        let (hop_keys, recon_keys) = (HOP_KEYS, RECON_KEYS);
         let kinds = if self.partial {
             "CASE WHEN is_full = 1 THEN 'pg->ssh->k8s' END,\n\
              CASE WHEN recon_event IS NOT NULL AND pair_full = 0 AND hop_in_full = 0 THEN 'pg->ssh' END,\n\
@@ -67,7 +96,7 @@ impl ChainQuery {
         };
         format!(
             "WITH hop AS (\n\
-               SELECT identity, time AS t2, event_id AS hop_event, ssh_host AS host, session_id AS s2, {slot} AS slot\n\
+               SELECT identity, time AS t2, event_id AS hop_event, ssh_host AS host, {hop_keys} AS hosts, session_id AS s2, {slot} AS slot\n\
                FROM events\n\
                WHERE {hop}\n\
              ), pod AS (\n\
@@ -75,10 +104,12 @@ impl ChainQuery {
                FROM events\n\
                WHERE {pod}\n\
              ), recon AS (\n\
-               SELECT identity, time AS t1, request_event_id AS recon_event, session_id AS s1, captured_values, result_sample,\n\
+               SELECT identity, time AS t1, request_event_id AS recon_event, session_id AS s1, {recon_keys} AS keys,\n\
                       unnest([{slot}, {slot} + 1]) AS slot\n\
-               FROM events\n\
-               WHERE {recon}\n\
+               FROM (SELECT identity, time, request_event_id, session_id, captured_values, captured_hosts,\n\
+                            {SAMPLE_TOKENS} AS sample_tokens\n\
+                     FROM events\n\
+                     WHERE {recon})\n\
              ), steps AS (\n\
                SELECT h.identity, h.host, h.t2, h.hop_event, h.s2, p.t3, p.pod_event, p.s3, r.t1, r.recon_event, r.s1,\n\
                       CASE WHEN r.recon_event IS NOT NULL AND p.pod_event IS NOT NULL\n\
@@ -88,7 +119,7 @@ impl ChainQuery {
                  AND p.t3 > h.t2 AND p.t3 <= h.t2 + INTERVAL '{secs} seconds'\n\
                LEFT JOIN recon r ON r.identity = h.identity AND r.slot = h.slot\n\
                  AND h.t2 > r.t1 AND h.t2 <= r.t1 + INTERVAL '{secs} seconds'\n\
-                 AND (array_has(r.captured_values, h.host) OR strpos(coalesce(r.result_sample, ''), h.host) > 0)\n\
+                 AND array_has_any(r.keys, h.hosts)\n\
                WHERE p.pod_event IS NOT NULL OR r.recon_event IS NOT NULL\n\
              ), flagged AS (\n\
                SELECT *,\n\
@@ -129,8 +160,9 @@ impl ChainQuery {
                 "proto = 'ssh' AND event_type = 'request_observed' AND action = 'session_open'"
             }
             Step::Pod => {
-                "proto = 'kubernetes' AND event_type = 'request_observed' \
-                 AND ((action = 'create' AND k8s_resource = 'pods') OR k8s_subresource IN ('exec', 'attach'))"
+                "((proto = 'kubernetes' AND event_type = 'request_observed' \
+                 AND ((action = 'create' AND k8s_resource = 'pods') OR k8s_subresource IN ('exec', 'attach'))) \
+                 OR (proto = 'ssh' AND event_type = 'request_observed' AND array_has(ssh_pivot, 'kubernetes')))"
             }
             Step::Recon => "proto = 'postgres' AND event_type = 'result_observed'",
         };
@@ -152,7 +184,14 @@ impl ChainQuery {
     /// The columns the sweep reads for one kind of step.
     pub(crate) fn columns(step: Step) -> &'static [&'static str] {
         match step {
-            Step::Hop => &["identity", "time", "event_id", "ssh_host", "session_id"],
+            Step::Hop => &[
+                "identity",
+                "time",
+                "event_id",
+                "ssh_host",
+                "session_id",
+                "ssh_hosts",
+            ],
             Step::Pod => &["identity", "time", "event_id", "session_id"],
             Step::Recon => &[
                 "identity",
@@ -161,6 +200,7 @@ impl ChainQuery {
                 "session_id",
                 "captured_values",
                 "result_sample",
+                "captured_hosts",
             ],
         }
     }

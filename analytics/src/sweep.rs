@@ -32,6 +32,8 @@ struct Hop<'a> {
     t: i64,
     id: &'a str,
     host: Option<&'a str>,
+    /// [`crate::chains::HOP_KEYS`].
+    keys: Vec<String>,
     session: Option<&'a str>,
 }
 
@@ -47,28 +49,85 @@ struct Recon<'a> {
     t: i64,
     id: &'a str,
     session: Option<&'a str>,
-    captured: Option<(&'a GenericListArray<i32>, usize)>,
-    sample: Option<&'a str>,
+    /// [`crate::chains::RECON_KEYS`], sorted.
+    keys: Vec<String>,
 }
 
 impl Recon<'_> {
-    /// `array_has(captured_values, host) OR strpos(coalesce(result_sample, ''), host) > 0`.
-    fn names(&self, host: &str) -> bool {
-        if let Some((list, row)) = self.captured {
-            let values = list.values().as_string::<i32>();
-            let offsets = list.value_offsets();
-            if let (Some(&a), Some(&b)) = (offsets.get(row), offsets.get(row + 1)) {
-                let (a, b) = (
-                    usize::try_from(a).unwrap_or(0),
-                    usize::try_from(b).unwrap_or(0),
-                );
-                if (a..b).any(|j| values.is_valid(j) && values.value(j) == host) {
-                    return true;
-                }
-            }
-        }
-        self.sample.unwrap_or("").contains(host)
+    /// `array_has_any(r.keys, h.hosts)`.
+    fn names(&self, hop: &[String]) -> bool {
+        hop.iter().any(|k| self.keys.binary_search(k).is_ok())
     }
+}
+
+/// The items of row `row` of a list column.
+fn list_items(list: &GenericListArray<i32>, row: usize) -> impl Iterator<Item = &str> {
+    let values = list.values().as_string::<i32>();
+    let offsets = list.value_offsets();
+    let range = match (list.is_valid(row), offsets.get(row), offsets.get(row + 1)) {
+        (true, Some(&a), Some(&b)) => {
+            usize::try_from(a).unwrap_or(0)..usize::try_from(b).unwrap_or(0)
+        }
+        _ => 0..0,
+    };
+    range
+        .filter(move |&j| values.is_valid(j))
+        .map(move |j| values.value(j))
+}
+
+/// [`crate::chains::HOP_KEYS`] for one login.
+fn hop_keys(host: Option<&str>, stored: Vec<String>) -> Vec<String> {
+    if !stored.is_empty() {
+        return stored;
+    }
+    let Some(host) = host else {
+        return Vec::new();
+    };
+    let lower = host.to_lowercase();
+    // `regexp_replace(lower, '^([^.]*[a-z_-][^.]*)[.].*$', '\1.*')`
+    let second = match lower.split_once('.') {
+        Some((label, _)) if label.bytes().any(|b| b.is_ascii_lowercase() || b == b'_' || b == b'-') => {
+            format!("{label}.*")
+        }
+        _ => lower.clone(),
+    };
+    vec![lower, second]
+}
+
+/// [`crate::chains::RECON_KEYS`] for one result, sorted and deduplicated.
+fn recon_keys<'a>(
+    captured: impl Iterator<Item = &'a str>,
+    hosts: impl Iterator<Item = &'a str>,
+    sample: Option<&str>,
+) -> Vec<String> {
+    let mut keys: Vec<String> = captured.chain(hosts).map(str::to_owned).collect();
+    // SAMPLE_TOKENS: separators to spaces, `.`/`:` runs trimmed at token ends.
+    let lower = sample.unwrap_or("").to_lowercase();
+    let cleaned: String = lower
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | ':' | '-') {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect();
+    let tokens: Vec<&str> = cleaned
+        .split(' ')
+        .map(|t| t.trim_matches(|c| c == '.' || c == ':'))
+        .filter(|t| !t.is_empty())
+        .collect();
+    for t in tokens {
+        if let Some((label, _)) = t.split_once('.') {
+            keys.push(label.to_owned());
+        }
+        keys.push(format!("{t}.*"));
+        keys.push(t.to_owned());
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }
 
 /// The steps of one identity.
@@ -159,10 +218,21 @@ pub(crate) async fn run(audit: &Audit, query: &ChainQuery) -> Result<Vec<RecordB
         );
         async move { ctx.sql(&sql).await?.collect().await }
     };
-    let (in_kubernetes, in_postgres) =
-        tokio::try_join!(identities("kubernetes"), identities("postgres"))?;
+    let pivots = async {
+        let sql = format!(
+            "SELECT DISTINCT identity FROM events WHERE proto = 'ssh' AND array_has(ssh_pivot, 'kubernetes'){}",
+            query.since_filter()
+        );
+        ctx.sql(&sql).await?.collect().await
+    };
+    let (in_kubernetes, in_postgres, with_pivots) = tokio::try_join!(
+        identities("kubernetes"),
+        identities("postgres"),
+        pivots
+    )?;
     let mut wanted = identity_set(&normalized(in_kubernetes)?)?;
     wanted.extend(identity_set(&normalized(in_postgres)?)?);
+    wanted.extend(identity_set(&normalized(with_pivots)?)?);
     let hops = normalized(scan(ctx, query, Step::Hop, &wanted).await?)?;
     let with_hops = identity_set(&hops)?;
     let (pods, recons) = tokio::try_join!(
@@ -185,12 +255,16 @@ pub(crate) async fn run(audit: &Audit, query: &ChainQuery) -> Result<Vec<RecordB
             strings(b, 3)?,
             strings(b, 4)?,
         );
+        let stored = lists(b, 5, "ssh_hosts")?;
         for i in 0..b.num_rows() {
             if let (Some(who), Some(t), Some(id)) = (value(who, i), time(t, i), value(id, i)) {
+                let host = value(host, i);
+                let keys = hop_keys(host, list_items(stored, i).map(str::to_owned).collect());
                 by_identity.entry(who).or_default().hops.push(Hop {
                     t,
                     id,
-                    host: value(host, i),
+                    host,
+                    keys,
                     session: value(session, i),
                 });
             }
@@ -218,10 +292,8 @@ pub(crate) async fn run(audit: &Audit, query: &ChainQuery) -> Result<Vec<RecordB
             strings(b, 3)?,
             strings(b, 5)?,
         );
-        let captured = b
-            .column(4)
-            .as_list_opt::<i32>()
-            .ok_or_else(|| internal("captured_values is not a list"))?;
+        let captured = lists(b, 4, "captured_values")?;
+        let hosts = lists(b, 6, "captured_hosts")?;
         for i in 0..b.num_rows() {
             if let (Some(who), Some(t), Some(id)) = (value(who, i), time(t, i), value(id, i))
                 && let Some(steps) = by_identity.get_mut(who)
@@ -230,8 +302,11 @@ pub(crate) async fn run(audit: &Audit, query: &ChainQuery) -> Result<Vec<RecordB
                     t,
                     id,
                     session: value(session, i),
-                    captured: captured.is_valid(i).then_some((captured, i)),
-                    sample: value(sample, i),
+                    keys: recon_keys(
+                        list_items(captured, i),
+                        list_items(hosts, i),
+                        value(sample, i),
+                    ),
                 });
             }
         }
@@ -267,13 +342,13 @@ fn pair<'a>(who: &'a str, steps: &Steps<'a>, window: i64, partial: bool, rows: &
             }
             hop_pods.push((h, p));
         }
-        if let Some(host) = hop.host {
+        if !hop.keys.is_empty() {
             let first = recons.partition_point(|r| r.t < hop.t.saturating_sub(window));
             for (r, recon) in recons.iter().enumerate().skip(first) {
                 if recon.t >= hop.t {
                     break;
                 }
-                if recon.names(host) {
+                if recon.names(&hop.keys) {
                     recon_hops.push((r, h));
                 }
             }
@@ -377,6 +452,17 @@ fn identity_set(batches: &[RecordBatch]) -> Result<BTreeSet<String>, AuditError>
         out.extend(who.iter().flatten().map(str::to_owned));
     }
     Ok(out)
+}
+
+/// Column `i` of `b` as a list of strings.
+fn lists<'a>(
+    b: &'a RecordBatch,
+    i: usize,
+    name: &str,
+) -> Result<&'a GenericListArray<i32>, AuditError> {
+    b.column(i)
+        .as_list_opt::<i32>()
+        .ok_or_else(|| internal(&format!("{name} is not a list")))
 }
 
 fn internal(msg: &str) -> AuditError {

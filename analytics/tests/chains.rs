@@ -293,25 +293,33 @@ fn the_documented_datafusion_cli_statement_reads_the_files() {
 fn reference_sql(secs: u64) -> String {
     format!(
         "WITH hop AS (\n\
-           SELECT identity, time AS t2, event_id AS hop_event, ssh_host AS host, session_id AS s2\n\
+           SELECT identity, time AS t2, event_id AS hop_event, ssh_host AS host, session_id AS s2,\n\
+                  CASE WHEN cardinality(ssh_hosts) > 0 THEN ssh_hosts\n\
+                       ELSE make_array(lower(ssh_host), regexp_replace(lower(ssh_host), '^([^.]*[a-z_-][^.]*)[.].*$', '\\1.*')) END AS hosts\n\
            FROM events\n\
            WHERE event_type = 'request_observed' AND protocol = 'ssh' AND action = 'session_open' \n\
          ), pod AS (\n\
            SELECT identity, time AS t3, event_id AS pod_event, session_id AS s3\n\
            FROM events\n\
-           WHERE event_type = 'request_observed' AND protocol = 'kubernetes' \n\
-             AND ((action = 'create' AND k8s_resource = 'pods') OR k8s_subresource IN ('exec', 'attach'))\n\
-         ), hop_hosts AS (\n\
-           SELECT DISTINCT host FROM hop\n\
+           WHERE event_type = 'request_observed' AND ((protocol = 'kubernetes' \n\
+             AND ((action = 'create' AND k8s_resource = 'pods') OR k8s_subresource IN ('exec', 'attach')))\n\
+             OR (protocol = 'ssh' AND array_has(ssh_pivot, 'kubernetes')))\n\
+         ), tokens AS (\n\
+           SELECT identity, time, request_event_id, session_id, captured_values, captured_hosts,\n\
+                  trim(regexp_replace(regexp_replace(regexp_replace(lower(coalesce(result_sample, '')),\n\
+                    '[^a-z0-9._:-]+', ' ', 'g'), '[.:]+( |$)', ' ', 'g'), '(^| )[.:]+', ' ', 'g')) AS t\n\
+           FROM events\n\
+           WHERE event_type = 'result_observed' AND protocol = 'postgres'\n\
          ), recon AS (\n\
-           SELECT r.identity, r.time AS t1, r.request_event_id AS recon_event, r.session_id AS s1, hh.host\n\
-           FROM events r JOIN hop_hosts hh\n\
-             ON (array_has(r.captured_values, hh.host) OR strpos(coalesce(r.result_sample, ''), hh.host) > 0)\n\
-           WHERE r.event_type = 'result_observed' AND r.protocol = 'postgres' \n\
-             AND (cardinality(r.captured_values) > 0 OR r.result_sample IS NOT NULL)\n\
+           SELECT identity, time AS t1, request_event_id AS recon_event, session_id AS s1,\n\
+                  array_concat(coalesce(captured_values, make_array()), coalesce(captured_hosts, make_array()),\n\
+                    string_to_array(t, ' '),\n\
+                    string_to_array(regexp_replace(t, '([^ .]+)[.][^ ]*', '\\1', 'g'), ' '),\n\
+                    string_to_array(regexp_replace(t, '([^ ]+)', '\\1.*', 'g'), ' ')) AS keys\n\
+           FROM tokens\n\
          ), recon_hop AS (\n\
            SELECT DISTINCT r.identity, h.host, r.t1, h.t2, r.recon_event, h.hop_event, r.s1, h.s2\n\
-           FROM recon r JOIN hop h ON h.identity = r.identity AND h.host = r.host\n\
+           FROM recon r JOIN hop h ON h.identity = r.identity AND array_has_any(r.keys, h.hosts)\n\
              AND h.t2 > r.t1 AND h.t2 <= r.t1 + INTERVAL '{secs} seconds'\n\
          ), candidates AS (\n\
            SELECT CASE WHEN p.pod_event IS NULL THEN 'pg->ssh' ELSE 'pg->ssh->k8s' END AS kind,\n\

@@ -44,6 +44,7 @@ const TOP_LEVEL: &[&str] = &[
     "target",
     "ssh",
     "postgres",
+    "resolver",
 ];
 
 /// One table of the configuration: its heading in the doc, a snippet that makes the
@@ -135,6 +136,11 @@ const SECTIONS: &[Section] = &[
         heading: "## `[postgres]`",
         probe: "[postgres]\nbogus_key = 1\n",
         example_path: &["postgres"],
+    },
+    Section {
+        heading: "## `[resolver]`",
+        probe: "[resolver]\nbogus_key = 1\n",
+        example_path: &["resolver"],
     },
     Section {
         heading: "## `[[target]]`",
@@ -442,7 +448,7 @@ fn documented_defaults_are_the_code_defaults() {
     // table that is absent altogether may differ: without `[policy]`, `watch` is
     // false, which is moot because there are no files to watch.)
     let c = Config::parse(
-        "[log]\n[shipping.parquet]\n[policy]\n[tokens]\n[approvals]\n[admin]\n[ssh]\n[postgres]\n\
+        "[log]\n[shipping.parquet]\n[policy]\n[tokens]\n[approvals]\n[admin]\n[ssh]\n[postgres]\n[resolver]\n\
          [shipping.kafka]\nbrokers = \"b:9092\"\n\
          [[oidc]]\nissuer = \"i\"\naudiences = []\njwks_file = \"j\"\n\
          [roles.r]\n\
@@ -580,6 +586,18 @@ fn documented_defaults_are_the_code_defaults() {
             "connect_timeout",
             CodeDefault::Duration(c.postgres.connect_timeout),
         ),
+        (
+            "## `[resolver]`",
+            "hosts_file",
+            lit(&c.resolver.hosts_file.display()),
+        ),
+        ("## `[resolver]`", "dns", lit(&c.resolver.dns)),
+        (
+            "## `[resolver]`",
+            "timeout",
+            CodeDefault::Duration(c.resolver.timeout),
+        ),
+        ("## `[[target]]`", "aliases", list(&c.targets[0].aliases)),
         ("## `[[target]]`", "tls", lit(&c.targets[0].tls)),
         (
             "## `[[target]]`",

@@ -597,6 +597,20 @@ impl Gen {
         table: &str,
         sample: String,
     ) -> EventId {
+        self.pg_captured(time, who, session, sql, table, sample, Vec::new())
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "one synthetic step, spelled out")]
+    fn pg_captured(
+        &mut self,
+        time: DateTime<Utc>,
+        who: &str,
+        session: &str,
+        sql: &str,
+        table: &str,
+        sample: String,
+        captures: Vec<Capture>,
+    ) -> EventId {
         self.step(
             time,
             who,
@@ -616,12 +630,24 @@ impl Gen {
                 rows: Some(3),
                 sample: Some(sample),
                 duration_us: Some(300),
+                captures,
                 ..ResultObserved::default()
             }),
         )
     }
 
     fn ssh_login(&mut self, time: DateTime<Utc>, who: &str, session: &str, host: &str) -> EventId {
+        self.ssh_login_keyed(time, who, session, host, Vec::new())
+    }
+
+    fn ssh_login_keyed(
+        &mut self,
+        time: DateTime<Utc>,
+        who: &str,
+        session: &str,
+        host: &str,
+        hosts: Vec<String>,
+    ) -> EventId {
         self.step(
             time,
             who,
@@ -632,9 +658,37 @@ impl Gen {
             RequestDetail::Ssh(SshRequest {
                 kind: SshRequestKind::SessionOpen,
                 host: host.to_owned(),
+                hosts,
                 ..SshRequest::default()
             }),
             None,
+        )
+    }
+
+    /// A Kubernetes client run over SSH (`ssh.pivot` = `kubernetes`).
+    fn ssh_kubectl(&mut self, time: DateTime<Utc>, who: &str, session: &str, host: &str) -> EventId {
+        let cmd = "kubectl run debug --image=busybox";
+        self.step(
+            time,
+            who,
+            session,
+            "web",
+            Protocol::Ssh,
+            cmd.to_owned(),
+            RequestDetail::Ssh(SshRequest {
+                kind: SshRequestKind::Exec,
+                host: host.to_owned(),
+                argv: cmd.split(' ').map(str::to_owned).collect(),
+                program: Some("kubectl".into()),
+                programs: vec!["kubectl".into()],
+                pivot: vec!["kubernetes".into()],
+                ..SshRequest::default()
+            }),
+            Some(ResultObserved {
+                status: ResultStatus::Ok,
+                code: Some("0".into()),
+                ..ResultObserved::default()
+            }),
         )
     }
 
@@ -817,29 +871,88 @@ pub fn history(spec: &HistorySpec) -> (Vec<Event>, Vec<PlantedChain>) {
             .get((8 + c as usize * 3) % 40)
             .cloned()
             .unwrap_or_default();
-        let recon = g.pg(
+        // Four shapes, by chain number:
+        // 0. the host's name in the result sample, the login to that name;
+        // 1. a captured qualified name, the login to its short name (host keys);
+        // 2. as 0, with `kubectl` run over SSH instead of a pod request;
+        // 3. the host's address in the sample, the login to its name (host keys).
+        // Before each, a result naming the host only inside longer tokens, which
+        // must not count as the recon step.
+        let shape = c % 4;
+        let addr = format!("10.{}.{}.7", c / 250, c % 250);
+        g.pg(
+            t0 - Duration::minutes(1),
+            &who,
+            &format!("pg-{c}"),
+            "SELECT note FROM infra.changes",
+            "infra.changes",
+            format!("note\nmoved x{host} to old-{host} and sub.{host}, not {addr}0\n"),
+        );
+        let sample = match shape {
+            3 => format!("hostname|addr|role\n{decoy}|10.9.9.9|db\nbastion|{addr}|bastion\n"),
+            _ => format!("hostname|role\n{decoy}|db\n{host}|bastion\n"),
+        };
+        let captures = if shape == 1 {
+            let keys = |v: &str| crate::host::value_keys([v], []);
+            let mut hosts = keys(&decoy);
+            hosts.extend(keys(&host));
+            vec![Capture {
+                name: "pg_ssh_k8s.recon.hosts".into(),
+                source: "hostname".into(),
+                values: vec![decoy.clone(), host.clone()],
+                truncated: false,
+                hosts,
+            }]
+        } else {
+            Vec::new()
+        };
+        let recon = g.pg_captured(
             t0,
             &who,
             &format!("pg-{c}"),
             "SELECT hostname, role FROM infra.hosts",
             "infra.hosts",
-            format!("hostname|role\n{decoy}|db\n{host}|bastion\n"),
+            sample,
+            captures,
         );
-        let hop = g.ssh_login(t0 + Duration::minutes(4), &who, &format!("ssh-{c}"), &host);
+        let (login, keys) = match shape {
+            1 => {
+                let short = host.split('.').next().unwrap_or(&host).to_owned();
+                let keys = crate::host::target_keys([short.as_str()], []);
+                (short, keys)
+            }
+            3 => {
+                let ip: std::net::IpAddr = addr.parse().unwrap_or(std::net::IpAddr::from([0; 4]));
+                (host.clone(), crate::host::target_keys([host.as_str()], [ip]))
+            }
+            _ => (host.clone(), Vec::new()),
+        };
+        let hop = g.ssh_login_keyed(
+            t0 + Duration::minutes(4),
+            &who,
+            &format!("ssh-{c}"),
+            &login,
+            keys,
+        );
         g.ssh_exec(
             t0 + Duration::minutes(5),
             &who,
             &format!("ssh-{c}"),
-            &host,
+            &login,
             "id",
         );
-        let pod = g.k8s(
-            t0 + Duration::minutes(9),
-            &who,
-            &format!("k8s-{c}"),
-            "create",
-            Some("debug"),
-        );
+        let pod = if shape == 2 {
+            g.ssh_kubectl(t0 + Duration::minutes(9), &who, &format!("ssh-{c}"), &login)
+        } else {
+            g.k8s(
+                t0 + Duration::minutes(9),
+                &who,
+                &format!("k8s-{c}"),
+                "create",
+                Some("debug"),
+            )
+        };
+        let host = login;
         planted.push(PlantedChain {
             identity: who,
             host,
