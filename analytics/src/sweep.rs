@@ -86,7 +86,11 @@ fn hop_keys(host: Option<&str>, stored: Vec<String>) -> Vec<String> {
     let lower = host.to_lowercase();
     // `regexp_replace(lower, '^([^.]*[a-z_-][^.]*)[.].*$', '\1.*')`
     let second = match lower.split_once('.') {
-        Some((label, _)) if label.bytes().any(|b| b.is_ascii_lowercase() || b == b'_' || b == b'-') => {
+        Some((label, _))
+            if label
+                .bytes()
+                .any(|b| b.is_ascii_lowercase() || b == b'_' || b == b'-') =>
+        {
             format!("{label}.*")
         }
         _ => lower.clone(),
@@ -225,11 +229,8 @@ pub(crate) async fn run(audit: &Audit, query: &ChainQuery) -> Result<Vec<RecordB
         );
         ctx.sql(&sql).await?.collect().await
     };
-    let (in_kubernetes, in_postgres, with_pivots) = tokio::try_join!(
-        identities("kubernetes"),
-        identities("postgres"),
-        pivots
-    )?;
+    let (in_kubernetes, in_postgres, with_pivots) =
+        tokio::try_join!(identities("kubernetes"), identities("postgres"), pivots)?;
     let mut wanted = identity_set(&normalized(in_kubernetes)?)?;
     wanted.extend(identity_set(&normalized(in_postgres)?)?);
     wanted.extend(identity_set(&normalized(with_pivots)?)?);

@@ -666,7 +666,13 @@ impl Gen {
     }
 
     /// A Kubernetes client run over SSH (`ssh.pivot` = `kubernetes`).
-    fn ssh_kubectl(&mut self, time: DateTime<Utc>, who: &str, session: &str, host: &str) -> EventId {
+    fn ssh_kubectl(
+        &mut self,
+        time: DateTime<Utc>,
+        who: &str,
+        session: &str,
+        host: &str,
+    ) -> EventId {
         let cmd = "kubectl run debug --image=busybox";
         self.step(
             time,
@@ -923,7 +929,10 @@ pub fn history(spec: &HistorySpec) -> (Vec<Event>, Vec<PlantedChain>) {
             }
             3 => {
                 let ip: std::net::IpAddr = addr.parse().unwrap_or(std::net::IpAddr::from([0; 4]));
-                (host.clone(), crate::host::target_keys([host.as_str()], [ip]))
+                (
+                    host.clone(),
+                    crate::host::target_keys([host.as_str()], [ip]),
+                )
             }
             _ => (host.clone(), Vec::new()),
         };

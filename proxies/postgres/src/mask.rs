@@ -94,6 +94,21 @@ impl Captured {
         }
     }
 
+    /// Whether this capture reads a column whose value comes from `source` (a column
+    /// of the name it asks for, or derived from one: `hostname AS h`, `lower(hostname)`).
+    fn reads(&self, source: &Source) -> bool {
+        &*self.request.source == "pg.result.column"
+            && source
+                .columns
+                .iter()
+                .any(|x| self.request.arg.eq_ignore_ascii_case(x))
+    }
+
+    /// Whether this capture reads result columns at all.
+    fn reads_result_column(&self) -> bool {
+        &*self.request.source == "pg.result.column"
+    }
+
     fn add(&mut self, v: &str) {
         if self.values.iter().any(|x| x == v) {
             return;
@@ -155,13 +170,9 @@ impl Plan {
                     .enumerate()
                     .filter(|(_, cap)| {
                         // By name, or by lineage: `hostname AS h`, `lower(hostname)`.
-                        &*cap.request.source == "pg.result.column"
-                            && (cap.request.arg.eq_ignore_ascii_case(&c.name)
-                                || sources.get(i).is_some_and(|s| {
-                                    s.columns
-                                        .iter()
-                                        .any(|x| cap.request.arg.eq_ignore_ascii_case(x))
-                                }))
+                        (&*cap.request.source == "pg.result.column"
+                            && cap.request.arg.eq_ignore_ascii_case(&c.name))
+                            || sources.get(i).is_some_and(|s| cap.reads(s))
                     })
                     .map(|(j, _)| j)
                     .collect();

@@ -552,28 +552,62 @@ fn captures_follow_lineage() {
             "create table infra.hosts (hostname text, role text)",
             "-c",
             "insert into infra.hosts values ('db-1.internal', 'db')",
+            "-c",
+            "create view infra.v as select hostname as n from infra.hosts",
         ]);
         assert!(out.status.success(), "{}", all(&out));
     });
-    let out = h.psql(&["-At", "-c", "select role, hostname as h from infra.hosts"]);
-    assert!(out.status.success(), "{}", all(&out));
-    let captured: Vec<String> = h
-        .events()
-        .into_iter()
-        .filter_map(|e| match e.payload {
-            gatehouse_events::payload::Payload::ResultObserved(r) => Some(r),
-            _ => None,
-        })
-        .flat_map(|r| r.captures)
-        .filter(|c| c.name.ends_with("recon.hosts"))
-        .flat_map(|c| c.values.into_iter().map(move |v| format!("{}={v}", c.name)))
-        .collect();
-    // Both starter chains that begin with recon capture the host.
-    assert_eq!(
-        captured,
-        [
-            "pg_ssh_k8s.recon.hosts=db-1.internal",
-            "pg_ssh_db.recon.hosts=db-1.internal"
-        ]
-    );
+    // Every way of reading the column out: renamed, transformed, through a view,
+    // COPY of a query (text and CSV), COPY of the table, a prepared statement.
+    let reads: &[&str] = &[
+        "select role, hostname as h from infra.hosts",
+        "select upper(hostname) || '' as x from infra.hosts",
+        "select n from infra.v",
+        "copy (select hostname as h from infra.hosts) to stdout",
+        "copy (select role, hostname from infra.hosts) to stdout with (format csv, header)",
+        "copy infra.hosts to stdout",
+        "copy infra.hosts (hostname) to stdout with (format binary)",
+    ];
+    let mut wrong = Vec::new();
+    for sql in reads {
+        let before = h.events().len();
+        let out = h.psql(&["-At", "-o", "/dev/null", "-c", sql]);
+        assert!(out.status.success(), "{sql}: {}", all(&out));
+        let captured: Vec<String> = h.events()[before..]
+            .iter()
+            .filter_map(|e| match &e.payload {
+                gatehouse_events::payload::Payload::ResultObserved(r) => Some(r),
+                _ => None,
+            })
+            .flat_map(|r| r.captures.iter())
+            .filter(|c| c.name.ends_with("recon.hosts"))
+            .flat_map(|c| c.values.iter().map(move |v| format!("{}={v}", c.name)))
+            .collect();
+        // Both starter chains that begin with recon capture the host.
+        // A whole-table COPY names no columns: every column may be any, so the
+        // starter masks every one whole (the client gets `****`), and every column
+        // is captured as the client got it.
+        let want_all = ["pg_ssh_k8s.recon.hosts=****", "pg_ssh_db.recon.hosts=****"];
+        if *sql == "copy infra.hosts to stdout" {
+            if captured != want_all {
+                wrong.push(format!("{sql}: {captured:?}"));
+            }
+            continue;
+        }
+        let want = if sql.contains("upper") {
+            [
+                "pg_ssh_k8s.recon.hosts=DB-1.INTERNAL",
+                "pg_ssh_db.recon.hosts=DB-1.INTERNAL",
+            ]
+        } else {
+            [
+                "pg_ssh_k8s.recon.hosts=db-1.internal",
+                "pg_ssh_db.recon.hosts=db-1.internal",
+            ]
+        };
+        if captured != want {
+            wrong.push(format!("{sql}: {captured:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }

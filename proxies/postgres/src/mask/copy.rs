@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use gatehouse_dsl::mask::{MaskSpec, Replacement};
 
-use super::{MaskError, column_mask, patterns};
+use super::{Captured, MaskError, column_mask, patterns};
 use crate::classify::lineage::{CopyFormat, CopyKind, Lineage};
 
 /// The binary COPY signature.
@@ -25,11 +25,20 @@ pub struct CopyPlan {
     patterns: Vec<Arc<MaskSpec>>,
     /// Binary: the header is still to come. CSV: the header line is.
     header: bool,
+    /// Per column: the captures that read it (by lineage: `COPY (SELECT hostname AS
+    /// h ...)` and `COPY infra.hosts` capture like `SELECT hostname`).
+    captures: Vec<Vec<usize>>,
 }
 
 impl CopyPlan {
-    /// Plans a COPY of `n` columns whose lineage is `lineage` under `masks`.
-    pub fn new(lineage: &Lineage, n: usize, masks: &[Arc<MaskSpec>]) -> Self {
+    /// Plans a COPY of `n` columns whose lineage is `lineage` under `masks`, feeding
+    /// `captures`.
+    pub fn new(
+        lineage: &Lineage,
+        n: usize,
+        masks: &[Arc<MaskSpec>],
+        captures: &[Captured],
+    ) -> Self {
         let format = match lineage.rows() {
             Lineage::Copy(_, f) => f.clone(),
             // Not known to be a COPY we parsed (e.g. COPY in a prepared statement):
@@ -48,7 +57,22 @@ impl CopyPlan {
             .map(|s| masks.iter().find_map(|m| column_mask(m, None, Some(s))))
             .collect();
         let header = format.kind == CopyKind::Binary || format.header;
+        let captures = sources
+            .iter()
+            .map(|s| {
+                captures
+                    .iter()
+                    .enumerate()
+                    // A column whose source is not known (`COPY t TO STDOUT` names no
+                    // columns) may be the one asked for: it is captured too, so a
+                    // whole-table dump cannot hide the host names.
+                    .filter(|(_, c)| c.reads(s) || (s.opaque && c.reads_result_column()))
+                    .map(|(j, _)| j)
+                    .collect()
+            })
+            .collect();
         Self {
+            captures,
             format,
             replace,
             patterns: masks
@@ -60,21 +84,25 @@ impl CopyPlan {
         }
     }
 
-    /// Masks one `CopyData` body; `None` when it passes unchanged.
-    pub fn apply(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, MaskError> {
+    /// Masks one `CopyData` body and feeds `captured`; `None` when it passes unchanged.
+    pub fn apply(
+        &mut self,
+        body: &[u8],
+        captured: &mut [Captured],
+    ) -> Result<Option<Vec<u8>>, MaskError> {
         if body.starts_with(SIGNATURE) && self.format.kind != CopyKind::Binary {
             // A binary copy we did not know of: its values are masked by position.
             self.format.kind = CopyKind::Binary;
             self.header = true;
         }
         let out = match self.format.kind {
-            CopyKind::Binary => self.binary(body)?,
+            CopyKind::Binary => self.binary(body, captured)?,
             CopyKind::Text | CopyKind::Csv if self.header => {
                 self.header = false;
                 return Ok(None);
             }
-            CopyKind::Text => self.text(body)?,
-            CopyKind::Csv => self.csv(body)?,
+            CopyKind::Text => self.text(body, captured)?,
+            CopyKind::Csv => self.csv(body, captured)?,
         };
         Ok((out.as_slice() != body).then_some(out))
     }
@@ -93,7 +121,16 @@ impl CopyPlan {
         out
     }
 
-    fn text(&self, body: &[u8]) -> Result<Vec<u8>, MaskError> {
+    /// Feeds the value sent for column `i` to the captures that read it.
+    fn capture(&self, i: usize, v: &str, captured: &mut [Captured]) {
+        for &j in self.captures.get(i).map(Vec::as_slice).unwrap_or_default() {
+            if let Some(c) = captured.get_mut(j) {
+                c.add(v);
+            }
+        }
+    }
+
+    fn text(&self, body: &[u8], captured: &mut [Captured]) -> Result<Vec<u8>, MaskError> {
         let utf8 = |b: &[u8]| {
             std::str::from_utf8(b)
                 .map(str::to_owned)
@@ -126,6 +163,7 @@ impl CopyPlan {
             }
             let raw = utf8(&unescape(f))?;
             let masked = self.value(n, &raw);
+            self.capture(n, &masked, captured);
             if masked == raw {
                 out.extend_from_slice(f);
             } else {
@@ -143,7 +181,7 @@ impl CopyPlan {
         Ok(out)
     }
 
-    fn csv(&self, body: &[u8]) -> Result<Vec<u8>, MaskError> {
+    fn csv(&self, body: &[u8], captured: &mut [Captured]) -> Result<Vec<u8>, MaskError> {
         let (d, q, e) = (self.format.delimiter, self.format.quote, self.format.escape);
         let line = body.strip_suffix(b"\n").unwrap_or(body);
         let mut fields: Vec<(Vec<u8>, bool)> = Vec::new();
@@ -207,6 +245,9 @@ impl CopyPlan {
             } else {
                 self.value(n, raw)
             };
+            if *quoted || !v.is_empty() {
+                self.capture(n, &masked, captured);
+            }
             if masked == raw && !quoted {
                 out.extend_from_slice(v);
                 continue;
@@ -224,7 +265,7 @@ impl CopyPlan {
         Ok(out)
     }
 
-    fn binary(&mut self, body: &[u8]) -> Result<Vec<u8>, MaskError> {
+    fn binary(&mut self, body: &[u8], captured: &mut [Captured]) -> Result<Vec<u8>, MaskError> {
         let bad = || MaskError::Copy("a binary row does not decode".into());
         let mut out = Vec::with_capacity(body.len());
         let mut rest = body;
@@ -269,6 +310,9 @@ impl CopyPlan {
                         _ => v.into(),
                     },
                 };
+                if let Ok(text) = std::str::from_utf8(&masked) {
+                    self.capture(n, text, captured);
+                }
                 out.extend_from_slice(
                     &i32::try_from(masked.len())
                         .unwrap_or(i32::MAX)
@@ -351,7 +395,7 @@ mod tests {
                 replacement: Replacement::With("****".into()),
             }],
         });
-        CopyPlan::new(&crate::classify::lineage::of(&s[0]), n, &[spec])
+        CopyPlan::new(&crate::classify::lineage::of(&s[0]), n, &[spec], &[])
     }
 
     fn text(out: Option<Vec<u8>>) -> String {
@@ -362,11 +406,11 @@ mod tests {
     fn text_fields_are_split_past_escapes() {
         let mut p = plan("copy t (a, password, b) to stdout", 3);
         let row = [&br"x\ty\\"[..], b"\tsecret\t", br"\N", b"\n"].concat();
-        let out = p.apply(&row).unwrap();
+        let out = p.apply(&row, &mut []).unwrap();
         let want = [&br"x\ty\\"[..], b"\t****\t", br"\N", b"\n"].concat();
         assert_eq!(out.unwrap(), want);
         assert!(
-            p.apply(b"a\tb\n").is_err(),
+            p.apply(b"a\tb\n", &mut []).is_err(),
             "a field count that does not match fails"
         );
     }
@@ -374,10 +418,16 @@ mod tests {
     #[test]
     fn csv_fields_are_unquoted_masked_and_requoted() {
         let mut p = plan("copy t (a, password) to stdout (format csv, header)", 2);
-        assert_eq!(p.apply(b"a,password\n").unwrap(), None, "the header passes");
-        let out = p.apply(b"\"x,\"\"y\",\"se,cr\"\"et\nline\"\n").unwrap();
+        assert_eq!(
+            p.apply(b"a,password\n", &mut []).unwrap(),
+            None,
+            "the header passes"
+        );
+        let out = p
+            .apply(b"\"x,\"\"y\",\"se,cr\"\"et\nline\"\n", &mut [])
+            .unwrap();
         assert_eq!(text(out), "\"x,\"\"y\",\"****\"\n");
-        let out = p.apply(b"plain,\n").unwrap();
+        let out = p.apply(b"plain,\n", &mut []).unwrap();
         assert_eq!(out, None, "NULL stays NULL");
     }
 
@@ -391,14 +441,74 @@ mod tests {
         first.push(b'x');
         first.extend_from_slice(&6i32.to_be_bytes());
         first.extend_from_slice(b"secret");
-        let out = p.apply(&first).unwrap().unwrap();
+        let out = p.apply(&first, &mut []).unwrap().unwrap();
         assert!(out.starts_with(SIGNATURE));
         assert!(out.ends_with(b"\0\0\0\x04****"));
         assert!(!out.windows(6).any(|w| w == b"secret"));
         assert_eq!(
-            p.apply(&(-1i16).to_be_bytes()).unwrap(),
+            p.apply(&(-1i16).to_be_bytes(), &mut []).unwrap(),
             None,
             "the trailer passes"
         );
+    }
+}
+
+#[cfg(test)]
+mod capture_tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+    use super::*;
+    use gatehouse_dsl::CaptureRequest;
+
+    fn captured(col: &str) -> Captured {
+        Captured::new(CaptureRequest {
+            name: "s.recon.hosts".into(),
+            source: "pg.result.column".into(),
+            arg: col.into(),
+            limit: 64,
+            max_bytes: 4096,
+        })
+    }
+
+    fn run(sql: &str, n: usize, rows: &[&[u8]]) -> Vec<String> {
+        let s =
+            sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql)
+                .unwrap();
+        let mut caps = [captured("hostname")];
+        let mut p = CopyPlan::new(&crate::classify::lineage::of(&s[0]), n, &[], &caps);
+        for r in rows {
+            assert_eq!(p.apply(r, &mut caps).unwrap(), None, "nothing is masked");
+        }
+        let [c] = caps;
+        c.into_capture().values
+    }
+
+    #[test]
+    fn copies_capture_by_lineage_and_whole_tables_capture_every_column() {
+        assert_eq!(
+            run(
+                "copy (select role, hostname as h from t) to stdout",
+                2,
+                &[b"db\tdb-1.internal\n"]
+            ),
+            ["db-1.internal"]
+        );
+        assert_eq!(
+            run(
+                "copy (select hostname from t) to stdout with (format csv, header)",
+                1,
+                &[b"hostname\n", b"\"db-1,x\"\n", b"\n"]
+            ),
+            ["db-1,x"],
+            "the header is skipped, NULL is not a value"
+        );
+        assert_eq!(
+            run(
+                "copy t to stdout",
+                2,
+                &[b"db\tdb-1.internal\n", b"\\N\tweb-1\n"]
+            ),
+            ["db", "db-1.internal", "web-1"]
+        );
+        assert!(run("copy (select role from t) to stdout", 1, &[b"db\n"]).is_empty());
     }
 }

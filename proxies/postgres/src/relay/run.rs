@@ -157,7 +157,7 @@ impl Run {
     /// Starts a COPY TO STDOUT described by a `CopyOutResponse` body.
     pub fn start_copy(&mut self, body: &[u8]) {
         self.copy_out = true;
-        if self.masks.is_empty() {
+        if self.masks.is_empty() && self.captured.is_empty() {
             return;
         }
         let n = body
@@ -168,6 +168,7 @@ impl Run {
             &self.derived,
             n,
             &self.masks,
+            &self.captured,
         ));
     }
 
@@ -176,10 +177,10 @@ impl Run {
     pub fn copy_data(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, MaskError> {
         self.rows += 1;
         match &mut self.copy {
-            None if self.masks.is_empty() => Ok(None),
+            None if self.masks.is_empty() && self.captured.is_empty() => Ok(None),
             None => Err(MaskError::Copy("the copy was not described".into())),
             Some(plan) => {
-                let out = plan.apply(body)?;
+                let out = plan.apply(body, &mut self.captured)?;
                 if out.is_some() {
                     self.masked += 1;
                 }
