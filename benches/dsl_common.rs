@@ -26,6 +26,7 @@ pub fn event(
         RequestObserved {
             command: String::from("x"),
             detail,
+            reason: None,
         },
     )
     .id(EventId::from_u128(n))

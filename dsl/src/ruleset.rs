@@ -714,6 +714,9 @@ impl RuleSet {
                                 removed += 1;
                             }
                             Action::Advance => {
+                                if let Some(o) = out.as_deref_mut() {
+                                    o.staged = true;
+                                }
                                 let stage_index = usize::from(p.stage);
                                 if let Some(slot) = p.events.get_mut(stage_index) {
                                     *slot = ev_ref;
@@ -741,6 +744,11 @@ impl RuleSet {
                 state.removed(removed);
                 state.pending_changed(pending_added, pending_dropped);
                 state.drop_empty(&key);
+            }
+            if !starts.is_empty()
+                && let Some(o) = out.as_deref_mut()
+            {
+                o.staged = true;
             }
             for s in starts {
                 let Some(seq) = seqs.get(usize::from(s)) else {

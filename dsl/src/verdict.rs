@@ -200,6 +200,9 @@ pub struct Verdict {
     pub evictions: Vec<Eviction>,
     /// An evaluation error; when set, `effect` is [`Effect::Block`] (fail closed).
     pub error: Option<String>,
+    /// The request started or advanced a sequence's partial match: it may become a
+    /// step of a chain (the engine keeps a summary of it for reviewers).
+    pub staged: bool,
     pub(crate) scratch: Vec<u32>,
 }
 
@@ -217,6 +220,7 @@ impl Verdict {
         self.captures.clear();
         self.evictions.clear();
         self.error = None;
+        self.staged = false;
         self.scratch.clear();
     }
 

@@ -68,6 +68,65 @@ impl Remote {
     }
 }
 
+/// An approval with its context, as `approvals show` prints it.
+fn render_approval(a: &Value) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}  {}{}  target={}  rule={}  group={}  expires={}",
+        field(a, "id"),
+        field(a, "identity"),
+        match field(a, "on_behalf_of") {
+            "" => String::new(),
+            p => format!(" (for {p})"),
+        },
+        field(a, "target"),
+        field(a, "rule"),
+        field(a, "group"),
+        field(a, "deadline"),
+    );
+    let _ = writeln!(out, "  command: {}", field(a, "command"));
+    for (label, key) in [
+        ("does", "summary"),
+        ("why", "message"),
+        ("stated reason", "reason"),
+    ] {
+        if !field(a, key).is_empty() {
+            let _ = writeln!(out, "  {label}: {}", field(a, key));
+        }
+    }
+    let steps = a
+        .get("chain")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if !steps.is_empty() {
+        let _ = writeln!(out, "  chain so far:");
+        for s in steps {
+            let _ = writeln!(
+                out,
+                "    {} {} {}: {}",
+                field(&s, "time"),
+                field(&s, "protocol"),
+                field(&s, "target"),
+                field(&s, "summary")
+            );
+            if let Some(c) = s.get("captured").and_then(Value::as_array)
+                && !c.is_empty()
+            {
+                let values: Vec<&str> = c.iter().filter_map(Value::as_str).collect();
+                let _ = writeln!(out, "      read: {}", values.join(", "));
+            }
+            if !field(&s, "reason").is_empty() {
+                let _ = writeln!(out, "      stated reason: {}", field(&s, "reason"));
+            }
+            let _ = writeln!(out, "      event {}", field(&s, "event"));
+        }
+    }
+    out
+}
+
 fn field<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
@@ -196,6 +255,12 @@ fn write_kubeconfig(
 pub enum ApprovalsCommand {
     /// Requests waiting for a reviewer.
     List,
+    /// One held request with its context: the rule's message, the stated reason,
+    /// what it does, and the chain's earlier steps.
+    Show {
+        /// Approval id.
+        id: String,
+    },
     /// Time-boxed grants in force (from `approve --for`).
     Grants,
     /// Approve a held request (`--for 30m`: also allow the same identity, credential, target and rule for that long, up to `approvals.max_grant`).
@@ -285,7 +350,23 @@ pub fn approvals(cmd: ApprovalsCommand, remote: &Remote) -> anyhow::Result<ExitC
                     },
                     field(&a, "command"),
                 );
+                for (label, key) in [("why", "message"), ("reason", "reason")] {
+                    if !field(&a, key).is_empty() {
+                        println!("    {label}: {}", field(&a, key));
+                    }
+                }
             }
+        }
+        ApprovalsCommand::Show { id } => {
+            let a = remote.call(Method::GET, &format!("/v1/approvals/{id}"), None)?;
+            if remote.json {
+                println!("{a}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            print!(
+                "{}",
+                render_approval(a.get("approval").unwrap_or(&Value::Null))
+            );
         }
         ApprovalsCommand::Approve { id, valid_for } => {
             let v = remote.call(

@@ -25,6 +25,25 @@ fn the_demo_runs_to_completion_and_tells_the_whole_story() {
         report.chain_alerts, 2,
         "one finding per attempt:\n{transcript}"
     );
+    // The reviewer read the chain: the query and the hosts it read, the SSH login
+    // and command, the pod, and the reasons the agent stated on each protocol.
+    for needle in [
+        "SELECT hostname, role, admin_password FROM infra.hosts",
+        "read: localhost, db-1.internal",
+        "SSH login to localhost",
+        "uname -s",
+        "create Pod default/debug: images [busybox",
+        "service account default",
+        "stated reason: OPS-1234: inventory audit",
+        "stated reason: OPS-1234: check the bastion",
+        "why: ",
+    ] {
+        assert!(
+            report.approval.contains(needle),
+            "`{needle}` not in what the reviewer read:\n{}",
+            report.approval
+        );
+    }
     // Masking reached the agent: no card number, password or Secret value in clear.
     let agent_saw: String = report.steps.iter().map(|s| s.output.as_str()).collect();
     for secret in [

@@ -57,10 +57,28 @@ impl WebhookNotifier {
             a.id,
             a.id
         );
+        // The context a reviewer decides on: why the rule asked, the stated reason,
+        // and the chain's earlier steps.
+        let mut context = String::new();
+        if let Some(m) = &a.message {
+            context.push_str(&format!("\n*why:* {m}"));
+        }
+        if let Some(r) = &a.reason {
+            context.push_str(&format!("\n*stated reason:* {r}"));
+        }
+        for step in &a.chain {
+            context.push_str(&format!(
+                "\n• {} `{}`: {}",
+                step.protocol, step.target, step.summary
+            ));
+            if !step.captured.is_empty() {
+                context.push_str(&format!(" (read: {})", step.captured.join(", ")));
+            }
+        }
         json!({
-            "text": text,
+            "text": format!("{text}{context}"),
             "blocks": [
-                { "type": "section", "text": { "type": "mrkdwn", "text": format!("*Approval needed* `{}`\n{who} on `{}`\n```{}```\nrule `{}` · group `{}` · expires {}", a.id, a.target, a.command, a.rule, a.group, a.deadline.to_rfc3339()) } },
+                { "type": "section", "text": { "type": "mrkdwn", "text": format!("*Approval needed* `{}`\n{who} on `{}`\n```{}```\nrule `{}` · group `{}` · expires {}{context}", a.id, a.target, a.command, a.rule, a.group, a.deadline.to_rfc3339()) } },
                 // The decision routes take an authenticated POST, which a chat link
                 // button (a browser GET) cannot make: the message says how to decide
                 // instead of offering buttons that would fail.

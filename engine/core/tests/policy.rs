@@ -59,6 +59,7 @@ fn request(
         RequestObserved {
             command: String::new(),
             detail,
+            reason: None,
         },
     )
     .id(ids.next())
@@ -118,6 +119,8 @@ fn hop(ids: &mut Ids, who: &str, host: &str, at: DateTime<Utc>) -> Event {
     let ssh = SshRequest {
         kind: SshRequestKind::SessionOpen,
         host: host.into(),
+        // What the engine's resolver gives a name it cannot resolve.
+        hosts: gatehouse_events::host::target_keys([host], []),
         ..SshRequest::default()
     };
     request(ids, who, at, Protocol::Ssh, RequestDetail::Ssh(ssh))
@@ -181,10 +184,20 @@ fn chain_requires_approval_on_the_third_event_and_not_before() {
     // Events for the log: the decision and a Detection Finding with every stage.
     let d = decision_made(&v, p.id, policy.version());
     assert!(d.rules.contains(&"pg_ssh_k8s".to_owned()));
+    // The rules that decided (the hold) apart from those that merely matched.
+    assert!(d.decided_by.contains(&"pg_ssh_k8s".to_owned()), "{d:?}");
+    assert!(d.decided_by.iter().all(|r| d.rules.contains(r)), "{d:?}");
     let alerts = alerts_raised(&v, p.id);
+    // One finding for the chain's occurrence, not one per rule along it.
+    assert_eq!(
+        alerts.iter().map(|a| a.rule.as_str()).collect::<Vec<_>>(),
+        ["pg_ssh_k8s"]
+    );
     let chain = alerts.iter().find(|a| a.sequence).unwrap();
     assert_eq!(chain.related_events, vec![r.id, h.id, p.id]);
     assert_eq!(chain.severity.ocsf_id(), 5);
+    // Each step was flagged as staged for the reviewer's summary.
+    assert!(v.staged);
 }
 
 /// The outcome of a request, as a proxy records it.

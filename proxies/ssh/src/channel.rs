@@ -109,6 +109,11 @@ pub async fn run(ctx: Arc<Ctx>, mut front: Channel<Msg>) {
     let (front_rx, front_tx) = front.split();
     let has_pty = pty.is_some();
 
+    // `ssh -o SetEnv=GATEHOUSE_REASON=...`: the reason the agent states, recorded on
+    // this and later requests of the connection and shown to reviewers.
+    if let Some((_, reason)) = env.iter().rev().find(|(k, _)| k == "GATEHOUSE_REASON") {
+        ctx.session.set_reason(reason);
+    }
     // Judge the channel request (with the env requests before it, in one append).
     let mut requests: Vec<(String, gatehouse_events::payload::RequestDetail)> = env
         .iter()

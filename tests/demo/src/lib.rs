@@ -82,6 +82,8 @@ pub struct Report {
     /// How many Detection Findings of the chain the alerts topic holds (one per
     /// completing attempt).
     pub chain_alerts: usize,
+    /// `gatehouse approvals show` of the first held pod: what the reviewer read.
+    pub approval: String,
     /// Where the held downstream secrets were looked for, and where they were found.
     pub secrets: SecretScan,
     /// Wall time of the whole demo.
@@ -133,12 +135,16 @@ pub fn run(gatehouse: &Path, examples: &Path, out: &mut dyn Write) -> Report {
     ));
 
     d.section("The pivot: Postgres -> SSH -> Kubernetes, same identity");
+    // The agent states why on each protocol (`SET gatehouse.reason`,
+    // `GATEHOUSE_REASON` over SSH); the reviewer reads it with the chain.
     steps.push(d.psql(
         &pg_token,
-        "SELECT hostname, role, admin_password FROM infra.hosts",
+        "SET gatehouse.reason = 'OPS-1234: inventory audit'; SELECT hostname, role, admin_password FROM infra.hosts",
         Outcome::Masked,
     ));
+    d.ssh_reason = Some("OPS-1234: check the bastion".into());
     steps.push(d.ssh(&ssh_token, "uname -s", Outcome::Allowed));
+    d.ssh_reason = None;
     // The reviewer says no; the agent simply tries again. The refusal does not disarm
     // the chain: the retry is held (and alerted) again.
     steps.push(d.held_pod(&kubeconfig, false));
@@ -221,6 +227,7 @@ pub fn run(gatehouse: &Path, examples: &Path, out: &mut dyn Write) -> Report {
         replays,
         alert,
         chain_alerts,
+        approval: d.approval.take().unwrap_or_default(),
         secrets,
         elapsed,
     }
@@ -255,6 +262,10 @@ struct Demo<'o> {
     known_hosts: PathBuf,
     askpass: PathBuf,
     ssh_client_key: PathBuf,
+    /// `GATEHOUSE_REASON` the next SSH commands send.
+    ssh_reason: Option<String>,
+    /// `approvals show` of the first held request.
+    approval: Option<String>,
 }
 
 struct Ports {
@@ -431,6 +442,8 @@ ca = "{k8s_ca}"
             known_hosts,
             askpass,
             ssh_client_key,
+            ssh_reason: None,
+            approval: None,
         }
     }
 
@@ -580,6 +593,9 @@ ca = "{k8s_ca}"
         .env("DISPLAY", ":0")
         .env("GH_TOKEN", token)
         .stdin(Stdio::null());
+        if let Some(r) = &self.ssh_reason {
+            c.arg("-o").arg(format!("SetEnv=GATEHOUSE_REASON={r}"));
+        }
         c
     }
 
@@ -671,6 +687,20 @@ ca = "{k8s_ca}"
             "reviewer $ gatehouse approvals list\n{}",
             indent(&listing)
         ));
+        if self.approval.is_none() {
+            let out = self
+                .cli()
+                .args(["approvals", "show", &id])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "approvals show: {}", text(&out));
+            let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+            self.say(&format!(
+                "reviewer $ gatehouse approvals show {id}\n{}",
+                indent(&shown)
+            ));
+            self.approval = Some(shown);
+        }
         let args: Vec<&str> = if approve {
             vec!["approvals", "approve", &id]
         } else {

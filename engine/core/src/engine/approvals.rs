@@ -59,6 +59,18 @@ pub struct PendingApproval {
     pub deadline: DateTime<Utc>,
     /// False after a restart: the client that waited is gone.
     pub waiting: bool,
+    /// The rule's rendered message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Why, as the requester stated it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What the held request does (for a pod: name, namespace, images, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// The chain's earlier steps, when a sequence asked.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<gatehouse_events::payload::ChainStep>,
 }
 
 struct Pending {
@@ -136,6 +148,10 @@ impl Approvals {
                     requested_at: event.time,
                     deadline: a.deadline,
                     waiting,
+                    message: a.message.clone(),
+                    reason: a.reason.clone(),
+                    summary: a.summary.clone(),
+                    chain: a.chain.clone(),
                 };
                 let credential = identity.and_then(|i| i.credential_id.clone());
                 let issuer = credential

@@ -10,6 +10,7 @@
 //! a protocol-native refusal. Never default to allow.
 
 mod approvals;
+mod chains;
 mod sessions;
 
 use std::net::SocketAddr;
@@ -235,6 +236,8 @@ pub struct Engine {
     /// Serialises approval outcomes (grant, deny, expiry): check, append and apply
     /// happen under it, so one approval gets exactly one outcome in the log.
     deciding: tokio::sync::Mutex<()>,
+    /// Summaries of requests that took part in sequences, for reviewers and alerts.
+    chain_steps: chains::ChainSteps,
 }
 
 fn random_hex(n: usize) -> String {
@@ -262,6 +265,7 @@ impl Engine {
             sessions: sessions::Registry::default(),
             session_seq: AtomicU64::new(0),
             deciding: tokio::sync::Mutex::new(()),
+            chain_steps: chains::ChainSteps::default(),
         });
         engine.replay()?;
         Ok(engine)
@@ -576,12 +580,23 @@ impl Engine {
             let request = session
                 .event(
                     &self.options.gateway_id,
-                    RequestObserved { command, detail },
+                    RequestObserved {
+                        command,
+                        detail,
+                        reason: session.reason(),
+                    },
                 )
                 .build();
             let (verdict, policy) = self.policy.decide(&request, session.client_ip());
             if let Some(error) = &verdict.error {
                 tracing::warn!(message = "Policy evaluation failed; refusing.", session = %session.id, %error);
+            }
+            if verdict.staged {
+                self.chain_steps.remember(&request);
+            }
+            let mut alerts = alerts_raised(&verdict, request.id);
+            for a in alerts.iter_mut().filter(|a| a.sequence) {
+                a.chain = self.chain_steps.steps(&a.related_events);
             }
             let mut decided = decision_made(&verdict, request.id, policy.version());
             let mut message = verdict.reason.clone();
@@ -624,10 +639,33 @@ impl Engine {
                         };
                         let id = format!("apr-{}", random_hex(4));
                         let deadline = now + timeout;
-                        let RequestObserved { command, .. } = match &request.payload {
+                        let RequestObserved {
+                            command,
+                            detail,
+                            reason,
+                        } = match &request.payload {
                             Payload::RequestObserved(r) => r.clone(),
                             _ => return Err(EngineError::Policy("not a request".into())),
                         };
+                        // What the reviewer reads: the rule's message (a sequence's
+                        // alert message, else the rule's), and the chain's earlier
+                        // steps when a sequence asks.
+                        let asking_alert = alerts.iter().find(|a| a.rule == *ask.rule);
+                        let rule_message = asking_alert
+                            .map(|a| a.message.clone())
+                            .filter(|m| !m.is_empty())
+                            .or_else(|| verdict.reason.clone());
+                        let chain: Vec<_> = asking_alert
+                            .filter(|a| a.sequence)
+                            .map(|a| {
+                                a.chain
+                                    .iter()
+                                    .filter(|s| s.event != request.id)
+                                    .cloned()
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        let summary = chains::summary(&command, &detail);
                         decided.approval_id = Some(id.clone());
                         message = Some(format!(
                             "held for approval {id} by rule `{}` (reviewers: {}); waiting until {}",
@@ -646,6 +684,10 @@ impl Engine {
                                     rule: ask.rule.to_string(),
                                     group: ask.group.to_string(),
                                     deadline,
+                                    message: rule_message,
+                                    reason,
+                                    summary: Some(summary),
+                                    chain,
                                 },
                             )
                             .build();
@@ -654,7 +696,6 @@ impl Engine {
                     }
                 }
             }
-            let mut alerts = alerts_raised(&verdict, request.id);
             // Every blocking hit is a finding, even without an explicit `alert`.
             if decided.effect == Effect::Block {
                 for m in verdict
@@ -675,6 +716,7 @@ impl Engine {
                             effect: Some(Effect::Block),
                             request: Some(request.id),
                             related_events: vec![request.id],
+                            chain: Vec::new(),
                         });
                     }
                 }
@@ -711,7 +753,7 @@ impl Engine {
                                 tags: vec!["gatehouse.sequence_eviction".into()],
                                 effect: None,
                                 request: Some(request.id),
-                                related_events: vec![request.id],
+                                related_events: vec![request.id], chain: Vec::new(),
                             },
                         )
                         .build()
@@ -1082,6 +1124,13 @@ impl Engine {
         };
         self.append(events).await?;
         for e in events {
+            if let Payload::ResultObserved(r) = &e.payload
+                && let Some(request) = r.request
+            {
+                for c in &r.captures {
+                    self.chain_steps.captured(request, &c.values);
+                }
+            }
             self.policy.on_result(e);
         }
         Ok(())

@@ -39,9 +39,43 @@ pub struct Session {
     opened: Instant,
     opened_at: DateTime<Utc>,
     closed: watch::Receiver<Option<String>>,
+    /// The requester's stated reason, recorded on its requests until changed.
+    reason: std::sync::RwLock<Option<String>>,
 }
 
+/// Longest stated reason kept (longer ones are cut at a character boundary).
+pub const MAX_REASON: usize = 512;
+
 impl Session {
+    /// Sets (or with an empty text, clears) the reason the requester states for its
+    /// next requests. Control characters are replaced; long texts are cut.
+    pub fn set_reason(&self, reason: &str) {
+        let mut r: String = reason
+            .trim()
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        if r.len() > MAX_REASON {
+            let mut end = MAX_REASON;
+            while !r.is_char_boundary(end) {
+                end -= 1;
+            }
+            r.truncate(end);
+        }
+        *self
+            .reason
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = (!r.is_empty()).then_some(r);
+    }
+
+    /// The reason the requester stated, if any.
+    pub fn reason(&self) -> Option<String> {
+        self.reason
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// An event builder with this session's envelope.
     pub fn event(&self, gateway_id: &str, payload: impl Into<Payload>) -> EventBuilder {
         Event::for_session(
@@ -162,6 +196,7 @@ impl Registry {
             opened: Instant::now(),
             opened_at: view.opened_at,
             closed: rx,
+            reason: std::sync::RwLock::new(None),
         })
     }
 

@@ -425,6 +425,7 @@ impl Runner {
             }
         }
         Ok(Payload::RequestObserved(RequestObserved {
+            reason: None,
             command,
             detail: RequestDetail::Postgres(p),
         }))
@@ -497,6 +498,7 @@ impl Runner {
             s.hosts = gatehouse_events::host::target_keys([s.host.as_str()], []);
         }
         Ok(Payload::RequestObserved(RequestObserved {
+            reason: None,
             command,
             detail: RequestDetail::Ssh(s),
         }))
@@ -547,6 +549,7 @@ impl Runner {
         }
         let command = format!("{} {}", k.method, k.path);
         Ok(Payload::RequestObserved(RequestObserved {
+            reason: None,
             command,
             detail: RequestDetail::Kubernetes(k),
         }))

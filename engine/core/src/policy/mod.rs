@@ -397,6 +397,12 @@ pub fn decision_made(verdict: &Verdict, request: EventId, policy_version: &str) 
         request: Some(request),
         effect: effect_to_event(verdict.effect),
         rules: verdict.matched.iter().map(|m| m.name.to_string()).collect(),
+        decided_by: verdict
+            .matched
+            .iter()
+            .filter(|m| m.effect == Some(verdict.effect))
+            .map(|m| m.name.to_string())
+            .collect(),
         reason: verdict.reason.clone(),
         approval_id: None,
         default_applied: verdict.default_applied,
@@ -423,6 +429,7 @@ pub fn alerts_raised(verdict: &Verdict, request: EventId) -> Vec<AlertRaised> {
             } else {
                 a.related.iter().map(|r| EventId::from_u128(*r)).collect()
             },
+            chain: Vec::new(),
         })
         .collect()
 }

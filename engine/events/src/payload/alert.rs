@@ -78,4 +78,9 @@ pub struct AlertRaised {
     pub request: Option<EventId>,
     /// Every event that contributed (all stages of a sequence), oldest first.
     pub related_events: Vec<EventId>,
+    /// A sequence's steps as read (the query and what it captured, the SSH host and
+    /// command, the request that completed it), oldest first, when the gateway still
+    /// held them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<crate::payload::ChainStep>,
 }

@@ -18,6 +18,41 @@ pub struct ApprovalRequested {
     pub group: String,
     /// When the hold expires.
     pub deadline: DateTime<Utc>,
+    /// The rule's rendered message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Why, as the requester stated it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What the held request does, in one line (for Kubernetes, the pod: name,
+    /// namespace, images, privileged, host mounts, service account).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// The earlier steps of the chain, when a sequence asked (oldest first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<ChainStep>,
+}
+
+/// One step of a chain, as a reviewer or a SIEM reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChainStep {
+    /// The step's request event.
+    pub event: EventId,
+    /// When.
+    pub time: Option<DateTime<Utc>>,
+    /// `postgres`, `ssh` or `kubernetes`.
+    pub protocol: String,
+    /// Target name.
+    pub target: String,
+    /// The command (SQL, command line, `METHOD path`) and what it does.
+    pub summary: String,
+    /// Values its result gave the chain (host names read).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub captured: Vec<String>,
+    /// The requester's stated reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A reviewer approved a held request.

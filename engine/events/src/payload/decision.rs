@@ -41,6 +41,11 @@ pub struct DecisionMade {
     pub effect: Effect,
     /// Names of the rules and sequences that matched.
     pub rules: Vec<String>,
+    /// Those of `rules` whose effect is the decision's (the block, hold or mask
+    /// rules; the allow rules only when the request was allowed): the rest merely
+    /// matched (allow rules outvoted, alert-only rules).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decided_by: Vec<String>,
     /// Message shown to the client (block reason, approval notice).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

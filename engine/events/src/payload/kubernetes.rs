@@ -43,6 +43,9 @@ pub struct K8sRequest {
 pub struct PodSpecSummary {
     /// Kind of the object the spec came from (`Pod`, `Deployment`, `Job`, ...).
     pub kind: String,
+    /// The object's `metadata.name` (`generateName` when it has no name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_name: Option<String>,
     /// Container images (init and ephemeral containers included).
     pub images: Vec<String>,
     /// Container commands with their arguments, one string per container.

@@ -18,7 +18,7 @@ mod ssh;
 pub use alert::{AlertRaised, Severity};
 pub use approval::{
     ApprovalDenied, ApprovalExpired, ApprovalGranted, ApprovalRequested, ApprovalWithdrawn,
-    GrantRevoked,
+    ChainStep, GrantRevoked,
 };
 pub use credential::{CredentialIssued, CredentialRevoked};
 pub use decision::{DecisionMade, Effect};

@@ -10,6 +10,10 @@ pub struct RequestObserved {
     pub command: String,
     /// The parsed, protocol-specific fields.
     pub detail: RequestDetail,
+    /// Why, as the requester stated it (`SET gatehouse.reason`, `GATEHOUSE_REASON`
+    /// over SSH, the `X-Gatehouse-Reason` header), shown to reviewers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Protocol-specific fields of a request.

@@ -52,8 +52,12 @@ pub fn summarize(
                 .map(|(_, k)| (*k).to_owned())
         })
         .unwrap_or_default();
+    let object_name = str_at(body, &["metadata", "name"])
+        .or_else(|| str_at(body, &["metadata", "generateName"]))
+        .map(str::to_owned);
     Some(PodSpecSummary {
         kind,
+        object_name,
         images: s.images,
         commands: s.commands,
         privileged: s.privileged,

@@ -22,6 +22,10 @@ pub enum SqlEffect {
     /// The search path changed to something not known (or back to the default,
     /// for `RESET`/`DISCARD`, handled as unknown only when it cannot be told).
     SearchPathUnknown,
+    /// `SET gatehouse.reason = '...'`: the reason the requester states for its next
+    /// statements (recorded on them and shown to reviewers; the server keeps it as a
+    /// custom setting, so `SHOW gatehouse.reason` works too).
+    Reason(String),
 }
 
 /// Search path as the proxy knows it.
@@ -307,7 +311,7 @@ impl SessionSql {
             Some(SqlEffect::LocalSearchPath(path)) if self.transaction.is_some() => {
                 self.search_path = SearchPath::of(path);
             }
-            Some(SqlEffect::LocalSearchPath(_)) => {}
+            Some(SqlEffect::LocalSearchPath(_) | SqlEffect::Reason(_)) => {}
             Some(SqlEffect::SearchPathUnknown) => {
                 let resets = c.stmt.kind == PgKind::Set
                     && c.text.trim_start().get(..5).is_some_and(|p| {

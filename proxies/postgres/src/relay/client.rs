@@ -200,6 +200,9 @@ impl Relay {
         let all = self.cache.classify(query, 1);
         match all.as_ref().map(|a| (a, &*a.statements)) {
             Ok((all, [one])) => {
+                if let Some(crate::classify::SqlEffect::Reason(r)) = &one.effect {
+                    self.session.set_reason(r);
+                }
                 self.catalog_knows(snap, &one.stmt, since).await;
                 let stmt = self.sql.resolve_in(one, snap.as_deref());
                 let derived = through_views(&one.derived, &stmt, snap.as_deref());
@@ -290,6 +293,9 @@ impl Relay {
                 Message::Query(q) => match self.cache.classify(q, self.options.max_statements) {
                     Ok(all) => {
                         for (i, c) in all.statements.iter().enumerate() {
+                            if let Some(crate::classify::SqlEffect::Reason(r)) = &c.effect {
+                                self.session.set_reason(r);
+                            }
                             transaction_control |= c.stmt.transaction_control.is_some();
                             self.catalog_knows(&mut snap, &c.stmt, since).await;
                             let mut stmt = self.sql.resolve_in(c, snap.as_deref());
@@ -493,6 +499,7 @@ impl Relay {
             .event(
                 &gateway,
                 RequestObserved {
+                    reason: None,
                     command,
                     detail: RequestDetail::Postgres(PgStatement {
                         kind: PgKind::Unparsed,

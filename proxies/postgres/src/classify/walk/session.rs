@@ -47,6 +47,20 @@ pub(super) fn classify(s: &Statement, acc: &mut Acc) -> bool {
                             );
                         }
                         "standard_conforming_strings" => {}
+                        _ if v == "gatehouse.reason" => {
+                            let text: Vec<String> = values
+                                .iter()
+                                .map(|e| match e {
+                                    Expr::Value(v) => match &v.value {
+                                        Value::SingleQuotedString(s) => s.clone(),
+                                        other => other.to_string(),
+                                    },
+                                    Expr::Identifier(i) => i.value.clone(),
+                                    other => other.to_string(),
+                                })
+                                .collect();
+                            acc.w.effect = Some(SqlEffect::Reason(text.join(", ")));
+                        }
                         _ => {}
                     }
                 }
