@@ -118,6 +118,15 @@ fn render_approval(a: &Value) -> String {
                 let values: Vec<&str> = c.iter().filter_map(Value::as_str).collect();
                 let _ = writeln!(out, "      read: {}", values.join(", "));
             }
+            for c in s
+                .get("then_ran")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                let _ = writeln!(out, "      then ran: {c}");
+            }
             if !field(&s, "reason").is_empty() {
                 let _ = writeln!(out, "      stated reason: {}", field(&s, "reason"));
             }

@@ -137,11 +137,13 @@ pub fn run(gatehouse: &Path, examples: &Path, out: &mut dyn Write) -> Report {
     d.section("The pivot: Postgres -> SSH -> Kubernetes, same identity");
     // The agent states why on each protocol (`SET gatehouse.reason`,
     // `GATEHOUSE_REASON` over SSH); the reviewer reads it with the chain.
+    d.pg_reason = Some("OPS-1234: inventory audit".into());
     steps.push(d.psql(
         &pg_token,
-        "SET gatehouse.reason = 'OPS-1234: inventory audit'; SELECT hostname, role, admin_password FROM infra.hosts",
+        "SELECT hostname, role, admin_password FROM infra.hosts",
         Outcome::Masked,
     ));
+    d.pg_reason = None;
     d.ssh_reason = Some("OPS-1234: check the bastion".into());
     steps.push(d.ssh(&ssh_token, "uname -s", Outcome::Allowed));
     d.ssh_reason = None;
@@ -264,6 +266,8 @@ struct Demo<'o> {
     ssh_client_key: PathBuf,
     /// `GATEHOUSE_REASON` the next SSH commands send.
     ssh_reason: Option<String>,
+    /// `SET gatehouse.reason` the next psql sessions run first.
+    pg_reason: Option<String>,
     /// `approvals show` of the first held request.
     approval: Option<String>,
 }
@@ -443,6 +447,7 @@ ca = "{k8s_ca}"
             askpass,
             ssh_client_key,
             ssh_reason: None,
+            pg_reason: None,
             approval: None,
         }
     }
@@ -524,10 +529,8 @@ ca = "{k8s_ca}"
     }
 
     fn psql(&mut self, token: &str, sql: &str, expect: Outcome) -> Step {
-        let out = self
-            .pg
-            .client("psql")
-            .args(["-h", "127.0.0.1", "-p", &self.ports.postgres.to_string()])
+        let mut c = self.pg.client("psql");
+        c.args(["-h", "127.0.0.1", "-p", &self.ports.postgres.to_string()])
             .args([
                 "-U",
                 "deploy-bot",
@@ -536,9 +539,18 @@ ca = "{k8s_ca}"
                 "-X",
                 "-v",
                 "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ])
+            ]);
+        // The stated reason, in a query string of its own (a string of several
+        // statements is masked as a whole: which result is whose is the server's).
+        let set = self
+            .pg_reason
+            .as_ref()
+            .map(|r| format!("SET gatehouse.reason = '{}'", r.replace('\'', "''")));
+        if let Some(set) = &set {
+            c.args(["-c", set]);
+        }
+        let out = c
+            .args(["-c", sql])
             .env("PGPASSWORD", token)
             .env("PGSSLMODE", "disable")
             .output()
@@ -557,7 +569,10 @@ ca = "{k8s_ca}"
         };
         self.finish(
             "postgres",
-            format!("psql -c \"{sql}\""),
+            match &set {
+                Some(set) => format!("psql -c \"{set}\" -c \"{sql}\""),
+                None => format!("psql -c \"{sql}\""),
+            },
             outcome,
             output,
             expect,
@@ -594,7 +609,7 @@ ca = "{k8s_ca}"
         .env("GH_TOKEN", token)
         .stdin(Stdio::null());
         if let Some(r) = &self.ssh_reason {
-            c.arg("-o").arg(format!("SetEnv=GATEHOUSE_REASON={r}"));
+            c.arg("-o").arg(format!("SetEnv=GATEHOUSE_REASON=\"{r}\""));
         }
         c
     }

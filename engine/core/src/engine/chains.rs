@@ -17,6 +17,8 @@ const MAX_STEPS: usize = 65_536;
 const MAX_TEXT: usize = 400;
 /// Most captured values kept on a step.
 const MAX_CAPTURED: usize = 16;
+/// Most later commands kept on an SSH login step.
+const MAX_THEN_RAN: usize = 8;
 
 /// See the module documentation.
 #[derive(Default)]
@@ -28,6 +30,8 @@ pub(crate) struct ChainSteps {
 struct Inner {
     by_id: HashMap<u128, ChainStep>,
     order: VecDeque<u128>,
+    /// SSH sessions whose login is a remembered step: session id -> the login.
+    logins: HashMap<String, u128>,
 }
 
 impl ChainSteps {
@@ -44,12 +48,46 @@ impl ChainSteps {
         };
         let mut s = self.lock();
         let id = event.id.as_uuid().as_u128();
+        let login = matches!(&event.payload, Payload::RequestObserved(r) if matches!(&r.detail, RequestDetail::Ssh(x) if x.kind == SshRequestKind::SessionOpen));
+        if login && let Some(session) = &event.session_id {
+            s.logins.insert(session.clone(), id);
+        }
         if s.by_id.insert(id, step).is_none() {
             s.order.push_back(id);
         }
         while s.order.len() > MAX_STEPS {
             if let Some(old) = s.order.pop_front() {
                 s.by_id.remove(&old);
+                s.logins.retain(|_, v| *v != old);
+            }
+        }
+    }
+
+    /// Notes an SSH command on the login step of its session, if that login is a
+    /// remembered step (the reviewer reads what the hop went on to run).
+    pub fn ssh_command(&self, event: &Event) {
+        let Payload::RequestObserved(r) = &event.payload else {
+            return;
+        };
+        let RequestDetail::Ssh(x) = &r.detail else {
+            return;
+        };
+        if x.kind == SshRequestKind::SessionOpen {
+            return;
+        }
+        let Some(session) = &event.session_id else {
+            return;
+        };
+        let mut s = self.lock();
+        let Some(login) = s.logins.get(session).copied() else {
+            return;
+        };
+        if let Some(step) = s.by_id.get_mut(&login) {
+            if step.then_ran.len() < MAX_THEN_RAN {
+                step.then_ran.push(cut(&r.command));
+            }
+            if step.reason.is_none() {
+                step.reason.clone_from(&r.reason);
             }
         }
     }
@@ -105,6 +143,7 @@ pub(crate) fn step_of(event: &Event) -> Option<ChainStep> {
         summary: summary(&r.command, &r.detail),
         captured: Vec::new(),
         reason: r.reason.clone(),
+        then_ran: Vec::new(),
     })
 }
 

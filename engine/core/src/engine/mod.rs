@@ -594,6 +594,9 @@ impl Engine {
             if verdict.staged {
                 self.chain_steps.remember(&request);
             }
+            if session.principal.protocol == gatehouse_events::Protocol::Ssh {
+                self.chain_steps.ssh_command(&request);
+            }
             let mut alerts = alerts_raised(&verdict, request.id);
             for a in alerts.iter_mut().filter(|a| a.sequence) {
                 a.chain = self.chain_steps.steps(&a.related_events);

@@ -53,6 +53,9 @@ pub struct ChainStep {
     /// The requester's stated reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For an SSH login: the commands run in its session since (the first few).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub then_ran: Vec<String>,
 }
 
 /// A reviewer approved a held request.
