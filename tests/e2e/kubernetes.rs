@@ -395,12 +395,17 @@ fn logs_follow_and_watch_stream_without_buffering() {
         rx.recv_timeout(Duration::from_secs(10)).unwrap(),
         "log line 2"
     );
+    // The starter masks the card number in the log like in any other output.
     assert_eq!(
         rx.recv_timeout(Duration::from_secs(10)).unwrap(),
-        "log line 3"
+        "log line 3 card **** **** **** 1111"
     );
     let status = child.wait().unwrap();
     assert!(status.success());
+    // Not followed: the whole log, masked the same way.
+    let out = c.kubectl_ok(&["logs", "web"]);
+    assert!(out.contains("log line 3 card **** **** **** 1111"), "{out}");
+    assert!(!out.contains("4111 1111"), "{out}");
 
     // A watch passes events through as they happen.
     let mut watch = c
@@ -432,7 +437,7 @@ fn logs_follow_and_watch_stream_without_buffering() {
     assert_eq!(line, "pod/late");
 
     let streamed = c.gw.events().iter().any(|e| {
-        matches!(&e.payload, Payload::ResultObserved(r) if r.sample.as_deref() == Some("log line 1\nlog line 2\nlog line 3\n"))
+        matches!(&e.payload, Payload::ResultObserved(r) if r.sample.as_deref() == Some("log line 1\nlog line 2\nlog line 3 card **** **** **** 1111\n"))
     });
     assert!(streamed, "the followed log's result was not recorded");
 }

@@ -17,6 +17,8 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, SizeHint};
 
+use gatehouse_proxy_common::lines::LineMasker;
+
 use crate::mask::{MaskValue, Masker};
 use crate::sessions::Active;
 
@@ -198,6 +200,80 @@ impl<B: Body> Drop for Recorded<B> {
             let note = (!self.inner.is_end_stream())
                 .then(|| "client closed the stream before its end".to_owned());
             o.finish(note);
+        }
+    }
+}
+
+/// A pod's log (`pods/log`, `logs -f` too) with every line masked by the rules'
+/// value patterns as it passes ([`LineMasker`]: complete lines go on at once; PEM
+/// blocks are masked whole).
+pub(crate) struct LogMasker<B, M> {
+    inner: B,
+    lines: LineMasker,
+    mask: M,
+    stats: Arc<MaskStats>,
+    ended: bool,
+}
+
+impl<B, M: MaskValue> LogMasker<B, M> {
+    pub fn new(inner: B, mask: M, stats: Arc<MaskStats>) -> Self {
+        Self {
+            inner,
+            lines: LineMasker::default(),
+            mask,
+            stats,
+            ended: false,
+        }
+    }
+}
+
+impl<B, M> Body for LogMasker<B, M>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+    M: MaskValue + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        loop {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    let mask = &this.mask;
+                    let out = this.lines.push(&data, &|s| mask.mask("", s));
+                    this.stats
+                        .masked
+                        .store(this.lines.masked, Ordering::Relaxed);
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(None) => {
+                    this.ended = true;
+                    let mask = &this.mask;
+                    let rest = this.lines.finish(&|s| mask.mask("", s));
+                    this.stats
+                        .masked
+                        .store(this.lines.masked, Ordering::Relaxed);
+                    if rest.is_empty() {
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from(rest)))));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
 }

@@ -480,6 +480,21 @@ impl Req<'_> {
             let s = outcome.active.session.clone();
             Box::pin(async move { s.closed().await }) as crate::body::Cut
         });
+        // A pod's log is text: masked line by line with the value patterns in force.
+        let log_masking = parsed.detail.resource == "pods"
+            && parsed.detail.subresource.as_deref() == Some("log")
+            && decision.masks().iter().any(|m| m.has_value_patterns());
+        if log_masking && code.is_success() {
+            let stats = Arc::new(MaskStats::default());
+            let outcome = Outcome {
+                sample: Some(Vec::new()),
+                stats: Some(stats.clone()),
+                ..outcome
+            };
+            let masked = crate::body::LogMasker::new(rbody, Arc::new(decision), stats);
+            *reply.body_mut() = Recorded::new(masked, outcome, cut).boxed_unsync();
+            return reply;
+        }
         match masking {
             Some(kind) if code.is_success() => {
                 let json = rparts

@@ -229,7 +229,7 @@ fn a_followed_log_outlives_the_response_timeout() {
     );
     assert_eq!(
         rx.recv_timeout(Duration::from_secs(10)).unwrap(),
-        "log line 3"
+        "log line 3 card 4111 1111 1111 1111"
     );
     let status = child.wait().unwrap();
     assert!(status.success());

@@ -21,10 +21,10 @@ use tokio::sync::mpsc;
 
 use crate::ctx::{Ctx, Verdict};
 use crate::line_editor::{Fed, LineEditor};
-use crate::mask::LineMasker;
 use crate::scp;
 use crate::sftp;
 use crate::shell::{Classified, Origin, classify, classify_as, transfer_kind};
+use gatehouse_proxy_common::lines::LineMasker;
 
 type FrontTx = ChannelWriteHalf<Msg>;
 type UpTx = ChannelWriteHalf<client::Msg>;

@@ -12,7 +12,6 @@ mod ctx;
 mod forward;
 pub mod keys;
 pub mod line_editor;
-pub mod mask;
 pub mod options;
 mod record;
 pub mod scp;

@@ -526,10 +526,19 @@ async fn watch(
 
 /// `log`: one line at once, the rest after [`crate::KubeUpstream::release_logs`]
 /// when following (so a test can see that the first line arrived unbuffered).
+/// Line `i` of the test pod's log; line 3 prints a card number (for masking tests).
+pub fn log_line(i: usize) -> String {
+    if i == 3 {
+        "log line 3 card 4111 1111 1111 1111\n".to_owned()
+    } else {
+        format!("log line {i}\n")
+    }
+}
+
 fn logs(state: &Arc<State>, follow: bool) -> Response<Body> {
     let rest = state.log_lines_after_release;
     if !follow {
-        let text: String = (1..=rest + 1).map(|i| format!("log line {i}\n")).collect();
+        let text: String = (1..=rest + 1).map(log_line).collect();
         let mut r = Response::new(full(text));
         r.headers_mut()
             .insert("content-type", "text/plain".parse().unwrap());
@@ -550,11 +559,7 @@ fn logs(state: &Arc<State>, follow: bool) -> Response<Body> {
             () = tx.closed() => return,
         }
         for i in 2..=rest + 1 {
-            if tx
-                .send(Bytes::from(format!("log line {i}\n")))
-                .await
-                .is_err()
-            {
+            if tx.send(Bytes::from(log_line(i))).await.is_err() {
                 return;
             }
         }

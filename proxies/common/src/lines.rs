@@ -1,5 +1,5 @@
-//! Masks the output of an `exec` channel line by line with the value patterns the
-//! rules named. PEM blocks (`-----BEGIN ...-----` to `-----END ...-----`) are masked
+//! Masks output text (an SSH `exec` channel, a Kubernetes pod's log) line by line with
+//! the value patterns the rules named. PEM blocks (`-----BEGIN ...-----` to `-----END ...-----`) are masked
 //! as one value, so a pattern can match a whole private key. Buffers are bounded: a
 //! line or block longer than [`MAX_UNIT`] is masked as far as it got and flushed.
 
