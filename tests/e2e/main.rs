@@ -13,6 +13,7 @@
 mod admin;
 mod architecture;
 mod backfill;
+mod campaign;
 mod demo;
 mod faults;
 mod kubernetes;

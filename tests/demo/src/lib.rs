@@ -30,6 +30,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+pub mod campaign;
+
 /// The reviewer's admin API token (a demo value, given to the gateway by env).
 const REVIEWER_TOKEN: &str = "demo-reviewer-token-5d1e9c";
 /// The operator who issues the agent's tokens: a different person from the reviewer,
@@ -270,6 +272,19 @@ struct Demo<'o> {
     pg_reason: Option<String>,
     /// `approvals show` of the first held request.
     approval: Option<String>,
+    /// The agent identity tokens are issued to.
+    agent: String,
+}
+
+/// How a run's gateway differs from the demo's.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Setup {
+    /// Edits the starter rules before the gateway loads them.
+    pub rules: Option<fn(String) -> String>,
+    /// `aliases` of the SSH target `bastion`.
+    pub bastion_aliases: Vec<String>,
+    /// SQL run after the demo schema.
+    pub extra_schema: &'static str,
 }
 
 struct Ports {
@@ -297,12 +312,22 @@ INSERT INTO auth.api_keys VALUES ('ci', 'sk_live_0123456789abcdef');
 
 impl<'o> Demo<'o> {
     fn start(gatehouse: &Path, examples: &Path, out: &'o mut dyn Write) -> Self {
+        Self::start_with(gatehouse, examples, out, &Setup::default())
+    }
+
+    fn start_with(
+        gatehouse: &Path,
+        examples: &Path,
+        out: &'o mut dyn Write,
+        setup: &Setup,
+    ) -> Self {
         let _ = writeln!(
             out,
             "Starting PostgreSQL, sshd, the test Kubernetes API, the tansu broker and Gatehouse (starter policy)..."
         );
         let pg = Postgres::start();
-        let created = pg.psql_app(&["-q", "-v", "ON_ERROR_STOP=1", "-c", SCHEMA]);
+        let schema = format!("{SCHEMA}\n{}", setup.extra_schema);
+        let created = pg.psql_app(&["-q", "-v", "ON_ERROR_STOP=1", "-c", &schema]);
         assert!(
             created.status.success(),
             "creating the demo schema: {}",
@@ -322,7 +347,13 @@ impl<'o> Demo<'o> {
             .tempdir()
             .unwrap();
         let rules = dir.path().join("starter.rules");
-        std::fs::copy(examples.join("starter.rules"), &rules).unwrap();
+        let text = std::fs::read_to_string(examples.join("starter.rules")).unwrap();
+        let text = match setup.rules {
+            Some(edit) => edit(text),
+            None => text,
+        };
+        std::fs::write(&rules, text).unwrap();
+        let aliases = format!("{:?}", setup.bastion_aliases);
         // The SSH target is written with the name the inventory uses (`localhost`):
         // `ssh.target.host` compares against it, so the chain rule can join it to the
         // host names the agent read from `infra.hosts`.
@@ -369,6 +400,7 @@ password = {{ env = "DEMO_PG_PASSWORD" }}
 name = "bastion"
 protocol = "ssh"
 upstream = "localhost:{upstream_ssh}"
+aliases = {aliases}
 user = "{ssh_user}"
 key = {{ file = "{ssh_key}" }}
 host_key = "{ssh_host_key}"
@@ -449,6 +481,7 @@ ca = "{k8s_ca}"
             ssh_reason: None,
             pg_reason: None,
             approval: None,
+            agent: "deploy-bot".into(),
         }
     }
 
@@ -496,7 +529,7 @@ ca = "{k8s_ca}"
             "token",
             "issue",
             "--agent",
-            "deploy-bot",
+            &self.agent.clone(),
             "--target",
             target,
             "--ttl",
@@ -533,7 +566,7 @@ ca = "{k8s_ca}"
         c.args(["-h", "127.0.0.1", "-p", &self.ports.postgres.to_string()])
             .args([
                 "-U",
-                "deploy-bot",
+                &self.agent.clone(),
                 "-d",
                 "app-db",
                 "-X",
@@ -601,7 +634,7 @@ ca = "{k8s_ca}"
         .args([
             "-p",
             &self.ports.ssh.to_string(),
-            "deploy-bot+bastion@127.0.0.1",
+            &format!("{}+bastion@127.0.0.1", self.agent),
         ])
         .env("SSH_ASKPASS", &self.askpass)
         .env("SSH_ASKPASS_REQUIRE", "force")
@@ -810,7 +843,10 @@ ca = "{k8s_ca}"
                 .as_str()
                 .unwrap_or_default()
                 .to_owned();
-            if rule.contains("pg_ssh_k8s") || value.to_string().contains("pg_ssh_k8s") {
+            // Detection Findings only: approval requests ride on the topic too.
+            let finding = value["class_uid"] == 2004;
+            if finding && (rule.contains("pg_ssh_k8s") || value.to_string().contains("pg_ssh_k8s"))
+            {
                 if chain.is_empty() {
                     key = msg.key().map(|k| String::from_utf8_lossy(k).into_owned());
                 }
