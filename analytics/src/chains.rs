@@ -22,7 +22,7 @@ use std::time::Duration;
 /// the event; for events written before keys were, the host in lower case and, for
 /// a qualified name, its short-name marker (`db-1.*`).
 pub(crate) const HOP_KEYS: &str = "CASE WHEN cardinality(ssh_hosts) > 0 THEN ssh_hosts \
-     ELSE make_array(lower(ssh_host), regexp_replace(lower(ssh_host), '^([^.]*[a-z_-][^.]*)[.].*$', '\\1.*')) END";
+     ELSE [lower(ssh_host), regexp_replace(lower(ssh_host), '^([^.]*[a-z_-][^.]*)[.].*$', '\\1.*')] END";
 
 /// The host keys a Postgres result offers: the captured values and their keys, and
 /// the host-like tokens of the recorded sample (`gatehouse_events::host::text_keys`):
@@ -31,7 +31,7 @@ pub(crate) const HOP_KEYS: &str = "CASE WHEN cardinality(ssh_hosts) > 0 THEN ssh
 /// A name in the sample therefore matches only as a whole token: `db` is not in
 /// `db-1.internal`.
 pub(crate) const RECON_KEYS: &str = "array_concat(\
-     coalesce(captured_values, make_array()), coalesce(captured_hosts, make_array()), \
+     captured_values, coalesce(captured_hosts, captured_values), \
      string_to_array(sample_tokens, ' '), \
      string_to_array(regexp_replace(sample_tokens, '([^ .]+)[.][^ ]*', '\\1', 'g'), ' '), \
      string_to_array(regexp_replace(sample_tokens, '([^ ]+)', '\\1.*', 'g'), ' '))";

@@ -295,7 +295,7 @@ fn reference_sql(secs: u64) -> String {
         "WITH hop AS (\n\
            SELECT identity, time AS t2, event_id AS hop_event, ssh_host AS host, session_id AS s2,\n\
                   CASE WHEN cardinality(ssh_hosts) > 0 THEN ssh_hosts\n\
-                       ELSE make_array(lower(ssh_host), regexp_replace(lower(ssh_host), '^([^.]*[a-z_-][^.]*)[.].*$', '\\1.*')) END AS hosts\n\
+                       ELSE [lower(ssh_host), regexp_replace(lower(ssh_host), '^([^.]*[a-z_-][^.]*)[.].*$', '\\1.*')] END AS hosts\n\
            FROM events\n\
            WHERE event_type = 'request_observed' AND protocol = 'ssh' AND action = 'session_open' \n\
          ), pod AS (\n\
@@ -312,7 +312,7 @@ fn reference_sql(secs: u64) -> String {
            WHERE event_type = 'result_observed' AND protocol = 'postgres'\n\
          ), recon AS (\n\
            SELECT identity, time AS t1, request_event_id AS recon_event, session_id AS s1,\n\
-                  array_concat(coalesce(captured_values, make_array()), coalesce(captured_hosts, make_array()),\n\
+                  array_concat(captured_values, coalesce(captured_hosts, captured_values),\n\
                     string_to_array(t, ' '),\n\
                     string_to_array(regexp_replace(t, '([^ .]+)[.][^ ]*', '\\1', 'g'), ' '),\n\
                     string_to_array(regexp_replace(t, '([^ ]+)', '\\1.*', 'g'), ' ')) AS keys\n\
