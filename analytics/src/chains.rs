@@ -24,22 +24,27 @@ use std::time::Duration;
 pub(crate) const HOP_KEYS: &str = "CASE WHEN cardinality(ssh_hosts) > 0 THEN ssh_hosts \
      ELSE [lower(ssh_host), regexp_replace(lower(ssh_host), '^([^.]*[a-z_-][^.]*)[.].*$', '\\1.*')] END";
 
-/// The host keys a Postgres result offers: the captured values and their keys, and
-/// the host-like tokens of the recorded sample (`gatehouse_events::host::text_keys`):
-/// maximal runs of letters, digits, `.`, `-`, `_` and `:`, lower-cased, with `.` and
-/// `:` trimmed from both ends, each with its first label and its short-name marker.
-/// A name in the sample therefore matches only as a whole token: `db` is not in
-/// `db-1.internal`.
-pub(crate) const RECON_KEYS: &str = "array_concat(\
-     captured_values, coalesce(captured_hosts, captured_values), \
-     string_to_array(sample_tokens, ' '), \
-     string_to_array(regexp_replace(sample_tokens, '([^ .]+)[.][^ ]*', '\\1', 'g'), ' '), \
-     string_to_array(regexp_replace(sample_tokens, '([^ ]+)', '\\1.*', 'g'), ' '))";
-
-/// `result_sample` cut into host-like tokens separated by spaces (see [`RECON_KEYS`]).
-pub(crate) const SAMPLE_TOKENS: &str = "trim(regexp_replace(regexp_replace(\
-     regexp_replace(lower(coalesce(result_sample, '')), '[^a-z0-9._:-]+', ' ', 'g'), \
-     '[.:]+( |$)', ' ', 'g'), '(^| )[.:]+', ' ', 'g'))";
+/// The host keys a Postgres result offers (columns prefixed with `r`, e.g. `r.`):
+/// the captured values and their keys, and the host-like tokens of the recorded
+/// sample: maximal runs of letters, digits, `.`, `-`, `_` and `:`, lower-cased, with
+/// `.` and `:` trimmed from both ends, each with its first label and its short-name
+/// marker. A name in the sample therefore matches only as a whole token: `db` is not
+/// in `db-1.internal`. It is evaluated in the join condition, so only for the results
+/// that share an identity and a time slot with a login.
+pub(crate) fn recon_keys(r: &str) -> String {
+    let tokens = format!(
+        "trim(regexp_replace(regexp_replace(\
+         regexp_replace(lower(coalesce({r}result_sample, '')), '[^a-z0-9._:-]+', ' ', 'g'), \
+         '[.:]+( |$)', ' ', 'g'), '(^| )[.:]+', ' ', 'g'))"
+    );
+    format!(
+        "array_concat(\
+         {r}captured_values, coalesce({r}captured_hosts, {r}captured_values), \
+         string_to_array({tokens}, ' '), \
+         string_to_array(regexp_replace({tokens}, '([^ .]+)[.][^ ]*', '\\1', 'g'), ' '), \
+         string_to_array(regexp_replace({tokens}, '([^ ]+)', '\\1.*', 'g'), ' '))"
+    )
+}
 
 /// Chain search parameters.
 #[derive(Debug, Clone)]
@@ -86,7 +91,7 @@ impl ChainQuery {
         //   the chain kinds it stands for.
         // - `proto` is the directory partition: each CTE reads one protocol's files.
         let slot = format!("CAST(floor(extract(epoch FROM time) / {secs}) AS BIGINT)");
-        let (hop_keys, recon_keys) = (HOP_KEYS, RECON_KEYS);
+        let (hop_keys, recon_keys) = (HOP_KEYS, recon_keys("r."));
         let kinds = if self.partial {
             "CASE WHEN is_full = 1 THEN 'pg->ssh->k8s' END,\n\
              CASE WHEN recon_event IS NOT NULL AND pair_full = 0 AND hop_in_full = 0 THEN 'pg->ssh' END,\n\
@@ -104,12 +109,10 @@ impl ChainQuery {
                FROM events\n\
                WHERE {pod}\n\
              ), recon AS (\n\
-               SELECT identity, time AS t1, request_event_id AS recon_event, session_id AS s1, {recon_keys} AS keys,\n\
-                      unnest([{slot}, {slot} + 1]) AS slot\n\
-               FROM (SELECT identity, time, request_event_id, session_id, captured_values, captured_hosts,\n\
-                            {SAMPLE_TOKENS} AS sample_tokens\n\
-                     FROM events\n\
-                     WHERE {recon})\n\
+               SELECT identity, time AS t1, request_event_id AS recon_event, session_id AS s1,\n\
+                      captured_values, captured_hosts, result_sample, unnest([{slot}, {slot} + 1]) AS slot\n\
+               FROM events\n\
+               WHERE {recon}\n\
              ), steps AS (\n\
                SELECT h.identity, h.host, h.t2, h.hop_event, h.s2, p.t3, p.pod_event, p.s3, r.t1, r.recon_event, r.s1,\n\
                       CASE WHEN r.recon_event IS NOT NULL AND p.pod_event IS NOT NULL\n\
@@ -119,7 +122,7 @@ impl ChainQuery {
                  AND p.t3 > h.t2 AND p.t3 <= h.t2 + INTERVAL '{secs} seconds'\n\
                LEFT JOIN recon r ON r.identity = h.identity AND r.slot = h.slot\n\
                  AND h.t2 > r.t1 AND h.t2 <= r.t1 + INTERVAL '{secs} seconds'\n\
-                 AND array_has_any(r.keys, h.hosts)\n\
+                 AND array_has_any({recon_keys}, h.hosts)\n\
                WHERE p.pod_event IS NOT NULL OR r.recon_event IS NOT NULL\n\
              ), flagged AS (\n\
                SELECT *,\n\

@@ -49,14 +49,26 @@ struct Recon<'a> {
     t: i64,
     id: &'a str,
     session: Option<&'a str>,
-    /// [`crate::chains::RECON_KEYS`], sorted.
-    keys: Vec<String>,
+    captured: &'a GenericListArray<i32>,
+    hosts: &'a GenericListArray<i32>,
+    row: usize,
+    sample: Option<&'a str>,
+    /// [`crate::chains::recon_keys`], sorted; made when first needed (only results
+    /// near a login of their identity are ever tested).
+    keys: std::cell::OnceCell<Vec<String>>,
 }
 
 impl Recon<'_> {
-    /// `array_has_any(r.keys, h.hosts)`.
+    /// `array_has_any(recon_keys, h.hosts)`.
     fn names(&self, hop: &[String]) -> bool {
-        hop.iter().any(|k| self.keys.binary_search(k).is_ok())
+        let keys = self.keys.get_or_init(|| {
+            recon_keys(
+                list_items(self.captured, self.row),
+                list_items(self.hosts, self.row),
+                self.sample,
+            )
+        });
+        hop.iter().any(|k| keys.binary_search(k).is_ok())
     }
 }
 
@@ -98,14 +110,14 @@ fn hop_keys(host: Option<&str>, stored: Vec<String>) -> Vec<String> {
     vec![lower, second]
 }
 
-/// [`crate::chains::RECON_KEYS`] for one result, sorted and deduplicated.
+/// [`crate::chains::recon_keys`] for one result, sorted and deduplicated.
 fn recon_keys<'a>(
     captured: impl Iterator<Item = &'a str>,
     hosts: impl Iterator<Item = &'a str>,
     sample: Option<&str>,
 ) -> Vec<String> {
     let mut keys: Vec<String> = captured.chain(hosts).map(str::to_owned).collect();
-    // SAMPLE_TOKENS: separators to spaces, `.`/`:` runs trimmed at token ends.
+    // The sample's tokens: separators to spaces, `.`/`:` runs trimmed at token ends.
     let lower = sample.unwrap_or("").to_lowercase();
     let cleaned: String = lower
         .chars()
@@ -303,11 +315,11 @@ pub(crate) async fn run(audit: &Audit, query: &ChainQuery) -> Result<Vec<RecordB
                     t,
                     id,
                     session: value(session, i),
-                    keys: recon_keys(
-                        list_items(captured, i),
-                        list_items(hosts, i),
-                        value(sample, i),
-                    ),
+                    captured,
+                    hosts,
+                    row: i,
+                    sample: value(sample, i),
+                    keys: std::cell::OnceCell::new(),
                 });
             }
         }
