@@ -32,9 +32,23 @@ struct Hop<'a> {
     t: i64,
     id: &'a str,
     host: Option<&'a str>,
-    /// [`crate::chains::HOP_KEYS`].
-    keys: Vec<String>,
+    /// `ssh_hosts` and the row.
+    stored: (&'a GenericListArray<i32>, usize),
+    /// [`crate::chains::HOP_KEYS`], made when first needed.
+    keys: std::cell::OnceCell<Vec<String>>,
     session: Option<&'a str>,
+}
+
+impl Hop<'_> {
+    fn keys(&self) -> &[String] {
+        self.keys.get_or_init(|| {
+            let (list, row) = self.stored;
+            hop_keys(
+                self.host,
+                list_items(list, row).map(str::to_owned).collect(),
+            )
+        })
+    }
 }
 
 /// A pod creation or exec.
@@ -271,13 +285,12 @@ pub(crate) async fn run(audit: &Audit, query: &ChainQuery) -> Result<Vec<RecordB
         let stored = lists(b, 5, "ssh_hosts")?;
         for i in 0..b.num_rows() {
             if let (Some(who), Some(t), Some(id)) = (value(who, i), time(t, i), value(id, i)) {
-                let host = value(host, i);
-                let keys = hop_keys(host, list_items(stored, i).map(str::to_owned).collect());
                 by_identity.entry(who).or_default().hops.push(Hop {
                     t,
                     id,
-                    host,
-                    keys,
+                    host: value(host, i),
+                    stored: (stored, i),
+                    keys: std::cell::OnceCell::new(),
                     session: value(session, i),
                 });
             }
@@ -355,13 +368,13 @@ fn pair<'a>(who: &'a str, steps: &Steps<'a>, window: i64, partial: bool, rows: &
             }
             hop_pods.push((h, p));
         }
-        if !hop.keys.is_empty() {
-            let first = recons.partition_point(|r| r.t < hop.t.saturating_sub(window));
+        let first = recons.partition_point(|r| r.t < hop.t.saturating_sub(window));
+        if recons.get(first).is_some_and(|r| r.t < hop.t) && !hop.keys().is_empty() {
             for (r, recon) in recons.iter().enumerate().skip(first) {
                 if recon.t >= hop.t {
                     break;
                 }
-                if recon.names(&hop.keys) {
+                if recon.names(hop.keys()) {
                     recon_hops.push((r, h));
                 }
             }
