@@ -20,6 +20,9 @@ fn chain_shapes_are_held_hunted_and_alerted_and_benign_work_is_not() {
         "{:?}\n{transcript}",
         r.upstream_failures
     );
+    // Every chain finding tells the SIEM the query, the hosts it read and the login.
+    let findings: usize = r.chain_findings.values().sum();
+    assert_eq!(r.findings_with_steps, findings, "{:?}", r.chain_findings);
     for (who, n) in CHAINS {
         assert_eq!(
             r.chain_findings.get(*who).copied().unwrap_or(0),

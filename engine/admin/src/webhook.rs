@@ -170,7 +170,52 @@ fn redacted(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{hmac, redacted, sign};
+    use super::{WebhookNotifier, hmac, redacted, sign};
+
+    #[test]
+    fn the_body_carries_what_the_reviewer_decides_on() {
+        use gatehouse_core::engine::PendingApproval;
+        use gatehouse_events::EventId;
+        use gatehouse_events::payload::ChainStep;
+        let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        let a = PendingApproval {
+            id: "apr-1".into(),
+            request: EventId::from_u128(3),
+            identity: "deploy-bot".into(),
+            on_behalf_of: None,
+            target: "prod-k8s".into(),
+            command: "POST /api/v1/namespaces/default/pods".into(),
+            rule: "pg_ssh_k8s".into(),
+            group: "sre-oncall".into(),
+            requested_at: at,
+            deadline: at,
+            waiting: true,
+            message: Some("deploy-bot read infra hosts".into()),
+            reason: Some("OPS-1".into()),
+            summary: Some("create Pod default/debug".into()),
+            chain: vec![ChainStep {
+                event: EventId::from_u128(1),
+                protocol: "postgres".into(),
+                target: "app-db".into(),
+                summary: "SELECT hostname FROM infra.hosts".into(),
+                captured: vec!["db-1.internal".into()],
+                ..ChainStep::default()
+            }],
+        };
+        let n = WebhookNotifier::new("http://127.0.0.1:9/hook".into(), "http://gw".into(), None);
+        let body = n.body(&a);
+        let text = body["text"].as_str().unwrap_or_default();
+        for needle in [
+            "deploy-bot read infra hosts",
+            "OPS-1",
+            "SELECT hostname FROM infra.hosts",
+            "db-1.internal",
+        ] {
+            assert!(text.contains(needle), "{needle} not in {text}");
+        }
+        assert_eq!(body["approval"]["chain"][0]["captured"][0], "db-1.internal");
+        assert_eq!(body["approval"]["summary"], "create Pod default/debug");
+    }
 
     #[test]
     fn signatures_match_an_independent_hmac_sha256() {

@@ -37,6 +37,9 @@ pub struct CampaignReport {
     pub alert_latency: Vec<Duration>,
     /// Shapes whose upstream check failed (a held pod existed, a marker was written).
     pub upstream_failures: Vec<String>,
+    /// Chain findings whose `unmapped.gatehouse.chain` names the query with the hosts
+    /// it read and the SSH login (what a SIEM reads of the chain).
+    pub findings_with_steps: usize,
 }
 
 /// Identities whose campaign must complete the chain, and how many times.
@@ -214,6 +217,22 @@ pub fn run(gatehouse: &Path, examples: &Path, out: &mut dyn Write) -> CampaignRe
         // Detection Findings only (approval requests ride on the topic too).
         if v["class_uid"] == 2004 && v.to_string().contains("pg_ssh_k8s") {
             *report.chain_findings.entry(who).or_default() += 1;
+            let steps = v["unmapped"]["gatehouse"]["chain"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let read = steps.iter().any(|s| {
+                s["protocol"] == "postgres"
+                    && s["captured"].as_array().is_some_and(|c| !c.is_empty())
+            });
+            let login = steps.iter().any(|s| {
+                s["summary"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("SSH login to"))
+            });
+            if read && login {
+                report.findings_with_steps += 1;
+            }
             if let (Some(at), Some(sent)) = (v["time"].as_i64(), msg.timestamp().to_millis()) {
                 report
                     .alert_latency
