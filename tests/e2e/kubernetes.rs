@@ -281,6 +281,41 @@ fn kubectl_gets_applies_and_deletes_while_privileged_pods_are_blocked() {
     assert_eq!(*c.upstream.state.unauthorized.lock().unwrap(), 0);
 }
 
+/// A client states why with `X-Gatehouse-Reason` (kubectl cannot add a header; any
+/// other HTTPS client can): the request event records it.
+#[test]
+fn a_stated_reason_is_recorded_on_the_request() {
+    let mut c = Cluster::start(&starter_rules());
+    let kc = c.home.path().join("kubeconfig-reason");
+    let token = c.issue(&kc, &format!("https://127.0.0.1:{}", c.port));
+    let ca = c.gw.data().join("kubernetes/cert.pem");
+    let script = format!(
+        "import ssl, urllib.request\n\
+         ctx = ssl.create_default_context(cafile={ca:?})\n\
+         req = urllib.request.Request('https://127.0.0.1:{port}/api/v1/namespaces/default/pods',\n\
+             headers={{'Authorization': 'Bearer {token}', 'X-Gatehouse-Reason': 'OPS-9: audit'}})\n\
+         print(urllib.request.urlopen(req, context=ctx).status)\n",
+        ca = ca.display().to_string(),
+        port = c.port,
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "200",
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = c.gw.events();
+    assert!(
+        events.iter().any(|e| matches!(&e.payload,
+            Payload::RequestObserved(r) if r.reason.as_deref() == Some("OPS-9: audit"))),
+        "no request carries the stated reason"
+    );
+}
+
 #[test]
 fn secret_values_are_masked_in_get_list_and_watch() {
     use base64::Engine as _;
