@@ -290,3 +290,58 @@ fn revoking_the_token_closes_the_session() {
         assert!(db.message().contains("credential revoked"), "{db:?}");
     });
 }
+
+const ALLOW_ALL: &str = r#"
+rule allow_all { when pg.statement.kind exists then allow }
+"#;
+
+/// The function-call protocol (psql's `\lo_unlink`, libpq's large-object API) is
+/// recorded and judged as a call of a function the gateway does not resolve; it is
+/// refused with the policy's reason (the starter blocks unresolved statements) or,
+/// under a policy that allows it, because the gateway does not relay it yet. Either
+/// way the event log has the request and its refusal, and the large object is
+/// untouched on the server.
+#[test]
+fn function_calls_are_recorded_and_refused() {
+    for (rules, expect) in [
+        (starter(), "function OID"),
+        (
+            ALLOW_ALL.to_owned(),
+            "does not relay the function-call protocol",
+        ),
+    ] {
+        let h = Harness::start_with(&rules, support::Options::default(), setup);
+        let made = h.pg.psql_app(&["-At", "-c", "select lo_create(4242)"]);
+        assert!(made.status.success(), "{}", all(&made));
+        let out = h.psql(&["-c", "\\lo_unlink 4242"]);
+        let text = all(&out);
+        assert!(!out.status.success(), "{text}");
+        assert!(text.contains(expect), "{text}");
+        // Judged on the server: the large object still exists.
+        let still = h.pg.psql_app(&[
+            "-At",
+            "-c",
+            "select count(*) from pg_largeobject_metadata where oid = 4242",
+        ]);
+        assert_eq!(String::from_utf8_lossy(&still.stdout).trim(), "1", "{text}");
+        let events = h.events();
+        let call = events
+            .iter()
+            .find_map(|e| match &e.payload {
+                gatehouse_events::payload::Payload::RequestObserved(r) => match &r.detail {
+                    gatehouse_events::payload::RequestDetail::Postgres(p)
+                        if p.functions.iter().any(|f| f.starts_with("oid:")) =>
+                    {
+                        Some(e.id)
+                    }
+                    _ => None,
+                },
+                _ => None,
+            })
+            .expect("the function call is in the event log");
+        assert!(events.iter().any(|e| matches!(&e.payload,
+            gatehouse_events::payload::Payload::ResultObserved(r)
+                if r.request == Some(call)
+                    && r.status == gatehouse_events::payload::ResultStatus::Refused)));
+    }
+}

@@ -289,7 +289,27 @@ impl Relay {
                 Message::Terminate => (Kind::Terminate, 0),
                 Message::CopyData | Message::CopyDone | Message::CopyFail => (Kind::Copy, 0),
                 _ if skipping => (Kind::Drop, 0),
-                Message::FunctionCall => (Kind::FunctionCall, 0),
+                Message::FunctionCall => {
+                    // The function is named by OID only: judged as a call the gateway
+                    // cannot resolve (`unresolved`), so it is recorded and the policy
+                    // sees it; it is not relayed (issue 23 resolves and relays it).
+                    let oid = raw
+                        .get(5..9)
+                        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                        .map_or(0, u32::from_be_bytes);
+                    let stmt = PgStatement {
+                        kind: PgKind::Call,
+                        statement_count: 1,
+                        phase: "execute".into(),
+                        functions: vec![format!("oid:{oid}")],
+                        unresolved: Some(format!(
+                            "a function-call protocol message calls function OID {oid}, which the gateway does not resolve"
+                        )),
+                        ..PgStatement::default()
+                    };
+                    requests.push(request(&format!("function call (OID {oid})"), stmt));
+                    (Kind::FunctionCall, 1)
+                }
                 Message::Query(q) => match self.cache.classify(q, self.options.max_statements) {
                     Ok(all) => {
                         for (i, c) in all.statements.iter().enumerate() {
@@ -741,10 +761,20 @@ impl Relay {
                 self.to_upstream.extend_from_slice(&step.raw);
                 self.terminating = true;
             }
-            Kind::FunctionCall => self.inject_query(Report::error(
-                "42501",
-                "the function-call protocol is not available through the gateway",
-            )),
+            Kind::FunctionCall => {
+                // Recorded and judged; refused whatever the policy said (it is not
+                // relayed yet), with the policy's reason when it refused.
+                let report = step.error.clone().or_else(|| Self::verdict(&step).0).unwrap_or_else(|| {
+                    Report::error(
+                        "0A000",
+                        "gatehouse does not relay the function-call protocol (large objects, PQfn) yet; the call was recorded and not run",
+                    )
+                });
+                for d in &step.decisions {
+                    self.push_result(refused(d, Some(report.message.clone())));
+                }
+                self.inject_query(report);
+            }
             Kind::Drop => {}
         }
     }
