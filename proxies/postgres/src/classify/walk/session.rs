@@ -26,18 +26,9 @@ pub(super) fn classify(s: &Statement, acc: &mut Acc) -> bool {
                             acc.w.privilege = Some("set_role".into())
                         }
                         "search_path" => {
-                            let text: Vec<String> = values
-                                .iter()
-                                .map(|e| match e {
-                                    Expr::Value(v) => match &v.value {
-                                        Value::SingleQuotedString(s) => s.clone(),
-                                        other => other.to_string(),
-                                    },
-                                    Expr::Identifier(i) => i.value.clone(),
-                                    other => other.to_string(),
-                                })
-                                .collect();
-                            let path = crate::classify::session::parse_path(&text.join(","));
+                            let path = crate::classify::session::parse_path(
+                                &setting_values(values).join(","),
+                            );
                             acc.w.effect = Some(
                                 if matches!(scope, Some(sqlparser::ast::ContextModifier::Local)) {
                                     SqlEffect::LocalSearchPath(path)
@@ -48,18 +39,8 @@ pub(super) fn classify(s: &Statement, acc: &mut Acc) -> bool {
                         }
                         "standard_conforming_strings" => {}
                         _ if v == "gatehouse.reason" => {
-                            let text: Vec<String> = values
-                                .iter()
-                                .map(|e| match e {
-                                    Expr::Value(v) => match &v.value {
-                                        Value::SingleQuotedString(s) => s.clone(),
-                                        other => other.to_string(),
-                                    },
-                                    Expr::Identifier(i) => i.value.clone(),
-                                    other => other.to_string(),
-                                })
-                                .collect();
-                            acc.w.effect = Some(SqlEffect::Reason(text.join(", ")));
+                            acc.w.effect =
+                                Some(SqlEffect::Reason(setting_values(values).join(", ")));
                         }
                         _ => {}
                     }
@@ -110,4 +91,19 @@ pub(super) fn classify(s: &Statement, acc: &mut Acc) -> bool {
         _ => return false,
     }
     true
+}
+
+/// The values of a `SET name = ...` as text (quotes removed from string literals).
+fn setting_values(values: &[Expr]) -> Vec<String> {
+    values
+        .iter()
+        .map(|e| match e {
+            Expr::Value(v) => match &v.value {
+                Value::SingleQuotedString(s) => s.clone(),
+                other => other.to_string(),
+            },
+            Expr::Identifier(i) => i.value.clone(),
+            other => other.to_string(),
+        })
+        .collect()
 }
