@@ -380,6 +380,13 @@ pub static COLUMNS: &[Column] = &[
         "set when what the statement reaches could not be resolved: the reason",
         |e| os(e.postgres().and_then(|p| p.unresolved.as_deref()))
     ),
+    col!(
+        "pg_fallback",
+        Str,
+        true,
+        "set when PostgreSQL's own grammar classified the statement because the full classifier could not: why (result-column lineage unknown)",
+        |e| os(e.postgres().and_then(|p| p.fallback.as_deref()))
+    ),
     col!("ssh_host", Str, true, "SSH target host", |e| os(e
         .ssh()
         .map(|x| x.host.as_str()))),

@@ -231,6 +231,7 @@ impl Writer<'_> {
             params,
             parse_error,
             unresolved,
+            fallback,
         } = pg;
         self.out
             .extend_from_slice(b"{\"type\":\"request_observed\",\"command\":");
@@ -277,6 +278,7 @@ impl Writer<'_> {
         self.out.push(b']');
         self.opt_member(b"parse_error", parse_error.as_deref())?;
         self.opt_member(b"unresolved", unresolved.as_deref())?;
+        self.opt_member(b"fallback", fallback.as_deref())?;
         self.out.push(b'}');
         self.opt_member(b"reason", reason)?;
         self.out.push(b'}');
@@ -467,6 +469,7 @@ mod tests {
                 params: vec![None, Some(s.clone()), Some(String::new())],
                 parse_error: Some(s.clone()),
                 unresolved: Some(s.clone()),
+                fallback: (i % 2 == 1).then(|| s.clone()),
             };
             let identity = Identity {
                 name: s.clone(),

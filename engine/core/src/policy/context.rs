@@ -138,6 +138,7 @@ impl EventContext<'_> {
             id::PG_PHASE => Value::Str(&p.phase),
             id::PG_PARSE_ERROR => opt(&p.parse_error),
             id::PG_UNRESOLVED => opt(&p.unresolved),
+            id::PG_FALLBACK => opt(&p.fallback),
             id::PG_PARSED => Value::Bool(p.parse_error.is_none() && p.kind != PgKind::Unparsed),
             _ => Value::Missing,
         }

@@ -83,6 +83,7 @@ catalogue! {
     PG_PHASE = ("pg.statement.phase", FieldType::Enum(PG_PHASES), false, "wire phase: `simple`, `parse` or `execute`");
     PG_PARSE_ERROR = ("pg.statement.parse_error", Str, false, "why the statement could not be parsed (missing when it was)");
     PG_UNRESOLVED = ("pg.statement.unresolved", Str, false, "why what the statement reaches could not be resolved (catalog unreadable, unknown function body, dynamic name, ...); missing when it was");
+    PG_FALLBACK = ("pg.statement.fallback", Str, false, "set when PostgreSQL's own grammar classified the statement because the full classifier could not: why. Kind, objects, calls and capabilities are known; result-column lineage is not (every result column is masked whole under any column mask); missing otherwise");
     PG_PARSED = ("pg.statement.parsed", Bool, false, "whether the statement was parsed and classified");
     SSH_KIND = ("ssh.kind", FieldType::Enum(SSH_KINDS), false, "SSH request kind");
     SSH_SESSION_OPEN = ("ssh.session.open", Bool, false, "true for the login to a target host (`ssh.kind == session_open`)");

@@ -415,6 +415,7 @@ impl Runner {
                 "pg.statement.phase" => p.phase = scalar(v)?,
                 "pg.statement.parse_error" => p.parse_error = Some(scalar(v)?),
                 "pg.statement.unresolved" => p.unresolved = Some(scalar(v)?),
+                "pg.statement.fallback" => p.fallback = Some(scalar(v)?),
                 "pg.statement.parsed" => {
                     if !boolean(v)? {
                         p.parse_error = Some("unparsed".to_owned());

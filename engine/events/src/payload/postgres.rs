@@ -207,6 +207,12 @@ pub struct PgStatement {
     /// names another database): the reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unresolved: Option<String>,
+    /// Set when the statement was classified by PostgreSQL's own grammar because the
+    /// full classifier could not (why it could not): kind, objects, calls and
+    /// capabilities are known; result-column lineage is not (every result column
+    /// is treated as possibly holding any column).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 #[cfg(test)]

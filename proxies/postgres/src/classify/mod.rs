@@ -8,6 +8,7 @@
 //! statement and the others are still classified.
 
 mod cache;
+mod grammar;
 pub mod lineage;
 mod normalize;
 mod session;
@@ -130,19 +131,41 @@ fn classify_one(piece: &split::Piece) -> Classified {
     let statements = match parsed {
         Ok(s) => s,
         Err(e) => {
-            return unparsed(
-                piece,
-                format!("{} is not supported ({e})", construct(piece)),
-            );
+            return fall_back(piece, format!("the full classifier cannot parse it ({e})"));
         }
     };
     let [statement] = statements.as_slice() else {
-        return unparsed(piece, "expected exactly one statement");
+        return fall_back(
+            piece,
+            "the full classifier does not read it as one statement".to_owned(),
+        );
     };
     let mut out = walk::statement(statement);
+    if out.stmt.kind == PgKind::Unparsed {
+        // Parsed, but the walk does not model it.
+        let why = out.stmt.parse_error.take().unwrap_or_default();
+        return fall_back(
+            piece,
+            format!("the full classifier does not model it ({why})"),
+        );
+    }
     out.text = truncate(piece);
     out.cacheable = out.cacheable && out.stmt.parse_error.is_none();
     out
+}
+
+/// The second path (ADR 0022): PostgreSQL's own grammar classifies what the full
+/// classifier could not (`why`). A statement is `unparsed` only when PostgreSQL's
+/// grammar rejects it too; its error then names the construct and PostgreSQL's
+/// message.
+fn fall_back(piece: &str, why: String) -> Classified {
+    match grammar::classify(piece, &why) {
+        Ok(c) => c,
+        Err(e) => unparsed(
+            piece,
+            format!("{} does not parse as PostgreSQL: {e}", construct(piece)),
+        ),
+    }
 }
 
 /// The statement without the `ONLY` of `FROM ONLY t`, `JOIN ONLY t`, `UPDATE ONLY t`,

