@@ -17,6 +17,7 @@ pub mod classify;
 pub mod mask;
 pub mod relay;
 mod server;
+pub mod settings;
 pub mod upstream;
 pub mod wire;
 

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use gatehouse_core::engine::SessionInfo;
+use gatehouse_core::engine::{Engine, SessionInfo};
+use gatehouse_events::EventId;
 use gatehouse_events::Protocol;
+use gatehouse_events::payload::{Effect, RequestDetail, ResultObserved, ResultStatus};
 use gatehouse_proxy_common::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -55,6 +57,8 @@ enum Login {
 
 struct Ready {
     client: Stream,
+    /// The session's SQL state, with the startup settings applied.
+    sql: SessionSql,
     upstream: upstream::Upstream,
     session: Arc<gatehouse_core::engine::Session>,
     cancel_target: CancelTarget,
@@ -111,6 +115,7 @@ impl PgProxy {
         };
         let Ready {
             client,
+            sql,
             upstream,
             session,
             cancel_target,
@@ -128,16 +133,6 @@ impl PgProxy {
             self.engine.close_session(&session, "client_closed").await;
             return;
         }
-        let target = self.config.target(&session.principal.target);
-        let mut sql = SessionSql::new(target.and_then(|t| t.user.clone()).unwrap_or_default());
-        // PostgreSQL's default database is the user's name.
-        sql.database = target
-            .and_then(|t| t.database.clone())
-            .unwrap_or_else(|| sql.user.clone());
-        sql.backslash_strings = upstream
-            .parameters
-            .iter()
-            .any(|(k, v)| k == "standard_conforming_strings" && v != "on");
         let relay = Relay::new(
             self.engine.clone(),
             session.clone(),
@@ -309,55 +304,14 @@ impl PgProxy {
                 return Ok(Login::Done);
             }
         };
-        let forwarded: Vec<(String, String)> = params
-            .iter()
-            .filter(|(k, _)| FORWARDED.contains(&k.as_str()))
-            .cloned()
-            .collect();
-        let tls = self.upstream_tls.get(&target.name).cloned();
-        let upstream = match upstream::connect(Connect {
-            target,
-            password: password.as_ref(),
-            tls: tls.clone(),
-            params: &forwarded,
-            timeout: self.options.connect_timeout,
-            keys: &self.scram_keys,
-        })
-        .await
-        {
-            Ok(u) => u,
+        let settings = match crate::settings::from_startup(&params, FORWARDED) {
+            Ok(s) => s,
             Err(e) => {
-                tracing::warn!(message = "Cannot open the upstream session.", target = %target.name, error = %e);
-                let report = match &e {
-                    upstream::UpstreamError::Refused { code, message }
-                        if code.starts_with("3D") || code.starts_with("53") =>
-                    {
-                        Report::fatal(
-                            "08006",
-                            format!(
-                                "gatehouse: the upstream of target `{}` refused the session: {message}",
-                                target.name
-                            ),
-                        )
-                    }
-                    // Which step timed out, and the setting, without the address.
-                    upstream::UpstreamError::Timeout { step, after, .. } => Report::fatal(
-                        "08006",
-                        format!(
-                            "gatehouse cannot open a session on target `{}`: timed out after {} (`postgres.connect_timeout`) during {step}",
-                            target.name,
-                            upstream::humantime(*after)
-                        ),
-                    ),
-                    _ => Report::fatal(
-                        "08006",
-                        format!(
-                            "gatehouse cannot open a session on target `{}`",
-                            target.name
-                        ),
-                    ),
-                };
-                refuse(&mut stream, report).await;
+                refuse(
+                    &mut stream,
+                    Report::fatal("22023", format!("gatehouse: {e}")),
+                )
+                .await;
                 return Ok(Login::Done);
             }
         };
@@ -386,7 +340,102 @@ impl PgProxy {
                 return Ok(Login::Done);
             }
         };
+        // Until the session is handed to the relay, a refusal or a login timeout ends
+        // it in the log.
+        let opened = OpenedSession {
+            engine: self.engine.clone(),
+            session: Some(session.clone()),
+        };
+        let mut sql = SessionSql::new(target.user.clone().unwrap_or_default());
+        // PostgreSQL's default database is the user's name.
+        sql.database = target.database.clone().unwrap_or_else(|| sql.user.clone());
+        // Settings asked for at startup are judged as the SETs they amount to.
+        let applied = match self.judge_settings(&session, &mut sql, &settings).await {
+            Ok(a) => a,
+            Err(report) => {
+                refuse(&mut stream, report).await;
+                opened.close("refused").await;
+                return Ok(Login::Done);
+            }
+        };
+        // PostgreSQL applies `options` before the packet's other parameters, so they
+        // come first (a later duplicate wins, as it would directly).
+        let mut forwarded: Vec<(String, String)> = settings
+            .iter()
+            .map(|s| (s.name.clone(), s.value.clone()))
+            .collect();
+        forwarded.extend(
+            params
+                .iter()
+                .filter(|(k, _)| FORWARDED.contains(&k.as_str()))
+                .cloned(),
+        );
+        let tls = self.upstream_tls.get(&target.name).cloned();
+        let upstream = match upstream::connect(Connect {
+            target,
+            password: password.as_ref(),
+            tls: tls.clone(),
+            params: &forwarded,
+            timeout: self.options.connect_timeout,
+            keys: &self.scram_keys,
+        })
+        .await
+        {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(message = "Cannot open the upstream session.", target = %target.name, error = %e);
+                let report = match &e {
+                    // A setting the client asked for was refused by the server: its
+                    // own error, as a direct connection would see it.
+                    upstream::UpstreamError::Refused { code, message }
+                        if !settings.is_empty()
+                            && (code.starts_with("22") || code.starts_with("42")) =>
+                    {
+                        Report::fatal(setting_error_code(code), message.clone())
+                    }
+                    upstream::UpstreamError::Refused { code, message }
+                        if code.starts_with("3D") || code.starts_with("53") =>
+                    {
+                        Report::fatal(
+                            "08006",
+                            format!(
+                                "gatehouse: the upstream of target `{}` refused the session: {message}",
+                                target.name
+                            ),
+                        )
+                    }
+                    // Which step timed out, and the setting, without the address.
+                    upstream::UpstreamError::Timeout { step, after, .. } => Report::fatal(
+                        "08006",
+                        format!(
+                            "gatehouse cannot open a session on target `{}`: timed out after {} (`postgres.connect_timeout`) during {step}",
+                            target.name,
+                            upstream::humantime(*after)
+                        ),
+                    ),
+                    _ => Report::fatal(
+                        "08006",
+                        format!(
+                            "gatehouse cannot open a session on target `{}`",
+                            target.name
+                        ),
+                    ),
+                };
+                self.settings_result(&session, &applied, Some(&report))
+                    .await;
+                refuse(&mut stream, report).await;
+                opened.close("upstream_refused").await;
+                return Ok(Login::Done);
+            }
+        };
+        self.settings_result(&session, &applied, None).await;
+        sql.backslash_strings = upstream
+            .parameters
+            .iter()
+            .any(|(k, v)| k == "standard_conforming_strings" && v != "on");
+        opened.handed_over();
         Ok(Login::Session(Box::new(Ready {
+            sql,
             client: stream,
             cancel_target: CancelTarget {
                 upstream: target.upstream.clone(),
@@ -397,6 +446,117 @@ impl PgProxy {
             upstream,
             session,
         })))
+    }
+
+    /// Judges the settings of the startup packet as the `SET`s they amount to (one
+    /// event each, phase `startup`) and applies them to `sql`. Returns the requests'
+    /// ids, or the refusal for the client (its results recorded). A setting held for
+    /// approval is refused: a login cannot wait for a reviewer.
+    async fn judge_settings(
+        &self,
+        session: &Arc<gatehouse_core::engine::Session>,
+        sql: &mut SessionSql,
+        settings: &[crate::settings::Setting],
+    ) -> Result<Vec<EventId>, Report> {
+        if settings.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut requests = Vec::with_capacity(settings.len());
+        for s in settings {
+            let text = s.statement();
+            let c = match crate::classify::classify(&text, 1) {
+                Ok(mut v) if v.len() == 1 => v.remove(0),
+                _ => crate::classify::unparsed(&text, "a startup setting that is not one SET"),
+            };
+            let mut stmt = sql.startup(&c);
+            stmt.phase = "startup".into();
+            if let Some(crate::classify::SqlEffect::Reason(r)) = &c.effect {
+                session.set_reason(r);
+            }
+            requests.push((text, RequestDetail::Postgres(stmt)));
+        }
+        let decisions = self
+            .engine
+            .decide_many(session, requests)
+            .await
+            .map_err(|e| {
+                Report::fatal(
+                    "58000",
+                    format!("gatehouse cannot judge the startup settings, so the session is refused: {e}"),
+                )
+            })?;
+        let ids: Vec<EventId> = decisions.iter().map(|d| d.request).collect();
+        for d in &decisions {
+            let report = match d.effect {
+                Effect::Allow | Effect::Mask => continue,
+                Effect::Block => Report::fatal(
+                    "42501",
+                    d.message
+                        .clone()
+                        .unwrap_or_else(|| "blocked by the gateway policy".into()),
+                ),
+                Effect::RequireApproval => {
+                    if let Err(error) = self
+                        .engine
+                        .withdraw_approval(d, "a startup setting cannot wait for a reviewer")
+                        .await
+                    {
+                        tracing::warn!(message = "Cannot withdraw an approval request.", %error);
+                    }
+                    Report::fatal(
+                        "42501",
+                        format!(
+                            "gatehouse: this startup setting needs approval ({}), and a login cannot wait for it",
+                            d.message.as_deref().unwrap_or("a reviewer must approve it")
+                        ),
+                    )
+                    .with_hint("connect without it and send it as SET: the statement waits for the reviewer")
+                }
+            };
+            let report = report.with_detail(format!(
+                "refused by the Gatehouse policy (startup setting, request {}{})",
+                d.request,
+                if d.rules.is_empty() {
+                    String::new()
+                } else {
+                    format!(", rules: {}", d.rules.join(", "))
+                }
+            ));
+            self.settings_result(session, &ids, Some(&report)).await;
+            return Err(report);
+        }
+        Ok(ids)
+    }
+
+    /// Records the outcome of the startup settings: applied, or not run.
+    async fn settings_result(
+        &self,
+        session: &gatehouse_core::engine::Session,
+        requests: &[EventId],
+        failure: Option<&Report>,
+    ) {
+        let events: Vec<_> = requests
+            .iter()
+            .map(|id| {
+                self.engine.result_event(
+                    session,
+                    ResultObserved {
+                        request: Some(*id),
+                        status: match failure {
+                            None => ResultStatus::Ok,
+                            Some(r) if r.code == "42501" => ResultStatus::Refused,
+                            Some(_) => ResultStatus::Error,
+                        },
+                        code: failure.map(|r| r.code.to_owned()),
+                        message: failure.map(|r| r.message.clone()),
+                        ..ResultObserved::default()
+                    },
+                )
+            })
+            .collect();
+        if let Err(error) = self.engine.record_results(&events).await {
+            tracing::warn!(message = "Cannot record the outcome of startup settings.", %error);
+        }
     }
 
     async fn cancel(&self, key: (i32, i32), peer: SocketAddr) {
@@ -414,6 +574,47 @@ impl PgProxy {
                 tracing::info!(message = "Cancel request with an unknown key ignored.", client = %peer)
             }
         }
+    }
+}
+
+/// A session opened during login: closed in the log if the login does not complete
+/// (refused, or dropped when the login times out).
+struct OpenedSession {
+    engine: Arc<Engine>,
+    session: Option<Arc<gatehouse_core::engine::Session>>,
+}
+
+impl OpenedSession {
+    async fn close(mut self, reason: &str) {
+        if let Some(s) = self.session.take() {
+            self.engine.close_session(&s, reason).await;
+        }
+    }
+
+    fn handed_over(mut self) {
+        self.session = None;
+    }
+}
+
+impl Drop for OpenedSession {
+    fn drop(&mut self) {
+        if let Some(s) = self.session.take() {
+            let engine = self.engine.clone();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move { engine.close_session(&s, "login_timeout").await });
+            }
+        }
+    }
+}
+
+/// The SQLSTATE of a server's refusal of a startup setting, as the gateway reports it.
+fn setting_error_code(code: &str) -> &'static str {
+    match code {
+        "42704" => "42704", // unrecognized configuration parameter
+        "42501" => "42501", // permission denied to set parameter
+        "22P02" => "22P02",
+        "55P02" => "55P02", // cannot be changed now
+        _ => "22023",       // invalid parameter value
     }
 }
 

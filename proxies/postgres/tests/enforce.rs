@@ -291,57 +291,80 @@ fn revoking_the_token_closes_the_session() {
     });
 }
 
-const ALLOW_ALL: &str = r#"
-rule allow_all { when pg.statement.kind exists then allow }
-"#;
-
-/// The function-call protocol (psql's `\lo_unlink`, libpq's large-object API) is
-/// recorded and judged as a call of a function the gateway does not resolve; it is
-/// refused with the policy's reason (the starter blocks unresolved statements) or,
-/// under a policy that allows it, because the gateway does not relay it yet. Either
-/// way the event log has the request and its refusal, and the large object is
-/// untouched on the server.
+/// psql's large-object commands use the function-call protocol: under a policy that
+/// allows them they work (judged on the server: the object's bytes), and a rule on a
+/// function's name refuses that call only.
 #[test]
-fn function_calls_are_recorded_and_refused() {
-    for (rules, expect) in [
-        (starter(), "function OID"),
-        (
-            ALLOW_ALL.to_owned(),
-            "does not relay the function-call protocol",
-        ),
-    ] {
-        let h = Harness::start_with(&rules, support::Options::default(), setup);
-        let made = h.pg.psql_app(&["-At", "-c", "select lo_create(4242)"]);
-        assert!(made.status.success(), "{}", all(&made));
-        let out = h.psql(&["-c", "\\lo_unlink 4242"]);
-        let text = all(&out);
-        assert!(!out.status.success(), "{text}");
-        assert!(text.contains(expect), "{text}");
-        // Judged on the server: the large object still exists.
-        let still = h.pg.psql_app(&[
-            "-At",
-            "-c",
-            "select count(*) from pg_largeobject_metadata where oid = 4242",
-        ]);
-        assert_eq!(String::from_utf8_lossy(&still.stdout).trim(), "1", "{text}");
-        let events = h.events();
-        let call = events
-            .iter()
-            .find_map(|e| match &e.payload {
-                gatehouse_events::payload::Payload::RequestObserved(r) => match &r.detail {
-                    gatehouse_events::payload::RequestDetail::Postgres(p)
-                        if p.functions.iter().any(|f| f.starts_with("oid:")) =>
-                    {
-                        Some(e.id)
-                    }
-                    _ => None,
-                },
-                _ => None,
-            })
-            .expect("the function call is in the event log");
-        assert!(events.iter().any(|e| matches!(&e.payload,
-            gatehouse_events::payload::Payload::ResultObserved(r)
-                if r.request == Some(call)
-                    && r.status == gatehouse_events::payload::ResultStatus::Refused)));
+fn large_objects_work_through_the_gateway_and_calls_are_judged_by_name() {
+    let rules = r#"
+default allow
+rule keep_large_objects {
+  when pg.statement.functions intersects ["lo_unlink"]
+  then block "large objects are kept"
+}
+"#;
+    let h = Harness::start_with(rules, support::Options::default(), setup);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.bin");
+    let output = dir.path().join("out.bin");
+    let payload: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&input, &payload).unwrap();
+    let out = h.psql(&["-c", &format!("\\lo_import {}", input.display())]);
+    let text = ok(&out);
+    let oid: u32 = text
+        .trim()
+        .strip_prefix("lo_import ")
+        .and_then(|o| o.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    // On the server: the object holds the file's bytes.
+    let stored = h.pg.psql_app(&[
+        "-At",
+        "-c",
+        &format!("select length(lo_get({oid})), md5(lo_get({oid}))"),
+    ]);
+    let md5 = {
+        let out = std::process::Command::new("md5sum")
+            .arg(&input)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(ok(&stored).trim(), format!("70000|{md5}"));
+    ok(&h.psql(&["-c", &format!("\\lo_export {oid} {}", output.display())]));
+    assert_eq!(std::fs::read(&output).unwrap(), payload);
+    // Refused by name: the object is still there.
+    let out = h.psql(&["-c", &format!("\\lo_unlink {oid}")]);
+    let text = all(&out);
+    assert!(
+        !out.status.success() && text.contains("large objects are kept"),
+        "{text}"
+    );
+    let still = h.pg.psql_app(&[
+        "-At",
+        "-c",
+        &format!("select count(*) from pg_largeobject_metadata where oid = {oid}"),
+    ]);
+    assert_eq!(ok(&still).trim(), "1", "{text}");
+    let calls: Vec<_> = h
+        .statements()
+        .into_iter()
+        .filter(|(_, p)| p.phase == "function_call")
+        .collect();
+    for f in ["lo_open", "lowrite", "loread", "lo_close", "lo_unlink"] {
+        assert!(
+            calls
+                .iter()
+                .any(|(_, p)| p.functions.iter().any(|x| x == &format!("pg_catalog.{f}"))),
+            "{f}: {calls:?}"
+        );
     }
+    let refused = results(&h)
+        .into_iter()
+        .filter(|r| r.status == gatehouse_events::payload::ResultStatus::Refused)
+        .count();
+    assert_eq!(refused, 1);
 }

@@ -243,6 +243,8 @@ fn malformed_messages_close_that_connection_only() {
         b"B\0\0\0\x0f\0s\0\0\0\0\x01\0\0\0\x09", // parameter longer than the message
         b"D\0\0\0\x06X\0",                       // Describe of neither S nor P
         b"S\0\0\0\x05x",                         // Sync with a body
+        b"F\0\0\0\x0e\0\0\0\xb1\0\0\0\x01\0\0",  // FunctionCall cut short
+        b"F\0\0\0\x0e\0\0\0\xb1\0\0\0\0\0\x07",  // FunctionCall result format 7
     ];
     for case in cases {
         expect_protocol_error(&h, case);
@@ -325,4 +327,94 @@ fn a_refused_execute_inside_a_pipeline_fails_like_a_server_error() {
     let tags: Vec<u8> = msgs.iter().map(|(t, _)| *t).collect();
     assert_eq!(String::from_utf8_lossy(&tags), "12DCZ");
     assert!(msgs[2].1.ends_with(b"1"), "{:?}", msgs[2]);
+}
+
+/// A FunctionCall of `oid` with int4 arguments in binary, result in binary.
+fn function_call(oid: u32, args: &[i32]) -> Vec<u8> {
+    let mut b = oid.to_be_bytes().to_vec();
+    b.extend_from_slice(&1i16.to_be_bytes()); // one format code: binary
+    b.extend_from_slice(&1i16.to_be_bytes());
+    b.extend_from_slice(&(args.len() as i16).to_be_bytes());
+    for a in args {
+        b.extend_from_slice(&4i32.to_be_bytes());
+        b.extend_from_slice(&a.to_be_bytes());
+    }
+    b.extend_from_slice(&1i16.to_be_bytes());
+    msg(b'F', &b)
+}
+
+/// The function-call protocol: a call is resolved by OID in the target's catalog,
+/// judged as a call of that function, and relayed when allowed; an OID the catalog
+/// does not know is `unresolved`.
+#[test]
+fn function_calls_are_resolved_by_oid_judged_and_relayed() {
+    let rules = r#"
+default allow
+rule no_int4mi { when pg.statement.functions intersects ["int4mi"] then block "subtraction is not allowed here" }
+rule unresolved { when pg.statement.unresolved exists then block "unresolved: {pg.statement.unresolved}" }
+"#;
+    let h = Harness::start_with(rules, Options::default(), |_| {});
+    let oid = |name: &str| -> u32 {
+        let out = h.pg.psql_app(&[
+            "-At",
+            "-c",
+            &format!("select '{name}(int4,int4)'::regprocedure::oid"),
+        ]);
+        ok(&out).trim().parse().unwrap()
+    };
+    let (plus, minus) = (oid("int4pl"), oid("int4mi"));
+    let mut s = raw_login(&h);
+    // Allowed: relayed, the server's answer comes back (binary int4 5).
+    s.write_all(&function_call(plus, &[2, 3])).unwrap();
+    let msgs = read_until(&mut s, b'Z');
+    let v = msgs
+        .iter()
+        .find(|(t, _)| *t == b'V')
+        .expect("a FunctionCallResponse");
+    assert_eq!(v.1, [0, 0, 0, 4, 0, 0, 0, 5]);
+    // Refused by the rule on its name: an error, then the session goes on.
+    s.write_all(&function_call(minus, &[2, 3])).unwrap();
+    let msgs = read_until(&mut s, b'Z');
+    let e = msgs.iter().find(|(t, _)| *t == b'E').expect("an error");
+    let text = String::from_utf8_lossy(&e.1);
+    assert!(
+        text.contains("subtraction is not allowed here") && text.contains("42501"),
+        "{text}"
+    );
+    assert!(!msgs.iter().any(|(t, _)| *t == b'V'));
+    // An OID no function has: unresolved, refused by the policy.
+    s.write_all(&function_call(4_000_000_000, &[1])).unwrap();
+    let msgs = read_until(&mut s, b'Z');
+    let e = msgs.iter().find(|(t, _)| *t == b'E').expect("an error");
+    let text = String::from_utf8_lossy(&e.1);
+    assert!(text.contains("not in the target's catalog"), "{text}");
+    // The session still works.
+    s.write_all(&function_call(plus, &[40, 2])).unwrap();
+    let msgs = read_until(&mut s, b'Z');
+    assert!(
+        msgs.iter()
+            .any(|(t, b)| *t == b'V' && b[4..] == 42i32.to_be_bytes())
+    );
+    let calls: Vec<_> = h
+        .statements()
+        .into_iter()
+        .filter(|(_, p)| p.phase == "function_call")
+        .collect();
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    assert!(
+        calls[0]
+            .1
+            .functions
+            .iter()
+            .any(|f| f == "pg_catalog.int4pl"),
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls[0].1.params,
+        [
+            Some("\\x00000002".to_owned()),
+            Some("\\x00000003".to_owned())
+        ]
+    );
+    assert!(calls[2].1.unresolved.is_some());
 }

@@ -30,7 +30,7 @@ pub const EVENT_TYPES: &[&str] = gatehouse_events::Payload::TYPE_NAMES;
 /// Values of `pg.statement.kind`.
 pub const PG_KINDS: &[&str] = gatehouse_events::payload::PgKind::NAMES;
 /// Values of `pg.statement.phase`.
-pub const PG_PHASES: &[&str] = &["simple", "parse", "execute"];
+pub const PG_PHASES: &[&str] = &["simple", "parse", "execute", "function_call", "startup"];
 /// Values of `ssh.kind`.
 pub const SSH_KINDS: &[&str] = gatehouse_events::payload::SshRequestKind::NAMES;
 /// Values of `k8s.verb`.
@@ -80,7 +80,7 @@ catalogue! {
     PG_DDL_TARGET = ("pg.statement.ddl_target", Str, false, "object created, altered or dropped");
     PG_PRIVILEGE_CHANGE = ("pg.statement.privilege_change", Str, false, "`grant`, `revoke`, `create_role`, `alter_role`, `set_role`, ...");
     PG_TRANSACTION_CONTROL = ("pg.statement.transaction_control", Str, false, "`begin`, `commit`, `rollback`, `savepoint`, ...");
-    PG_PHASE = ("pg.statement.phase", FieldType::Enum(PG_PHASES), false, "wire phase: `simple`, `parse` or `execute`");
+    PG_PHASE = ("pg.statement.phase", FieldType::Enum(PG_PHASES), false, "wire phase: `simple` (a query string), `parse` (a prepared statement), `execute` (its execution), `function_call` (the function-call protocol: large objects, `PQfn`) or `startup` (a setting of the startup packet, as `options=-c name=value`)");
     PG_PARSE_ERROR = ("pg.statement.parse_error", Str, false, "why the statement could not be parsed (missing when it was)");
     PG_UNRESOLVED = ("pg.statement.unresolved", Str, false, "why what the statement reaches could not be resolved (catalog unreadable, unknown function body, dynamic name, ...); missing when it was");
     PG_FALLBACK = ("pg.statement.fallback", Str, false, "set when PostgreSQL's own grammar classified the statement because the full classifier could not: why. Kind, objects, calls and capabilities are known; result-column lineage is not (every result column is masked whole under any column mask); missing otherwise");

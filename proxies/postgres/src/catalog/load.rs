@@ -29,6 +29,10 @@ const FUNCTIONS: &str = "SELECT n.nspname, p.proname, l.lanname, p.prosrc, \
      JOIN pg_language l ON l.oid = p.prolang \
      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')";
 
+/// Every function's OID and name (the function-call protocol names functions by OID).
+const FUNCTION_OIDS: &str = "SELECT p.oid::text, n.nspname, p.proname \
+     FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace";
+
 /// Built-in function names.
 const BUILTINS: &str =
     "SELECT DISTINCT proname FROM pg_proc WHERE pronamespace = 'pg_catalog'::regnamespace";
@@ -72,10 +76,19 @@ impl Source {
             let relations = rows(s, &mut buf, RELATIONS).await?;
             let functions = rows(s, &mut buf, FUNCTIONS).await?;
             let builtins = rows(s, &mut buf, BUILTINS).await?;
+            let oids = rows(s, &mut buf, FUNCTION_OIDS).await?;
             let mut out = BytesMut::new();
             crate::wire::frame::put(&mut out, b'X', |_| {});
             let _ = tokio::io::AsyncWriteExt::write_all(s, &out).await;
-            Ok::<_, String>(build(relations, functions, builtins))
+            let mut snap = build(relations, functions, builtins);
+            snap.function_oids = oids
+                .iter()
+                .filter_map(|r| {
+                    let oid = text(r, 0).parse::<u32>().ok()?;
+                    Some((oid, (text(r, 1).to_owned(), text(r, 2).to_owned())))
+                })
+                .collect();
+            Ok::<_, String>(snap)
         };
         tokio::time::timeout(self.timeout * 4, read)
             .await
@@ -135,6 +148,7 @@ fn build(
         relation_names: names,
         functions: funcs,
         builtins: builtins.iter().map(|r| text(r, 0).to_owned()).collect(),
+        function_oids: HashMap::new(),
         loaded: Instant::now(),
         error: None,
         ever_loaded: true,

@@ -65,6 +65,8 @@ pub struct Snapshot {
     pub functions: HashMap<String, HashMap<String, Function>>,
     /// Names of the functions in `pg_catalog`.
     pub builtins: HashSet<String>,
+    /// Every function by OID: schema and name.
+    pub function_oids: HashMap<u32, (String, String)>,
     /// When it was read (or when reading it last failed).
     pub loaded: Instant,
     /// Why the last reading failed (the data is then the last good reading, if any).
@@ -81,6 +83,7 @@ impl Snapshot {
             relation_names: HashSet::new(),
             functions: HashMap::new(),
             builtins: HashSet::new(),
+            function_oids: HashMap::new(),
             loaded: Instant::now(),
             error: Some(error),
             ever_loaded: false,

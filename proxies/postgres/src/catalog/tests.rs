@@ -83,6 +83,7 @@ fn snap() -> Snapshot {
             .iter()
             .map(|s| (*s).to_owned())
             .collect(),
+        function_oids: std::collections::HashMap::new(),
         loaded: Instant::now(),
         error: None,
         ever_loaded: true,

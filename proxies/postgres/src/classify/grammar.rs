@@ -148,14 +148,16 @@ impl Facts {
                     }
                     TransactionStmtKind::TransStmtSavepoint => (PgKind::Begin, "savepoint"),
                     TransactionStmtKind::TransStmtCommit => (PgKind::Commit, "commit"),
-                    TransactionStmtKind::TransStmtRelease => (PgKind::Commit, "release"),
+                    TransactionStmtKind::TransStmtRelease => (PgKind::Commit, "release_savepoint"),
                     TransactionStmtKind::TransStmtPrepare => {
                         (PgKind::Commit, "prepare_transaction")
                     }
                     TransactionStmtKind::TransStmtCommitPrepared => {
                         (PgKind::Commit, "commit_prepared")
                     }
-                    TransactionStmtKind::TransStmtRollbackTo => (PgKind::Rollback, "rollback_to"),
+                    TransactionStmtKind::TransStmtRollbackTo => {
+                        (PgKind::Rollback, "rollback_to_savepoint")
+                    }
                     TransactionStmtKind::TransStmtRollback => (PgKind::Rollback, "rollback"),
                     TransactionStmtKind::TransStmtRollbackPrepared => {
                         (PgKind::Rollback, "rollback_prepared")
@@ -165,7 +167,7 @@ impl Facts {
                 self.kind = kind;
                 self.transaction = Some(control);
                 if matches!(kind, PgKind::Commit | PgKind::Rollback)
-                    && !matches!(control, "release" | "rollback_to")
+                    && !matches!(control, "release_savepoint" | "rollback_to_savepoint")
                 {
                     self.lineage = Lineage::EndTransaction;
                 }
@@ -504,8 +506,8 @@ impl Facts {
         };
         let has_where = match kind {
             PgKind::Update | PgKind::Delete if tag != "MergeStmt" => has_where,
-            // A MERGE's rows are chosen by its join, not a WHERE.
-            PgKind::Update | PgKind::Delete => Some(true),
+            // Whether a MERGE's join leaves rows out is not judged here: no filter.
+            PgKind::Update | PgKind::Delete => Some(false),
             _ => None,
         };
         self.dml.push((kind, has_where));

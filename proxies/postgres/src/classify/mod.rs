@@ -8,6 +8,8 @@
 //! statement and the others are still classified.
 
 mod cache;
+#[doc(hidden)]
+pub mod corpus;
 mod grammar;
 pub mod lineage;
 mod normalize;

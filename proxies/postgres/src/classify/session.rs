@@ -99,6 +99,9 @@ pub struct SessionSql {
     prepared: HashMap<String, PgStatement>,
     /// The search path in effect.
     search_path: SearchPath,
+    /// The session's default, which `RESET` and `DISCARD ALL` return to: the server's,
+    /// or the one the startup packet set (`options=-c search_path=...`).
+    startup_path: SearchPath,
     /// In a transaction block: what its end and its savepoints restore.
     transaction: Option<Transaction>,
     /// The upstream role (`$user` in the search path).
@@ -131,6 +134,14 @@ impl SessionSql {
             user: user.into(),
             ..Self::default()
         }
+    }
+
+    /// Applies a setting of the startup packet (`options=-c name=value`), judged as
+    /// the `SET` in `c`: a search path set this way is also the session's default.
+    pub fn startup(&mut self, c: &Classified) -> PgStatement {
+        let stmt = self.resolve(c);
+        self.startup_path = self.search_path.clone();
+        stmt
     }
 
     /// The event fields of a classified statement in this session, then the session
@@ -318,7 +329,7 @@ impl SessionSql {
                         p.eq_ignore_ascii_case("reset") || p.eq_ignore_ascii_case("disca")
                     });
                 self.search_path = if resets {
-                    SearchPath::Default
+                    self.startup_path.clone()
                 } else {
                     SearchPath::Unknown
                 };

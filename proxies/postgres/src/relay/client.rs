@@ -231,6 +231,75 @@ impl Relay {
     /// Reads the catalog again when `stmt` names something the reading does not know
     /// and the reading is older than the segment (it may have been created elsewhere
     /// since: a name the reading does not know is never taken for a plain table).
+    /// A function-call message, judged as a call of the function its OID names in
+    /// the catalog (read again once when the OID is not in it): its name, what its
+    /// body reaches, its arguments. An OID the catalog does not know is a call the
+    /// gateway cannot resolve (`unresolved`).
+    async fn function_call(
+        &mut self,
+        snap: &mut Option<Arc<Snapshot>>,
+        call: &frontend::FunctionCall<'_>,
+        since: std::time::Instant,
+    ) -> (String, PgStatement) {
+        let oid = call.oid;
+        let lookup =
+            |s: &Option<Arc<Snapshot>>| s.as_ref().and_then(|s| s.function_oids.get(&oid).cloned());
+        let mut name = lookup(snap);
+        if name.is_none()
+            && let (Some(catalog), Some(s)) = (&self.options.catalog, snap.as_ref())
+        {
+            *snap = Some(catalog.read_since(s, since).await);
+            name = lookup(snap);
+        }
+        let params = call
+            .args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let format = match call.arg_formats.as_slice() {
+                    [] => 0,
+                    [one] => *one,
+                    many => many.get(i).copied().unwrap_or(0),
+                };
+                render_param(*a, format == 1)
+            })
+            .collect();
+        let Some((schema, function)) = name else {
+            let stmt = PgStatement {
+                kind: PgKind::Call,
+                statement_count: 1,
+                phase: "function_call".into(),
+                functions: vec![format!("oid:{oid}")],
+                params,
+                unresolved: Some(format!(
+                    "a function-call message calls function OID {oid}, which is not in the target's catalog"
+                )),
+                ..PgStatement::default()
+            };
+            return (format!("function call (OID {oid})"), stmt);
+        };
+        // Classified as the call written in SQL: its name, the capability it is,
+        // what its body reaches.
+        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        let sql = format!("SELECT {}.{}()", quote(&schema), quote(&function));
+        let c = match crate::classify::classify(&sql, 1) {
+            Ok(mut v) if v.len() == 1 => v.remove(0),
+            _ => crate::classify::unparsed(&sql, "a function name that does not read as a call"),
+        };
+        self.catalog_knows(snap, &c.stmt, since).await;
+        let mut stmt = self.sql.resolve_in(&c, snap.as_deref());
+        if stmt.kind != PgKind::Unparsed {
+            stmt.kind = PgKind::Call;
+        }
+        stmt.statement_count = 1;
+        stmt.phase = "function_call".into();
+        stmt.params = params;
+        (
+            format!("function call {schema}.{function} (OID {oid})"),
+            stmt,
+        )
+    }
+
     async fn catalog_knows(
         &mut self,
         snap: &mut Option<Arc<Snapshot>>,
@@ -289,25 +358,9 @@ impl Relay {
                 Message::Terminate => (Kind::Terminate, 0),
                 Message::CopyData | Message::CopyDone | Message::CopyFail => (Kind::Copy, 0),
                 _ if skipping => (Kind::Drop, 0),
-                Message::FunctionCall => {
-                    // The function is named by OID only: judged as a call the gateway
-                    // cannot resolve (`unresolved`), so it is recorded and the policy
-                    // sees it; it is not relayed (issue 23 resolves and relays it).
-                    let oid = raw
-                        .get(5..9)
-                        .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                        .map_or(0, u32::from_be_bytes);
-                    let stmt = PgStatement {
-                        kind: PgKind::Call,
-                        statement_count: 1,
-                        phase: "execute".into(),
-                        functions: vec![format!("oid:{oid}")],
-                        unresolved: Some(format!(
-                            "a function-call protocol message calls function OID {oid}, which the gateway does not resolve"
-                        )),
-                        ..PgStatement::default()
-                    };
-                    requests.push(request(&format!("function call (OID {oid})"), stmt));
+                Message::FunctionCall(call) => {
+                    let (text, stmt) = self.function_call(&mut snap, &call, since).await;
+                    requests.push(request(&text, stmt));
                     (Kind::FunctionCall, 1)
                 }
                 Message::Query(q) => match self.cache.classify(q, self.options.max_statements) {
@@ -606,7 +659,7 @@ impl Relay {
         }
         let deciding = matches!(
             step.kind,
-            Kind::Query | Kind::Parse(_) | Kind::Execute { .. }
+            Kind::Query | Kind::Parse(_) | Kind::Execute { .. } | Kind::FunctionCall
         );
         if deciding {
             let (refusal, waiting) = Self::verdict(&step);
@@ -762,18 +815,26 @@ impl Relay {
                 self.terminating = true;
             }
             Kind::FunctionCall => {
-                // Recorded and judged; refused whatever the policy said (it is not
-                // relayed yet), with the policy's reason when it refused.
-                let report = step.error.clone().or_else(|| Self::verdict(&step).0).unwrap_or_else(|| {
-                    Report::error(
-                        "0A000",
-                        "gatehouse does not relay the function-call protocol (large objects, PQfn) yet; the call was recorded and not run",
-                    )
-                });
-                for d in &step.decisions {
-                    self.push_result(refused(d, Some(report.message.clone())));
+                let Some(d) = step.decisions.first() else {
+                    return;
+                };
+                if !d.masks().is_empty() {
+                    // Its result is one value with no column to plan a mask for.
+                    let report = Report::error(
+                        "42501",
+                        "a mask applies to this function call, and the result of a function-call message cannot be masked; run it as SELECT",
+                    );
+                    self.refuse(step, report);
+                    return;
                 }
-                self.inject_query(report);
+                let run = Run::new(d.clone(), Vec::new(), self.options.sample);
+                self.to_upstream.extend_from_slice(&step.raw);
+                self.pending
+                    .push_back(Expect::Query(Box::new(QueryExchange {
+                        runs: VecDeque::from([run]),
+                        injected: None,
+                        guarded: false,
+                    })));
             }
             Kind::Drop => {}
         }
@@ -786,7 +847,8 @@ impl Relay {
             self.push_result(refused(d, message.clone()));
         }
         match &step.kind {
-            Kind::Query => self.inject_query(report),
+            // A function call is answered as a query is: an error, ReadyForQuery.
+            Kind::Query | Kind::FunctionCall => self.inject_query(report),
             Kind::Parse(name) => {
                 self.statements.remove(name);
                 self.inject_extended(report);

@@ -50,8 +50,21 @@ pub enum Message<'a> {
     CopyDone,
     /// `f`
     CopyFail,
-    /// `F`: the legacy function-call protocol.
-    FunctionCall,
+    /// `F`: the function-call protocol (large objects, `PQfn`).
+    FunctionCall(FunctionCall<'a>),
+}
+
+/// A decoded `FunctionCall`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionCall<'a> {
+    /// The function's OID.
+    pub oid: u32,
+    /// Argument format codes (0 text, 1 binary); one code applies to all.
+    pub arg_formats: Vec<i16>,
+    /// Argument values (NULL is `None`).
+    pub args: Vec<Option<&'a [u8]>>,
+    /// The result's format code.
+    pub result_format: i16,
 }
 
 /// A decoded `Bind`.
@@ -188,7 +201,33 @@ pub fn decode<'a>(frame: Frame, buf: &'a [u8]) -> Result<Message<'a>, FrameError
             r.finish()?;
             Ok(Message::CopyFail)
         }
-        b'F' => Ok(Message::FunctionCall),
+        b'F' => {
+            let mut r = Reader::new(body, "FunctionCall");
+            let oid = r.i32()?.cast_unsigned();
+            let arg_formats = formats(&mut r)?;
+            let n = r.count16()?;
+            let mut args = Vec::with_capacity(n.min(r.remaining() / 4));
+            for _ in 0..n {
+                args.push(r.value()?);
+            }
+            if arg_formats.len() > 1 && arg_formats.len() != args.len() {
+                return Err(FrameError::Malformed(
+                    "FunctionCall",
+                    "format count does not match",
+                ));
+            }
+            let result_format = r.i16()?;
+            if !matches!(result_format, 0 | 1) {
+                return Err(FrameError::Malformed("FunctionCall", "bad result format"));
+            }
+            r.finish()?;
+            Ok(Message::FunctionCall(FunctionCall {
+                oid,
+                arg_formats,
+                args,
+                result_format,
+            }))
+        }
         other => Err(FrameError::UnexpectedTag(char::from(other))),
     }
 }
