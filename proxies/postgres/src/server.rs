@@ -349,6 +349,13 @@ impl PgProxy {
         let mut sql = SessionSql::new(target.user.clone().unwrap_or_default());
         // PostgreSQL's default database is the user's name.
         sql.database = target.database.clone().unwrap_or_else(|| sql.user.clone());
+        // The server starts the session on a database's or role's default search path.
+        if let Some(catalog) = self.catalogs.get(&target.name) {
+            let snap = catalog.snapshot().await;
+            if let Some(path) = snap.session_default(&sql.database, &sql.user, "search_path") {
+                sql.default_search_path(&path);
+            }
+        }
         // Settings asked for at startup are judged as the SETs they amount to.
         let applied = match self.judge_settings(&session, &mut sql, &settings).await {
             Ok(a) => a,

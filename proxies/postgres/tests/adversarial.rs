@@ -69,6 +69,22 @@ use Judge::{Orders, Privileges, Secret, SecretShows, Users};
 const CORPUS: &[Case] = &[
     // ------------------------------------------------ secret tables, however reached
     c("relations", &["TABLE secrets"], Secret),
+    // Only PostgreSQL's grammar parses these: the fallback still names the table.
+    c(
+        "relations",
+        &["select * from secrets order by 1 using <"],
+        Secret,
+    ),
+    c(
+        "relations",
+        &["select * from secrets for key share skip locked"],
+        Secret,
+    ),
+    c(
+        "relations",
+        &["with x as (select * from secrets) select * from x order by 1 using <"],
+        Secret,
+    ),
     c("relations", &["table public.secrets"], Secret),
     c("relations", &["select * from (table secrets) s"], Secret),
     c(
@@ -623,6 +639,18 @@ const CORPUS: &[Case] = &[
     ),
     // Card numbers, however spelled.
     c("cards", &["select card from users"], SecretShows("1486")),
+    // Spellings only PostgreSQL's own grammar parses (the fallback): every result
+    // column may hold any column, so it is masked whole.
+    c(
+        "cards",
+        &["select substring(card similar '%' escape '#') from users"],
+        Secret,
+    ),
+    c(
+        "cards",
+        &["select card from users order by 1 using <"],
+        Secret,
+    ),
     c(
         "cards",
         &["select replace(card, ' ', '') from users"],
@@ -654,6 +682,13 @@ const CORPUS: &[Case] = &[
     c("cards", &["select id::text || card from users"], Secret),
     // ------------------------------------------------ destruction, however spelled
     c("destructive", &["delete from app.orders"], Orders),
+    c("destructive", &["alter table app.orders set schema public"], Orders),
+    c("destructive", &["drop owned by gatehouse_svc cascade"], Orders),
+    c(
+        "destructive",
+        &["with d as (delete from app.orders returning *) select * from d order by 1 using <"],
+        Orders,
+    ),
     c(
         "destructive",
         &["delete from app.orders where true"],

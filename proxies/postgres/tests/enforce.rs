@@ -368,3 +368,95 @@ rule keep_large_objects {
         .count();
     assert_eq!(refused, 1);
 }
+
+/// Settings in the startup packet (`PGOPTIONS`) are judged as the SETs they amount
+/// to, applied upstream when allowed (the session's defaults, as directly), and
+/// followed: a search path set this way resolves unqualified names, `RESET` returns
+/// to it.
+#[test]
+fn startup_options_are_judged_applied_and_followed() {
+    let rules = r#"
+default allow
+rule fixed_timeout {
+  when pg.statement.phase == startup and pg.statement.text contains "statement_timeout"
+  then block "statement_timeout is fixed by the DBA"
+}
+rule hosts_off_limits {
+  when pg.statement.tables_read intersects ["infra.hosts"]
+  then block "infra.hosts is off limits"
+}
+"#;
+    let h = Harness::start_with(rules, support::Options::default(), setup);
+    let run = |options: &str, sql: &[&str]| {
+        let mut c = h.psql_cmd(&h.token());
+        c.env("PGOPTIONS", options).arg("-At");
+        for s in sql {
+            c.args(["-c", s]);
+        }
+        c.output().unwrap()
+    };
+    // Applied as on a direct connection.
+    let out = run(
+        "-c intervalstyle=sql_standard --work-mem=5MB",
+        &[
+            "show intervalstyle",
+            "show work_mem",
+            "select interval '1 day 2 hours'",
+        ],
+    );
+    assert_eq!(ok(&out), "sql_standard\n5MB\n1 2:00:00\n");
+    // Judged: a refused setting refuses the login, with the rule's message.
+    let out = run("-c statement_timeout=0", &["select 1"]);
+    let text = all(&out);
+    assert!(
+        !out.status.success() && text.contains("statement_timeout is fixed by the DBA"),
+        "{text}"
+    );
+    // An unknown setting is the server's error, as directly.
+    let out = run("-c no_such_setting=1", &["select 1"]);
+    assert!(
+        all(&out).contains("unrecognized configuration parameter"),
+        "{}",
+        all(&out)
+    );
+    // A switch that is not a setting is refused with a clear error.
+    let out = run("-B 100", &["select 1"]);
+    assert!(all(&out).contains("use -c name=value"), "{}", all(&out));
+    // Followed: `hosts` is infra.hosts on this search path, before and after RESET.
+    for sql in [
+        "select hostname from hosts",
+        "reset search_path; select hostname from hosts",
+    ] {
+        let out = run("-c search_path=infra,public", &[sql]);
+        let text = all(&out);
+        assert!(text.contains("infra.hosts is off limits"), "{sql}: {text}");
+    }
+    let out = run("-c search_path=infra,public", &["show search_path"]);
+    assert_eq!(ok(&out).trim(), "infra,public");
+    // Every setting is an event of phase `startup`, with its outcome.
+    let startup: Vec<_> = h
+        .statements()
+        .into_iter()
+        .filter(|(_, p)| p.phase == "startup")
+        .collect();
+    assert!(
+        startup.iter().any(|(t, p)| t == "SET work_mem TO '5MB'"
+            && p.kind == gatehouse_events::payload::PgKind::Set),
+        "{startup:?}"
+    );
+    assert!(
+        startup
+            .iter()
+            .any(|(t, _)| t == "SET search_path TO infra, public")
+    );
+    let refused = results(&h)
+        .into_iter()
+        .filter(|r| r.status == gatehouse_events::payload::ResultStatus::Refused)
+        .filter(|r| {
+            r.message
+                .as_deref()
+                .is_some_and(|m| m.contains("statement_timeout"))
+        })
+        .count();
+    assert_eq!(refused, 1);
+}

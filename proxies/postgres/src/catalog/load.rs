@@ -33,6 +33,12 @@ const FUNCTIONS: &str = "SELECT n.nspname, p.proname, l.lanname, p.prosrc, \
 const FUNCTION_OIDS: &str = "SELECT p.oid::text, n.nspname, p.proname \
      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace";
 
+/// Default settings of databases and roles (`ALTER DATABASE/ROLE ... SET`), which
+/// apply when a session starts.
+const ROLE_SETTINGS: &str = "SELECT d.datname, r.rolname, array_to_string(s.setconfig, E'\\n') \
+     FROM pg_db_role_setting s LEFT JOIN pg_database d ON d.oid = s.setdatabase \
+     LEFT JOIN pg_roles r ON r.oid = s.setrole";
+
 /// Built-in function names.
 const BUILTINS: &str =
     "SELECT DISTINCT proname FROM pg_proc WHERE pronamespace = 'pg_catalog'::regnamespace";
@@ -77,6 +83,7 @@ impl Source {
             let functions = rows(s, &mut buf, FUNCTIONS).await?;
             let builtins = rows(s, &mut buf, BUILTINS).await?;
             let oids = rows(s, &mut buf, FUNCTION_OIDS).await?;
+            let role_settings = rows(s, &mut buf, ROLE_SETTINGS).await?;
             let mut out = BytesMut::new();
             crate::wire::frame::put(&mut out, b'X', |_| {});
             let _ = tokio::io::AsyncWriteExt::write_all(s, &out).await;
@@ -86,6 +93,14 @@ impl Source {
                 .filter_map(|r| {
                     let oid = text(r, 0).parse::<u32>().ok()?;
                     Some((oid, (text(r, 1).to_owned(), text(r, 2).to_owned())))
+                })
+                .collect();
+            snap.role_settings = role_settings
+                .iter()
+                .map(|r| snapshot::RoleSetting {
+                    database: r.get(0).cloned().flatten(),
+                    role: r.get(1).cloned().flatten(),
+                    settings: text(r, 2).lines().map(str::to_owned).collect(),
                 })
                 .collect();
             Ok::<_, String>(snap)
@@ -149,6 +164,7 @@ fn build(
         functions: funcs,
         builtins: builtins.iter().map(|r| text(r, 0).to_owned()).collect(),
         function_oids: HashMap::new(),
+        role_settings: Vec::new(),
         loaded: Instant::now(),
         error: None,
         ever_loaded: true,

@@ -67,6 +67,8 @@ pub struct Snapshot {
     pub builtins: HashSet<String>,
     /// Every function by OID: schema and name.
     pub function_oids: HashMap<u32, (String, String)>,
+    /// Default settings of databases and roles.
+    pub role_settings: Vec<RoleSetting>,
     /// When it was read (or when reading it last failed).
     pub loaded: Instant,
     /// Why the last reading failed (the data is then the last good reading, if any).
@@ -75,7 +77,44 @@ pub struct Snapshot {
     pub ever_loaded: bool,
 }
 
+/// `ALTER DATABASE d SET`, `ALTER ROLE r SET`, `ALTER ROLE r IN DATABASE d SET`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleSetting {
+    /// The database (`None`: every database).
+    pub database: Option<String>,
+    /// The role (`None`: every role).
+    pub role: Option<String>,
+    /// `name=value` lines.
+    pub settings: Vec<String>,
+}
+
 impl Snapshot {
+    /// The value a session of `role` in `database` starts with for `name`, from the
+    /// defaults of databases and roles, as PostgreSQL applies them (role in database
+    /// first, then role, then database); `None` when none sets it.
+    pub fn session_default(&self, database: &str, role: &str, name: &str) -> Option<String> {
+        let rank = |s: &RoleSetting| match (s.database.as_deref(), s.role.as_deref()) {
+            (Some(d), Some(r)) if d == database && r == role => Some(0),
+            (None, Some(r)) if r == role => Some(1),
+            (Some(d), None) if d == database => Some(2),
+            _ => None,
+        };
+        let mut best: Option<(u8, String)> = None;
+        for s in &self.role_settings {
+            let Some(r) = rank(s) else { continue };
+            let value = s.settings.iter().find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                k.eq_ignore_ascii_case(name).then(|| v.to_owned())
+            });
+            if let Some(v) = value
+                && best.as_ref().is_none_or(|(b, _)| r < *b)
+            {
+                best = Some((r, v));
+            }
+        }
+        best.map(|(_, v)| v)
+    }
+
     /// An empty catalog that was never read, because of `error`.
     pub fn unreadable(error: String) -> Self {
         Self {
@@ -84,6 +123,7 @@ impl Snapshot {
             functions: HashMap::new(),
             builtins: HashSet::new(),
             function_oids: HashMap::new(),
+            role_settings: Vec::new(),
             loaded: Instant::now(),
             error: Some(error),
             ever_loaded: false,

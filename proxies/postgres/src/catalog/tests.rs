@@ -84,6 +84,7 @@ fn snap() -> Snapshot {
             .map(|s| (*s).to_owned())
             .collect(),
         function_oids: std::collections::HashMap::new(),
+        role_settings: Vec::new(),
         loaded: Instant::now(),
         error: None,
         ever_loaded: true,

@@ -135,8 +135,15 @@ impl Facts {
                 self.grant(is_grant, "default_privileges");
             }
             N::CreateRoleStmt(_) => self.ddl(PgKind::Create, Some("create_role")),
-            N::AlterRoleStmt(_) | N::AlterRoleSetStmt(_) => {
-                self.ddl(PgKind::Alter, Some("alter_role"))
+            N::AlterRoleStmt(_) => self.ddl(PgKind::Alter, Some("alter_role")),
+            N::AlterRoleSetStmt(_) => {
+                // A role's default settings apply to its future sessions.
+                self.ddl(PgKind::Alter, Some("alter_role"));
+                push(&mut self.dangerous, "session_defaults");
+            }
+            N::AlterDatabaseSetStmt(_) => {
+                self.ddl(PgKind::Alter, None);
+                push(&mut self.dangerous, "session_defaults");
             }
             N::DropRoleStmt(_) => self.ddl(PgKind::Drop, Some("drop_role")),
             N::DropOwnedStmt(_) => self.ddl(PgKind::Drop, Some("drop_owned")),
@@ -321,6 +328,12 @@ impl Facts {
                     };
                     push(&mut self.dangerous, label);
                 }
+            }
+            N::AlterObjectSchemaStmt(_) => {
+                // Moving an object to another schema renames it: every query naming
+                // it the old way breaks.
+                self.ddl(PgKind::Alter, None);
+                push(&mut self.dangerous, "rename");
             }
             N::RenameStmt(_) => {
                 self.ddl(PgKind::Alter, None);

@@ -136,6 +136,13 @@ impl SessionSql {
         }
     }
 
+    /// Starts the session on the search path the server starts it on when a
+    /// database's or role's default sets one (`ALTER ROLE r SET search_path = ...`).
+    pub fn default_search_path(&mut self, value: &str) {
+        self.search_path = SearchPath::of(&parse_path(value));
+        self.startup_path = self.search_path.clone();
+    }
+
     /// Applies a setting of the startup packet (`options=-c name=value`), judged as
     /// the `SET` in `c`: a search path set this way is also the session's default.
     pub fn startup(&mut self, c: &Classified) -> PgStatement {

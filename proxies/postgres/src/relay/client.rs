@@ -228,9 +228,6 @@ impl Relay {
         Some(catalog.snapshot().await)
     }
 
-    /// Reads the catalog again when `stmt` names something the reading does not know
-    /// and the reading is older than the segment (it may have been created elsewhere
-    /// since: a name the reading does not know is never taken for a plain table).
     /// A function-call message, judged as a call of the function its OID names in
     /// the catalog (read again once when the OID is not in it): its name, what its
     /// body reaches, its arguments. An OID the catalog does not know is a call the
@@ -300,6 +297,9 @@ impl Relay {
         )
     }
 
+    /// Reads the catalog again when `stmt` names something the reading does not know
+    /// and the reading is older than the segment (it may have been created elsewhere
+    /// since: a name the reading does not know is never taken for a plain table).
     async fn catalog_knows(
         &mut self,
         snap: &mut Option<Arc<Snapshot>>,

@@ -308,6 +308,13 @@ impl Relay {
             .serve(&mut cr, &mut cw, &mut ur, &mut uw, &shutdown, &sockets)
             .await;
         self.spinner.set_busy(false);
+        // DDL the session ran (a database's or role's default settings among it) is
+        // seen by the next session to start, not only by this session's next segment.
+        if self.sql.catalog_dirty
+            && let Some(catalog) = &self.options.catalog
+        {
+            catalog.invalidate();
+        }
         // A statement held for approval never runs once its session is gone: withdraw
         // it, so that a reviewer's later approval finds nothing to run.
         self.withdraw_held(&end.reason()).await;

@@ -83,6 +83,14 @@ impl Relay {
     /// Handles one server message (`msg` is the whole frame).
     fn server_message(&mut self, tag: u8, msg: &[u8]) -> Result<Fate, FrameError> {
         let body = msg.get(5..).unwrap_or_default();
+        if tag == b'Z'
+            && self.sql.catalog_dirty
+            && let Some(catalog) = &self.options.catalog
+        {
+            // DDL has run: sessions that start now (a reconnection among them) read
+            // the catalog again, defaults of databases and roles included.
+            catalog.invalidate();
+        }
         // Asynchronous messages can arrive at any time.
         match tag {
             b'N' if matches!(self.pending.front(), Some(Expect::GuardBegin { .. })) => {
