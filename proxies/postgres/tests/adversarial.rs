@@ -682,8 +682,16 @@ const CORPUS: &[Case] = &[
     c("cards", &["select id::text || card from users"], Secret),
     // ------------------------------------------------ destruction, however spelled
     c("destructive", &["delete from app.orders"], Orders),
-    c("destructive", &["alter table app.orders set schema public"], Orders),
-    c("destructive", &["drop owned by gatehouse_svc cascade"], Orders),
+    c(
+        "destructive",
+        &["alter table app.orders set schema public"],
+        Orders,
+    ),
+    c(
+        "destructive",
+        &["drop owned by gatehouse_svc cascade"],
+        Orders,
+    ),
     c(
         "destructive",
         &["with d as (delete from app.orders returning *) select * from d order by 1 using <"],
