@@ -98,7 +98,7 @@ impl Source {
             snap.role_settings = role_settings
                 .iter()
                 .map(|r| snapshot::RoleSetting {
-                    database: r.get(0).cloned().flatten(),
+                    database: r.first().cloned().flatten(),
                     role: r.get(1).cloned().flatten(),
                     settings: text(r, 2).lines().map(str::to_owned).collect(),
                 })
