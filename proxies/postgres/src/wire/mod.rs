@@ -11,5 +11,8 @@ pub mod frontend;
 pub mod reader;
 pub mod startup;
 
+#[cfg(test)]
+mod pgwire_cmp;
+
 pub use frame::{Frame, FrameError};
 pub use reader::Reader;
