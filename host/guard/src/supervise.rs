@@ -1,0 +1,367 @@
+//! Runs the session's command under the filter and answers for it.
+//!
+//! Three threads: the tracer (starts the command, then follows every process of the
+//! session with ptrace and checks each exec once the new image is loaded), the
+//! listener (receives seccomp notifications and hands each to a worker), and one
+//! worker per waiting call (asks the gateway, which may hold a call for approval
+//! while others go on).
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::process::Command;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::filter::{self, nr};
+use crate::inspect::{self, Destination, Program, Unjudgeable};
+use crate::protocol::{Gateway, Notice, Question};
+use crate::sys::{self, Answer, Notification};
+
+/// What an allowed exec must turn out to be once loaded.
+#[derive(Debug, Clone)]
+struct Expect {
+    program: Program,
+    argv: Vec<String>,
+}
+
+/// State shared by the tracer and the workers.
+struct Shared {
+    gateway: Gateway,
+    /// Allowed execs not yet seen at their exec stop, by calling thread id.
+    expected: Mutex<HashMap<i32, Expect>>,
+    /// The guard's own pid (the top of every parent chain).
+    guard_pid: i32,
+    /// The socket the guard talks to the gateway on: no session process may connect.
+    guard_socket: Option<String>,
+}
+
+/// The command to run.
+pub struct Session {
+    /// The program (absolute path).
+    pub program: String,
+    /// argv, `argv[0]` included.
+    pub argv: Vec<String>,
+    /// Environment variables removed from the session (the guard's own).
+    pub env_remove: Vec<String>,
+    /// The gateway socket path (connects to it are refused).
+    pub guard_socket: Option<String>,
+}
+
+fn say(message: &str) {
+    let mut e = io::stderr().lock();
+    let _ = writeln!(e, "gatehouse: {message}");
+}
+
+/// Runs `session` to its end and returns its exit code (128 + signal when killed).
+/// Descendants still running when the session's first process ends are killed with
+/// the guard (`PTRACE_O_EXITKILL`): nothing outlives its judge.
+pub fn run(gateway: Gateway, session: Session) -> io::Result<i32> {
+    sys::set_not_dumpable()?;
+    sys::set_child_subreaper()?;
+    let shared = Arc::new(Shared {
+        gateway,
+        expected: Mutex::new(HashMap::new()),
+        guard_pid: sys::getpid(),
+        guard_socket: session.guard_socket.clone(),
+    });
+    let (ours, theirs) = sys::socketpair()?;
+    let mut cmd = Command::new(&session.program);
+    {
+        use std::os::unix::process::CommandExt;
+        if let Some((argv0, rest)) = session.argv.split_first() {
+            cmd.arg0(argv0).args(rest);
+        }
+    }
+    for k in &session.env_remove {
+        cmd.env_remove(k);
+    }
+    sys::filter_before_exec(&mut cmd, filter::program(), theirs.as_raw_fd());
+
+    // The tracer must be the thread that attaches, and it must attach before the
+    // child execs; `Command::spawn` returns only after the exec, so it runs here on a
+    // helper thread while the tracer below receives the listener and attaches.
+    let spawner = std::thread::Builder::new()
+        .name("spawn".into())
+        .spawn(move || {
+            let r = cmd.spawn();
+            drop(theirs);
+            // The child is reaped by the tracer's wait loop, not through `Child`.
+            r.map(|c| c.id())
+        })?;
+
+    let (listener, child) = match sys::recv_fd(ours.as_raw_fd()) {
+        Ok(v) => v,
+        Err(e) => {
+            let spawned = spawner
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("spawn thread panicked")));
+            return Err(match spawned {
+                Err(se) => io::Error::other(format!("cannot start `{}`: {se}", session.program)),
+                Ok(_) => e,
+            });
+        }
+    };
+    let options = libc::PTRACE_O_TRACEFORK
+        | libc::PTRACE_O_TRACEVFORK
+        | libc::PTRACE_O_TRACECLONE
+        | libc::PTRACE_O_TRACEEXEC
+        | libc::PTRACE_O_EXITKILL;
+    if let Err(e) = sys::ptrace_seize(child, options) {
+        sys::kill(child, libc::SIGKILL);
+        return Err(io::Error::other(format!("cannot trace the session: {e}")));
+    }
+    {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("listener".into())
+            .spawn(move || listen(&shared, &listener))?;
+    }
+    sys::write_byte(ours.as_raw_fd(), 1)?;
+    let code = trace(&shared, child);
+    // A failed exec of the first program is reported by `spawn`.
+    if let Ok(Err(e)) = spawner.join() {
+        say(&format!("cannot start `{}`: {e}", session.program));
+    }
+    Ok(code)
+}
+
+/// The listener: one worker thread per notification.
+fn listen(shared: &Arc<Shared>, listener: &OwnedFd) {
+    let fd = listener.as_raw_fd();
+    loop {
+        let n = match sys::notif_recv(fd) {
+            Ok(n) => n,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::ENOENT)) => continue,
+            Err(_) => return,
+        };
+        let shared = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("judge".into())
+            .spawn(move || {
+                let answer = judge(&shared, fd, &n);
+                let _ = sys::notif_send(fd, n.id, answer);
+            });
+        if spawned.is_err() {
+            // No thread to ask with: refuse rather than wait or allow.
+            let _ = sys::notif_send(fd, n.id, Answer::Fail(libc::EAGAIN));
+        }
+    }
+}
+
+fn errno(u: Unjudgeable) -> Answer {
+    match u {
+        Unjudgeable::Errno(e) => Answer::Fail(e),
+    }
+}
+
+fn judge(shared: &Shared, listener: RawFd, n: &Notification) -> Answer {
+    let r = match n.nr {
+        nr::EXECVE => exec(shared, listener, n, libc::AT_FDCWD, n.args[0], n.args[1], 0),
+        nr::EXECVEAT => exec(
+            shared,
+            listener,
+            n,
+            i32::try_from(n.args[0] as i64).unwrap_or(-1),
+            n.args[1],
+            n.args[2],
+            n.args[4],
+        ),
+        nr::CONNECT => connect(shared, listener, n),
+        _ => Ok(Answer::Fail(libc::ENOSYS)),
+    };
+    r.unwrap_or_else(errno)
+}
+
+#[allow(clippy::too_many_arguments, reason = "one call's decoded arguments")]
+fn exec(
+    shared: &Shared,
+    listener: RawFd,
+    n: &Notification,
+    dirfd: i32,
+    path_addr: u64,
+    argv_addr: u64,
+    flags: u64,
+) -> Result<Answer, Unjudgeable> {
+    let path = inspect::read_cstr(n.pid, path_addr, inspect::PATH_MAX)?;
+    let argv = inspect::read_argv(n.pid, argv_addr)?;
+    let cwd = inspect::cwd(n.pid);
+    // What was read belongs to the caller only if it is still waiting.
+    if !sys::notif_id_valid(listener, n.id) {
+        return Ok(Answer::Fail(libc::ESRCH));
+    }
+    let program = inspect::resolve(n.pid, dirfd, &path, flags)?;
+    let q = Question::Exec {
+        pid: inspect::tgid(n.pid).unwrap_or(n.pid),
+        path: program.path.clone(),
+        exe: program.exe.clone(),
+        interpreter: program.interpreter.clone(),
+        anonymous: program.anonymous,
+        argv: argv.clone(),
+        cwd,
+        parents: inspect::ancestors(n.pid, shared.guard_pid),
+    };
+    let a = shared.gateway.ask(&q);
+    if !a.allow {
+        say(a
+            .message
+            .as_deref()
+            .unwrap_or("exec refused by the gateway policy"));
+        return Ok(Answer::Fail(libc::EACCES));
+    }
+    shared
+        .expected
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(n.pid, Expect { program, argv });
+    Ok(Answer::Continue)
+}
+
+fn connect(shared: &Shared, listener: RawFd, n: &Notification) -> Result<Answer, Unjudgeable> {
+    let fd = i32::try_from(n.args[0] as i64).unwrap_or(-1);
+    let (raw, dest) = inspect::read_sockaddr(n.pid, n.args[1], n.args[2])?;
+    if !sys::notif_id_valid(listener, n.id) {
+        return Ok(Answer::Fail(libc::ESRCH));
+    }
+    let (family, address, port) = match dest {
+        Destination::Local => return Ok(Answer::Continue),
+        Destination::Unix(path) => {
+            // Local IPC is not judged; the gateway's own socket is not reachable.
+            let ours = shared.guard_socket.as_deref() == Some(path.as_str());
+            return Ok(if ours {
+                Answer::Fail(libc::EACCES)
+            } else {
+                Answer::Continue
+            });
+        }
+        Destination::Other(f) => (f.to_string(), String::new(), 0),
+        Destination::Inet {
+            family,
+            address,
+            port,
+        } => (family.to_owned(), address, port),
+    };
+    let q = Question::Connect {
+        pid: inspect::tgid(n.pid).unwrap_or(n.pid),
+        exe: inspect::running(n.pid).map(|(e, _)| e).unwrap_or_default(),
+        family,
+        address,
+        port,
+        parents: inspect::ancestors(n.pid, shared.guard_pid),
+    };
+    let a = shared.gateway.ask(&q);
+    if !a.allow {
+        say(a
+            .message
+            .as_deref()
+            .unwrap_or("connect refused by the gateway policy"));
+        return Ok(Answer::Fail(libc::EACCES));
+    }
+    // Connect the caller's own socket to the address that was judged, from here:
+    // the caller's memory may have changed since it was read, the judged bytes have
+    // not.
+    let process = inspect::tgid(n.pid).unwrap_or(n.pid);
+    let sock = sys::steal_fd(process, fd)?;
+    Ok(match sys::connect_raw(sock.as_raw_fd(), &raw) {
+        Ok(()) => Answer::Value(0),
+        Err(e) => Answer::Fail(e),
+    })
+}
+
+/// Whether the argv the kernel loaded is the one judged. For a script the kernel
+/// puts the interpreter (and its argument) and the script's path first and keeps the
+/// rest.
+fn argv_matches(e: &Expect, loaded: &[String]) -> bool {
+    if e.program.interpreter.is_none() {
+        if e.argv.is_empty() {
+            return loaded.is_empty() || loaded == [String::new()];
+        }
+        return loaded == e.argv.as_slice();
+    }
+    let tail = e.argv.get(1..).unwrap_or_default();
+    loaded.len() > tail.len() && loaded.ends_with(tail)
+}
+
+/// The tracer loop; returns the session's exit code.
+fn trace(shared: &Shared, top: i32) -> i32 {
+    loop {
+        let (pid, status) = match sys::wait_any() {
+            Ok(v) => v,
+            Err(_) => return 126,
+        };
+        if let Some(code) = status.exited() {
+            if pid == top {
+                return code;
+            }
+            continue;
+        }
+        if let Some(sig) = status.signaled() {
+            if pid == top {
+                return 128 + sig;
+            }
+            continue;
+        }
+        let Some((sig, event)) = status.stopped() else {
+            continue;
+        };
+        let resume = match event {
+            libc::PTRACE_EVENT_EXEC => {
+                if exec_stop(shared, pid) {
+                    0
+                } else {
+                    sys::kill(pid, libc::SIGKILL);
+                    0
+                }
+            }
+            libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK | libc::PTRACE_EVENT_CLONE => 0,
+            libc::PTRACE_EVENT_STOP => {
+                if matches!(
+                    sig,
+                    libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
+                ) {
+                    // Group-stop (job control): stay stopped until continued.
+                    let _ = sys::ptrace_listen(pid);
+                    continue;
+                }
+                0
+            }
+            // A signal on its way to the tracee: deliver it.
+            _ => sig,
+        };
+        let _ = sys::ptrace_cont(pid, resume);
+    }
+}
+
+/// At an exec stop: the new image is loaded and has not run an instruction. It must
+/// be the program that was judged (same file) with the argv that was judged.
+fn exec_stop(shared: &Shared, pid: i32) -> bool {
+    let caller = sys::ptrace_event_msg(pid)
+        .ok()
+        .and_then(|t| i32::try_from(t).ok())
+        .unwrap_or(pid);
+    let expect = {
+        let mut m = shared
+            .expected
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        m.remove(&caller).or_else(|| m.remove(&pid))
+    };
+    let loaded = inspect::running(pid);
+    let argv = inspect::cmdline(pid).unwrap_or_default();
+    let (loaded_exe, loaded_id) = loaded.unwrap_or_default();
+    let ok = expect
+        .as_ref()
+        .is_some_and(|e| e.program.runs == loaded_id && argv_matches(e, &argv));
+    if !ok {
+        let judged = expect.map(|e| e.program.exe).unwrap_or_default();
+        say(&format!(
+            "killed process {pid}: it loaded `{loaded_exe}` {argv:?}, not the exec that was judged (`{judged}`)"
+        ));
+        shared.gateway.notify(&Notice::Killed {
+            pid,
+            judged_exe: judged,
+            loaded_exe,
+            argv,
+        });
+    }
+    ok
+}
