@@ -503,6 +503,102 @@ pub static COLUMNS: &[Column] = &[
     col!("ssh_path2", Str, true, "SFTP rename target", |e| os(e
         .ssh()
         .and_then(|x| x.path2.as_deref()))),
+    col!(
+        "ssh_process_pid",
+        U32,
+        true,
+        "guarded host: process id of a `process` or `connect` request",
+        |e| Cell::Int(
+            e.ssh()
+                .and_then(|x| x.process.as_ref())
+                .map(|p| u64::from(p.pid))
+        )
+    ),
+    col!(
+        "ssh_process_exe",
+        Str,
+        true,
+        "guarded host: the real program an exec runs, or the program that connects",
+        |e| os(e
+            .ssh()
+            .and_then(|x| x.process.as_ref())
+            .map(|p| p.exe.as_str()))
+    ),
+    col!(
+        "ssh_process_cwd",
+        Str,
+        true,
+        "guarded host: working directory of the exec",
+        |e| os(e
+            .ssh()
+            .and_then(|x| x.process.as_ref())
+            .map(|p| p.cwd.as_str())
+            .filter(|c| !c.is_empty()))
+    ),
+    col!(
+        "ssh_process_parents",
+        List,
+        true,
+        "guarded host: programs of the parent chain, nearest first",
+        |e| e
+            .ssh()
+            .and_then(|x| x.process.as_ref())
+            .map(|p| list(&p.parents))
+            .unwrap_or(Cell::List(vec![]))
+    ),
+    col!(
+        "ssh_process_interpreter",
+        Str,
+        true,
+        "guarded host: interpreter of a `#!` script the exec runs",
+        |e| os(e
+            .ssh()
+            .and_then(|x| x.process.as_ref())
+            .and_then(|p| p.interpreter.as_deref()))
+    ),
+    col!(
+        "ssh_process_anonymous",
+        Bool,
+        true,
+        "guarded host: the exec runs a program that is not a file on disk (memfd, deleted)",
+        |e| Cell::Bool(
+            e.ssh()
+                .and_then(|x| x.process.as_ref())
+                .map(|p| p.anonymous)
+        )
+    ),
+    col!(
+        "ssh_process_killed",
+        Str,
+        true,
+        "guarded host: the process was killed at its exec because it loaded another image than the one judged: what it loaded",
+        |e| os(e
+            .ssh()
+            .and_then(|x| x.process.as_ref())
+            .and_then(|p| p.killed.as_deref()))
+    ),
+    col!(
+        "ssh_connect_address",
+        Str,
+        true,
+        "guarded host: destination address of a `connect` request",
+        |e| os(e
+            .ssh()
+            .and_then(|x| x.process.as_ref())
+            .and_then(|p| p.address.as_deref()))
+    ),
+    col!(
+        "ssh_connect_port",
+        U16,
+        true,
+        "guarded host: destination port of a `connect` request",
+        |e| Cell::Int(
+            e.ssh()
+                .and_then(|x| x.process.as_ref())
+                .and_then(|p| p.port)
+                .map(u64::from)
+        )
+    ),
     col!("k8s_method", Str, true, "HTTP method", |e| os(e
         .kubernetes()
         .map(|k| k.method.as_str()))),

@@ -101,7 +101,7 @@ impl Context for EventContext<'_> {
                 _ => Value::Missing,
             },
             f if (id::PG_KIND..=id::PG_PARSED).contains(&f) => self.postgres(f),
-            f if (id::SSH_KIND..=id::SSH_SFTP_PATH2).contains(&f) => self.ssh(f),
+            f if (id::SSH_KIND..=id::SSH_CONNECT_PORT).contains(&f) => self.ssh(f),
             f if (id::K8S_VERB..=id::K8S_POD_PROJECTED_TOKENS).contains(&f) => self.kubernetes(f),
             _ => Value::Missing,
         }
@@ -183,6 +183,44 @@ impl EventContext<'_> {
             id::SSH_SFTP_OP => opt(&s.sftp_op),
             id::SSH_SFTP_PATH if sftp => opt(&s.path),
             id::SSH_SFTP_PATH2 if sftp => opt(&s.path2),
+            id::SSH_PROCESS_PID => s
+                .process
+                .as_ref()
+                .map_or(Value::Missing, |p| Value::Int(i64::from(p.pid))),
+            id::SSH_PROCESS_EXE => s
+                .process
+                .as_ref()
+                .map_or(Value::Missing, |p| Value::Str(&p.exe)),
+            id::SSH_PROCESS_CWD => s
+                .process
+                .as_ref()
+                .filter(|p| !p.cwd.is_empty())
+                .map_or(Value::Missing, |p| Value::Str(&p.cwd)),
+            id::SSH_PROCESS_PARENTS => s
+                .process
+                .as_ref()
+                .map_or(Value::Missing, |p| list(&p.parents)),
+            id::SSH_PROCESS_INTERPRETER => s
+                .process
+                .as_ref()
+                .map_or(Value::Missing, |p| opt(&p.interpreter)),
+            id::SSH_PROCESS_ANONYMOUS => s
+                .process
+                .as_ref()
+                .map_or(Value::Missing, |p| Value::Bool(p.anonymous)),
+            id::SSH_PROCESS_KILLED => s
+                .process
+                .as_ref()
+                .map_or(Value::Missing, |p| opt(&p.killed)),
+            id::SSH_CONNECT_ADDRESS => s
+                .process
+                .as_ref()
+                .map_or(Value::Missing, |p| opt(&p.address)),
+            id::SSH_CONNECT_PORT => s
+                .process
+                .as_ref()
+                .and_then(|p| p.port)
+                .map_or(Value::Missing, |p| Value::Int(i64::from(p))),
             _ => Value::Missing,
         }
     }

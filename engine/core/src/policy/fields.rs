@@ -111,6 +111,15 @@ catalogue! {
     SSH_SFTP_OP = ("ssh.sftp.op", Str, false, "SFTP operation (`open`, `write`, `remove`, `rename`, ...)");
     SSH_SFTP_PATH = ("ssh.sftp.path", Str, false, "SFTP path");
     SSH_SFTP_PATH2 = ("ssh.sftp.path2", Str, false, "second SFTP path (rename target)");
+    SSH_PROCESS_PID = ("ssh.process.pid", Int, false, "guarded host: process id of the process that execs or connects (`ssh.kind` `process` or `connect`)");
+    SSH_PROCESS_EXE = ("ssh.process.exe", Str, false, "guarded host: the real program file an exec will run (symlinks, `..` and the caller's directory resolved), or the program that connects");
+    SSH_PROCESS_CWD = ("ssh.process.cwd", Str, false, "guarded host: working directory of the exec");
+    SSH_PROCESS_PARENTS = ("ssh.process.parents", StrList, false, "guarded host: programs of the parent chain up to the session, nearest first");
+    SSH_PROCESS_INTERPRETER = ("ssh.process.interpreter", Str, false, "guarded host: the interpreter the kernel runs for a `#!` script; missing for binaries");
+    SSH_PROCESS_ANONYMOUS = ("ssh.process.anonymous", Bool, false, "guarded host: the exec runs a program that is not a file on disk (a memfd or a deleted file)");
+    SSH_PROCESS_KILLED = ("ssh.process.killed", Str, false, "guarded host: set on the notice of a process killed at its exec because the kernel loaded another image or argv than the one judged: what it loaded");
+    SSH_CONNECT_ADDRESS = ("ssh.connect.address", Str, false, "guarded host: destination address of a connect (an IPv4-mapped IPv6 address as IPv4)");
+    SSH_CONNECT_PORT = ("ssh.connect.port", Int, false, "guarded host: destination port of a connect");
     K8S_VERB = ("k8s.verb", FieldType::Enum(K8S_VERBS), false, "Kubernetes verb");
     K8S_METHOD = ("k8s.method", Str, false, "HTTP method");
     K8S_PATH = ("k8s.path", Str, false, "request path");

@@ -476,6 +476,29 @@ impl Runner {
                 "ssh.sftp.op" => s.sftp_op = Some(scalar(v)?),
                 "ssh.sftp.path" => s.path = Some(scalar(v)?),
                 "ssh.sftp.path2" => s.path2 = Some(scalar(v)?),
+                "ssh.process.pid" => {
+                    s.process.get_or_insert_default().pid =
+                        u32::try_from(int(v)?).map_err(|_| "bad pid")?;
+                }
+                "ssh.process.exe" => s.process.get_or_insert_default().exe = scalar(v)?,
+                "ssh.process.cwd" => s.process.get_or_insert_default().cwd = scalar(v)?,
+                "ssh.process.parents" => s.process.get_or_insert_default().parents = list(v)?,
+                "ssh.process.interpreter" => {
+                    s.process.get_or_insert_default().interpreter = Some(scalar(v)?);
+                }
+                "ssh.process.anonymous" => {
+                    s.process.get_or_insert_default().anonymous = boolean(v)?;
+                }
+                "ssh.process.killed" => {
+                    s.process.get_or_insert_default().killed = Some(scalar(v)?);
+                }
+                "ssh.connect.address" => {
+                    s.process.get_or_insert_default().address = Some(scalar(v)?);
+                }
+                "ssh.connect.port" => {
+                    s.process.get_or_insert_default().port =
+                        Some(u16::try_from(int(v)?).map_err(|_| "bad port")?);
+                }
                 other => not_for(other, "ssh")?,
             }
         }

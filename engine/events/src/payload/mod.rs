@@ -28,7 +28,7 @@ pub use postgres::{PgKind, PgStatement};
 pub use request::{RequestDetail, RequestObserved};
 pub use result::{Capture, ResultObserved, ResultStatus};
 pub use session::{AuthFailed, DataDirection, SessionClosed, SessionData, SessionOpened};
-pub use ssh::{SshRequest, SshRequestKind};
+pub use ssh::{SshProcess, SshRequest, SshRequestKind};
 
 use serde::Serialize;
 

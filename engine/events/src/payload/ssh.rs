@@ -23,6 +23,10 @@ pub enum SshRequestKind {
     Env,
     /// Agent or X11 forwarding request.
     Forwarding,
+    /// A process of a guarded session is about to exec a program (`gatehouse-guard`).
+    Process,
+    /// A process of a guarded session is about to connect out (`gatehouse-guard`).
+    Connect,
 }
 
 impl SshRequestKind {
@@ -37,6 +41,8 @@ impl SshRequestKind {
         "subsystem",
         "env",
         "forwarding",
+        "process",
+        "connect",
     ];
 
     /// Lowercase name.
@@ -51,6 +57,8 @@ impl SshRequestKind {
             SshRequestKind::Subsystem => "subsystem",
             SshRequestKind::Env => "env",
             SshRequestKind::Forwarding => "forwarding",
+            SshRequestKind::Process => "process",
+            SshRequestKind::Connect => "connect",
         }
     }
 }
@@ -137,4 +145,41 @@ pub struct SshRequest {
     /// Second SFTP path (rename target).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path2: Option<String>,
+    /// The process behind a `process` or `connect` request of a guarded session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<SshProcess>,
+}
+
+/// A process on a guarded host, as `gatehouse-guard` saw it before its exec or
+/// connect (ADR 0023).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SshProcess {
+    /// Process id on the host.
+    pub pid: u32,
+    /// The real program file: for an exec, the one it will run (symlinks and `..`
+    /// resolved); for a connect, the caller's running program.
+    pub exe: String,
+    /// Working directory (exec).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cwd: String,
+    /// Programs of the parent chain up to the session's guard, nearest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<String>,
+    /// For a `#!` script, the interpreter the kernel will run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interpreter: Option<String>,
+    /// The program is not a file on disk (a memfd or a deleted file).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
+    /// Connect: destination address (an IPv4-mapped IPv6 address as IPv4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Connect: destination port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Set when the guard killed the process at its exec because the image the
+    /// kernel loaded was not the one judged: what it loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub killed: Option<String>,
 }
