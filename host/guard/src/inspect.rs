@@ -108,9 +108,22 @@ pub struct Program {
 pub fn resolve(pid: i32, dirfd: i32, path: &[u8], flags: u64) -> Result<Program, Unjudgeable> {
     let given = String::from_utf8_lossy(path).into_owned();
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    // `/proc/self` read from here would be the guard: name the caller instead. (A
+    // symlink that leads there indirectly resolves to the guard's file; the exec
+    // stop then sees another image than the one judged and kills the process.)
+    let process = tgid(pid).unwrap_or(pid);
+    let given_for_lookup = if let Some(rest) = given.strip_prefix("/proc/self/") {
+        format!("/proc/{process}/{rest}")
+    } else if let Some(rest) = given.strip_prefix("/proc/thread-self/") {
+        format!("/proc/{process}/task/{pid}/{rest}")
+    } else {
+        given.clone()
+    };
     let empty_path = flags & libc::AT_EMPTY_PATH as u64 != 0 && path.is_empty();
     let link: PathBuf = if empty_path {
         proc_dir.join(format!("fd/{dirfd}"))
+    } else if given_for_lookup.starts_with("/proc/") {
+        PathBuf::from(&given_for_lookup)
     } else if path.first() == Some(&b'/') {
         // Absolute: resolved against the caller's root.
         proc_dir.join("root").join(given.trim_start_matches('/'))
@@ -124,15 +137,16 @@ pub fn resolve(pid: i32, dirfd: i32, path: &[u8], flags: u64) -> Result<Program,
         return Err(Unjudgeable::Errno(libc::EACCES));
     }
     let id = (meta.dev(), meta.ino());
-    let (exe, anonymous) = if empty_path {
-        let target = std::fs::read_link(&link)?;
-        let t = target.to_string_lossy().into_owned();
+    let anonymous_target = |t: String| {
         let anonymous =
             !t.starts_with('/') || t.ends_with(" (deleted)") || t.starts_with("/memfd:");
         (t, anonymous)
-    } else {
-        let real = std::fs::canonicalize(&link)?;
-        (strip_root(pid, &real), false)
+    };
+    let (exe, anonymous) = match std::fs::canonicalize(&link) {
+        Ok(real) if !empty_path => (strip_root(pid, &real), false),
+        // A descriptor's file (fexecve, /proc/PID/fd/N): its name, or the memfd or
+        // deleted file it is.
+        _ => anonymous_target(std::fs::read_link(&link)?.to_string_lossy().into_owned()),
     };
     let (interpreter, runs) = interpreter_of(pid, &link, id)?;
     Ok(Program {

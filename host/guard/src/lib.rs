@@ -19,6 +19,14 @@ pub const SOCKET_ENV: &str = "GATEHOUSE_GUARD_SOCKET";
 /// Environment variable carrying the session's token.
 pub const TOKEN_ENV: &str = "GATEHOUSE_GUARD_TOKEN";
 
+/// Where distributions install OpenSSH's stand-alone SFTP server.
+const SFTP_SERVERS: &[&str] = &[
+    "/usr/lib/openssh/sftp-server",
+    "/usr/libexec/openssh/sftp-server",
+    "/usr/libexec/sftp-server",
+    "/usr/lib/ssh/sftp-server",
+];
+
 /// Why the guard could not start the session.
 #[derive(Debug)]
 pub struct StartError(pub String);
@@ -49,7 +57,31 @@ pub fn main_from_env() -> Result<i32, StartError> {
         .filter(|s| s.starts_with('/'))
         .or_else(sys::login_shell)
         .unwrap_or_else(|| "/bin/sh".to_owned());
-    let argv = match std::env::var("SSH_ORIGINAL_COMMAND") {
+    // sshd runs a ForceCommand for subsystem requests too, with the subsystem's
+    // command as the original command: `internal-sftp` is sshd's own, so the guard
+    // runs the stand-alone server in its place.
+    let original = std::env::var("SSH_ORIGINAL_COMMAND");
+    if original.as_deref() == Ok("internal-sftp") {
+        let server = SFTP_SERVERS
+            .iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .ok_or_else(|| StartError("no sftp-server on this host".to_owned()))?;
+        return supervise::run(
+            gateway,
+            supervise::Session {
+                program: (*server).to_owned(),
+                argv: vec![(*server).to_owned()],
+                env_remove: vec![
+                    SOCKET_ENV.to_owned(),
+                    TOKEN_ENV.to_owned(),
+                    "SSH_ORIGINAL_COMMAND".to_owned(),
+                ],
+                guard_socket: Some(socket),
+            },
+        )
+        .map_err(|e| StartError(e.to_string()));
+    }
+    let argv = match original {
         Ok(command) => vec![shell.clone(), "-c".to_owned(), command],
         Err(_) => {
             let base = shell.rsplit('/').next().unwrap_or("sh");

@@ -67,7 +67,8 @@ impl Judge {
                             Some("exec") => {
                                 let exe = m["exe"].as_str().unwrap_or_default();
                                 let base = exe.rsplit('/').next().unwrap_or_default();
-                                let deny = deny_programs.iter().any(|d| d == base);
+                                let deny = deny_programs.iter().any(|d| d == base)
+                                    || m["anonymous"] == true;
                                 if slow.iter().any(|d| d == base) {
                                     std::thread::sleep(std::time::Duration::from_millis(200));
                                 }
@@ -158,7 +159,10 @@ fn execs_are_judged_with_the_real_program_and_refused_before_they_run() {
          ln -s /usr/bin/touch ./innocent; ./innocent m4; \
          printf '#!/bin/sh\\ntouch m5\\n' > s.sh; chmod +x s.sh; ./s.sh; \
          python3 -c 'import os; os.system(\"touch m6\")'; \
-         echo dG91Y2ggbTc= | base64 -d | bash; ls > listing; echo end"
+         echo dG91Y2ggbTc= | base64 -d | bash; \
+         python3 -c 'import os; fd = os.memfd_create(\"t\"); os.write(fd, open(\"/bin/true\", \"rb\").read()); os.execv(\"/proc/self/fd/%d\" % fd, [\"t\", \"m8\"])'; \
+         python3 -c 'import os; fd = os.memfd_create(\"t\"); os.write(fd, open(\"/bin/true\", \"rb\").read()); os.execve(fd, [\"t\"], {{}})'; \
+         ls > listing; echo end"
     );
     let out = guard(&judge, &command);
     let t = text(&out);
@@ -183,6 +187,18 @@ fn execs_are_judged_with_the_real_program_and_refused_before_they_run() {
     assert_eq!(
         innocent["parents"][0]["exe"], "/usr/bin/bash",
         "the parent chain is reported"
+    );
+    let memfd: Vec<_> = execs.iter().filter(|m| m["anonymous"] == true).collect();
+    assert_eq!(
+        memfd.len(),
+        2,
+        "both memfd execs are judged as anonymous: {execs:?}"
+    );
+    assert!(
+        memfd
+            .iter()
+            .all(|m| m["exe"].as_str().unwrap().starts_with("/memfd:t")),
+        "{memfd:?}"
     );
     let script = execs.iter().find(|m| m["path"] == "./s.sh").unwrap();
     assert_eq!(script["interpreter"], "/usr/bin/dash");

@@ -255,9 +255,30 @@ pub async fn run(ctx: Arc<Ctx>, mut front: Channel<Msg>) {
             .await;
     }
     for ((k, v), d) in env.iter().zip(&env_decisions) {
-        if d.runs() {
+        // The guard's variables come from the gateway only.
+        if d.runs() && !k.starts_with(crate::guard::ENV_PREFIX) {
             let _ = up_tx.set_env(false, k.clone(), v.clone()).await;
         }
+    }
+    if let Some(hub) = &ctx.guard {
+        // The host's `gatehouse-guard` asks back on the connection's socket, with a
+        // token that ties its questions to this channel (ADR 0023).
+        let token = match hub.register(id) {
+            Ok(t) => t,
+            Err(e) => {
+                refuse(
+                    &front_tx,
+                    &format!("gatehouse: {e}"),
+                    crate::EXIT_GATEWAY_ERROR,
+                )
+                .await;
+                return;
+            }
+        };
+        let _ = up_tx
+            .set_env(false, crate::guard::SOCKET_ENV, hub.path.clone())
+            .await;
+        let _ = up_tx.set_env(false, crate::guard::TOKEN_ENV, token).await;
     }
     let sent = match &start {
         Start::Exec(command) => up_tx.exec(false, command.clone()).await,

@@ -46,6 +46,9 @@ pub struct Ctx {
     /// shared by its connections: a later command that runs one of them runs code the
     /// gateway never saw.
     pub written: WrittenNames,
+    /// The target runs `gatehouse-guard` (ADR 0023): the connection's guard socket
+    /// and the tokens of its channels.
+    pub guard: Option<Arc<crate::guard::GuardHub>>,
 }
 
 /// Most identity/target pairs whose written files are remembered.

@@ -10,6 +10,7 @@
 mod channel;
 mod ctx;
 mod forward;
+pub mod guard;
 pub mod keys;
 pub mod line_editor;
 pub mod options;

@@ -33,6 +33,9 @@ pub struct SshTarget {
     pub key: Arc<PrivateKey>,
     /// Pinned host key, when configured.
     pub host_key: Option<PublicKey>,
+    /// The host runs `gatehouse-guard`: the directory its per-connection socket is
+    /// bound in (ADR 0023); None when the host is not guarded.
+    pub guard: Option<String>,
 }
 
 impl std::fmt::Debug for SshTarget {
@@ -149,6 +152,11 @@ impl SshProxyOptions {
                     user: t.user.clone().unwrap_or_default(),
                     key: Arc::new(key),
                     host_key,
+                    guard: t.guard.then(|| {
+                        t.guard_socket_dir
+                            .clone()
+                            .unwrap_or_else(|| "/tmp".to_owned())
+                    }),
                 }),
             );
         }

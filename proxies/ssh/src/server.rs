@@ -305,6 +305,18 @@ impl Conn {
             upstream_host: Some(target.host.clone()),
             client_application: None,
         };
+        let guard = match target.guard.as_deref().map(crate::guard::GuardHub::new) {
+            None => None,
+            Some(Ok(hub)) => Some(Arc::new(hub)),
+            Some(Err(e)) => {
+                *self
+                    .refusal
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(format!("gatehouse: {e}"));
+                return true;
+            }
+        };
         let session = match engine.open_session(principal, info).await {
             Ok(s) => s,
             Err(error) => {
@@ -330,6 +342,7 @@ impl Conn {
             upstream: rx,
             record_bytes: self.shared.options.record_bytes,
             written,
+            guard,
         });
         let decided = engine
             .decide(
@@ -362,7 +375,11 @@ impl Conn {
                 }
             };
             let timeout = shared.options.handshake_timeout;
-            match crate::upstream::connect(&target, &shared.known, timeout).await {
+            let guard = ctx.guard.clone().map(|hub| crate::upstream::Guard {
+                ctx: Arc::downgrade(&ctx),
+                hub,
+            });
+            match crate::upstream::connect(&target, &shared.known, timeout, guard).await {
                 Ok((up, check, key)) => {
                     if check == HostKeyCheck::Learned {
                         host_key_alert(

@@ -41,11 +41,22 @@ pub enum UpstreamError {
     AuthRefused(String),
 }
 
-/// Checks the server key during the upstream handshake.
+/// Checks the server key during the upstream handshake, and takes the guard's
+/// connections when the target is guarded.
 pub struct UpstreamHandler {
     target: Arc<SshTarget>,
     known: Arc<KnownHosts>,
     outcome: Arc<Mutex<Option<(HostKeyCheck, PublicKey)>>>,
+    guard: Option<Guard>,
+}
+
+/// What a guarded connection's handler needs to serve the guard's stream.
+#[derive(Clone)]
+pub struct Guard {
+    /// The connection's context (weak: the context holds the connection).
+    pub ctx: std::sync::Weak<crate::ctx::Ctx>,
+    /// The socket and tokens.
+    pub hub: Arc<crate::guard::GuardHub>,
 }
 
 impl client::Handler for UpstreamHandler {
@@ -68,6 +79,42 @@ impl client::Handler for UpstreamHandler {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((check, key.clone()));
         Ok(ok)
+    }
+
+    async fn server_channel_open_forwarded_streamlocal(
+        &mut self,
+        channel: russh::Channel<client::Msg>,
+        socket_path: &str,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        // Only the guard's own socket is forwarded; anything else is refused.
+        let Some(g) = self.guard.as_ref().filter(|g| g.hub.path == socket_path) else {
+            drop(reply);
+            return Ok(());
+        };
+        let Some(ctx) = g.ctx.upgrade() else {
+            drop(reply);
+            return Ok(());
+        };
+        reply.accept().await;
+        tokio::spawn(crate::guard::serve(ctx, g.hub.clone(), channel));
+        Ok(())
+    }
+
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        _channel: russh::Channel<client::Msg>,
+        _connected_address: &str,
+        _connected_port: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        // The gateway never asks for remote TCP forwards.
+        drop(reply);
+        Ok(())
     }
 }
 
@@ -114,12 +161,15 @@ pub async fn connect(
     target: &Arc<SshTarget>,
     known: &Arc<KnownHosts>,
     timeout: Duration,
+    guard: Option<Guard>,
 ) -> Result<(Upstream, HostKeyCheck, PublicKey), UpstreamError> {
     let outcome = Arc::new(Mutex::new(None));
+    let guard_path = guard.as_ref().map(|g| g.hub.path.clone());
     let handler = UpstreamHandler {
         target: target.clone(),
         known: known.clone(),
         outcome: outcome.clone(),
+        guard,
     };
     let config = Arc::new(client::Config {
         inactivity_timeout: None,
@@ -176,6 +226,18 @@ pub async fn connect(
     .map_err(|e| connect_err(e.to_string()))?;
     if !auth.success() {
         return Err(UpstreamError::AuthRefused(target.upstream.clone()));
+    }
+    if let Some(path) = guard_path {
+        // The guard asks its questions on this socket, forwarded back here.
+        tokio::time::timeout(timeout, handle.streamlocal_forward(path.clone()))
+            .await
+            .map_err(|_| connect_err("the guard's socket forward timed out".into()))?
+            .map_err(|e| {
+                connect_err(format!(
+                    "the target refused the guard's socket forward at `{path}` ({e}): \
+                     sshd needs `AllowStreamLocalForwarding yes` (see `gatehouse guard install`)"
+                ))
+            })?;
     }
     if check == HostKeyCheck::Learned
         && let Err(e) = known.learn(&target.name, &target.upstream, &key)

@@ -715,6 +715,15 @@ pub struct Target {
     /// (watch, `logs -f`, exec) are not cut by it once their headers arrived.
     #[serde(default, deserialize_with = "opt_duration")]
     pub response_timeout: Option<Duration>,
+    /// SSH: the host runs `gatehouse-guard` as the login user's `ForceCommand` (ADR
+    /// 0023): every exec and outbound connect of every process of a session is asked
+    /// back through the session's own connection and judged before it proceeds.
+    #[serde(default)]
+    pub guard: bool,
+    /// SSH guard: directory on the host where sshd binds the per-connection socket
+    /// the guard asks on (default `/tmp`); it must exist and be writable by `user`.
+    #[serde(default)]
+    pub guard_socket_dir: Option<String>,
 }
 
 /// The Kubernetes API server's own limit on a request that is not long-running.

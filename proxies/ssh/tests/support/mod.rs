@@ -75,6 +75,8 @@ pub struct Setup {
     pub aliases: Vec<String>,
     /// A hosts file for the gateway's resolver instead of the system's (no DNS).
     pub hosts_file: Option<String>,
+    /// The targets run `gatehouse-guard` (its socket directory on the host).
+    pub guard: Option<String>,
 }
 
 impl Default for Setup {
@@ -90,6 +92,7 @@ impl Default for Setup {
             sshd_extra_config: String::new(),
             aliases: Vec::new(),
             hosts_file: None,
+            guard: None,
         }
     }
 }
@@ -157,6 +160,7 @@ pub async fn fixture_with(setup: Setup) -> Fixture {
                     .pin
                     .as_deref()
                     .map(|p| gatehouse_proxy_ssh::options::parse_public_key(p).unwrap()),
+                guard: setup.guard.clone(),
             }),
         );
     }
