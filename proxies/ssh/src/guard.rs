@@ -294,9 +294,13 @@ pub async fn serve(ctx: Arc<Ctx>, hub: Arc<GuardHub>, channel: russh::Channel<Ms
 }
 
 fn answer(id: u64, allow: bool, message: Option<&str>) -> String {
-    let mut v = serde_json::json!({ "id": id, "allow": allow });
-    if let Some(m) = message {
-        v["message"] = serde_json::Value::String(m.trim_start_matches("gatehouse: ").to_owned());
-    }
+    let v = match message {
+        Some(m) => serde_json::json!({
+            "id": id,
+            "allow": allow,
+            "message": m.trim_start_matches("gatehouse: "),
+        }),
+        None => serde_json::json!({ "id": id, "allow": allow }),
+    };
     format!("{v}\n")
 }

@@ -65,6 +65,47 @@ pub fn missing(what: &str) -> ! {
     );
 }
 
+/// The `gatehouse-guard` binary of this build (ADR 0023). `cargo test --workspace`
+/// builds it next to the test executables; when a single package's tests run without
+/// it, it is built here into a directory of its own (no wait on the outer build's
+/// lock).
+pub fn guard_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let next_to_tests = profile_dir.join("gatehouse-guard");
+    if next_to_tests.is_file() {
+        return next_to_tests;
+    }
+    let own_dir = profile_dir.join("guard-build");
+    let built = own_dir.join("debug/gatehouse-guard");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
+    let ok = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "gatehouse-guard",
+            "--bin",
+            "gatehouse-guard",
+        ])
+        .arg("--manifest-path")
+        .arg(manifest)
+        .env("CARGO_TARGET_DIR", &own_dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok && built.is_file(),
+        "cannot build gatehouse-guard (cargo build -p gatehouse-guard) into {}",
+        own_dir.display()
+    );
+    built
+}
+
 /// Finds an executable on PATH or in the given directories.
 pub fn find_program(name: &str, extra_dirs: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
