@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use base64::Engine as _;
-use gatehouse_events::payload::{DataDirection, Payload};
+use gatehouse_events::payload::{DataDirection, Payload, RequestDetail, SshRequestKind};
 use gatehouse_events::{Event, Protocol};
 
 /// Output formats of `gatehouse replay`.
@@ -129,6 +129,39 @@ fn text(events: &[&Event]) -> String {
                     .get(&e.id)
                     .map(|(ef, re)| (ef.as_str().to_owned(), re.clone()))
                     .unwrap_or_else(|| ("?".into(), None));
+                if let RequestDetail::Ssh(ssh) = &r.detail
+                    && let Some(p) = &ssh.process
+                {
+                    // A guarded host's process (ADR 0023): drawn under the command or
+                    // shell line that started it, one level per parent.
+                    let depth = p.parents.len() + 1;
+                    let what = match ssh.kind {
+                        SshRequestKind::Connect => format!(
+                            "connect {}:{} by {}",
+                            p.address.as_deref().unwrap_or("-"),
+                            p.port.unwrap_or(0),
+                            p.exe
+                        ),
+                        _ if p.killed.is_some() => format!(
+                            "killed at exec: loaded {} instead of {}",
+                            p.killed.as_deref().unwrap_or("-"),
+                            p.exe
+                        ),
+                        _ => format!("{} ({})", r.command, p.exe),
+                    };
+                    let _ = writeln!(
+                        out,
+                        "[{:>8.3}s] {:indent$}└ pid {} {}   => {}{}",
+                        at(e),
+                        "",
+                        p.pid,
+                        what,
+                        effect,
+                        reason.map(|r| format!(" ({r})")).unwrap_or_default(),
+                        indent = 2 * depth
+                    );
+                    continue;
+                }
                 let _ = writeln!(
                     out,
                     "[{:>8.3}s] {} $ {}   => {}{}",

@@ -39,6 +39,10 @@ rule only_installed_programs {{
   when ssh.kind == process and not (ssh.process.exe starts_with "/usr/")
   then block "only installed programs run on guarded hosts"
 }}
+rule hold_date {{
+  when ssh.kind == process and ssh.program == "date"
+  then require approval from "sre" timeout 60s
+}}
 rule no_canary {{
   when ssh.kind == connect and ssh.connect.port == {canary}
   then block "the canary is not reachable from guarded hosts"
@@ -216,6 +220,64 @@ async fn curl_piped_to_sh_is_stopped_at_the_exec_however_it_is_spelled() {
                     && effect(*id) == Some(Effect::Block)),
         "{connects:?}"
     );
+    // `replay` draws each process under the line that started it.
+    let session = events
+        .iter()
+        .find(|e| e.id == linked.0)
+        .and_then(|e| e.session_id.clone())
+        .unwrap();
+    let replay = gatehouse_core::replay::render(
+        &gatehouse_core::replay::session_events(&events, &session),
+        gatehouse_core::replay::ReplayFormat::Text,
+    );
+    let exec_line = replay
+        .lines()
+        .position(|l| l.contains("exec $ ln -sf"))
+        .unwrap_or_else(|| panic!("{replay}"));
+    let curl_line = replay
+        .lines()
+        .position(|l| {
+            l.contains("└ pid") && l.contains("(/usr/bin/curl)") && l.contains("=> block")
+        })
+        .unwrap_or_else(|| panic!("{replay}"));
+    assert!(exec_line < curl_line, "{replay}");
+    assert!(
+        replay
+            .lines()
+            .nth(curl_line)
+            .unwrap()
+            .contains("]     └ pid"),
+        "curl is drawn two levels under the command line (its shell, then it):\n{replay}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_exec_waits_on_the_host_for_its_approval() {
+    let sockets = tempfile::tempdir().unwrap();
+    let f = fixture_with(guarded_setup(9, sockets.path())).await;
+    let token = f.token("bot", "web").await;
+    let child = tokio::spawn(run(f.ssh(
+        &token,
+        "bot",
+        &["echo before; date +%Y; echo after"],
+    )));
+    let id = f.approve_next("alice").await;
+    let out = child.await.unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let year = chrono::Utc::now().format("%Y").to_string();
+    assert!(
+        stdout.contains("before") && stdout.contains(&year) && stdout.contains("after"),
+        "{stdout}"
+    );
+    let events = f.events();
+    let held = events.iter().any(|e| match &e.payload {
+        Payload::DecisionMade(d) => {
+            d.effect == Effect::RequireApproval && d.approval_id.as_deref() == Some(id.as_str())
+        }
+        _ => false,
+    });
+    assert!(held, "the exec of date was held under approval {id}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
