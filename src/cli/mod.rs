@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod admin;
 mod audit;
+mod guard;
 mod log;
 mod notify;
 mod proxies;
@@ -65,6 +66,9 @@ enum Command {
     /// Inspect the local event log.
     #[command(subcommand)]
     Log(log::LogCommand),
+    /// Guarded hosts: the sshd configuration for `gatehouse-guard` (docs/guard.md).
+    #[command(subcommand)]
+    Guard(guard::GuardCommand),
 }
 
 /// Parses arguments and runs the command.
@@ -84,6 +88,7 @@ pub fn main() -> ExitCode {
         Command::Token { cmd, remote } => remote::token(cmd, &remote),
         Command::Approvals { cmd, remote } => remote::approvals(cmd, &remote),
         Command::Replay(args) => replay::run(args, &data_dir),
+        Command::Guard(cmd) => guard::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -262,3 +262,85 @@ fn ssh_through_serve_judges_exec_and_holds_for_cli_approval() {
         "the agent token reached the event log"
     );
 }
+
+/// `gatehouse guard install` writes a snippet real sshd accepts, and the account it
+/// names gets the guard as its forced command with the forward the gateway needs.
+#[test]
+fn guard_install_writes_a_configuration_sshd_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let snippet = dir.path().join("gatehouse-guard.conf");
+    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["guard", "install", "--user", "agent", "--guard-path"])
+        .arg("/usr/local/bin/gatehouse-guard")
+        .arg("--write")
+        .arg(&snippet)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args([
+            "guard",
+            "install",
+            "--user",
+            "agent",
+            "--guard-path",
+            "gatehouse-guard",
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("must be absolute"));
+
+    let sshd = gatehouse_testkit::find_program("sshd", &["/usr/sbin", "/usr/local/sbin"])
+        .unwrap_or_else(|| gatehouse_testkit::missing("OpenSSH sshd (openssh-server)"));
+    let key = dir.path().join("host_key");
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let main = dir.path().join("sshd_config");
+    std::fs::write(
+        &main,
+        format!(
+            "HostKey {}\nUsePAM no\nInclude {}\n",
+            key.display(),
+            snippet.display()
+        ),
+    )
+    .unwrap();
+    let effective = |user: &str| {
+        let out = Command::new(&sshd)
+            .args(["-T", "-C"])
+            .arg(format!("user={user},host=h,addr=127.0.0.1"))
+            .arg("-f")
+            .arg(&main)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "sshd rejected the snippet: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_lowercase()
+    };
+    let agent = effective("agent");
+    for line in [
+        "forcecommand /usr/local/bin/gatehouse-guard",
+        "acceptenv gatehouse_guard_socket",
+        "allowstreamlocalforwarding yes",
+        "streamlocalbindunlink yes",
+    ] {
+        assert!(agent.contains(line), "missing `{line}`:\n{agent}");
+    }
+    assert!(
+        !effective("someone-else").contains("forcecommand /usr/local/bin/gatehouse-guard"),
+        "only the named account is guarded"
+    );
+}

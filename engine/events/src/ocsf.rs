@@ -41,6 +41,7 @@ const API: Class = Class(6003, "API Activity", 6, "Application Activity");
 const PROCESS: Class = Class(1007, "Process Activity", 1, "System Activity");
 const FILE_SYSTEM: Class = Class(1001, "File System Activity", 1, "System Activity");
 const SSH: Class = Class(4007, "SSH Activity", 4, "Network Activity");
+const NETWORK: Class = Class(4001, "Network Activity", 4, "Network Activity");
 const AUTHENTICATION: Class = Class(3002, "Authentication", 3, "Identity & Access Management");
 const AUTHORIZE_SESSION: Class =
     Class(3003, "Authorize Session", 3, "Identity & Access Management");
@@ -686,6 +687,33 @@ fn ssh_request<'a>(
             });
             r.device = Some(device);
             (PROCESS, 1, "Launch")
+        }
+        SshRequestKind::Process => {
+            // A guarded host's exec (ADR 0023); a kill at the exec stop terminates.
+            r.process = Some(Process {
+                cmd_line: command,
+                name: s.program.as_deref(),
+            });
+            r.device = Some(device);
+            if s.process.as_ref().is_some_and(|p| p.killed.is_some()) {
+                (PROCESS, 2, "Terminate")
+            } else {
+                (PROCESS, 1, "Launch")
+            }
+        }
+        SshRequestKind::Connect => {
+            let p = s.process.as_ref();
+            r.process = Some(Process {
+                cmd_line: command,
+                name: s.program.as_deref(),
+            });
+            r.dst_endpoint = Some(Endpoint {
+                ip: p.and_then(|p| p.address.as_deref()),
+                port: p.and_then(|p| p.port),
+                ..Endpoint::default()
+            });
+            r.device = Some(device);
+            (NETWORK, 1, "Open")
         }
         SshRequestKind::PortForward => {
             r.dst_endpoint = Some(Endpoint {

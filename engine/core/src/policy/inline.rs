@@ -651,6 +651,8 @@ fn ssh_kind(s: &str) -> Option<SshRequestKind> {
         "subsystem" => SshRequestKind::Subsystem,
         "env" => SshRequestKind::Env,
         "forwarding" => SshRequestKind::Forwarding,
+        "process" => SshRequestKind::Process,
+        "connect" => SshRequestKind::Connect,
         _ => return None,
     })
 }
