@@ -73,6 +73,16 @@ pub enum Question {
 pub enum Notice {
     /// A process was killed at its exec because the program or argv the kernel
     /// loaded was not the one judged (the argv race, ADR 0023).
+    /// The session reached its task ceiling: the forking process and its new child
+    /// were killed (a fork bomb ends here).
+    Limit {
+        /// The process that forked.
+        pid: i32,
+        /// Its program.
+        exe: String,
+        /// The ceiling.
+        max_tasks: usize,
+    },
     Killed {
         /// Process id.
         pid: i32,
@@ -128,6 +138,8 @@ struct Pending {
 pub struct Gateway {
     writer: Arc<Mutex<UnixStream>>,
     pending: Arc<Mutex<Pending>>,
+    /// The session's ceiling on live tasks (from the gateway's hello answer).
+    pub max_tasks: usize,
 }
 
 #[derive(Serialize)]
@@ -143,7 +155,13 @@ struct HelloAnswer {
     ok: bool,
     #[serde(default)]
     message: Option<String>,
+    #[serde(default)]
+    max_tasks: Option<usize>,
 }
+
+/// Most tasks (processes and threads) a session may have when the gateway names no
+/// limit.
+pub const DEFAULT_MAX_TASKS: usize = 1024;
 
 impl Gateway {
     /// Connects to `socket` and introduces the guard with the session's `token`.
@@ -177,6 +195,7 @@ impl Gateway {
         let gw = Self {
             writer: Arc::new(Mutex::new(stream)),
             pending: Arc::new(Mutex::new(Pending::default())),
+            max_tasks: hello.max_tasks.unwrap_or(DEFAULT_MAX_TASKS).max(1),
         };
         let pending = gw.pending.clone();
         std::thread::Builder::new()

@@ -283,18 +283,23 @@ fn argv_matches(e: &Expect, loaded: &[String]) -> bool {
 
 /// The tracer loop; returns the session's exit code.
 fn trace(shared: &Shared, top: i32) -> i32 {
+    // Live tasks of the session (processes and threads), for the ceiling.
+    let mut live: std::collections::HashSet<i32> = std::collections::HashSet::from([top]);
+    let mut limit_reported = false;
     loop {
         let (pid, status) = match sys::wait_any() {
             Ok(v) => v,
             Err(_) => return 126,
         };
         if let Some(code) = status.exited() {
+            live.remove(&pid);
             if pid == top {
                 return code;
             }
             continue;
         }
         if let Some(sig) = status.signaled() {
+            live.remove(&pid);
             if pid == top {
                 return 128 + sig;
             }
@@ -312,7 +317,34 @@ fn trace(shared: &Shared, top: i32) -> i32 {
                     0
                 }
             }
-            libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK | libc::PTRACE_EVENT_CLONE => 0,
+            libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK | libc::PTRACE_EVENT_CLONE => {
+                if let Some(child) = sys::ptrace_event_msg(pid)
+                    .ok()
+                    .and_then(|c| i32::try_from(c).ok())
+                {
+                    live.insert(child);
+                    if live.len() > shared.gateway.max_tasks {
+                        // Over the ceiling: the new task and the one that made it end.
+                        sys::kill(child, libc::SIGKILL);
+                        sys::kill(pid, libc::SIGKILL);
+                        if !limit_reported {
+                            limit_reported = true;
+                            let exe = inspect::running(pid).map(|(e, _)| e).unwrap_or_default();
+                            say(&format!(
+                                "the session reached its limit of {} processes and threads; \
+                                 `{exe}` (pid {pid}) and the task it started were killed",
+                                shared.gateway.max_tasks
+                            ));
+                            shared.gateway.notify(&Notice::Limit {
+                                pid,
+                                exe,
+                                max_tasks: shared.gateway.max_tasks,
+                            });
+                        }
+                    }
+                }
+                0
+            }
             libc::PTRACE_EVENT_STOP => {
                 if matches!(
                     sig,

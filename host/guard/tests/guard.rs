@@ -62,7 +62,7 @@ impl Judge {
                         let reply = match m["op"].as_str() {
                             Some("hello") => {
                                 assert_eq!(m["token"], "tok-1");
-                                serde_json::json!({"ok": true})
+                                serde_json::json!({"ok": true, "max_tasks": 64})
                             }
                             Some("exec") => {
                                 let exe = m["exe"].as_str().unwrap_or_default();
@@ -424,4 +424,38 @@ fn without_the_gateway_the_account_does_not_start_a_session() {
         "{err}"
     );
     assert!(!Path::new("/tmp/should-not-exist-gh-guard").exists());
+}
+
+#[test]
+fn a_fork_bomb_is_bounded_by_the_sessions_task_limit_and_ends_with_it() {
+    let judge = Judge::start(&[], &[], None);
+    let tag = format!("gh-bomb-{}", std::process::id());
+    let out = guard(
+        &judge,
+        &format!("bash -c 'exec -a {tag} bash -c \":(){{ :|:& }};:; sleep 2\"'; echo survived"),
+    );
+    let t = text(&out);
+    assert!(
+        t.contains("survived"),
+        "the session goes on after the bomb:\n{t}"
+    );
+    assert!(t.contains("limit of 64 processes and threads"), "{t}");
+    let notices: Vec<_> = judge
+        .questions
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m["op"] == "limit")
+        .cloned()
+        .collect();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(notices[0]["max_tasks"], 64);
+    // Nothing of the bomb outlives the session.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let left = Command::new("pgrep").args(["-f", &tag]).output().unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "bomb processes outlived the session: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
 }

@@ -166,6 +166,28 @@ fn request(channel: u32, q: &serde_json::Value) -> Option<(String, SshRequest)> 
                 },
             ))
         }
+        "limit" => {
+            let max = q.get("max_tasks").and_then(serde_json::Value::as_u64).unwrap_or(0);
+            Some((
+                format!("task limit: {} killed", basename(&exe)),
+                SshRequest {
+                    kind: SshRequestKind::Process,
+                    channel,
+                    program: Some(basename(&exe)),
+                    programs: vec![basename(&exe)],
+                    process: Some(SshProcess {
+                        pid,
+                        exe,
+                        parents,
+                        killed: Some(format!(
+                            "the session's limit of {max} processes and threads"
+                        )),
+                        ..SshProcess::default()
+                    }),
+                    ..SshRequest::default()
+                },
+            ))
+        }
         "connect" => {
             let address = text(q, "address");
             let port = q
@@ -239,7 +261,10 @@ pub async fn serve(ctx: Arc<Ctx>, hub: Arc<GuardHub>, channel: russh::Channel<Ms
                     break 'read;
                 };
                 channel_id = Some(c);
-                let _ = out_tx.send("{\"ok\":true}\n".to_owned());
+                let _ = out_tx.send(format!(
+                    "{{\"ok\":true,\"max_tasks\":{}}}\n",
+                    ctx.target.guard_max_tasks
+                ));
                 continue;
             };
             let id = q.get("id").and_then(serde_json::Value::as_u64).unwrap_or(0);

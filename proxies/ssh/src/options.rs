@@ -36,6 +36,8 @@ pub struct SshTarget {
     /// The host runs `gatehouse-guard`: the directory its per-connection socket is
     /// bound in (ADR 0023); None when the host is not guarded.
     pub guard: Option<String>,
+    /// Guarded sessions' ceiling on live processes and threads.
+    pub guard_max_tasks: usize,
 }
 
 impl std::fmt::Debug for SshTarget {
@@ -152,6 +154,7 @@ impl SshProxyOptions {
                     user: t.user.clone().unwrap_or_default(),
                     key: Arc::new(key),
                     host_key,
+                    guard_max_tasks: t.guard_max_tasks.unwrap_or(1024),
                     guard: t.guard.then(|| {
                         t.guard_socket_dir
                             .clone()

@@ -724,6 +724,10 @@ pub struct Target {
     /// the guard asks on (default `/tmp`); it must exist and be writable by `user`.
     #[serde(default)]
     pub guard_socket_dir: Option<String>,
+    /// SSH guard: most processes and threads a guarded session may have at once
+    /// (default 1024); a fork beyond it ends the forking process and its child.
+    #[serde(default)]
+    pub guard_max_tasks: Option<usize>,
 }
 
 /// The Kubernetes API server's own limit on a request that is not long-running.

@@ -77,6 +77,8 @@ pub struct Setup {
     pub hosts_file: Option<String>,
     /// The targets run `gatehouse-guard` (its socket directory on the host).
     pub guard: Option<String>,
+    /// Guarded sessions' ceiling on processes and threads.
+    pub guard_max_tasks: usize,
 }
 
 impl Default for Setup {
@@ -93,6 +95,7 @@ impl Default for Setup {
             aliases: Vec::new(),
             hosts_file: None,
             guard: None,
+            guard_max_tasks: 1024,
         }
     }
 }
@@ -161,6 +164,7 @@ pub async fn fixture_with(setup: Setup) -> Fixture {
                     .as_deref()
                     .map(|p| gatehouse_proxy_ssh::options::parse_public_key(p).unwrap()),
                 guard: setup.guard.clone(),
+                guard_max_tasks: setup.guard_max_tasks,
             }),
         );
     }
