@@ -167,7 +167,10 @@ fn request(channel: u32, q: &serde_json::Value) -> Option<(String, SshRequest)> 
             ))
         }
         "limit" => {
-            let max = q.get("max_tasks").and_then(serde_json::Value::as_u64).unwrap_or(0);
+            let max = q
+                .get("max_tasks")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
             Some((
                 format!("task limit: {} killed", basename(&exe)),
                 SshRequest {

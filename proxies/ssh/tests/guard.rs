@@ -308,3 +308,37 @@ async fn a_guarded_account_refuses_sessions_that_bypass_the_gateway() {
     assert!(stdout.contains("done"), "{}", text(&out.stderr));
     assert!(!stdout.contains("fake.sock"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_gateway_goes_away_mid_session_nothing_more_runs_on_the_host() {
+    let sockets = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let f = fixture_with(guarded_setup(9, sockets.path())).await;
+    let token = f.token("bot", "web").await;
+    let before = work.path().join("before");
+    let after = work.path().join("after");
+    let child = tokio::spawn(run(f.ssh(
+        &token,
+        "bot",
+        &[&format!(
+            "touch {}; sleep 3; touch {}",
+            before.display(),
+            after.display()
+        )],
+    )));
+    for _ in 0..100 {
+        if before.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(before.exists(), "the session did not start");
+    // The gateway stops while `sleep` runs on the host.
+    f.stop.send(true).unwrap();
+    let _ = child.await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    assert!(
+        !after.exists(),
+        "an exec ran on the host after the gateway went away"
+    );
+}

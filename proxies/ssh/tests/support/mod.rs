@@ -56,7 +56,8 @@ pub struct Fixture {
     pub dir: tempfile::TempDir,
     pub log_dir: PathBuf,
     pub gateway_key: String,
-    _stop: watch::Sender<bool>,
+    /// Stops the proxy (as a gateway shutdown does).
+    pub stop: watch::Sender<bool>,
 }
 
 pub struct Setup {
@@ -204,7 +205,7 @@ pub async fn fixture_with(setup: Setup) -> Fixture {
         log_dir,
         gateway_key,
         dir,
-        _stop: stop,
+        stop,
     }
 }
 
