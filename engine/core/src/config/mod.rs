@@ -884,6 +884,27 @@ impl Config {
                 )),
                 _ => {}
             }
+            let guard_keys = t.guard || t.guard_socket_dir.is_some() || t.guard_max_tasks.is_some();
+            if guard_keys && t.protocol != Protocol::Ssh {
+                problems.push(format!(
+                    "target `{}`: `guard`, `guard_socket_dir` and `guard_max_tasks` apply to ssh targets only",
+                    t.name
+                ));
+            }
+            if let Some(d) = &t.guard_socket_dir
+                && (!d.starts_with('/') || d.contains(char::is_whitespace))
+            {
+                problems.push(format!(
+                    "target `{}`: `guard_socket_dir` must be an absolute path without spaces",
+                    t.name
+                ));
+            }
+            if t.guard_max_tasks == Some(0) {
+                problems.push(format!(
+                    "target `{}`: `guard_max_tasks` must be at least 1",
+                    t.name
+                ));
+            }
         }
         if self.postgres.busy_poll > MAX_BUSY_POLL {
             problems.push(format!(
@@ -1106,7 +1127,8 @@ password = { env = "PROD_DB_PASSWORD" }
         let c = Config::parse(
             "[admin]\nread_timeout = \"0s\"\nmax_connections = 0\nmax_request_bytes = 0\n\
              [[target]]\nname = \"db\"\nprotocol = \"postgres\"\nupstream = \"x:5432\"\nuser = \"u\"\nresponse_timeout = \"5s\"\n\
-             [[target]]\nname = \"k\"\nprotocol = \"kubernetes\"\nupstream = \"https://k\"\ntoken = { env = \"T\" }\nresponse_timeout = \"0s\"\n\
+             [[target]]\nname = \"k\"\nprotocol = \"kubernetes\"\nupstream = \"https://k\"\ntoken = { env = \"T\" }\nresponse_timeout = \"0s\"\nguard = true\n\
+             [[target]]\nname = \"h\"\nprotocol = \"ssh\"\nupstream = \"h:22\"\nuser = \"u\"\nkey = { env = \"K\" }\nguard = true\nguard_socket_dir = \"tmp\"\nguard_max_tasks = 0\n\
              [roles.Deployer]\n[roles.deployer]\n",
         )
         .unwrap();
@@ -1117,6 +1139,9 @@ password = { env = "PROD_DB_PASSWORD" }
             "admin.max_request_bytes must be at least 1",
             "target `db`: `response_timeout` applies to kubernetes targets only",
             "target `k`: `response_timeout` must be longer than `0s`",
+            "target `k`: `guard`, `guard_socket_dir` and `guard_max_tasks` apply to ssh targets only",
+            "target `h`: `guard_socket_dir` must be an absolute path without spaces",
+            "target `h`: `guard_max_tasks` must be at least 1",
             "roles `Deployer` and `deployer` are one role name",
         ] {
             assert!(e.contains(want), "missing `{want}` in:\n{e}");
