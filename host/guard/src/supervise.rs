@@ -125,26 +125,58 @@ pub fn run(gateway: Gateway, session: Session) -> io::Result<i32> {
     Ok(code)
 }
 
-/// The listener: one worker thread per notification.
+/// The listener: hands each notification to an idle worker, starting one when none
+/// is idle (a call held for approval keeps its worker; the others go on).
 fn listen(shared: &Arc<Shared>, listener: &OwnedFd) {
     let fd = listener.as_raw_fd();
+    let (tx, rx) = std::sync::mpsc::channel::<Notification>();
+    let rx = Arc::new(Mutex::new(rx));
+    let idle = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     loop {
         let n = match sys::notif_recv(fd) {
             Ok(n) => n,
             Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::ENOENT)) => continue,
             Err(_) => return,
         };
-        let shared = shared.clone();
-        let spawned = std::thread::Builder::new()
-            .name("judge".into())
-            .spawn(move || {
-                let answer = judge(&shared, fd, &n);
-                let _ = sys::notif_send(fd, n.id, answer);
-            });
-        if spawned.is_err() {
-            // No thread to ask with: refuse rather than wait or allow.
-            let _ = sys::notif_send(fd, n.id, Answer::Fail(libc::EAGAIN));
+        // Claim an idle worker, or start one: every queued call has a worker of its
+        // own, never one busy with a held call.
+        let claimed = idle
+            .fetch_update(
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Acquire,
+                |v| v.checked_sub(1),
+            )
+            .is_ok();
+        if !claimed {
+            let (shared, rx, idle) = (shared.clone(), rx.clone(), idle.clone());
+            let spawned = std::thread::Builder::new()
+                .name("judge".into())
+                .spawn(move || worker(&shared, fd, &rx, &idle));
+            if spawned.is_err() {
+                // No thread to ask with: refuse rather than wait or allow.
+                let _ = sys::notif_send(fd, n.id, Answer::Fail(libc::EAGAIN));
+                continue;
+            }
         }
+        if tx.send(n).is_err() {
+            return;
+        }
+    }
+}
+
+fn worker(
+    shared: &Shared,
+    fd: RawFd,
+    rx: &Mutex<std::sync::mpsc::Receiver<Notification>>,
+    idle: &std::sync::atomic::AtomicUsize,
+) {
+    use std::sync::atomic::Ordering;
+    loop {
+        let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok(n) = next else { return };
+        let answer = judge(shared, fd, &n);
+        let _ = sys::notif_send(fd, n.id, answer);
+        idle.fetch_add(1, Ordering::AcqRel);
     }
 }
 

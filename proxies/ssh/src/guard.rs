@@ -292,8 +292,11 @@ pub async fn serve(ctx: Arc<Ctx>, hub: Arc<GuardHub>, channel: russh::Channel<Ms
                 if is_notice {
                     return;
                 }
-                let line = match ctx.enforce(decided, |_| async {}).await {
+                match ctx.enforce(decided, |_| async {}).await {
                     Verdict::Run(d) => {
+                        // The request and its decision are in the log: answer first,
+                        // then record that it proceeded.
+                        let _ = out_tx.send(answer(id, true, None));
                         let _ = ctx
                             .engine
                             .record_result(
@@ -305,11 +308,11 @@ pub async fn serve(ctx: Arc<Ctx>, hub: Arc<GuardHub>, channel: russh::Channel<Ms
                                 },
                             )
                             .await;
-                        answer(id, true, None)
                     }
-                    Verdict::Refused(m, _) => answer(id, false, Some(&m)),
-                };
-                let _ = out_tx.send(line);
+                    Verdict::Refused(m, _) => {
+                        let _ = out_tx.send(answer(id, false, Some(&m)));
+                    }
+                }
             });
         }
         if buf.len() > MAX_LINE {
