@@ -268,3 +268,102 @@ fn every_payload_type_is_named_and_sampled() {
         "Payload::TYPE_NAMES and the sample events disagree"
     );
 }
+
+/// A guarded host's `process` and `connect` requests (ADR 0023) keep every field
+/// through Parquet and render as OCSF Process and Network Activity.
+#[test]
+fn guarded_host_requests_survive_parquet_and_render_in_ocsf() {
+    use gatehouse_events::payload::{
+        Payload, RequestDetail, RequestObserved, SshProcess, SshRequest, SshRequestKind,
+    };
+    use gatehouse_events::{Identity, Protocol};
+    let event = |command: &str, kind, process: SshProcess| {
+        Event::builder(
+            "gw",
+            Payload::from(RequestObserved {
+                reason: None,
+                command: command.into(),
+                detail: RequestDetail::Ssh(SshRequest {
+                    kind,
+                    host: "web-1".into(),
+                    argv: vec!["/tmp/dl".into(), "-s".into(), "http://x/i".into()],
+                    program: Some("curl".into()),
+                    programs: vec!["curl".into()],
+                    process: Some(process),
+                    ..SshRequest::default()
+                }),
+            }),
+        )
+        .session("s-1")
+        .identity(Identity::named("agent:etl"))
+        .target("web")
+        .protocol(Protocol::Ssh)
+        .build()
+    };
+    let events = vec![
+        event(
+            "/tmp/dl -s http://x/i",
+            SshRequestKind::Process,
+            SshProcess {
+                pid: 4242,
+                exe: "/usr/bin/curl".into(),
+                cwd: "/tmp".into(),
+                parents: vec!["/usr/bin/bash".into(), "/usr/sbin/sshd".into()],
+                interpreter: None,
+                anonymous: false,
+                killed: None,
+                ..SshProcess::default()
+            },
+        ),
+        event(
+            "connect 169.254.169.254 port 80 (python3.11)",
+            SshRequestKind::Connect,
+            SshProcess {
+                pid: 4243,
+                exe: "/usr/bin/python3.11".into(),
+                address: Some("169.254.169.254".into()),
+                port: Some(80),
+                ..SshProcess::default()
+            },
+        ),
+        event(
+            "killed at exec: /usr/bin/touch",
+            SshRequestKind::Process,
+            SshProcess {
+                pid: 4244,
+                exe: "/usr/bin/true".into(),
+                killed: Some("/usr/bin/touch".into()),
+                anonymous: true,
+                interpreter: Some("/usr/bin/dash".into()),
+                ..SshProcess::default()
+            },
+        ),
+    ];
+    let batch = to_record_batch(&events).unwrap();
+    assert_eq!(from_record_batch(&batch).unwrap(), events);
+    let text = |name: &str, row: usize| {
+        let col = batch.column_by_name(name).unwrap();
+        let a = col
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .unwrap();
+        (!arrow_array::Array::is_null(a, row)).then(|| a.value(row).to_owned())
+    };
+    assert_eq!(text("ssh_process_exe", 0).as_deref(), Some("/usr/bin/curl"));
+    assert_eq!(text("ssh_process_cwd", 0).as_deref(), Some("/tmp"));
+    assert_eq!(
+        text("ssh_connect_address", 1).as_deref(),
+        Some("169.254.169.254")
+    );
+    assert_eq!(
+        text("ssh_process_killed", 2).as_deref(),
+        Some("/usr/bin/touch")
+    );
+    assert_eq!(text("ssh_connect_address", 0), None);
+    assert_eq!(class_uid(&events[0]), 1007, "Process Activity");
+    assert_eq!(class_uid(&events[1]), 4001, "Network Activity");
+    let o = to_ocsf(&events[1]);
+    assert_eq!(o["dst_endpoint"]["ip"], "169.254.169.254");
+    assert_eq!(o["dst_endpoint"]["port"], 80);
+    assert_eq!(to_ocsf(&events[2])["activity_id"], 2, "Terminate");
+}
