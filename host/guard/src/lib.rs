@@ -43,7 +43,8 @@ pub fn main_from_env() -> Result<i32, StartError> {
     let socket = std::env::var(SOCKET_ENV).map_err(|_| {
         StartError(format!(
             "this account is guarded: sessions must come through the Gatehouse gateway \
-             ({SOCKET_ENV} is not set)"
+             ({SOCKET_ENV} is not set: the login did not come through the gateway, or \
+             sshd lacks `AcceptEnv GATEHOUSE_GUARD_*`; see `gatehouse guard install`)"
         ))
     })?;
     let token = std::env::var(TOKEN_ENV).unwrap_or_default();

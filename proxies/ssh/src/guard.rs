@@ -25,6 +25,9 @@ pub const TOKEN_ENV: &str = "GATEHOUSE_GUARD_TOKEN";
 pub const ENV_PREFIX: &str = "GATEHOUSE_GUARD_";
 /// Longest line a guard may send (argv is capped at 1 MiB by the guard).
 const MAX_LINE: usize = 4 << 20;
+/// Most questions of one guard being judged at once; beyond it a question is refused
+/// at once (a host that floods the gateway gets refusals, not memory).
+const MAX_IN_FLIGHT: usize = 256;
 
 /// One connection's guard socket and the tokens of its channels.
 #[derive(Debug)]
@@ -236,6 +239,7 @@ pub async fn serve(ctx: Arc<Ctx>, hub: Arc<GuardHub>, channel: russh::Channel<Ms
     });
     let mut buf: Vec<u8> = Vec::new();
     let mut channel_id: Option<u32> = None;
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     'read: while let Some(msg) = rx.wait().await {
         let data = match msg {
             ChannelMsg::Data { data } => data,
@@ -280,11 +284,20 @@ pub async fn serve(ctx: Arc<Ctx>, hub: Arc<GuardHub>, channel: russh::Channel<Ms
                 continue;
             };
             let is_notice = req.process.as_ref().is_some_and(|p| p.killed.is_some());
+            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                let _ = out_tx.send(answer(
+                    id,
+                    false,
+                    Some("too many questions from this host at once"),
+                ));
+                continue;
+            };
             let ctx = ctx.clone();
             let out_tx = out_tx.clone();
             // Each question is judged on its own task: a held approval does not stop
             // the session's other processes.
             tokio::spawn(async move {
+                let _permit = permit;
                 let decided = ctx
                     .engine
                     .decide(&ctx.session, shown, ctx.request(req))
