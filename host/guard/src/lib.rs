@@ -19,6 +19,10 @@ pub const SOCKET_ENV: &str = "GATEHOUSE_GUARD_SOCKET";
 /// Environment variable carrying the session's token.
 pub const TOKEN_ENV: &str = "GATEHOUSE_GUARD_TOKEN";
 
+/// Variables the session's processes never see: the guard's own, and the command
+/// sshd would not have set without the `ForceCommand`.
+const GUARD_ONLY_ENV: &[&str] = &[SOCKET_ENV, TOKEN_ENV, "SSH_ORIGINAL_COMMAND"];
+
 /// Where distributions install OpenSSH's stand-alone SFTP server.
 const SFTP_SERVERS: &[&str] = &[
     "/usr/lib/openssh/sftp-server",
@@ -72,11 +76,7 @@ pub fn main_from_env() -> Result<i32, StartError> {
             supervise::Session {
                 program: (*server).to_owned(),
                 argv: vec![(*server).to_owned()],
-                env_remove: vec![
-                    SOCKET_ENV.to_owned(),
-                    TOKEN_ENV.to_owned(),
-                    "SSH_ORIGINAL_COMMAND".to_owned(),
-                ],
+                env_remove: GUARD_ONLY_ENV.iter().map(|k| (*k).to_owned()).collect(),
                 guard_socket: Some(socket),
             },
         )
@@ -92,11 +92,7 @@ pub fn main_from_env() -> Result<i32, StartError> {
     let session = supervise::Session {
         program: shell,
         argv,
-        env_remove: vec![
-            SOCKET_ENV.to_owned(),
-            TOKEN_ENV.to_owned(),
-            "SSH_ORIGINAL_COMMAND".to_owned(),
-        ],
+        env_remove: GUARD_ONLY_ENV.iter().map(|k| (*k).to_owned()).collect(),
         guard_socket: Some(socket),
     };
     supervise::run(gateway, session).map_err(|e| StartError(e.to_string()))

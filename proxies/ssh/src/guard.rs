@@ -109,7 +109,7 @@ fn quote_argv(argv: &[String]) -> String {
 }
 
 fn basename(p: &str) -> String {
-    p.rsplit('/').next().unwrap_or(p).to_owned()
+    crate::shell::basename(p).to_owned()
 }
 
 /// The request a guard's question stands for, and the text of its event.
