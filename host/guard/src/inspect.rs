@@ -104,14 +104,20 @@ pub struct Program {
     pub anonymous: bool,
 }
 
-/// Resolves an exec's target. `dirfd` is `AT_FDCWD` for `execve`.
-pub fn resolve(pid: i32, dirfd: i32, path: &[u8], flags: u64) -> Result<Program, Unjudgeable> {
+/// Resolves an exec's target for thread `pid` of process `process`. `dirfd` is
+/// `AT_FDCWD` for `execve`.
+pub fn resolve(
+    pid: i32,
+    process: i32,
+    dirfd: i32,
+    path: &[u8],
+    flags: u64,
+) -> Result<Program, Unjudgeable> {
     let given = String::from_utf8_lossy(path).into_owned();
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
     // `/proc/self` read from here would be the guard: name the caller instead. (A
     // symlink that leads there indirectly resolves to the guard's file; the exec
     // stop then sees another image than the one judged and kills the process.)
-    let process = tgid(pid).unwrap_or(pid);
     let given_for_lookup = if let Some(rest) = given.strip_prefix("/proc/self/") {
         format!("/proc/{process}/{rest}")
     } else if let Some(rest) = given.strip_prefix("/proc/thread-self/") {
@@ -243,10 +249,11 @@ pub struct Ancestor {
     pub exe: String,
 }
 
-/// Process ids and programs from the caller's parent up to (not including) `stop`.
-pub fn ancestors(pid: i32, stop: i32) -> Vec<Ancestor> {
+/// Process ids and programs from the parent of `process` up to (not including)
+/// `stop`.
+pub fn ancestors(process: i32, stop: i32) -> Vec<Ancestor> {
     let mut out = Vec::new();
-    let mut at = ppid(tgid(pid).unwrap_or(pid));
+    let mut at = ppid(process);
     while let Some(p) = at {
         if p == stop || p <= 1 || out.len() >= 32 {
             break;

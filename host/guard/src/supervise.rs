@@ -221,23 +221,21 @@ fn exec(
     if !sys::notif_id_valid(listener, n.id) {
         return Ok(Answer::Fail(libc::ESRCH));
     }
-    let program = inspect::resolve(n.pid, dirfd, &path, flags)?;
+    // The calling thread's process, read once for the question, the path and the
+    // parent chain.
+    let process = inspect::tgid(n.pid).unwrap_or(n.pid);
+    let program = inspect::resolve(n.pid, process, dirfd, &path, flags)?;
     let q = Question::Exec {
-        pid: inspect::tgid(n.pid).unwrap_or(n.pid),
+        pid: process,
         path: program.path.clone(),
         exe: program.exe.clone(),
         interpreter: program.interpreter.clone(),
         anonymous: program.anonymous,
         argv: argv.clone(),
         cwd,
-        parents: inspect::ancestors(n.pid, shared.guard_pid),
+        parents: inspect::ancestors(process, shared.guard_pid),
     };
-    let a = shared.gateway.ask(&q);
-    if !a.allow {
-        say(a
-            .message
-            .as_deref()
-            .unwrap_or("exec refused by the gateway policy"));
+    if !allowed(shared, &q, "exec") {
         return Ok(Answer::Fail(libc::EACCES));
     }
     shared
@@ -246,6 +244,17 @@ fn exec(
         .unwrap_or_else(PoisonError::into_inner)
         .insert(n.pid, Expect { program, argv });
     Ok(Answer::Continue)
+}
+
+/// Asks the gateway; a refusal is shown on the session's stderr.
+fn allowed(shared: &Shared, q: &Question, what: &str) -> bool {
+    let a = shared.gateway.ask(q);
+    if !a.allow {
+        say(&a
+            .message
+            .unwrap_or_else(|| format!("{what} refused by the gateway policy")));
+    }
+    a.allow
 }
 
 fn connect(shared: &Shared, listener: RawFd, n: &Notification) -> Result<Answer, Unjudgeable> {
@@ -272,26 +281,21 @@ fn connect(shared: &Shared, listener: RawFd, n: &Notification) -> Result<Answer,
             port,
         } => (family.to_owned(), address, port),
     };
+    let process = inspect::tgid(n.pid).unwrap_or(n.pid);
     let q = Question::Connect {
-        pid: inspect::tgid(n.pid).unwrap_or(n.pid),
+        pid: process,
         exe: inspect::running(n.pid).map(|(e, _)| e).unwrap_or_default(),
         family,
         address,
         port,
-        parents: inspect::ancestors(n.pid, shared.guard_pid),
+        parents: inspect::ancestors(process, shared.guard_pid),
     };
-    let a = shared.gateway.ask(&q);
-    if !a.allow {
-        say(a
-            .message
-            .as_deref()
-            .unwrap_or("connect refused by the gateway policy"));
+    if !allowed(shared, &q, "connect") {
         return Ok(Answer::Fail(libc::EACCES));
     }
     // Connect the caller's own socket to the address that was judged, from here:
     // the caller's memory may have changed since it was read, the judged bytes have
     // not.
-    let process = inspect::tgid(n.pid).unwrap_or(n.pid);
     let sock = sys::steal_fd(process, fd)?;
     Ok(match sys::connect_raw(sock.as_raw_fd(), &raw) {
         Ok(()) => Answer::Value(0),

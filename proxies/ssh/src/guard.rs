@@ -112,6 +112,19 @@ fn basename(p: &str) -> String {
     crate::shell::basename(p).to_owned()
 }
 
+/// A request about the one program `process.exe` (a connect, a task-limit notice).
+fn one_program(kind: SshRequestKind, channel: u32, process: SshProcess) -> SshRequest {
+    let name = basename(&process.exe);
+    SshRequest {
+        kind,
+        channel,
+        program: Some(name.clone()),
+        programs: vec![name],
+        process: Some(process),
+        ..SshRequest::default()
+    }
+}
+
 /// The request a guard's question stands for, and the text of its event.
 fn request(channel: u32, q: &serde_json::Value) -> Option<(String, SshRequest)> {
     let op = q.get("op")?.as_str()?;
@@ -174,14 +187,13 @@ fn request(channel: u32, q: &serde_json::Value) -> Option<(String, SshRequest)> 
                 .get("max_tasks")
                 .and_then(serde_json::Value::as_u64)
                 .unwrap_or(0);
+            let shown = format!("task limit: {} killed", basename(&exe));
             Some((
-                format!("task limit: {} killed", basename(&exe)),
-                SshRequest {
-                    kind: SshRequestKind::Process,
+                shown,
+                one_program(
+                    SshRequestKind::Process,
                     channel,
-                    program: Some(basename(&exe)),
-                    programs: vec![basename(&exe)],
-                    process: Some(SshProcess {
+                    SshProcess {
                         pid,
                         exe,
                         parents,
@@ -189,9 +201,8 @@ fn request(channel: u32, q: &serde_json::Value) -> Option<(String, SshRequest)> 
                             "the session's limit of {max} processes and threads"
                         )),
                         ..SshProcess::default()
-                    }),
-                    ..SshRequest::default()
-                },
+                    },
+                ),
             ))
         }
         "connect" => {
@@ -201,23 +212,21 @@ fn request(channel: u32, q: &serde_json::Value) -> Option<(String, SshRequest)> 
                 .and_then(serde_json::Value::as_u64)
                 .and_then(|p| u16::try_from(p).ok())
                 .unwrap_or(0);
+            let shown = format!("connect {address} port {port} ({})", basename(&exe));
             Some((
-                format!("connect {address} port {port} ({})", basename(&exe)),
-                SshRequest {
-                    kind: SshRequestKind::Connect,
+                shown,
+                one_program(
+                    SshRequestKind::Connect,
                     channel,
-                    program: Some(basename(&exe)),
-                    programs: vec![basename(&exe)],
-                    process: Some(SshProcess {
+                    SshProcess {
                         pid,
                         exe,
                         parents,
                         address: Some(address),
                         port: Some(port),
                         ..SshProcess::default()
-                    }),
-                    ..SshRequest::default()
-                },
+                    },
+                ),
             ))
         }
         _ => None,
