@@ -142,6 +142,11 @@ fn text(events: &[&Event]) -> String {
                             p.port.unwrap_or(0),
                             p.exe
                         ),
+                        SshRequestKind::Spawn => format!(
+                            "{} made the session's task number {}",
+                            p.exe,
+                            p.tasks.unwrap_or(0)
+                        ),
                         _ if p.killed.is_some() => format!(
                             "killed at exec: loaded {} instead of {}",
                             p.killed.as_deref().unwrap_or("-"),

@@ -578,6 +578,18 @@ pub static COLUMNS: &[Column] = &[
             .and_then(|p| p.killed.as_deref()))
     ),
     col!(
+        "ssh_process_tasks",
+        U32,
+        true,
+        "guarded host: live processes and threads of the session on a `spawn` request",
+        |e| Cell::Int(
+            e.ssh()
+                .and_then(|x| x.process.as_ref())
+                .and_then(|p| p.tasks)
+                .map(u64::from)
+        )
+    ),
+    col!(
         "ssh_connect_address",
         Str,
         true,

@@ -701,6 +701,16 @@ fn ssh_request<'a>(
                 (PROCESS, 1, "Launch")
             }
         }
+        SshRequestKind::Spawn => {
+            // A guarded session's growth past another step of tasks: a process made
+            // a new one (fork without exec).
+            r.process = Some(Process {
+                cmd_line: command,
+                name: s.program.as_deref(),
+            });
+            r.device = Some(device);
+            (PROCESS, 1, "Launch")
+        }
         SshRequestKind::Connect => {
             let p = s.process.as_ref();
             r.process = Some(Process {

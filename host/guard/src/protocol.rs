@@ -50,6 +50,18 @@ pub enum Question {
         /// Parent chain, nearest first.
         parents: Vec<Ancestor>,
     },
+    /// The session grew past another step of live tasks (processes and threads):
+    /// may it go on growing? Asked once per step, never waited for by the process.
+    Spawn {
+        /// Process id of the process whose fork made the count.
+        pid: i32,
+        /// Its program.
+        exe: String,
+        /// Live tasks of the session, the new one included.
+        tasks: usize,
+        /// Parent chain, nearest first.
+        parents: Vec<Ancestor>,
+    },
     /// An outbound connect.
     Connect {
         /// Process id of the caller.
@@ -71,8 +83,6 @@ pub enum Question {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum Notice {
-    /// A process was killed at its exec because the program or argv the kernel
-    /// loaded was not the one judged (the argv race, ADR 0023).
     /// The session reached its task ceiling: the forking process and its new child
     /// were killed (a fork bomb ends here).
     Limit {
@@ -83,6 +93,8 @@ pub enum Notice {
         /// The ceiling.
         max_tasks: usize,
     },
+    /// A process was killed at its exec because the program or argv the kernel
+    /// loaded was not the one judged (the argv race, ADR 0023).
     Killed {
         /// Process id.
         pid: i32,
@@ -140,6 +152,8 @@ pub struct Gateway {
     pending: Arc<Mutex<Pending>>,
     /// The session's ceiling on live tasks (from the gateway's hello answer).
     pub max_tasks: usize,
+    /// Live tasks between `spawn` questions (from the hello answer).
+    pub tasks_step: usize,
 }
 
 #[derive(Serialize)]
@@ -157,11 +171,16 @@ struct HelloAnswer {
     message: Option<String>,
     #[serde(default)]
     max_tasks: Option<usize>,
+    #[serde(default)]
+    tasks_step: Option<usize>,
 }
 
 /// Most tasks (processes and threads) a session may have when the gateway names no
 /// limit.
 pub const DEFAULT_MAX_TASKS: usize = 1024;
+
+/// Live tasks between `spawn` questions when the gateway names no step.
+pub const DEFAULT_TASKS_STEP: usize = 16;
 
 impl Gateway {
     /// Connects to `socket` and introduces the guard with the session's `token`.
@@ -196,6 +215,7 @@ impl Gateway {
             writer: Arc::new(Mutex::new(stream)),
             pending: Arc::new(Mutex::new(Pending::default())),
             max_tasks: hello.max_tasks.unwrap_or(DEFAULT_MAX_TASKS).max(1),
+            tasks_step: hello.tasks_step.unwrap_or(DEFAULT_TASKS_STEP).max(1),
         };
         let pending = gw.pending.clone();
         std::thread::Builder::new()

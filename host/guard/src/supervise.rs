@@ -1,15 +1,18 @@
 //! Runs the session's command under the filter and answers for it.
 //!
-//! Three threads: the tracer (starts the command, then follows every process of the
+//! Four threads: the tracer (starts the command, then follows every process of the
 //! session with ptrace and checks each exec once the new image is loaded), the
-//! listener (receives seccomp notifications and hands each to a worker), and one
+//! listener (receives seccomp notifications and hands each to a worker), one
 //! worker per waiting call (asks the gateway, which may hold a call for approval
-//! while others go on).
+//! while others go on), and the task counter's (asks the gateway each time the
+//! session grows past another step of live tasks).
 
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::filter::{self, nr};
@@ -24,9 +27,25 @@ struct Expect {
     argv: Vec<String>,
 }
 
+/// The session's live task count against the policy (ADR 0023): the first time the
+/// session grows past each multiple of `step` tasks, the guard asks the gateway (a
+/// `spawn` question with the count, `ssh.process.tasks` in rules; the forking
+/// process does not wait). A refused count `n` lowers the ceiling to `n - 1`, and
+/// from then on a fork over it ends the forking process and its child. The target's
+/// `guard_max_tasks` is the ceiling the policy starts from.
+struct Tasks {
+    /// A fork that brings the live count above this is killed.
+    ceiling: AtomicUsize,
+    /// Tasks between questions.
+    step: usize,
+    /// To the thread that asks, in order: the forking thread and the live count.
+    ask: mpsc::Sender<(i32, usize)>,
+}
+
 /// State shared by the tracer and the workers.
 struct Shared {
     gateway: Gateway,
+    tasks: Tasks,
     /// Allowed execs not yet seen at their exec stop, by calling thread id.
     expected: Mutex<HashMap<i32, Expect>>,
     /// The guard's own pid (the top of every parent chain).
@@ -58,7 +77,13 @@ fn say(message: &str) {
 pub fn run(gateway: Gateway, session: Session) -> io::Result<i32> {
     sys::set_not_dumpable()?;
     sys::set_child_subreaper()?;
+    let (ask, asks) = mpsc::channel();
     let shared = Arc::new(Shared {
+        tasks: Tasks {
+            ceiling: AtomicUsize::new(gateway.max_tasks),
+            step: gateway.tasks_step,
+            ask,
+        },
         gateway,
         expected: Mutex::new(HashMap::new()),
         guard_pid: sys::getpid(),
@@ -115,6 +140,12 @@ pub fn run(gateway: Gateway, session: Session) -> io::Result<i32> {
         std::thread::Builder::new()
             .name("listener".into())
             .spawn(move || listen(&shared, &listener))?;
+    }
+    {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("tasks".into())
+            .spawn(move || count_tasks(&shared, &asks))?;
     }
     sys::write_byte(ours.as_raw_fd(), 1)?;
     let code = trace(&shared, child);
@@ -303,6 +334,25 @@ fn connect(shared: &Shared, listener: RawFd, n: &Notification) -> Result<Answer,
     })
 }
 
+/// Asks the gateway about each count the tracer sends (a `spawn` question), in
+/// order; a refused count (or no gateway) lowers the ceiling below it.
+fn count_tasks(shared: &Shared, asks: &mpsc::Receiver<(i32, usize)>) {
+    let t = &shared.tasks;
+    for (thread, count) in asks {
+        let pid = inspect::tgid(thread).unwrap_or(thread);
+        let q = Question::Spawn {
+            pid,
+            exe: inspect::running(thread).map(|(e, _)| e).unwrap_or_default(),
+            tasks: count,
+            parents: inspect::ancestors(pid, shared.guard_pid),
+        };
+        if !allowed(shared, &q, "the session's growth") {
+            t.ceiling
+                .fetch_min(count.saturating_sub(1).max(1), Ordering::AcqRel);
+        }
+    }
+}
+
 /// Whether the argv the kernel loaded is the one judged. For a script the kernel
 /// puts the interpreter (and its argument) and the script's path first and keeps the
 /// rest.
@@ -322,6 +372,9 @@ fn trace(shared: &Shared, top: i32) -> i32 {
     // Live tasks of the session (processes and threads), for the ceiling.
     let mut live: std::collections::HashSet<i32> = std::collections::HashSet::from([top]);
     let mut limit_reported = false;
+    let t = &shared.tasks;
+    // The next count to ask about: each multiple of the step, passed once.
+    let mut ask_above = t.step;
     loop {
         let (pid, status) = match sys::wait_any() {
             Ok(v) => v,
@@ -359,23 +412,31 @@ fn trace(shared: &Shared, top: i32) -> i32 {
                     .and_then(|c| i32::try_from(c).ok())
                 {
                     live.insert(child);
-                    if live.len() > shared.gateway.max_tasks {
+                    let ceiling = t.ceiling.load(Ordering::Acquire);
+                    if live.len() > ceiling {
                         // Over the ceiling: the new task and the one that made it end.
                         sys::kill(child, libc::SIGKILL);
                         sys::kill(pid, libc::SIGKILL);
                         if !limit_reported {
                             limit_reported = true;
-                            let exe = inspect::running(pid).map(|(e, _)| e).unwrap_or_default();
+                            let exe = inspect::running(pid)
+                                .map(|(e, _)| e)
+                                .unwrap_or_else(|_| "a process that has ended".to_owned());
                             say(&format!(
-                                "the session reached its limit of {} processes and threads; \
-                                 `{exe}` (pid {pid}) and the task it started were killed",
-                                shared.gateway.max_tasks
+                                "the session reached its limit of {ceiling} processes and threads; \
+                                 `{exe}` (pid {pid}) and the task it started were killed"
                             ));
                             shared.gateway.notify(&Notice::Limit {
                                 pid,
                                 exe,
-                                max_tasks: shared.gateway.max_tasks,
+                                max_tasks: ceiling,
                             });
+                        }
+                    } else if live.len() > ask_above {
+                        ask_above += t.step;
+                        if t.ask.send((pid, live.len())).is_err() {
+                            // No one to ask: the policy cannot allow more.
+                            t.ceiling.fetch_min(live.len() - 1, Ordering::AcqRel);
                         }
                     }
                 }

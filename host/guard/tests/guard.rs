@@ -78,6 +78,7 @@ impl Judge {
                                 serde_json::json!({"id": m["id"], "allow": !deny,
                                     "message": format!("{base} is not allowed here")})
                             }
+                            Some("spawn") => serde_json::json!({"id": m["id"], "allow": true}),
                             Some("connect") => {
                                 let port = u16::try_from(m["port"].as_u64().unwrap()).unwrap();
                                 let deny = deny_ports.contains(&port);
@@ -453,6 +454,21 @@ fn a_fork_bomb_is_bounded_by_the_sessions_task_limit_and_ends_with_it() {
         .collect();
     assert_eq!(notices.len(), 1, "{notices:?}");
     assert_eq!(notices[0]["max_tasks"], 64);
+    // On its way up, the policy was asked each time the session grew past another
+    // 16 tasks (the judge allowed each), the first time at 17.
+    let counts: Vec<u64> = judge
+        .questions
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m["op"] == "spawn")
+        .map(|m| m["tasks"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts.first(), Some(&17), "{counts:?}");
+    assert!(
+        counts.windows(2).all(|w| w[1] > w[0] && w[1] > 16),
+        "one question per step, each for a larger count: {counts:?}"
+    );
     // Nothing of the bomb outlives the session.
     std::thread::sleep(std::time::Duration::from_millis(300));
     let left = Command::new("pgrep").args(["-f", &tag]).output().unwrap();

@@ -2,7 +2,7 @@
 //! forwards a Unix socket back through the connection that owns the session; each
 //! session channel's `gatehouse-guard` connects there, introduces itself with the
 //! token this channel was given, and asks before every exec and connect of every
-//! process it runs. Each question is a `process` or `connect` request of the session,
+//! process it runs. Each question is a `process`, `connect` or `spawn` request of the session,
 //! appended and judged like any other; the answer goes back on the same stream.
 
 use std::collections::HashMap;
@@ -25,6 +25,8 @@ pub const TOKEN_ENV: &str = "GATEHOUSE_GUARD_TOKEN";
 pub const ENV_PREFIX: &str = "GATEHOUSE_GUARD_";
 /// Longest line a guard may send (argv is capped at 1 MiB by the guard).
 const MAX_LINE: usize = 4 << 20;
+/// Live tasks between a guard's `spawn` questions (`ssh.process.tasks`).
+pub const TASKS_STEP: usize = 16;
 /// Most questions of one guard being judged at once; beyond it a question is refused
 /// at once (a host that floods the gateway gets refusals, not memory).
 const MAX_IN_FLIGHT: usize = 256;
@@ -112,7 +114,8 @@ fn basename(p: &str) -> String {
     crate::shell::basename(p).to_owned()
 }
 
-/// A request about the one program `process.exe` (a connect, a task-limit notice).
+/// A request about the one program `process.exe` (a connect, a spawn, a task-limit
+/// notice).
 fn one_program(kind: SshRequestKind, channel: u32, process: SshProcess) -> SshRequest {
     let name = basename(&process.exe);
     SshRequest {
@@ -205,6 +208,31 @@ fn request(channel: u32, q: &serde_json::Value) -> Option<(String, SshRequest)> 
                 ),
             ))
         }
+        "spawn" => {
+            let tasks = q
+                .get("tasks")
+                .and_then(serde_json::Value::as_u64)
+                .map(|t| u32::try_from(t).unwrap_or(u32::MAX));
+            let shown = format!(
+                "spawn: {} makes task {}",
+                basename(&exe),
+                tasks.unwrap_or(0)
+            );
+            Some((
+                shown,
+                one_program(
+                    SshRequestKind::Spawn,
+                    channel,
+                    SshProcess {
+                        pid,
+                        exe,
+                        parents,
+                        tasks,
+                        ..SshProcess::default()
+                    },
+                ),
+            ))
+        }
         "connect" => {
             let address = text(q, "address");
             let port = q
@@ -278,7 +306,7 @@ pub async fn serve(ctx: Arc<Ctx>, hub: Arc<GuardHub>, channel: russh::Channel<Ms
                 };
                 channel_id = Some(c);
                 let _ = out_tx.send(format!(
-                    "{{\"ok\":true,\"max_tasks\":{}}}\n",
+                    "{{\"ok\":true,\"max_tasks\":{},\"tasks_step\":{TASKS_STEP}}}\n",
                     ctx.target.guard_max_tasks
                 ));
                 continue;

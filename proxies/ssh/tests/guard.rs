@@ -28,8 +28,12 @@ fn guarded_setup(canary: u16, socket_dir: &std::path::Path) -> Setup {
         rules: format!(
             r#"
 rule allow_all {{
-  when ssh.kind in [session_open, exec, shell, shell_line, sftp, env, process, connect]
+  when ssh.kind in [session_open, exec, shell, shell_line, sftp, env, process, connect, spawn]
   then allow
+}}
+rule no_fork_bombs {{
+  when ssh.kind == spawn and ssh.process.tasks > 48
+  then block "a session runs at most 48 processes and threads"
 }}
 rule no_downloaders_on_hosts {{
   when ssh.kind == process and ssh.program in ["curl", "wget"]
@@ -341,4 +345,93 @@ async fn when_the_gateway_goes_away_mid_session_nothing_more_runs_on_the_host() 
         !after.exists(),
         "an exec ran on the host after the gateway went away"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_bomb_ends_against_the_ceiling_a_rule_sets() {
+    let sockets = tempfile::tempdir().unwrap();
+    let f = fixture_with(guarded_setup(9, sockets.path())).await;
+    let token = f.token("bot", "web").await;
+    let tag = format!("gh-rule-bomb-{}", std::process::id());
+    // A bash fork bomb: functions fork without exec, so only the task count sees it.
+    let out = run(f.ssh(
+        &token,
+        "bot",
+        &[&format!(
+            "bash -c 'exec -a {tag} bash -c \":(){{ :|:& }};:; sleep 2\"'; echo survived"
+        )],
+    ))
+    .await;
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        stdout.contains("survived"),
+        "the session goes on:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("a session runs at most 48 processes and threads"),
+        "the rule's refusal is shown:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("limit of 48 processes and threads"),
+        "the refused count became the ceiling:\n{stderr}"
+    );
+    // Nothing of the bomb outlives the session, on the host.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", &tag])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "bomb processes outlived the session: {}",
+        text(&left.stdout)
+    );
+    // In the log: the growth was asked about at each step, allowed up to 48, refused
+    // past it by the rule; then the ceiling's notice.
+    let events = f.events();
+    let decided = |id| {
+        events.iter().find_map(|e| match &e.payload {
+            Payload::DecisionMade(d) if d.request == Some(id) => {
+                Some((d.effect, d.decided_by.clone()))
+            }
+            _ => None,
+        })
+    };
+    let spawns: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Payload::RequestObserved(r) => match &r.detail {
+                RequestDetail::Ssh(s) if s.kind == SshRequestKind::Spawn => {
+                    let tasks = s.process.as_ref().and_then(|p| p.tasks).unwrap();
+                    Some((tasks, decided(e.id).unwrap()))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        spawns.first().map(|s| s.0),
+        Some(17),
+        "first asked past 16: {spawns:?}"
+    );
+    assert!(
+        spawns
+            .iter()
+            .all(|(n, (effect, _))| (*n <= 48) == (*effect == Effect::Allow)),
+        "allowed exactly up to 48: {spawns:?}"
+    );
+    assert!(
+        spawns.iter().any(|(n, (effect, by))| *n > 48
+            && *effect == Effect::Block
+            && by.iter().any(|r| r == "no_fork_bombs")),
+        "refused past 48 by the rule: {spawns:?}"
+    );
+    let notice = events.iter().any(|e| match &e.payload {
+        Payload::RequestObserved(r) => matches!(&r.detail, RequestDetail::Ssh(s)
+            if s.process.as_ref().and_then(|p| p.killed.as_deref())
+                == Some("the session's limit of 48 processes and threads")),
+        _ => false,
+    });
+    assert!(notice, "the ceiling's notice is in the log");
 }

@@ -212,6 +212,11 @@ impl EventContext<'_> {
                 .process
                 .as_ref()
                 .map_or(Value::Missing, |p| opt(&p.killed)),
+            id::SSH_PROCESS_TASKS => s
+                .process
+                .as_ref()
+                .and_then(|p| p.tasks)
+                .map_or(Value::Missing, |t| Value::Int(i64::from(t))),
             id::SSH_CONNECT_ADDRESS => s
                 .process
                 .as_ref()

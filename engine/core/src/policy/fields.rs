@@ -118,6 +118,7 @@ catalogue! {
     SSH_PROCESS_INTERPRETER = ("ssh.process.interpreter", Str, false, "guarded host: the interpreter the kernel runs for a `#!` script; missing for binaries");
     SSH_PROCESS_ANONYMOUS = ("ssh.process.anonymous", Bool, false, "guarded host: the exec runs a program that is not a file on disk (a memfd or a deleted file)");
     SSH_PROCESS_KILLED = ("ssh.process.killed", Str, false, "guarded host: set on the notice of a process killed at its exec because the kernel loaded another image or argv than the one judged: what it loaded");
+    SSH_PROCESS_TASKS = ("ssh.process.tasks", Int, false, "guarded host: live processes and threads of the session, the new one included (`ssh.kind` `spawn`: asked each time the session grows past another 16); a refused count becomes the session's ceiling, so `block` here bounds fork bombs");
     SSH_CONNECT_ADDRESS = ("ssh.connect.address", Str, false, "guarded host: destination address of a connect (an IPv4-mapped IPv6 address as IPv4)");
     SSH_CONNECT_PORT = ("ssh.connect.port", Int, false, "guarded host: destination port of a connect");
     K8S_VERB = ("k8s.verb", FieldType::Enum(K8S_VERBS), false, "Kubernetes verb");

@@ -492,6 +492,10 @@ impl Runner {
                 "ssh.process.killed" => {
                     s.process.get_or_insert_default().killed = Some(scalar(v)?);
                 }
+                "ssh.process.tasks" => {
+                    s.process.get_or_insert_default().tasks =
+                        Some(u32::try_from(int(v)?).map_err(|_| "bad task count")?);
+                }
                 "ssh.connect.address" => {
                     s.process.get_or_insert_default().address = Some(scalar(v)?);
                 }
@@ -653,6 +657,7 @@ fn ssh_kind(s: &str) -> Option<SshRequestKind> {
         "forwarding" => SshRequestKind::Forwarding,
         "process" => SshRequestKind::Process,
         "connect" => SshRequestKind::Connect,
+        "spawn" => SshRequestKind::Spawn,
         _ => return None,
     })
 }

@@ -27,6 +27,9 @@ pub enum SshRequestKind {
     Process,
     /// A process of a guarded session is about to connect out (`gatehouse-guard`).
     Connect,
+    /// A guarded session grew past another step of live processes and threads
+    /// (`gatehouse-guard`): may it grow further?
+    Spawn,
 }
 
 impl SshRequestKind {
@@ -43,6 +46,7 @@ impl SshRequestKind {
         "forwarding",
         "process",
         "connect",
+        "spawn",
     ];
 
     /// Lowercase name.
@@ -59,6 +63,7 @@ impl SshRequestKind {
             SshRequestKind::Forwarding => "forwarding",
             SshRequestKind::Process => "process",
             SshRequestKind::Connect => "connect",
+            SshRequestKind::Spawn => "spawn",
         }
     }
 }
@@ -182,4 +187,7 @@ pub struct SshProcess {
     /// kernel loaded was not the one judged: what it loaded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub killed: Option<String>,
+    /// Spawn: the session's live processes and threads, the new one included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<u32>,
 }
