@@ -338,6 +338,16 @@ fn guarded_host_requests_survive_parquet_and_render_in_ocsf() {
                 ..SshProcess::default()
             },
         ),
+        event(
+            "spawn: bash makes task 49",
+            SshRequestKind::Spawn,
+            SshProcess {
+                pid: 4245,
+                exe: "/usr/bin/bash".into(),
+                tasks: Some(49),
+                ..SshProcess::default()
+            },
+        ),
     ];
     let batch = to_record_batch(&events).unwrap();
     assert_eq!(from_record_batch(&batch).unwrap(), events);
@@ -366,4 +376,15 @@ fn guarded_host_requests_survive_parquet_and_render_in_ocsf() {
     assert_eq!(o["dst_endpoint"]["ip"], "169.254.169.254");
     assert_eq!(o["dst_endpoint"]["port"], 80);
     assert_eq!(to_ocsf(&events[2])["activity_id"], 2, "Terminate");
+    let tasks = batch
+        .column_by_name("ssh_process_tasks")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow_array::UInt32Array>()
+        .unwrap()
+        .clone();
+    assert_eq!(arrow_array::Array::null_count(&tasks), 3);
+    assert_eq!(tasks.value(3), 49);
+    assert_eq!(class_uid(&events[3]), 1007, "Process Activity");
+    assert_eq!(to_ocsf(&events[3])["activity_id"], 1, "Launch");
 }
