@@ -7,7 +7,8 @@
 //!   cannot read, fails with `ENOSYS` and libc falls back to `clone`), writing
 //!   another process's memory (`ptrace`, `process_vm_writev`), `io_uring` (it
 //!   connects without a system call the filter sees), TCP Fast Open (`sendto` and
-//!   `sendmsg` with `MSG_FASTOPEN` connect too), `uselib`.
+//!   `sendmsg` with `MSG_FASTOPEN` connect too), `uselib`, `userfaultfd` (memory
+//!   whose reads never finish would stall the guard reading an exec's argv).
 //! - Any other architecture's system calls (32-bit `int 0x80`) kill the process;
 //!   x32 calls fail with `ENOSYS`.
 
@@ -56,6 +57,7 @@ pub mod nr {
     pub(super) const SENDMSG: u32 = 46;
     pub(super) const SENDMMSG: u32 = 307;
     pub(super) const USELIB: u32 = 134;
+    pub(super) const USERFAULTFD: u32 = 323;
 }
 
 const CLONE_UNTRACED: u32 = 0x0080_0000;
@@ -119,6 +121,7 @@ pub fn program() -> Vec<Insn> {
     on(&mut p, PROCESS_VM_WRITEV, ret_errno(libc::EPERM));
     on(&mut p, IO_URING_SETUP, ret_errno(libc::EPERM));
     on(&mut p, USELIB, ret_errno(libc::EPERM));
+    on(&mut p, USERFAULTFD, ret_errno(libc::EPERM));
     on_flag(&mut p, SENDTO, 3, MSG_FASTOPEN, ret_errno(libc::EOPNOTSUPP));
     on_flag(
         &mut p,
@@ -199,6 +202,7 @@ mod tests {
         assert_eq!(run(&p, 317, x, [1, 8, 0, 0, 0, 0]), ret_errno(libc::EPERM));
         assert_eq!(run(&p, 101, x, z), ret_errno(libc::EPERM));
         assert_eq!(run(&p, 425, x, z), ret_errno(libc::EPERM));
+        assert_eq!(run(&p, 323, x, z), ret_errno(libc::EPERM), "userfaultfd");
         assert_eq!(run(&p, 44, x, z), RET_ALLOW);
         assert_eq!(
             run(&p, 44, x, [3, 0, 0, u64::from(MSG_FASTOPEN), 0, 0]),

@@ -138,23 +138,20 @@ pub fn resolve(
     } else {
         proc_dir.join(format!("fd/{dirfd}")).join(&given)
     };
-    let meta = std::fs::metadata(&link)?;
+    // The file itself, reached as the kernel will reach it (every symlink followed);
+    // its name is then the kernel's own for it: a real path, or a memfd's or deleted
+    // file's name.
+    let (file, meta) = open_path(&link)?;
     if !meta.is_file() {
         return Err(Unjudgeable::Errno(libc::EACCES));
     }
     let id = (meta.dev(), meta.ino());
-    let anonymous_target = |t: String| {
-        let anonymous =
-            !t.starts_with('/') || t.ends_with(" (deleted)") || t.starts_with("/memfd:");
-        (t, anonymous)
-    };
-    let (exe, anonymous) = match std::fs::canonicalize(&link) {
-        Ok(real) if !empty_path => (strip_root(pid, &real), false),
-        // A descriptor's file (fexecve, /proc/PID/fd/N): its name, or the memfd or
-        // deleted file it is.
-        _ => anonymous_target(std::fs::read_link(&link)?.to_string_lossy().into_owned()),
-    };
-    let (interpreter, runs) = interpreter_of(pid, &link, id)?;
+    let exe = std::fs::read_link(fd_path(&file))?
+        .to_string_lossy()
+        .into_owned();
+    let anonymous =
+        !exe.starts_with('/') || exe.ends_with(" (deleted)") || exe.starts_with("/memfd:");
+    let (interpreter, runs) = interpreter_of(pid, &fd_path(&file), id)?;
     Ok(Program {
         path: given,
         exe,
@@ -165,10 +162,24 @@ pub fn resolve(
     })
 }
 
-/// `canonicalize` through `/proc/PID/root` yields a path in the guard's view; the
-/// caller shares the guard's root (same mount namespace), so it is the same path.
-fn strip_root(_pid: i32, real: &Path) -> String {
-    real.to_string_lossy().into_owned()
+/// Opens `path` for its identity only (`O_PATH`: no read, no device opened, no FIFO
+/// waited on), following every symlink; the file and its metadata.
+fn open_path(path: &Path) -> io::Result<(std::fs::File, std::fs::Metadata)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(path)?;
+    let meta = file.metadata()?;
+    Ok((file, meta))
+}
+
+/// The guard's own name for an open file (`/proc/self/fd/N`). Paths through
+/// `/proc/PID/root` resolve in the guard's view; the caller shares the guard's root
+/// (same mount namespace), so it is the same path.
+fn fd_path(file: &std::fs::File) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }
 
 /// Follows `#!` lines as the kernel does.
@@ -185,8 +196,8 @@ fn interpreter_of(
             return Ok((interpreter, runs));
         };
         let link = PathBuf::from(format!("/proc/{pid}/root")).join(next.trim_start_matches('/'));
-        let real = std::fs::canonicalize(&link)?;
-        let meta = std::fs::metadata(&real)?;
+        let (file, meta) = open_path(&link)?;
+        let real = std::fs::read_link(fd_path(&file))?;
         runs = (meta.dev(), meta.ino());
         interpreter = Some(real.to_string_lossy().into_owned());
         current = real;
@@ -214,6 +225,12 @@ pub fn cwd(pid: i32) -> String {
     std::fs::read_link(format!("/proc/{pid}/cwd"))
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// Device and inode of the running image of `pid` (`/proc/PID/exe`).
+pub fn running_id(pid: i32) -> io::Result<(u64, u64)> {
+    let meta = std::fs::metadata(format!("/proc/{pid}/exe"))?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 /// The running image of `pid` (`/proc/PID/exe`) and its device and inode.
@@ -274,13 +291,22 @@ fn status_field(pid: i32, name: &str) -> Option<i32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// The parent of `pid`, from `/proc/PID/stat` (much cheaper for the kernel to write
+/// than `status`): the field after the state, after the command name's last `)`.
 fn ppid(pid: i32) -> Option<i32> {
-    status_field(pid, "PPid:")
+    let s = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let after = s.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(s.get(after + 1..)?).ok()?;
+    rest.split_ascii_whitespace().nth(1)?.parse().ok()
 }
 
-/// The thread group (process) of thread `tid`.
+/// The thread group (process) of thread `tid`: itself when it leads its group (one
+/// system call), else read from `status`.
 pub fn tgid(tid: i32) -> Option<i32> {
-    status_field(tid, "Tgid:")
+    match sys::leads_thread_group(tid)? {
+        true => Some(tid),
+        false => status_field(tid, "Tgid:"),
+    }
 }
 
 /// A connect's destination.

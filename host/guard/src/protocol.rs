@@ -138,9 +138,13 @@ impl Answer {
     }
 }
 
+/// What to do with an answer; runs on the thread that reads the gateway's answers,
+/// so it must not wait.
+pub type OnAnswer = Box<dyn FnOnce(Answer) + Send>;
+
 #[derive(Default)]
 struct Pending {
-    waiting: HashMap<u64, mpsc::Sender<Answer>>,
+    waiting: HashMap<u64, OnAnswer>,
     next: u64,
     closed: Option<String>,
 }
@@ -227,21 +231,35 @@ impl Gateway {
     /// Asks a question and waits for the answer. Any failure is a refusal.
     pub fn ask(&self, q: &Question) -> Answer {
         let (tx, rx) = mpsc::channel();
+        self.ask_then(
+            q,
+            Box::new(move |a| {
+                let _ = tx.send(a);
+            }),
+        );
+        rx.recv()
+            .unwrap_or_else(|_| Answer::refused("the gateway connection closed"))
+    }
+
+    /// Asks a question without waiting: `then` gets the answer (a refusal on any
+    /// failure) on the thread that reads answers, or here when the connection is
+    /// already gone.
+    pub fn ask_then(&self, q: &Question, then: OnAnswer) {
         let id = {
             let mut p = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(why) = &p.closed {
-                return Answer::refused(why);
+                let why = why.clone();
+                drop(p);
+                return then(Answer::refused(&why));
             }
             p.next += 1;
             let id = p.next;
-            p.waiting.insert(id, tx);
+            p.waiting.insert(id, then);
             id
         };
         if let Err(e) = self.send(&Envelope { id, body: q }) {
             self.close(&format!("cannot reach the gateway: {e}"));
         }
-        rx.recv()
-            .unwrap_or_else(|_| Answer::refused("the gateway connection closed"))
     }
 
     /// Sends a notice (no answer).
@@ -264,12 +282,15 @@ impl Gateway {
 }
 
 fn close(pending: &Mutex<Pending>, why: &str) {
-    let mut p = pending.lock().unwrap_or_else(PoisonError::into_inner);
-    if p.closed.is_none() {
-        p.closed = Some(why.to_owned());
-    }
-    for (_, tx) in p.waiting.drain() {
-        let _ = tx.send(Answer::refused(why));
+    let waiting: Vec<OnAnswer> = {
+        let mut p = pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if p.closed.is_none() {
+            p.closed = Some(why.to_owned());
+        }
+        p.waiting.drain().map(|(_, then)| then).collect()
+    };
+    for then in waiting {
+        then(Answer::refused(why));
     }
 }
 
@@ -285,13 +306,13 @@ fn read_answers(mut reader: BufReader<UnixStream>, pending: &Mutex<Pending>) {
         let Ok(answer) = serde_json::from_str::<Answer>(&line) else {
             break close(pending, "the gateway sent an answer the guard cannot read");
         };
-        let tx = pending
+        let then = pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .waiting
             .remove(&answer.id);
-        if let Some(tx) = tx {
-            let _ = tx.send(answer);
+        if let Some(then) = then {
+            then(answer);
         }
     }
 }

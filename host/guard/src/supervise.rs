@@ -1,11 +1,13 @@
 //! Runs the session's command under the filter and answers for it.
 //!
-//! Four threads: the tracer (starts the command, then follows every process of the
-//! session with ptrace and checks each exec once the new image is loaded), the
-//! listener (receives seccomp notifications and hands each to a worker), one
-//! worker per waiting call (asks the gateway, which may hold a call for approval
-//! while others go on), and the task counter's (asks the gateway each time the
-//! session grows past another step of live tasks).
+//! The threads: the tracer (starts the command, then follows every process of the
+//! session with ptrace and checks each exec once the new image is loaded); the
+//! listener (receives seccomp notifications; reads an exec's program and argv and
+//! sends the question itself, and hands a connect to a worker); the gateway's
+//! reader (answers an exec's notification as soon as the gateway's answer arrives,
+//! so a call held for approval holds no thread); one worker per waiting connect
+//! (which, once allowed, connects and may block); and the task counter's (asks the
+//! gateway each time the session grows past another step of live tasks).
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -137,6 +139,7 @@ pub fn run(gateway: Gateway, session: Session) -> io::Result<i32> {
     }
     {
         let shared = shared.clone();
+        let listener = Arc::new(listener);
         std::thread::Builder::new()
             .name("listener".into())
             .spawn(move || listen(&shared, &listener))?;
@@ -156,9 +159,10 @@ pub fn run(gateway: Gateway, session: Session) -> io::Result<i32> {
     Ok(code)
 }
 
-/// The listener: hands each notification to an idle worker, starting one when none
-/// is idle (a call held for approval keeps its worker; the others go on).
-fn listen(shared: &Arc<Shared>, listener: &OwnedFd) {
+/// The listener: asks about each exec itself (the answer is sent from the reader
+/// thread), and hands every other notification to an idle worker, starting one when
+/// none is idle (a connect held for approval keeps its worker; the others go on).
+fn listen(shared: &Arc<Shared>, listener: &Arc<OwnedFd>) {
     let fd = listener.as_raw_fd();
     let (tx, rx) = std::sync::mpsc::channel::<Notification>();
     let rx = Arc::new(Mutex::new(rx));
@@ -169,6 +173,10 @@ fn listen(shared: &Arc<Shared>, listener: &OwnedFd) {
             Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::ENOENT)) => continue,
             Err(_) => return,
         };
+        if matches!(n.nr, nr::EXECVE | nr::EXECVEAT) {
+            exec(shared, listener, &n);
+            continue;
+        }
         // Claim an idle worker, or start one: every queued call has a worker of its
         // own, never one busy with a held call.
         let claimed = idle
@@ -219,38 +227,64 @@ fn errno(u: Unjudgeable) -> Answer {
 
 fn judge(shared: &Shared, listener: RawFd, n: &Notification) -> Answer {
     let r = match n.nr {
-        nr::EXECVE => exec(shared, listener, n, libc::AT_FDCWD, n.args[0], n.args[1], 0),
-        nr::EXECVEAT => exec(
-            shared,
-            listener,
-            n,
-            i32::try_from(n.args[0] as i64).unwrap_or(-1),
-            n.args[1],
-            n.args[2],
-            n.args[4],
-        ),
         nr::CONNECT => connect(shared, listener, n),
         _ => Ok(Answer::Fail(libc::ENOSYS)),
     };
     r.unwrap_or_else(errno)
 }
 
-#[allow(clippy::too_many_arguments, reason = "one call's decoded arguments")]
-fn exec(
+/// An exec: reads what it will run and asks; the notification is answered when the
+/// gateway's answer arrives (on the reader thread), or at once if it cannot be judged.
+fn exec(shared: &Arc<Shared>, listener: &Arc<OwnedFd>, n: &Notification) {
+    let fd = listener.as_raw_fd();
+    let (q, expect) = match exec_question(shared, fd, n) {
+        Ok(v) => v,
+        Err(u) => {
+            let _ = sys::notif_send(fd, n.id, errno(u));
+            return;
+        }
+    };
+    let (shared2, listener, tid, id) = (shared.clone(), listener.clone(), n.pid, n.id);
+    shared.gateway.ask_then(
+        &q,
+        Box::new(move |a| {
+            let answer = if a.allow {
+                shared2
+                    .expected
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(tid, expect);
+                Answer::Continue
+            } else {
+                refused(a, "exec");
+                Answer::Fail(libc::EACCES)
+            };
+            let _ = sys::notif_send(listener.as_raw_fd(), id, answer);
+        }),
+    );
+}
+
+/// The question an exec raises, and what it must turn out to be once loaded.
+fn exec_question(
     shared: &Shared,
     listener: RawFd,
     n: &Notification,
-    dirfd: i32,
-    path_addr: u64,
-    argv_addr: u64,
-    flags: u64,
-) -> Result<Answer, Unjudgeable> {
+) -> Result<(Question, Expect), Unjudgeable> {
+    let (dirfd, path_addr, argv_addr, flags) = match n.nr {
+        nr::EXECVEAT => (
+            i32::try_from(n.args[0] as i64).unwrap_or(-1),
+            n.args[1],
+            n.args[2],
+            n.args[4],
+        ),
+        _ => (libc::AT_FDCWD, n.args[0], n.args[1], 0),
+    };
     let path = inspect::read_cstr(n.pid, path_addr, inspect::PATH_MAX)?;
     let argv = inspect::read_argv(n.pid, argv_addr)?;
     let cwd = inspect::cwd(n.pid);
     // What was read belongs to the caller only if it is still waiting.
     if !sys::notif_id_valid(listener, n.id) {
-        return Ok(Answer::Fail(libc::ESRCH));
+        return Err(Unjudgeable::Errno(libc::ESRCH));
     }
     // The calling thread's process, read once for the question, the path and the
     // parent chain.
@@ -266,26 +300,24 @@ fn exec(
         cwd,
         parents: inspect::ancestors(process, shared.guard_pid),
     };
-    if !allowed(shared, &q, "exec") {
-        return Ok(Answer::Fail(libc::EACCES));
-    }
-    shared
-        .expected
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(n.pid, Expect { program, argv });
-    Ok(Answer::Continue)
+    Ok((q, Expect { program, argv }))
 }
 
-/// Asks the gateway; a refusal is shown on the session's stderr.
+/// Shows a refusal on the session's stderr.
+fn refused(a: crate::protocol::Answer, what: &str) {
+    say(&a
+        .message
+        .unwrap_or_else(|| format!("{what} refused by the gateway policy")));
+}
+
+/// Asks the gateway and waits; a refusal is shown on the session's stderr.
 fn allowed(shared: &Shared, q: &Question, what: &str) -> bool {
     let a = shared.gateway.ask(q);
-    if !a.allow {
-        say(&a
-            .message
-            .unwrap_or_else(|| format!("{what} refused by the gateway policy")));
+    let allow = a.allow;
+    if !allow {
+        refused(a, what);
     }
-    a.allow
+    allow
 }
 
 fn connect(shared: &Shared, listener: RawFd, n: &Notification) -> Result<Answer, Unjudgeable> {
@@ -474,13 +506,13 @@ fn exec_stop(shared: &Shared, pid: i32) -> bool {
             .unwrap_or_else(PoisonError::into_inner);
         m.remove(&caller).or_else(|| m.remove(&pid))
     };
-    let loaded = inspect::running(pid);
+    let loaded_id = inspect::running_id(pid).ok();
     let argv = inspect::cmdline(pid).unwrap_or_default();
-    let (loaded_exe, loaded_id) = loaded.unwrap_or_default();
     let ok = expect
         .as_ref()
-        .is_some_and(|e| e.program.runs == loaded_id && argv_matches(e, &argv));
+        .is_some_and(|e| Some(e.program.runs) == loaded_id && argv_matches(e, &argv));
     if !ok {
+        let loaded_exe = inspect::running(pid).map(|(e, _)| e).unwrap_or_default();
         let judged = expect.map(|e| e.program.exe).unwrap_or_default();
         say(&format!(
             "killed process {pid}: it loaded `{loaded_exe}` {argv:?}, not the exec that was judged (`{judged}`)"

@@ -343,6 +343,23 @@ pub fn kill(pid: i32, signal: i32) {
     }
 }
 
+/// Whether task `tid` leads its thread group (is a process, not one of its other
+/// threads): `pidfd_open` accepts only leaders. `None` when it is gone.
+pub fn leads_thread_group(tid: i32) -> Option<bool> {
+    // SAFETY: pidfd_open with integer arguments.
+    match check(unsafe { libc::syscall(libc::SYS_pidfd_open, tid, 0) }) {
+        Ok(fd) => {
+            // SAFETY: the descriptor was just opened and is closed once here.
+            unsafe {
+                libc::close(RawFd::try_from(fd).unwrap_or(-1));
+            }
+            Some(true)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Some(false),
+        Err(_) => None,
+    }
+}
+
 /// A duplicate of descriptor `fd` of process `pid` (`pidfd_getfd`).
 pub fn steal_fd(pid: i32, fd: i32) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open with integer arguments.

@@ -21,6 +21,9 @@ use std::sync::{Arc, Mutex};
 /// records every question, and (optionally) hangs up after `answers` answers.
 struct Judge {
     socket: PathBuf,
+    /// Created when a question about a `slow` program arrives; the answer waits
+    /// until someone removes it.
+    asked: PathBuf,
     questions: Arc<Mutex<Vec<serde_json::Value>>>,
     _dir: tempfile::TempDir,
 }
@@ -30,7 +33,8 @@ impl Judge {
         Self::start_slow(deny_programs, deny_ports, answers, &[])
     }
 
-    /// Like `start`, answering execs of the `slow` programs after 400 ms.
+    /// Like `start`; a question about a `slow` program creates `asked` and is
+    /// answered once `asked` is removed again (at most 5 s later).
     fn start_slow(
         deny_programs: &[&str],
         deny_ports: &[u16],
@@ -39,6 +43,8 @@ impl Judge {
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("judge.sock");
+        let asked = dir.path().join("asked");
+        let asked2 = asked.clone();
         let listener = UnixListener::bind(&socket).unwrap();
         let questions = Arc::new(Mutex::new(Vec::new()));
         let q = questions.clone();
@@ -52,6 +58,7 @@ impl Judge {
                 let deny_programs = deny_programs.clone();
                 let deny_ports = deny_ports.clone();
                 let slow = slow.clone();
+                let asked = asked2.clone();
                 std::thread::spawn(move || {
                     let mut w = conn.try_clone().unwrap();
                     let mut answered = 0usize;
@@ -73,7 +80,13 @@ impl Judge {
                                         .as_array()
                                         .is_some_and(|a| a.iter().any(|x| x == "EVIL"));
                                 if slow.iter().any(|d| d == base) {
-                                    std::thread::sleep(std::time::Duration::from_millis(400));
+                                    std::fs::write(&asked, b"").unwrap();
+                                    for _ in 0..5000 {
+                                        if !asked.exists() {
+                                            break;
+                                        }
+                                        std::thread::sleep(std::time::Duration::from_millis(1));
+                                    }
                                 }
                                 serde_json::json!({"id": m["id"], "allow": !deny,
                                     "message": format!("{base} is not allowed here")})
@@ -99,6 +112,7 @@ impl Judge {
         });
         Self {
             socket,
+            asked,
             questions,
             _dir: dir,
         }
@@ -121,6 +135,7 @@ fn guard(judge: &Judge, command: &str) -> Output {
         .env("GATEHOUSE_GUARD_TOKEN", "tok-1")
         .env("SHELL", "/bin/bash")
         .env("SSH_ORIGINAL_COMMAND", command)
+        .env("ASKED", &judge.asked)
         .output()
         .unwrap()
 }
@@ -210,8 +225,10 @@ fn execs_are_judged_with_the_real_program_and_refused_before_they_run() {
 
 #[test]
 fn an_exec_whose_memory_changes_after_it_was_judged_is_killed_before_it_runs() {
-    // The judge answers for `true` and `echo` slowly, so a second thread of the
-    // caller has time to rewrite what the guard read before the kernel reads it.
+    // The judge holds its answer for `true` and `echo` until a second thread of the
+    // caller has rewritten what the guard read (it waits for the judge's `asked`
+    // file, removes it, then rewrites): the rewrite falls exactly between the check
+    // and the kernel's read, every time.
     let judge = Judge::start_slow(&["touch"], &[], None, &["true", "echo"]);
     let dir = tempfile::tempdir().unwrap();
     // Mode `path`: exec `/bin/true`, switch the path to `/usr/bin/touch` meanwhile.
@@ -221,14 +238,16 @@ fn an_exec_whose_memory_changes_after_it_was_judged_is_killed_before_it_runs() {
         "race",
         r#"
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 static char path[32] = "/bin/true";
 static char arg[32] = "safe";
 static int argv_mode;
 static void *flip(void *x) {
+  const char *asked = getenv("ASKED");
   (void)x;
-  usleep(150000);
+  while (asked && unlink(asked) != 0) usleep(1000);
   if (argv_mode) memcpy((char *)arg, "EVIL", 5);
   else memcpy((char *)path, "/usr/bin/touch", 15);
   for (;;) pause();
@@ -263,13 +282,15 @@ int main(int argc, char **argv) {
         !String::from_utf8_lossy(&out.stdout).contains("EVIL"),
         "the raced argv reached echo:\n{t}"
     );
-    // The guard reads path and argv as soon as the exec stops, long before the
-    // rewrite 150 ms later; on a machine so loaded that it read after the rewrite,
-    // the judge refuses `touch` and `EVIL` instead. Either way nothing raced runs.
+    // Every rewrite landed after the check: each raced exec was allowed as judged
+    // and killed at its exec stop, none refused.
     let killed = t.matches("not the exec that was judged").count();
     let refused = t.matches("is not allowed here").count();
-    assert_eq!(killed + refused, 6, "every raced exec is stopped:\n{t}");
-    assert!(killed >= 1, "no exec was killed at its exec stop:\n{t}");
+    assert_eq!(
+        (killed, refused),
+        (6, 0),
+        "every raced exec is killed:\n{t}"
+    );
     let notices: Vec<_> = judge
         .questions
         .lock()
