@@ -267,8 +267,9 @@ pub struct Ancestor {
 }
 
 /// Process ids and programs from the parent of `process` up to (not including)
-/// `stop`.
-pub fn ancestors(process: i32, stop: i32) -> Vec<Ancestor> {
+/// `stop`. `known` names the program of a process when the caller already knows it
+/// (saves reading `/proc/PID/exe`).
+pub fn ancestors(process: i32, stop: i32, known: impl Fn(i32) -> Option<String>) -> Vec<Ancestor> {
     let mut out = Vec::new();
     let mut at = ppid(process);
     while let Some(p) = at {
@@ -277,7 +278,9 @@ pub fn ancestors(process: i32, stop: i32) -> Vec<Ancestor> {
         }
         out.push(Ancestor {
             pid: p,
-            exe: running(p).map(|(e, _)| e).unwrap_or_default(),
+            exe: known(p)
+                .or_else(|| running(p).map(|(e, _)| e).ok())
+                .unwrap_or_default(),
         });
         at = ppid(p);
     }

@@ -50,10 +50,26 @@ struct Shared {
     tasks: Tasks,
     /// Allowed execs not yet seen at their exec stop, by calling thread id.
     expected: Mutex<HashMap<i32, Expect>>,
+    /// The program each live task of the session runs, as the tracer saw it loaded
+    /// (a fork inherits its parent's), for parent chains.
+    programs: Mutex<HashMap<i32, String>>,
     /// The guard's own pid (the top of every parent chain).
     guard_pid: i32,
     /// The socket the guard talks to the gateway on: no session process may connect.
     guard_socket: Option<String>,
+}
+
+impl Shared {
+    /// The parent chain of `process` up to the guard.
+    fn ancestors(&self, process: i32) -> Vec<inspect::Ancestor> {
+        inspect::ancestors(process, self.guard_pid, |p| {
+            self.programs().get(&p).cloned()
+        })
+    }
+
+    fn programs(&self) -> std::sync::MutexGuard<'_, HashMap<i32, String>> {
+        self.programs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// The command to run.
@@ -88,6 +104,7 @@ pub fn run(gateway: Gateway, session: Session) -> io::Result<i32> {
         },
         gateway,
         expected: Mutex::new(HashMap::new()),
+        programs: Mutex::new(HashMap::new()),
         guard_pid: sys::getpid(),
         guard_socket: session.guard_socket.clone(),
     });
@@ -298,7 +315,7 @@ fn exec_question(
         anonymous: program.anonymous,
         argv: argv.clone(),
         cwd,
-        parents: inspect::ancestors(process, shared.guard_pid),
+        parents: shared.ancestors(process),
     };
     Ok((q, Expect { program, argv }))
 }
@@ -351,7 +368,7 @@ fn connect(shared: &Shared, listener: RawFd, n: &Notification) -> Result<Answer,
         family,
         address,
         port,
-        parents: inspect::ancestors(process, shared.guard_pid),
+        parents: shared.ancestors(process),
     };
     if !allowed(shared, &q, "connect") {
         return Ok(Answer::Fail(libc::EACCES));
@@ -376,7 +393,7 @@ fn count_tasks(shared: &Shared, asks: &mpsc::Receiver<(i32, usize)>) {
             pid,
             exe: inspect::running(thread).map(|(e, _)| e).unwrap_or_default(),
             tasks: count,
-            parents: inspect::ancestors(pid, shared.guard_pid),
+            parents: shared.ancestors(pid),
         };
         if !allowed(shared, &q, "the session's growth") {
             t.ceiling
@@ -414,6 +431,7 @@ fn trace(shared: &Shared, top: i32) -> i32 {
         };
         if let Some(code) = status.exited() {
             live.remove(&pid);
+            shared.programs().remove(&pid);
             if pid == top {
                 return code;
             }
@@ -421,6 +439,7 @@ fn trace(shared: &Shared, top: i32) -> i32 {
         }
         if let Some(sig) = status.signaled() {
             live.remove(&pid);
+            shared.programs().remove(&pid);
             if pid == top {
                 return 128 + sig;
             }
@@ -444,6 +463,12 @@ fn trace(shared: &Shared, top: i32) -> i32 {
                     .and_then(|c| i32::try_from(c).ok())
                 {
                     live.insert(child);
+                    {
+                        let mut programs = shared.programs();
+                        if let Some(p) = programs.get(&pid).cloned() {
+                            programs.insert(child, p);
+                        }
+                    }
                     let ceiling = t.ceiling.load(Ordering::Acquire);
                     if live.len() > ceiling {
                         // Over the ceiling: the new task and the one that made it end.
@@ -511,6 +536,22 @@ fn exec_stop(shared: &Shared, pid: i32) -> bool {
     let ok = expect
         .as_ref()
         .is_some_and(|e| Some(e.program.runs) == loaded_id && argv_matches(e, &argv));
+    {
+        let mut programs = shared.programs();
+        // An exec from another thread: that thread is gone, the process has its id.
+        programs.remove(&caller);
+        match expect.as_ref().filter(|_| ok) {
+            // `/proc/PID/exe` names the interpreter of a script.
+            Some(e) => programs.insert(
+                pid,
+                e.program
+                    .interpreter
+                    .clone()
+                    .unwrap_or_else(|| e.program.exe.clone()),
+            ),
+            None => programs.remove(&pid),
+        };
+    }
     if !ok {
         let loaded_exe = inspect::running(pid).map(|(e, _)| e).unwrap_or_default();
         let judged = expect.map(|e| e.program.exe).unwrap_or_default();
