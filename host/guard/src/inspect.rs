@@ -30,60 +30,106 @@ impl From<io::Error> for Unjudgeable {
     }
 }
 
-/// A NUL-terminated string at `addr` in `pid`, at most `max` bytes.
-pub fn read_cstr(pid: i32, addr: u64, max: usize) -> Result<Vec<u8>, Unjudgeable> {
-    if addr == 0 {
-        return Err(Unjudgeable::Errno(libc::EFAULT));
-    }
-    let mut out = Vec::new();
-    let mut chunk = [0u8; 256];
-    let mut at = addr;
-    loop {
-        // Do not read across a page boundary in one go: the next page may be unmapped.
-        let to_page = 4096 - (at % 4096) as usize;
-        let want = chunk.len().min(to_page);
-        let buf = chunk.get_mut(..want).unwrap_or_default();
-        let n = sys::read_mem(pid, at, buf)?;
-        if n == 0 {
-            return Err(Unjudgeable::Errno(libc::EFAULT));
-        }
-        let got = buf.get(..n).unwrap_or_default();
-        if let Some(end) = got.iter().position(|&b| b == 0) {
-            out.extend_from_slice(got.get(..end).unwrap_or_default());
-            return Ok(out);
-        }
-        out.extend_from_slice(got);
-        if out.len() > max {
-            return Err(Unjudgeable::Errno(libc::ENAMETOOLONG));
-        }
-        at += n as u64;
-    }
+/// Page size the reader works in.
+const PAGE: u64 = 4096;
+
+/// Reads a waiting caller's memory a page at a time, keeping the last page: an
+/// argv's pointer array and its strings usually sit on a few pages, so a whole
+/// command line costs a few system calls rather than two per argument.
+pub struct Mem {
+    pid: i32,
+    page: u64,
+    buf: Box<[u8; PAGE as usize]>,
+    len: usize,
 }
 
-/// The argv array at `addr` in `pid`.
-pub fn read_argv(pid: i32, addr: u64) -> Result<Vec<String>, Unjudgeable> {
-    let mut argv = Vec::new();
-    if addr == 0 {
-        return Ok(argv);
+impl Mem {
+    /// A reader of process (or thread) `pid`'s memory.
+    pub fn new(pid: i32) -> Self {
+        Self {
+            pid,
+            page: u64::MAX,
+            buf: Box::new([0; PAGE as usize]),
+            len: 0,
+        }
     }
-    let mut total = 0usize;
-    let mut at = addr;
-    loop {
-        let mut p = [0u8; 8];
-        if sys::read_mem(pid, at, &mut p)? != 8 {
+
+    /// The readable bytes from `addr` to the end of its page (empty when unmapped).
+    fn at(&mut self, addr: u64) -> Result<&[u8], Unjudgeable> {
+        let page = addr - addr % PAGE;
+        if page != self.page {
+            // A page is mapped whole or not at all: one read of it cannot fault
+            // part-way.
+            self.len = sys::read_mem(self.pid, page, &mut self.buf[..])?;
+            self.page = page;
+        }
+        let off = usize::try_from(addr - page).unwrap_or(usize::MAX);
+        Ok(self.buf.get(off..self.len).unwrap_or_default())
+    }
+
+    /// A NUL-terminated string at `addr`, at most `max` bytes.
+    pub fn cstr(&mut self, addr: u64, max: usize) -> Result<Vec<u8>, Unjudgeable> {
+        if addr == 0 {
             return Err(Unjudgeable::Errno(libc::EFAULT));
         }
-        let ptr = u64::from_le_bytes(p);
-        if ptr == 0 {
+        let mut out = Vec::new();
+        let mut at = addr;
+        loop {
+            let got = self.at(at)?;
+            if got.is_empty() {
+                return Err(Unjudgeable::Errno(libc::EFAULT));
+            }
+            if let Some(end) = got.iter().position(|&b| b == 0) {
+                out.extend_from_slice(got.get(..end).unwrap_or_default());
+                return Ok(out);
+            }
+            out.extend_from_slice(got);
+            if out.len() > max {
+                return Err(Unjudgeable::Errno(libc::ENAMETOOLONG));
+            }
+            at += got.len() as u64;
+        }
+    }
+
+    /// A pointer (8 bytes) at `addr`.
+    fn ptr(&mut self, addr: u64) -> Result<u64, Unjudgeable> {
+        let mut p = [0u8; 8];
+        let mut got = 0;
+        while got < 8 {
+            let chunk = self.at(addr + got as u64)?;
+            if chunk.is_empty() {
+                return Err(Unjudgeable::Errno(libc::EFAULT));
+            }
+            let n = chunk.len().min(8 - got);
+            p.get_mut(got..got + n)
+                .unwrap_or_default()
+                .copy_from_slice(chunk.get(..n).unwrap_or_default());
+            got += n;
+        }
+        Ok(u64::from_le_bytes(p))
+    }
+
+    /// The argv array at `addr`.
+    pub fn argv(&mut self, addr: u64) -> Result<Vec<String>, Unjudgeable> {
+        let mut argv = Vec::new();
+        if addr == 0 {
             return Ok(argv);
         }
-        let s = read_cstr(pid, ptr, ARGV_MAX)?;
-        total += s.len() + 1;
-        if total > ARGV_MAX {
-            return Err(Unjudgeable::Errno(libc::E2BIG));
+        let mut total = 0usize;
+        let mut at = addr;
+        loop {
+            let ptr = self.ptr(at)?;
+            if ptr == 0 {
+                return Ok(argv);
+            }
+            let s = self.cstr(ptr, ARGV_MAX)?;
+            total += s.len() + 1;
+            if total > ARGV_MAX {
+                return Err(Unjudgeable::Errno(libc::E2BIG));
+            }
+            argv.push(String::from_utf8_lossy(&s).into_owned());
+            at += 8;
         }
-        argv.push(String::from_utf8_lossy(&s).into_owned());
-        at += 8;
     }
 }
 

@@ -296,8 +296,9 @@ fn exec_question(
         ),
         _ => (libc::AT_FDCWD, n.args[0], n.args[1], 0),
     };
-    let path = inspect::read_cstr(n.pid, path_addr, inspect::PATH_MAX)?;
-    let argv = inspect::read_argv(n.pid, argv_addr)?;
+    let mut mem = inspect::Mem::new(n.pid);
+    let path = mem.cstr(path_addr, inspect::PATH_MAX)?;
+    let argv = mem.argv(argv_addr)?;
     let cwd = inspect::cwd(n.pid);
     // What was read belongs to the caller only if it is still waiting.
     if !sys::notif_id_valid(listener, n.id) {
