@@ -298,16 +298,18 @@ fn exec_question(
     };
     let mut mem = inspect::Mem::new(n.pid);
     let path = mem.cstr(path_addr, inspect::PATH_MAX)?;
+    // The calling thread's process, read once for the question, the path and the
+    // parent chain.
+    let process = inspect::tgid(n.pid).unwrap_or(n.pid);
+    // First what it will run: an exec that will fail (a search along `PATH` tries
+    // several) is answered with its error before anything else is read.
+    let program = inspect::resolve(n.pid, process, dirfd, &path, flags)?;
     let argv = mem.argv(argv_addr)?;
     let cwd = inspect::cwd(n.pid);
     // What was read belongs to the caller only if it is still waiting.
     if !sys::notif_id_valid(listener, n.id) {
         return Err(Unjudgeable::Errno(libc::ESRCH));
     }
-    // The calling thread's process, read once for the question, the path and the
-    // parent chain.
-    let process = inspect::tgid(n.pid).unwrap_or(n.pid);
-    let program = inspect::resolve(n.pid, process, dirfd, &path, flags)?;
     let q = Question::Exec {
         pid: process,
         path: program.path.clone(),
