@@ -4,7 +4,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::admin::{ADMIN_TOKEN, BOB_TOKEN, admin_config, cli};
-use crate::support::{Gateway, Sshd, free_port, wait_until};
+use crate::support::{Gateway, Sshd, Tansu, free_port, parquet_sql, wait_until};
 
 const RULES: &str = r#"
 rule allow_ssh {
@@ -31,15 +31,20 @@ pub struct SshGateway {
 }
 
 pub fn start() -> SshGateway {
-    let sshd = Sshd::start();
+    start_with(Sshd::start(), RULES, "")
+}
+
+/// A gateway in front of `sshd` with `rules`; `extra` is appended to the
+/// configuration after the `web` target (target keys, then other sections).
+pub fn start_with(sshd: Sshd, rules: &str, extra: &str) -> SshGateway {
     let admin_port = free_port();
     let ssh_port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("policy.rules"), RULES).unwrap();
+    std::fs::write(dir.path().join("policy.rules"), rules).unwrap();
     let config = format!(
         "[listen]\nssh = \"127.0.0.1:{ssh_port}\"\n[policy]\nfiles = [\"policy.rules\"]\n{}\n\
          [[target]]\nname = \"web\"\nprotocol = \"ssh\"\nupstream = \"127.0.0.1:{}\"\nuser = \"{}\"\n\
-         key = {{ file = \"{}\" }}\nhost_key = \"{}\"\n",
+         key = {{ file = \"{}\" }}\nhost_key = \"{}\"\n{extra}",
         admin_config(admin_port),
         sshd.port,
         sshd.user,
@@ -343,4 +348,131 @@ fn guard_install_writes_a_configuration_sshd_accepts() {
         !effective("someone-else").contains("forcecommand /usr/local/bin/gatehouse-guard"),
         "only the named account is guarded"
     );
+}
+
+/// A guarded host through `gatehouse serve` (issue #24): the processes a session
+/// starts are events like any other, shipped to Kafka (OCSF Process Activity) and to
+/// the Parquet audit, refused ones included.
+#[test]
+fn a_guarded_sessions_processes_reach_kafka_and_the_parquet_audit() {
+    let tansu = Tansu::start();
+    let home = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start_with(
+        "VERBOSE",
+        &format!(
+            "ForceCommand env HOME={} PATH=/usr/bin:/bin {}\nAcceptEnv GATEHOUSE_GUARD_*\n\
+             AllowStreamLocalForwarding yes\nStreamLocalBindUnlink yes\n",
+            home.path().display(),
+            gatehouse_testkit::guard_binary().display()
+        ),
+    );
+    let rules = r#"
+rule allow_ssh {
+  when ssh.kind in [session_open, exec, shell, shell_line, process, connect, spawn]
+  then allow
+}
+rule no_downloaders_on_hosts {
+  when ssh.kind == process and ssh.program in ["curl", "wget"]
+  then block "downloaders do not run on guarded hosts"
+}
+"#;
+    let g = start_with(
+        sshd,
+        rules,
+        &format!(
+            "guard = true\nguard_socket_dir = \"{}\"\n\
+             [shipping.parquet]\nmax_age = \"1s\"\n[shipping.kafka]\nbrokers = \"{}\"\n",
+            home.path().display(),
+            tansu.brokers()
+        ),
+    );
+    let token = g.token("etl");
+    // `sh -c` hides curl from the command-line parser; the guard sees its exec.
+    let out = g
+        .ssh(&token, "etl+web")
+        .arg("uname -s; sh -c 'c=curl; $c --version'")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(stdout.contains("Linux"), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("downloaders do not run on guarded hosts"),
+        "{stderr}"
+    );
+    assert!(
+        !stdout.contains("curl 8") && !stdout.contains("libcurl"),
+        "{stdout}"
+    );
+
+    // Kafka: the execs of uname and curl, as OCSF Process Activity with the real
+    // program, the refused one with its disposition.
+    let consumer = gatehouse_demo::consume_from_start(
+        &tansu.brokers(),
+        &format!("guard-{}", std::process::id()),
+        "gatehouse.events",
+        Duration::from_secs(60),
+    );
+    let has = |seen: &[String], exe: &str| {
+        seen.iter()
+            .any(|v| v.contains(&format!("\"exe\":\"{exe}\"")))
+    };
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline
+        && !(has(&seen, "/usr/bin/curl") && has(&seen, "/usr/bin/uname"))
+    {
+        let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let msg = msg.unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(rdkafka::Message::payload(&msg).unwrap_or_default()).unwrap();
+        if v["class_uid"] == 1007 {
+            seen.push(v.to_string());
+        }
+    }
+    assert!(
+        has(&seen, "/usr/bin/curl") && has(&seen, "/usr/bin/uname"),
+        "the guarded execs as OCSF Process Activity on Kafka: {seen:#?}"
+    );
+
+    // Parquet: the same events, with the process columns and the decisions.
+    let rows = wait_for_rows(&g.gw.dir.path().join("data/audit"), |rows| {
+        rows.iter()
+            .any(|r| r.0 == "/usr/bin/curl" && r.1 == "block")
+            && rows
+                .iter()
+                .any(|r| r.0 == "/usr/bin/uname" && r.1 == "allow")
+    });
+    assert!(
+        rows.iter()
+            .any(|r| r.0 == "/usr/bin/curl" && r.1 == "block"),
+        "{rows:?}"
+    );
+}
+
+/// `(ssh_process_exe, effect)` of each guarded exec and its decision in the audit,
+/// polled until `done` holds or 60 s pass.
+fn wait_for_rows(
+    audit: &std::path::Path,
+    done: impl Fn(&[(String, String)]) -> bool,
+) -> Vec<(String, String)> {
+    let sql = "SELECT r.ssh_process_exe, d.effect FROM events r JOIN events d \
+               ON d.request_event_id = r.event_id \
+               WHERE r.ssh_process_exe IS NOT NULL AND d.event_type = 'decision_made'";
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows: Vec<(String, String)> = if audit.exists() {
+            parquet_sql(audit, sql)
+                .into_iter()
+                .map(|r| (r[0].clone(), r[1].clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if done(&rows) || std::time::Instant::now() > deadline {
+            return rows;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

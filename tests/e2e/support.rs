@@ -158,6 +158,34 @@ pub fn parquet_event_ids(audit_dir: &Path) -> HashSet<String> {
     })
 }
 
+/// Rows of `sql` over the Parquet audit in `audit_dir`, every column as text
+/// (`NULL` for nulls).
+pub fn parquet_sql(audit_dir: &Path, sql: &str) -> Vec<Vec<String>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let audit = gatehouse_analytics::Audit::open(audit_dir).await.unwrap();
+        let batches = audit.sql(sql).await.unwrap();
+        let mut rows = Vec::new();
+        for b in batches {
+            for i in 0..b.num_rows() {
+                rows.push(
+                    b.columns()
+                        .iter()
+                        .map(|c| {
+                            datafusion::arrow::util::display::array_value_to_string(c, i)
+                                .unwrap_or_else(|e| format!("<{e}>"))
+                        })
+                        .collect(),
+                );
+            }
+        }
+        rows
+    })
+}
+
 /// Lines of a child's stdout, read on a thread.
 pub fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
     let out = child.stdout.take().unwrap();
