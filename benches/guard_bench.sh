@@ -4,7 +4,11 @@
 # gatehouse-guard (every exec and connect asked back through the SSH connection,
 # judged and appended to the log), alternating per round:
 #   true     N x `/bin/true` (fork + exec) in a shell loop
-#   build    `make -j2` of a small C project (NFILES files; gcc, cc1, as, ld per file)
+#   build    `make -j2` of a synthetic C project (NFILES tiny files: the most exec-heavy
+#            build there is; gcc, cc1, as per file, then ld)
+#   zlib     `make -j2` of zlib (15 files of a real C library, from the libz-sys crate
+#            in the cargo registry: `cargo fetch` puts it there), its static library
+#            and a program linked against it
 # Times are taken inside the session (`date +%s%N` around the loop), so connection
 # setup is not counted. Prints each round, the medians, the ratios guarded / plain and
 # the added time per exec. All on 127.0.0.1 in a temp dir; stopped at exit.
@@ -140,19 +144,43 @@ done
 objs=$(for i in $(seq "$NFILES"); do printf 'f%d.o ' "$i"; done)
 printf 'prog: main.o %s\n\tcc -o prog main.o %s\n%%.o: %%.c\n\tcc -O1 -c -o $@ $<\nclean:\n\trm -f *.o prog\n' "$objs" "$objs" > "$proj/Makefile"
 
+# zlib, a real small C library, from the cargo registry (a dependency of the workspace).
+zsrc=${ZLIB_SRC:-$(cd "$ROOT" && cargo metadata --format-version 1 2>/dev/null | python3 -c '
+import json, os, sys
+for p in json.load(sys.stdin)["packages"]:
+    if p["name"] == "libz-sys":
+        print(os.path.join(os.path.dirname(p["manifest_path"]), "src", "zlib")); break')}
+[[ -f "$zsrc/deflate.c" ]] || { echo "zlib sources not found (got '$zsrc'): run 'cargo fetch' or set ZLIB_SRC" >&2; exit 1; }
+zproj="$work/zlib"; mkdir -p "$zproj"; cp "$zsrc"/*.c "$zsrc"/*.h "$zproj"/
+cat > "$zproj/main.c" <<'C'
+#include <stdio.h>
+#include <string.h>
+#include "zlib.h"
+int main(void) {
+  unsigned char in[4096], z[8192], out[4096]; uLongf zl = sizeof z, ol = sizeof out;
+  for (unsigned i = 0; i < sizeof in; i++) in[i] = (unsigned char)(i * 7 % 251);
+  if (compress2(z, &zl, in, sizeof in, 9) != Z_OK || uncompress(out, &ol, z, zl) != Z_OK) return 1;
+  printf("%lu %d\n", (unsigned long)zl, memcmp(in, out, sizeof in));
+  return 0;
+}
+C
+zobjs=$(cd "$zproj" && ls *.c | grep -v '^main.c$' | sed 's/\.c$/.o/' | tr '\n' ' ')
+printf 'prog: main.o libz.a\n\tcc -o prog main.o libz.a\nlibz.a: %s\n\tar rcs libz.a %s\n%%.o: %%.c\n\tcc -O2 -D_LARGEFILE64_SOURCE=1 -DHAVE_HIDDEN -c -o $@ $<\nclean:\n\trm -f *.o libz.a prog\n' "$zobjs" "$zobjs" > "$zproj/Makefile"
+
 true_cmd='s=$(date +%s%N); for i in $(seq '"$N"'); do /bin/true; done; e=$(date +%s%N); echo $(( (e - s) / 1000 ))'
 build_cmd='cd '"$proj"' && make -s clean && s=$(date +%s%N) && make -s -j2 prog && ./prog >/dev/null && e=$(date +%s%N) && echo $(( (e - s) / 1000 ))'
+zlib_cmd='cd '"$zproj"' && make -s clean && s=$(date +%s%N) && make -s -j2 prog && ./prog >/dev/null && e=$(date +%s%N) && echo $(( (e - s) / 1000 ))'
 
 # Warm up (page cache, the gateway's first connections).
-for t in plain guarded; do run_ssh "$t" "$true_cmd" >/dev/null; run_ssh "$t" "$build_cmd" >/dev/null; done
+for t in plain guarded; do for c in "$true_cmd" "$build_cmd" "$zlib_cmd"; do run_ssh "$t" "$c" >/dev/null; done; done
 
 declare -A res
 printf '# round: workload target µs\n'
 for r in $(seq "$ROUNDS"); do
   order="plain guarded"; (( r % 2 == 0 )) && order="guarded plain"
-  for w in true build; do
+  for w in true build zlib; do
     for t in $order; do
-      cmd=$true_cmd; [[ $w == build ]] && cmd=$build_cmd
+      cmd=$true_cmd; [[ $w == build ]] && cmd=$build_cmd; [[ $w == zlib ]] && cmd=$zlib_cmd
       us=$(run_ssh "$t" "$cmd" | tail -1)
       [[ $us =~ ^[0-9]+$ ]] || { echo "round $r $w $t failed: $us" >&2; tail -20 "$work/gw.log" >&2; exit 1; }
       res[$w.$t]+="$us "
@@ -162,9 +190,9 @@ for r in $(seq "$ROUNDS"); do
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 printf '\n| workload | plain (median) | guarded (median) | ratio |\n| --- | --- | --- | --- |\n'
-for w in true build; do
+for w in true build zlib; do
   p=$(echo "${res[$w.plain]}" | median); g=$(echo "${res[$w.guarded]}" | median)
-  label="$N x /bin/true"; [[ $w == build ]] && label="make -j2, $NFILES files"
+  label="$N x /bin/true"; [[ $w == build ]] && label="make -j2, $NFILES files"; [[ $w == zlib ]] && label="make -j2, zlib"
   printf '| %s | %.1f ms | %.1f ms | %.2f |\n' "$label" "$(echo "$p / 1000" | bc -l)" "$(echo "$g / 1000" | bc -l)" "$(echo "$g / $p" | bc -l)"
   if [[ $w == true ]]; then
     printf '\nper exec: plain %.1f µs, guarded %.1f µs, added %.1f µs\n' \
