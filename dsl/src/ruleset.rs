@@ -612,6 +612,166 @@ impl RuleSet {
         }
     }
 
+    /// Phase 1 of a step for one group (read-only): what happens to each partial of
+    /// `key` (dropped: expired or `until`; advanced: this request matches its next
+    /// stage) and which sequences this request starts.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one group's slice of a step's inputs"
+    )]
+    fn plan_group<C: Context + ?Sized>(
+        &self,
+        ctx: &C,
+        st: &SequenceState,
+        g: usize,
+        members: &[u16],
+        key: &str,
+        now: i64,
+        request: bool,
+        error: &Cell<Option<&'static str>>,
+        cands: &mut Vec<u32>,
+    ) -> (Vec<(usize, Action)>, Vec<u16>) {
+        let seqs = &self.program.sequences;
+        let mut actions: Vec<(usize, Action)> = Vec::new();
+        let mut starts: Vec<u16> = Vec::new();
+        let armed = |seq: u16, min: u8| self.armed(st, ctx, seq, min, Some(now));
+        if let Some(parts) = st.get(key) {
+            for (i, p) in parts.iter().enumerate() {
+                if !members.contains(&p.seq) {
+                    continue;
+                }
+                let Some(seq) = seqs.get(usize::from(p.seq)) else {
+                    continue;
+                };
+                let env = Env {
+                    ctx,
+                    captures: p.captures(),
+                    armed: Some(&armed),
+                    error,
+                };
+                let until = || {
+                    seq.until
+                        .as_ref()
+                        .is_some_and(|u| eval(u, &env) == Tri::True)
+                };
+                if p.expired(seq, now) || until() {
+                    actions.push((i, Action::Drop));
+                } else if request
+                    && seq
+                        .stages
+                        .get(usize::from(p.stage))
+                        .is_some_and(|s| eval(&s.when, &env) == Tri::True)
+                {
+                    actions.push((i, Action::Advance));
+                }
+            }
+        }
+        if request {
+            let env = Env {
+                ctx,
+                captures: None,
+                armed: Some(&armed),
+                error,
+            };
+            match self.starts.get(g) {
+                Some(index) => index.candidates(ctx, cands),
+                None => cands.clear(),
+            }
+            for s in cands
+                .iter()
+                .filter_map(|&c| members.get(c as usize).copied())
+            {
+                let first = seqs.get(usize::from(s)).and_then(|d| d.stages.first());
+                if first.is_some_and(|st| eval(&st.when, &env) == Tri::True) {
+                    starts.push(s);
+                }
+            }
+        }
+        (actions, starts)
+    }
+
+    /// The keys of the sequence state a request of `ctx` reads and may change: one per
+    /// group of sequences keyed alike (`by`), for callers that order the judgement
+    /// and the application of requests that share a key.
+    pub fn keys<C: Context + ?Sized>(&self, ctx: &C) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .groups
+            .iter()
+            .filter_map(|(by, _)| key_for(by, ctx).map(Cow::into_owned))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+
+    /// Whether a request would change the sequence state (start, advance or drop a
+    /// partial match) if applied now. Read-only.
+    pub fn touches<C: Context + ?Sized>(&self, ctx: &C, state: &SequenceState) -> bool {
+        if self.program.sequences.is_empty() || !state.bound_to(self.id) {
+            return !self.program.sequences.is_empty();
+        }
+        let Some(now) = self.now(ctx) else {
+            return false;
+        };
+        let error = Cell::new(None);
+        let mut cands = Vec::new();
+        self.groups.iter().enumerate().any(|(g, (by, members))| {
+            key_for(by, ctx).is_some_and(|key| {
+                let (actions, starts) =
+                    self.plan_group(ctx, state, g, members, &key, now, true, &error, &mut cands);
+                !actions.is_empty() || !starts.is_empty()
+            })
+        })
+    }
+
+    /// Judges the requests of one batch (the statements of one query string) in
+    /// order, each seeing the changes the earlier ones will make, without changing
+    /// `state`; with whether applying each will change the state.
+    pub fn judge_batch<C: Context>(
+        &self,
+        ctxs: &[C],
+        state: &SequenceState,
+    ) -> Vec<(Verdict, bool)> {
+        if let [one] = ctxs {
+            return vec![self.judge(one, state)];
+        }
+        let mut keys: Vec<String> = ctxs.iter().flat_map(|c| self.keys(c)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut scratch = state.scratch(&keys);
+        ctxs.iter()
+            .map(|ctx| {
+                let touches = self.touches(ctx, &scratch);
+                let mut v = Verdict::default();
+                self.evaluate_into(ctx, &mut scratch, &mut v);
+                (v, touches)
+            })
+            .collect()
+    }
+
+    /// Decides on a request against `state` without changing it (judge first, apply
+    /// after the decision is committed: [`RuleSet::replay`] then makes the change this
+    /// judgement saw). The verdict is the one [`RuleSet::evaluate`] gives on the same
+    /// state. Also returns whether applying the request will change the state.
+    pub fn judge<C: Context + ?Sized>(&self, ctx: &C, state: &SequenceState) -> (Verdict, bool) {
+        let mut v = Verdict::default();
+        if !self.touches(ctx, state) {
+            // Nothing moves: the rules, reading the state as it is.
+            let error = Cell::new(None);
+            let now = self.now(ctx);
+            {
+                let armed = |seq: u16, min: u8| self.armed(state, ctx, seq, min, now);
+                self.rules_into(ctx, Some(&armed), &error, now, &mut v);
+            }
+            self.finish(ctx, &error, &mut v);
+            return (v, false);
+        }
+        // Something moves: evaluate on a copy of this request's keys.
+        let mut scratch = state.scratch(&self.keys(ctx));
+        self.evaluate_into(ctx, &mut scratch, &mut v);
+        (v, true)
+    }
+
     #[expect(
         clippy::too_many_arguments,
         reason = "internal step shared by decide, replay and observe"
@@ -639,64 +799,9 @@ impl RuleSet {
             };
             // Phase 1 (read-only): decide what happens to each partial and which
             // sequences start, against the state before this event.
-            let mut actions: Vec<(usize, Action)> = Vec::new();
-            let mut starts: Vec<u16> = Vec::new();
-            {
-                let st: &SequenceState = state;
-                let armed = |seq: u16, min: u8| self.armed(st, ctx, seq, min, Some(now));
-                if let Some(parts) = st.get(&key) {
-                    for (i, p) in parts.iter().enumerate() {
-                        if !members.contains(&p.seq) {
-                            continue;
-                        }
-                        let Some(seq) = seqs.get(usize::from(p.seq)) else {
-                            continue;
-                        };
-                        let env = Env {
-                            ctx,
-                            captures: p.captures(),
-                            armed: Some(&armed),
-                            error,
-                        };
-                        let until = || {
-                            seq.until
-                                .as_ref()
-                                .is_some_and(|u| eval(u, &env) == Tri::True)
-                        };
-                        if p.expired(seq, now) || until() {
-                            actions.push((i, Action::Drop));
-                        } else if request
-                            && seq
-                                .stages
-                                .get(usize::from(p.stage))
-                                .is_some_and(|s| eval(&s.when, &env) == Tri::True)
-                        {
-                            actions.push((i, Action::Advance));
-                        }
-                    }
-                }
-                if request {
-                    let env = Env {
-                        ctx,
-                        captures: None,
-                        armed: Some(&armed),
-                        error,
-                    };
-                    match self.starts.get(g) {
-                        Some(index) => index.candidates(ctx, &mut cands),
-                        None => cands.clear(),
-                    }
-                    for s in cands
-                        .iter()
-                        .filter_map(|&c| members.get(c as usize).copied())
-                    {
-                        let first = seqs.get(usize::from(s)).and_then(|d| d.stages.first());
-                        if first.is_some_and(|st| eval(&st.when, &env) == Tri::True) {
-                            starts.push(s);
-                        }
-                    }
-                }
-            }
+            let (actions, starts) = self.plan_group(
+                ctx, state, g, members, &key, now, request, error, &mut cands,
+            );
             // Phase 2: apply.
             if !actions.is_empty() {
                 let mut removed = 0;

@@ -130,6 +130,37 @@ impl SequenceState {
         bytes
     }
 
+    /// A copy of the partial matches of `keys` only, for judging a request without
+    /// changing this state (the rest is left out; no global bound applies to the
+    /// copy, so judging evicts nothing).
+    pub fn scratch(&self, keys: &[String]) -> Self {
+        let mut out = Self {
+            limits: Limits {
+                max_total: usize::MAX,
+                ..self.limits
+            },
+            bound_id: self.bound_id,
+            bound: self.bound.clone(),
+            ..Self::default()
+        };
+        for k in keys {
+            if let Some(parts) = self.keys.get(k.as_str()) {
+                out.total += parts.len();
+                out.pending += parts
+                    .iter()
+                    .map(|p| p.completing.as_ref().map_or(0, |c| c.len()))
+                    .sum::<usize>();
+                out.keys.insert(k.as_str().into(), parts.clone());
+            }
+        }
+        out
+    }
+
+    /// Whether the partial matches refer to the sequences of rule set `id`.
+    pub(crate) fn bound_to(&self, id: u64) -> bool {
+        self.bound_id == id
+    }
+
     /// Re-points partial matches at the sequences of another rule set: kept when the
     /// sequence's hash is unchanged, dropped otherwise.
     pub(crate) fn rebind(&mut self, id: u64, hashes: &[u64]) {

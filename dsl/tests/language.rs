@@ -797,3 +797,71 @@ fn a_restart_while_a_completion_waits_is_a_new_chain() {
     assert_eq!(st.live_partials(), 1);
     assert!(completes(&rs.evaluate(&ev("b", 4, 5), &mut st)));
 }
+
+/// Judge, then apply (ADR 0024): judging changes nothing, and judging each request
+/// then replaying it gives the verdicts and the state that evaluating gives.
+#[test]
+fn judging_changes_nothing_and_judge_then_replay_is_evaluate() {
+    let schema = MapSchema::example();
+    let rs = rules(CHAIN);
+    let c = Chain { schema: &schema };
+    let (mut evaluated, mut judged) = (SequenceState::default(), SequenceState::default());
+    let steps = [
+        c.recon("a", 0),
+        c.hop("a", "db2", 60),
+        c.hop("b", "db2", 61),
+        c.pod("a", 120),
+        c.pod("a", 125),
+    ];
+    for (i, ctx) in steps.iter().enumerate() {
+        let expected = rs.evaluate(ctx, &mut evaluated);
+        let before = (judged.live_partials(), judged.pending_completions());
+        let (v, touches) = rs.judge(ctx, &judged);
+        assert_eq!(
+            (judged.live_partials(), judged.pending_completions()),
+            before,
+            "step {i}: judging changed the state"
+        );
+        assert_eq!(v.effect, expected.effect, "step {i}");
+        assert_eq!(v.staged, expected.staged, "step {i}");
+        assert_eq!(
+            v.alerts
+                .iter()
+                .map(|a| a.related.clone())
+                .collect::<Vec<_>>(),
+            expected
+                .alerts
+                .iter()
+                .map(|a| a.related.clone())
+                .collect::<Vec<_>>(),
+            "step {i}"
+        );
+        if touches {
+            rs.replay(ctx, &mut judged);
+        }
+        assert_eq!(
+            (judged.live_partials(), judged.pending_completions()),
+            (evaluated.live_partials(), evaluated.pending_completions()),
+            "step {i}: applying gave another state"
+        );
+        if i == 0 {
+            // The recon's result fills the capture in both.
+            for st in [&mut evaluated, &mut judged] {
+                rs.on_result(
+                    &c.result("a", 1),
+                    st,
+                    1,
+                    &expected.captures[0].name,
+                    &["db2".into()],
+                );
+            }
+        }
+    }
+    // The chain completed in both: held at the first pod.
+    assert_eq!(
+        rs.judge(&c.pod("a", 126), &judged).0.effect,
+        Effect::RequireApproval
+    );
+    // A request that moves nothing says so.
+    assert!(!rs.judge(&c.hop("z", "db9", 61), &judged).1);
+}

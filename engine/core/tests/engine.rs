@@ -26,6 +26,12 @@ const RULES: &str = r#"
 rule reads { when pg.statement.kind == select then allow }
 rule no_drop { when pg.statement.kind == drop then block "drops need a change ticket" }
 rule hold_delete { when pg.statement.kind == delete then require approval from "dba" timeout 2s }
+rule ddl { when pg.statement.kind in [truncate, alter] then allow }
+sequence truncate_then_alter by identity within 10m {
+  stage emptied: pg.statement.kind == truncate
+  stage altered: pg.statement.kind == alter
+  then block "ALTER after TRUNCATE needs a review"
+}
 "#;
 
 struct Fixture {
@@ -699,4 +705,109 @@ async fn the_reviewer_who_issued_the_agents_credential_cannot_decide() {
     let e = f.engine.approve(&id, &dba("bob"), None).await.unwrap_err();
     assert!(matches!(e, ApprovalError::IssuedByReviewer(_)), "{e}");
     f.engine.approve(&id, &dba("carol"), None).await.unwrap();
+}
+
+/// Judge, commit, apply (ADR 0024): a request whose events cannot be appended changes
+/// nothing: no sequence stage, no pending approval. Then the same requests, committed,
+/// do.
+#[tokio::test]
+async fn a_request_that_is_not_logged_changes_no_state() {
+    let f = fixture();
+    let s = session(&f, "etl").await;
+    // Over the log's record limit: the append fails.
+    let huge = |kind| {
+        let (_, d) = stmt(kind);
+        ("x".repeat(17 * 1024 * 1024), d)
+    };
+    let (c, d) = huge(PgKind::Truncate);
+    assert!(f.engine.decide(&s, c, d).await.is_err());
+    let (c, d) = stmt(PgKind::Alter);
+    assert_eq!(
+        f.engine.decide(&s, c, d).await.unwrap().effect,
+        Effect::Allow,
+        "the unlogged TRUNCATE did not start the sequence"
+    );
+    let (c, d) = huge(PgKind::Delete);
+    assert!(f.engine.decide(&s, c, d).await.is_err());
+    assert!(
+        f.engine.approvals().list().is_empty(),
+        "the unlogged DELETE left no pending approval"
+    );
+    // Logged, they do.
+    let (c, d) = stmt(PgKind::Truncate);
+    assert_eq!(
+        f.engine.decide(&s, c, d).await.unwrap().effect,
+        Effect::Allow
+    );
+    let (c, d) = stmt(PgKind::Alter);
+    let blocked = f.engine.decide(&s, c, d).await.unwrap();
+    assert_eq!(blocked.effect, Effect::Block);
+    assert_eq!(
+        blocked.message.as_deref(),
+        Some("ALTER after TRUNCATE needs a review")
+    );
+}
+
+/// Requests of one identity that share sequence keys, decided concurrently, are
+/// logged in the order they were judged: walking the log in order and applying each
+/// TRUNCATE gives every ALTER the decision it got live (ADR 0024: the state is a fold
+/// over the log, and a restart rebuilds the same one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_of_one_identity_are_logged_in_the_order_they_were_judged() {
+    let f = fixture();
+    for round in 0..24 {
+        let agent = format!("etl-{round}");
+        let mut tasks = Vec::new();
+        for i in 0..12 {
+            let engine = f.engine.clone();
+            let s = session(&f, &agent).await;
+            tasks.push(tokio::spawn(async move {
+                let kind = if i % 3 == 0 {
+                    PgKind::Truncate
+                } else {
+                    PgKind::Alter
+                };
+                let (c, d) = stmt(kind);
+                engine.decide(&s, c, d).await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    }
+    let log = events(&f.log_dir);
+    let mut truncated = std::collections::HashSet::new();
+    let mut checked = 0;
+    for e in &log {
+        let Payload::RequestObserved(r) = &e.payload else {
+            continue;
+        };
+        let RequestDetail::Postgres(p) = &r.detail else {
+            continue;
+        };
+        let who = e.identity_name().unwrap().to_owned();
+        match p.kind {
+            PgKind::Truncate => {
+                truncated.insert(who);
+            }
+            PgKind::Alter => {
+                let live = log
+                    .iter()
+                    .find_map(|d| match &d.payload {
+                        Payload::DecisionMade(d) if d.request == Some(e.id) => Some(d.effect),
+                        _ => None,
+                    })
+                    .unwrap();
+                let folded = if truncated.contains(&who) {
+                    Effect::Block
+                } else {
+                    Effect::Allow
+                };
+                assert_eq!(live, folded, "ALTER {} of {who}", e.id);
+                checked += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(checked, 24 * 8);
 }

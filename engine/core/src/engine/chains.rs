@@ -108,8 +108,9 @@ impl ChainSteps {
     }
 
     /// The steps of `events`, oldest first; a step not held (the gateway restarted
-    /// since) is named by its event only.
-    pub fn steps(&self, events: &[EventId]) -> Vec<ChainStep> {
+    /// since) is named by its event only. `uncommitted` are requests not yet
+    /// remembered (judged, not yet in the log) that may be among them.
+    pub fn steps_with(&self, events: &[EventId], uncommitted: &[Event]) -> Vec<ChainStep> {
         let s = self.lock();
         events
             .iter()
@@ -117,6 +118,12 @@ impl ChainSteps {
                 s.by_id
                     .get(&e.as_uuid().as_u128())
                     .cloned()
+                    .or_else(|| {
+                        uncommitted
+                            .iter()
+                            .find(|u| u.id == *e)
+                            .and_then(step_of)
+                    })
                     .unwrap_or_else(|| ChainStep {
                         event: *e,
                         summary: "(not held in memory: the gateway restarted since; see `gatehouse replay` or the audit)".into(),

@@ -11,6 +11,7 @@
 
 mod approvals;
 mod chains;
+mod sequencer;
 mod sessions;
 
 use std::net::SocketAddr;
@@ -236,6 +237,8 @@ pub struct Engine {
     /// Serialises approval outcomes (grant, deny, expiry): check, append and apply
     /// happen under it, so one approval gets exactly one outcome in the log.
     deciding: tokio::sync::Mutex<()>,
+    /// Orders judge, commit and apply of requests sharing sequence keys (ADR 0024).
+    sequencer: sequencer::Sequencer,
     /// Summaries of requests that took part in sequences, for reviewers and alerts.
     chain_steps: chains::ChainSteps,
 }
@@ -265,6 +268,7 @@ impl Engine {
             sessions: sessions::Registry::default(),
             session_seq: AtomicU64::new(0),
             deciding: tokio::sync::Mutex::new(()),
+            sequencer: sequencer::Sequencer::default(),
             chain_steps: chains::ChainSteps::default(),
         });
         engine.replay()?;
@@ -517,10 +521,14 @@ impl Engine {
                 },
             )
             .build();
-        if let Err(error) = self.append(std::slice::from_ref(&event)).await {
-            tracing::error!(message = "Cannot record a session close.", session = %session.id, %error);
+        match self.append(std::slice::from_ref(&event)).await {
+            Ok(()) => {
+                self.policy.observe(&event);
+            }
+            Err(error) => {
+                tracing::error!(message = "Cannot record a session close.", session = %session.id, %error);
+            }
         }
-        self.policy.observe(&event);
     }
 
     /// Live sessions.
@@ -576,30 +584,53 @@ impl Engine {
         let mut events = Vec::with_capacity(requests.len() * 2);
         let mut decisions = Vec::with_capacity(requests.len());
         let mut notify = Vec::new();
-        for (command, detail) in requests {
-            let request = session
-                .event(
-                    &self.options.gateway_id,
-                    RequestObserved {
-                        command,
-                        detail,
-                        reason: session.reason(),
-                    },
-                )
-                .build();
-            let (verdict, policy) = self.policy.decide(&request, session.client_ip());
+        let requests: Vec<Event> = requests
+            .into_iter()
+            .map(|(command, detail)| {
+                session
+                    .event(
+                        &self.options.gateway_id,
+                        RequestObserved {
+                            command,
+                            detail,
+                            reason: session.reason(),
+                        },
+                    )
+                    .build()
+            })
+            .collect();
+        // Judge, commit, apply (ADR 0024): nothing below changes the sequence state,
+        // the approvals or the chain steps before the events are in the log. The keys
+        // of these requests (and of the results written with them) are held from here
+        // to the application when anything will change.
+        let mut keys: Vec<String> = requests
+            .iter()
+            .chain(prior.iter())
+            .flat_map(|e| self.policy.keys(e))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let held = self.sequencer.hold(&keys).await;
+        let (judged, policy) = self
+            .policy
+            .judge_batch(&requests.iter().collect::<Vec<_>>(), session.client_ip());
+        // Requests to apply after the commit, and those that are chain steps.
+        let mut to_apply: Vec<Event> = Vec::new();
+        let mut staged: Vec<Event> = Vec::new();
+        let mut approvals_requested: Vec<(usize, Event)> = Vec::new();
+        for (request, (verdict, touches)) in requests.into_iter().zip(judged) {
             if let Some(error) = &verdict.error {
                 tracing::warn!(message = "Policy evaluation failed; refusing.", session = %session.id, %error);
             }
-            if verdict.staged {
-                self.chain_steps.remember(&request);
+            if touches {
+                to_apply.push(request.clone());
             }
-            if session.principal.protocol == gatehouse_events::Protocol::Ssh {
-                self.chain_steps.ssh_command(&request);
+            if verdict.staged {
+                staged.push(request.clone());
             }
             let mut alerts = alerts_raised(&verdict, request.id);
             for a in alerts.iter_mut().filter(|a| a.sequence) {
-                a.chain = self.chain_steps.steps(&a.related_events);
+                a.chain = self.chain_steps.steps_with(&a.related_events, &staged);
             }
             let mut decided = decision_made(&verdict, request.id, policy.version());
             let mut message = verdict.reason.clone();
@@ -741,27 +772,6 @@ impl Engine {
             let decision_event = session
                 .event(&self.options.gateway_id, decided.clone())
                 .build();
-            let evictions: Vec<Event> = verdict
-                .evictions
-                .iter()
-                .map(|ev| {
-                    session
-                        .event(
-                            &self.options.gateway_id,
-                            AlertRaised {
-                                rule: ev.sequence.to_string(),
-                                sequence: true,
-                                message: format!("partial match of `{}` for `{}` evicted after {} stage(s): {:?}", ev.sequence, ev.key, ev.stages_matched, ev.reason),
-                                severity: Severity::Low,
-                                tags: vec!["gatehouse.sequence_eviction".into()],
-                                effect: None,
-                                request: Some(request.id),
-                                related_events: vec![request.id], chain: Vec::new(),
-                            },
-                        )
-                        .build()
-                })
-                .collect();
             let rules = decided.rules.clone();
             let effect = decided.effect;
             let request_id = request.id;
@@ -772,16 +782,10 @@ impl Engine {
                     .into_iter()
                     .map(|a| session.event(&self.options.gateway_id, a).build()),
             );
-            events.extend(evictions);
-            for e in &extra {
-                self.approvals.apply(e, true);
-            }
-            let pending = approval.as_deref().and_then(|id| self.approvals.get(id));
-            let outcome = approval
-                .as_deref()
-                .and_then(|id| self.approvals.subscribe(id));
-            if let Some(p) = &pending {
-                notify.push(p.clone());
+            if approval.is_some()
+                && let Some(e) = extra.first()
+            {
+                approvals_requested.push((decisions.len(), e.clone()));
             }
             events.extend(extra);
             decisions.push(Decision {
@@ -789,23 +793,68 @@ impl Engine {
                 effect,
                 message,
                 rules,
-                approval: pending,
-                outcome,
+                approval: None,
+                outcome: None,
                 verdict: Arc::new(verdict),
             });
         }
-        if prior.is_empty() {
-            self.append(&events).await?;
+        // Written in judgement order: the keys are still held, so the log's order of
+        // these requests is the order they were judged in (replaying the log rebuilds
+        // the same state). Durability is awaited after the keys are released, so
+        // concurrent requests still share one fsync.
+        let written = if prior.is_empty() {
+            self.log.write_batch(&events)
         } else {
             let results = prior.len();
             prior.append(&mut events);
-            let written = self.append(prior).await;
+            let written = self.log.write_batch(prior);
             // Whatever happened, the requests are not left behind for a later write.
             prior.truncate(results);
-            written?;
-            for e in prior.drain(..) {
-                self.policy.on_result(&e);
+            written
+        };
+        let written = written?;
+        // Committed: apply, in log order.
+        for e in prior.drain(..) {
+            self.policy.on_result(&e);
+        }
+        let mut evicted = Vec::new();
+        for request in &to_apply {
+            for ev in self.policy.replay(request) {
+                evicted.push(eviction_alert(
+                    session,
+                    &self.options.gateway_id,
+                    &ev,
+                    request.id,
+                ));
             }
+        }
+        drop(held);
+        self.log.durable_async(written.end).await?;
+        for request in &staged {
+            self.chain_steps.remember(request);
+        }
+        if session.principal.protocol == gatehouse_events::Protocol::Ssh {
+            for e in &events {
+                self.chain_steps.ssh_command(e);
+            }
+        }
+        for (i, requested) in &approvals_requested {
+            self.approvals.apply(requested, true);
+            if let (Payload::ApprovalRequested(a), Some(d)) =
+                (&requested.payload, decisions.get_mut(*i))
+            {
+                d.approval = self.approvals.get(&a.approval_id);
+                d.outcome = self.approvals.subscribe(&a.approval_id);
+                if let Some(p) = &d.approval {
+                    notify.push(p.clone());
+                }
+            }
+        }
+        if !evicted.is_empty()
+            && let Err(error) = self.append(&evicted).await
+        {
+            // The evictions happened (memory bounds); only their record is missing.
+            tracing::error!(message = "Cannot record sequence evictions.", session = %session.id, %error);
         }
         for d in &decisions {
             self.metrics.count(d.effect);
@@ -1119,13 +1168,22 @@ impl Engine {
             return Ok(());
         }
         let resolved;
-        let events = if events.iter().any(has_captures) {
+        let captures = events.iter().any(has_captures);
+        let events = if captures {
             resolved = self.resolve_captures(events).await;
             &resolved[..]
         } else {
             events
         };
-        self.append(events).await?;
+        // Captured values fill partial matches: a request of the same keys judged
+        // meanwhile would not see them (ADR 0024).
+        let keys: Vec<String> = if captures {
+            events.iter().flat_map(|e| self.policy.keys(e)).collect()
+        } else {
+            Vec::new()
+        };
+        let held = self.sequencer.hold(&keys).await;
+        let written = self.log.write_batch(events)?;
         for e in events {
             if let Payload::ResultObserved(r) = &e.payload
                 && let Some(request) = r.request
@@ -1136,6 +1194,8 @@ impl Engine {
             }
             self.policy.on_result(e);
         }
+        drop(held);
+        self.log.durable_async(written.end).await?;
         Ok(())
     }
 
@@ -1203,6 +1263,34 @@ fn first_offset(dir: &std::path::Path) -> u64 {
         .ok()
         .and_then(|s| s.first().map(|s| s.base))
         .unwrap_or(0)
+}
+
+/// The finding recording that a partial match was evicted (memory bounds).
+fn eviction_alert(
+    session: &Session,
+    gateway_id: &str,
+    ev: &gatehouse_dsl::Eviction,
+    request: EventId,
+) -> Event {
+    session
+        .event(
+            gateway_id,
+            AlertRaised {
+                rule: ev.sequence.to_string(),
+                sequence: true,
+                message: format!(
+                    "partial match of `{}` for `{}` evicted after {} stage(s): {:?}",
+                    ev.sequence, ev.key, ev.stages_matched, ev.reason
+                ),
+                severity: Severity::Low,
+                tags: vec!["gatehouse.sequence_eviction".into()],
+                effect: None,
+                request: Some(request),
+                related_events: vec![request],
+                chain: Vec::new(),
+            },
+        )
+        .build()
 }
 
 mod payload_effect {

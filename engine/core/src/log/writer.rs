@@ -245,19 +245,35 @@ impl EventLog {
     /// Like [`append_batch`](Self::append_batch), but waits for `strict` durability
     /// without blocking the async runtime.
     pub async fn append_batch_async(&self, events: &[Event]) -> Result<Range<Offset>, LogError> {
-        let range = self.write(events)?;
+        let range = self.write_batch(events)?;
+        self.durable_async(range.end).await?;
+        Ok(range)
+    }
+
+    /// The first half of [`append_batch_async`](Self::append_batch_async): writes the
+    /// events (to the OS, in log order) and returns at once. A caller that must order
+    /// its writes with other work (ADR 0024) writes under its own lock, then waits
+    /// with [`durable_async`](Self::durable_async) after releasing it, so that
+    /// concurrent appenders still share one fsync.
+    pub fn write_batch(&self, events: &[Event]) -> Result<Range<Offset>, LogError> {
+        self.write(events)
+    }
+
+    /// The second half: under `strict` durability, waits until `end` is durable (or
+    /// the log failed); under `batch`, returns at once.
+    pub async fn durable_async(&self, end: Offset) -> Result<(), LogError> {
         if self.inner.config.durability == Durability::Strict {
             self.request_sync();
             let mut rx = self.inner.durable_tx.subscribe();
             let state = rx
-                .wait_for(|d| d.offset >= range.end || d.failed.is_some())
+                .wait_for(|d| d.offset >= end || d.failed.is_some())
                 .await
                 .map_err(|_| LogError::Closed)?;
             if let Some(f) = &state.failed {
                 return Err(LogError::Failed(f.clone()));
             }
         }
-        Ok(range)
+        Ok(())
     }
 
     /// Appends pre-encoded payloads (native event JSON). Used by tools that copy logs.

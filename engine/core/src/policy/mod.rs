@@ -137,26 +137,58 @@ impl Policy {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Decides on a `request_observed` event. `client_ip` is the session's client
-    /// address when the caller knows it. A policy retired by a reload still decides,
-    /// without sequences; use [`PolicyHandle::decide`] to always get the current one.
+    /// Decides on a `request_observed` event and applies it to the sequence state at
+    /// once (rule tests, backfill: no log in between). `client_ip` is the session's
+    /// client address when the caller knows it. A policy retired by a reload still
+    /// decides, without sequences; use [`PolicyHandle::judge_batch`] to always get the
+    /// current one.
     pub fn decide(&self, event: &Event, client_ip: Option<IpAddr>) -> Verdict {
-        self.try_decide(event, client_ip).unwrap_or_else(|| {
-            let mut v = Verdict::default();
-            let ctx = EventContext::new(event).with_client_ip(client_ip);
-            self.rules.evaluate_stateless_into(&ctx, &mut v);
-            v
-        })
+        match self.try_judge(event, client_ip) {
+            Some((verdict, touches)) => {
+                if touches {
+                    self.replay(event);
+                }
+                verdict
+            }
+            None => {
+                let mut v = Verdict::default();
+                let ctx = EventContext::new(event).with_client_ip(client_ip);
+                self.rules.evaluate_stateless_into(&ctx, &mut v);
+                v
+            }
+        }
     }
 
-    fn try_decide(&self, event: &Event, client_ip: Option<IpAddr>) -> Option<Verdict> {
+    /// Judges a `request_observed` event against the sequence state without changing
+    /// it (ADR 0024): the verdict, and whether applying the request
+    /// ([`Policy::replay`], once its events are committed) will change the state.
+    /// `None` once this policy is retired by a reload.
+    fn try_judge(&self, event: &Event, client_ip: Option<IpAddr>) -> Option<(Verdict, bool)> {
         let ctx = EventContext::new(event).with_client_ip(client_ip);
-        let mut guard = self.lock();
-        let state = guard.as_mut()?;
-        let verdict = self.rules.evaluate(&ctx, state);
-        self.completions_pending
-            .store(state.pending_completions() > 0, Ordering::Relaxed);
-        Some(verdict)
+        let guard = self.lock();
+        let state = guard.as_ref()?;
+        Some(self.rules.judge(&ctx, state))
+    }
+
+    /// [`Policy::try_judge`] for the requests of one batch, in order.
+    fn try_judge_batch(
+        &self,
+        events: &[&Event],
+        client_ip: Option<IpAddr>,
+    ) -> Option<Vec<(Verdict, bool)>> {
+        let ctxs: Vec<EventContext<'_>> = events
+            .iter()
+            .map(|e| EventContext::new(e).with_client_ip(client_ip))
+            .collect();
+        let guard = self.lock();
+        let state = guard.as_ref()?;
+        Some(self.rules.judge_batch(&ctxs, state))
+    }
+
+    /// The sequence-state keys a request reads and may change (callers serialize
+    /// judge, commit and apply of requests that share one).
+    pub fn keys(&self, event: &Event) -> Vec<String> {
+        self.rules.keys(&EventContext::new(event))
     }
 
     /// Feeds a `result_observed` event into sequences: its captures, and whether the
@@ -321,16 +353,49 @@ impl PolicyHandle {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
-    /// Decides with the current policy (retrying if a reload retired it meanwhile).
-    pub fn decide(&self, event: &Event, client_ip: Option<IpAddr>) -> (Verdict, Arc<Policy>) {
+    /// Judges requests with the current policy without changing its state (retrying
+    /// if a reload retired it meanwhile), in order, each seeing what the earlier ones
+    /// will change (the statements of one query string): each verdict, whether
+    /// applying the request will change the sequence state, and the policy that
+    /// judged. Apply with [`PolicyHandle::replay`] once the events are committed.
+    pub fn judge_batch(
+        &self,
+        events: &[&Event],
+        client_ip: Option<IpAddr>,
+    ) -> (Vec<(Verdict, bool)>, Arc<Policy>) {
         for _ in 0..4 {
             let p = self.current();
-            if let Some(v) = p.try_decide(event, client_ip) {
+            if let Some(v) = p.try_judge_batch(events, client_ip) {
                 return (v, p);
             }
         }
         let p = self.current();
-        (p.decide(event, client_ip), p)
+        let v = events
+            .iter()
+            .map(|e| {
+                let mut v = Verdict::default();
+                let ctx = EventContext::new(e).with_client_ip(client_ip);
+                p.rules.evaluate_stateless_into(&ctx, &mut v);
+                (v, false)
+            })
+            .collect();
+        (v, p)
+    }
+
+    /// Judges a request and applies it at once (no log in between: rule tests and
+    /// tools; the engine judges, commits, then applies).
+    pub fn decide(&self, event: &Event, client_ip: Option<IpAddr>) -> (Verdict, Arc<Policy>) {
+        let (mut judged, p) = self.judge_batch(&[event], client_ip);
+        let (verdict, touches) = judged.pop().unwrap_or_default();
+        if touches {
+            self.replay(event);
+        }
+        (verdict, p)
+    }
+
+    /// The sequence-state keys of a request under the current policy.
+    pub fn keys(&self, event: &Event) -> Vec<String> {
+        self.current().keys(event)
     }
 
     /// Feeds result captures into the current policy's sequences.
