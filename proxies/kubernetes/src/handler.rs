@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use gatehouse_core::engine::{ApprovalOutcome, Decision, Engine};
+use gatehouse_core::engine::{Decision, Enforcement, Engine, RefusalKind};
 use gatehouse_events::payload::{
     DecisionMade, Effect, K8sRequest, RequestDetail, RequestObserved, ResultObserved, ResultStatus,
 };
@@ -203,23 +203,19 @@ impl Req<'_> {
                 );
             }
         };
-        match decision.effect {
-            Effect::Allow | Effect::Mask => {}
-            Effect::Block => {
-                let message = decision
-                    .message
-                    .clone()
-                    .unwrap_or_else(|| "blocked by policy".into());
+        match decision.enforcement() {
+            Enforcement::Run => {}
+            Enforcement::Refuse(r) => {
                 return self
                     .refuse(
                         &decision,
                         &parsed,
                         client_upgrade,
-                        &format!("gatehouse: {message}"),
+                        &format!("gatehouse: {}", r.message),
                     )
                     .await;
             }
-            Effect::RequireApproval => {
+            Enforcement::Hold { .. } => {
                 // If the client goes away while held, hyper drops this future: the
                 // guard records that the request never ran.
                 let abandoned = Abandoned::new(self.engine(), &self.active, &decision);
@@ -255,36 +251,22 @@ impl Req<'_> {
     /// before an outcome (the client left) or ended with the session, the approval
     /// is withdrawn.
     async fn wait(&self, decision: &Decision) -> Result<(), String> {
-        let id = decision
-            .approval
-            .as_ref()
-            .map(|a| a.id.clone())
-            .unwrap_or_default();
         // hyper drops this future when the client goes away: the guard then
         // withdraws the approval, so that a reviewer cannot approve it later.
         let mut guard = WithdrawOnDrop {
             engine: self.engine().clone(),
             decision: Some(decision.clone()),
         };
-        let outcome = tokio::select! {
-            o = self.engine().wait_for_approval(decision) => o,
-            reason = self.active.session.closed() => {
-                return Err(format!("gatehouse: approval {id} abandoned: {reason}"));
-            }
-        };
-        guard.decision = None;
-        match outcome {
-            ApprovalOutcome::Granted { .. } => Ok(()),
-            ApprovalOutcome::Denied { reviewer, reason } => Err(format!(
-                "gatehouse: approval {id} was denied by {reviewer}: {reason}"
-            )),
-            ApprovalOutcome::Expired => Err(format!(
-                "gatehouse: approval {id} expired before a reviewer decided"
-            )),
-            ApprovalOutcome::Withdrawn { reason } => {
-                Err(format!("gatehouse: approval {id} was withdrawn: {reason}"))
-            }
+        let waited = self
+            .engine()
+            .await_approval(&self.active.session, decision)
+            .await;
+        if !matches!(&waited, Err(r) if r.kind == RefusalKind::Abandoned) {
+            guard.decision = None;
         }
+        waited
+            .map(|_| ())
+            .map_err(|r| format!("gatehouse: {}", r.message))
     }
 
     /// Refuses a judged request (block, denied or expired approval) and records it.

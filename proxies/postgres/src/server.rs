@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use gatehouse_core::engine::{Engine, SessionInfo};
+use gatehouse_core::engine::{Enforcement, Engine, SessionInfo};
 use gatehouse_events::EventId;
 use gatehouse_events::Protocol;
-use gatehouse_events::payload::{Effect, RequestDetail, ResultObserved, ResultStatus};
+use gatehouse_events::payload::{RequestDetail, ResultObserved, ResultStatus};
 use gatehouse_proxy_common::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -494,15 +494,10 @@ impl PgProxy {
             })?;
         let ids: Vec<EventId> = decisions.iter().map(|d| d.request).collect();
         for d in &decisions {
-            let report = match d.effect {
-                Effect::Allow | Effect::Mask => continue,
-                Effect::Block => Report::fatal(
-                    "42501",
-                    d.message
-                        .clone()
-                        .unwrap_or_else(|| "blocked by the gateway policy".into()),
-                ),
-                Effect::RequireApproval => {
+            let report = match d.enforcement() {
+                Enforcement::Run => continue,
+                Enforcement::Refuse(r) => Report::fatal("42501", r.message),
+                Enforcement::Hold { .. } => {
                     if let Err(error) = self
                         .engine
                         .withdraw_approval(d, "a startup setting cannot wait for a reviewer")

@@ -4,9 +4,11 @@
 
 use std::sync::Arc;
 
-use gatehouse_core::engine::{ApprovalOutcome, Decision, Engine, EngineError, Session};
+use gatehouse_core::engine::{
+    Decision, Enforcement, Engine, EngineError, Refusal, RefusalKind, Session,
+};
 use gatehouse_events::payload::{
-    DataDirection, Effect, RequestDetail, ResultObserved, ResultStatus, SshRequest,
+    DataDirection, RequestDetail, ResultObserved, ResultStatus, SshRequest,
 };
 use tokio::sync::watch;
 
@@ -208,63 +210,38 @@ impl Ctx {
             Err(e) => {
                 tracing::warn!(message = "Decision failed; refusing.", session = %self.session.id, error = %e);
                 return Verdict::Refused(
-                    format!("gatehouse: refused: {e}"),
+                    format!("gatehouse: {}", Refusal::failed(&e).message),
                     crate::EXIT_GATEWAY_ERROR,
                 );
             }
         };
-        match decision.effect {
-            Effect::Allow | Effect::Mask => Verdict::Run(Box::new(decision)),
-            Effect::RequireApproval => {
-                let id = decision
-                    .approval
-                    .as_ref()
-                    .map(|a| a.id.clone())
-                    .unwrap_or_default();
-                notify(format!(
-                    "gatehouse: {}",
-                    decision
-                        .message
-                        .clone()
-                        .unwrap_or_else(|| format!("held for approval {id}"))
-                ))
-                .await;
-                let outcome = tokio::select! {
-                    o = self.engine.wait_for_approval(&decision) => o,
-                    reason = self.session.closed() => {
-                        return Verdict::Refused(format!("gatehouse: session closed: {reason}"), crate::EXIT_REFUSED);
-                    }
-                };
-                let refused = match outcome {
-                    ApprovalOutcome::Granted { reviewer } => {
-                        notify(format!("gatehouse: approval {id} granted by {reviewer}")).await;
+        let refusal = match decision.enforcement() {
+            Enforcement::Run => return Verdict::Run(Box::new(decision)),
+            Enforcement::Hold { notice, .. } => {
+                notify(format!("gatehouse: {notice}")).await;
+                match self.engine.await_approval(&self.session, &decision).await {
+                    Ok(note) => {
+                        notify(format!("gatehouse: {note}")).await;
                         return Verdict::Run(Box::new(decision));
                     }
-                    ApprovalOutcome::Denied { reviewer, reason } => {
-                        format!("gatehouse: approval {id} denied by {reviewer}: {reason}")
+                    // The session is gone: nobody to tell, nothing more to record.
+                    Err(r) if r.kind == RefusalKind::Abandoned => {
+                        return Verdict::Refused(
+                            format!("gatehouse: {}", r.message),
+                            crate::EXIT_REFUSED,
+                        );
                     }
-                    ApprovalOutcome::Expired => {
-                        format!("gatehouse: approval {id} expired without a decision")
-                    }
-                    ApprovalOutcome::Withdrawn { reason } => {
-                        format!("gatehouse: approval {id} was withdrawn: {reason}")
-                    }
-                };
-                self.refused_result(&decision, &refused).await;
-                Verdict::Refused(refused, crate::EXIT_REFUSED)
+                    Err(r) => r,
+                }
             }
-            Effect::Block => {
-                let msg = format!(
-                    "gatehouse: blocked: {}",
-                    decision
-                        .message
-                        .clone()
-                        .unwrap_or_else(|| "refused by policy".into())
-                );
-                self.refused_result(&decision, &msg).await;
-                Verdict::Refused(msg, crate::EXIT_REFUSED)
-            }
-        }
+            Enforcement::Refuse(r) => r,
+        };
+        let msg = match refusal.kind {
+            RefusalKind::Blocked => format!("gatehouse: blocked: {}", refusal.message),
+            _ => format!("gatehouse: {}", refusal.message),
+        };
+        self.refused_result(&decision, &msg).await;
+        Verdict::Refused(msg, crate::EXIT_REFUSED)
     }
 
     async fn refused_result(&self, decision: &Decision, message: &str) {

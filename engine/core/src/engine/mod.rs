@@ -11,6 +11,7 @@
 
 mod approvals;
 mod chains;
+mod enforce;
 mod sequencer;
 mod sessions;
 
@@ -31,6 +32,7 @@ use gatehouse_events::payload::{
 use gatehouse_events::{Event, EventId, Identity, Protocol};
 
 pub use approvals::{ApprovalOutcome, Approvals, Grant, PendingApproval};
+pub use enforce::{Enforcement, Refusal, RefusalKind};
 pub use sessions::{Session, SessionInfo, SessionView};
 
 use crate::identity::{AuthError, Authenticator, IssueRequest, Principal};
@@ -865,6 +867,19 @@ impl Engine {
             }
         }
         Ok(decisions)
+    }
+
+    /// Waits for a held decision's approval, or for its session to end: the note to
+    /// show when it was granted (the command runs), else the refusal.
+    pub async fn await_approval(
+        &self,
+        session: &Session,
+        decision: &Decision,
+    ) -> Result<String, Refusal> {
+        tokio::select! {
+            o = self.wait_for_approval(decision) => decision.after_approval(&o),
+            reason = session.closed() => Err(Refusal::abandoned(decision.approval_id(), &reason)),
+        }
     }
 
     /// Waits for a held request's outcome (returns `Expired` if the approval is gone).

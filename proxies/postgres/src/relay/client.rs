@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use gatehouse_core::engine::{ApprovalOutcome, Decision};
+use gatehouse_core::engine::{ApprovalOutcome, Decision, Enforcement};
 use gatehouse_dsl::mask::MaskSpec;
 use gatehouse_events::payload::{
     DecisionMade, Effect, PgKind, PgStatement, RequestDetail, RequestObserved, ResultObserved,
@@ -616,22 +616,16 @@ impl Relay {
         }
         let mut waiting = None;
         for (i, d) in step.decisions.iter().enumerate() {
-            match d.effect {
-                Effect::Block => {
-                    let message = d
-                        .message
-                        .clone()
-                        .unwrap_or_else(|| "blocked by the gateway policy".into());
-                    return (Some(blocked(message, d)), None);
-                }
-                Effect::RequireApproval => match step.approvals.get(i).cloned().flatten() {
+            match d.enforcement() {
+                Enforcement::Refuse(r) => return (Some(blocked(r.message, d)), None),
+                Enforcement::Hold { .. } => match step.approvals.get(i).cloned().flatten() {
                     Some(Ok(())) => {}
                     Some(Err(report)) => return (Some(report), None),
                     None => {
                         waiting.get_or_insert(i);
                     }
                 },
-                Effect::Allow | Effect::Mask => {}
+                Enforcement::Run => {}
             }
         }
         (None, waiting)
@@ -883,36 +877,16 @@ impl Relay {
         let Some(mut held) = self.held.take() else {
             return;
         };
-        let id = held
-            .step
-            .decisions
-            .get(held.waiting)
-            .and_then(|d| d.approval.as_ref())
-            .map(|a| a.id.clone())
-            .unwrap_or_default();
         let Some(decision) = held.step.decisions.get(held.waiting).cloned() else {
             return;
         };
-        let resolution = match outcome {
-            ApprovalOutcome::Granted { reviewer } => {
-                Report::notice(format!(
-                    "gatehouse: approval {id} granted by {reviewer}; running the statement"
-                ))
-                .encode(&mut self.to_client);
+        let resolution = match decision.after_approval(&outcome) {
+            Ok(note) => {
+                Report::notice(format!("gatehouse: {note}; running the statement"))
+                    .encode(&mut self.to_client);
                 Ok(())
             }
-            ApprovalOutcome::Denied { reviewer, reason } => Err(blocked(
-                format!("approval {id} was denied by {reviewer}: {reason}"),
-                &decision,
-            )),
-            ApprovalOutcome::Expired => Err(blocked(
-                format!("approval {id} expired before a reviewer decided"),
-                &decision,
-            )),
-            ApprovalOutcome::Withdrawn { reason } => Err(blocked(
-                format!("approval {id} was withdrawn: {reason}"),
-                &decision,
-            )),
+            Err(r) => Err(blocked(r.message, &decision)),
         };
         if let Some(slot) = held.step.approvals.get_mut(held.waiting) {
             *slot = Some(resolution);
