@@ -162,7 +162,10 @@ mod tests {
 
     #[test]
     fn every_effect_and_outcome_has_one_meaning_and_one_text() {
-        assert_eq!(decision(Effect::Allow, None).enforcement(), Enforcement::Run);
+        assert_eq!(
+            decision(Effect::Allow, None).enforcement(),
+            Enforcement::Run
+        );
         assert_eq!(decision(Effect::Mask, None).enforcement(), Enforcement::Run);
         assert_eq!(
             decision(Effect::Block, Some("no drops")).enforcement(),
