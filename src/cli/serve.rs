@@ -103,6 +103,7 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shippers = JoinSet::new();
+    let mut cluster = JoinSet::new();
     let cursor_dir = config.data_dir.join("cursors");
     let mut cursor_names = Vec::new();
     let mut ship_options = ShipOptions::new(&cursor_dir);
@@ -138,6 +139,24 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("shipping.kafka.secret_properties.{name}: {e}"))?;
             o.properties.insert(name.clone(), value.expose().to_owned());
         }
+        if config.cluster.enabled {
+            // Every record carries its native event, and this gateway folds the
+            // other gateways' records into its state (ADR 0025).
+            o.native = true;
+            let fold = gatehouse_ship::cluster::FoldOptions {
+                brokers: o.brokers.clone(),
+                topic: o.events_topic.clone(),
+                gateway_id: engine.gateway_id().to_owned(),
+                properties: o.properties.clone(),
+            };
+            let (engine, stop) = (engine.clone(), stop_rx.clone());
+            cluster.spawn(async move {
+                match gatehouse_ship::cluster::fold(fold, engine, stop).await {
+                    Ok(n) => tracing::info!(message = "Cluster fold stopped.", applied = n),
+                    Err(error) => tracing::error!(message = "Cluster fold failed.", %error),
+                }
+            });
+        }
         shippers.spawn(gatehouse_ship::run(
             Source::Live(log.clone()),
             KafkaSink::new(o)?,
@@ -167,6 +186,7 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
     tracing::info!(message = "Shutting down: closing listeners, flushing shippers.");
     let _ = stop_tx.send(true);
     background.abort_all();
+    cluster.abort_all();
     let flush = async {
         while let Some(done) = shippers.join_next().await {
             match done {

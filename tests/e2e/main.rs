@@ -14,6 +14,7 @@ mod admin;
 mod architecture;
 mod backfill;
 mod campaign;
+mod cluster;
 mod demo;
 mod faults;
 mod kubernetes;

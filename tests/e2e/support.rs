@@ -186,6 +186,15 @@ pub fn parquet_sql(audit_dir: &Path, sql: &str) -> Vec<Vec<String>> {
     })
 }
 
+/// A finished command's stdout then stderr, as text (for assertions and messages).
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Lines of a child's stdout, read on a thread.
 pub fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
     let out = child.stdout.take().unwrap();

@@ -45,6 +45,7 @@ const TOP_LEVEL: &[&str] = &[
     "ssh",
     "postgres",
     "resolver",
+    "cluster",
 ];
 
 /// One table of the configuration: its heading in the doc, a snippet that makes the
@@ -141,6 +142,11 @@ const SECTIONS: &[Section] = &[
         heading: "## `[resolver]`",
         probe: "[resolver]\nbogus_key = 1\n",
         example_path: &["resolver"],
+    },
+    Section {
+        heading: "## `[cluster]`",
+        probe: "[cluster]\nbogus_key = 1\n",
+        example_path: &["cluster"],
     },
     Section {
         heading: "## `[[target]]`",
@@ -597,6 +603,7 @@ fn documented_defaults_are_the_code_defaults() {
             "timeout",
             CodeDefault::Duration(c.resolver.timeout),
         ),
+        ("## `[cluster]`", "enabled", lit(&c.cluster.enabled)),
         ("## `[[target]]`", "aliases", list(&c.targets[0].aliases)),
         ("## `[[target]]`", "tls", lit(&c.targets[0].tls)),
         (

@@ -32,7 +32,13 @@ pub struct KafkaOptions {
     pub delivery_timeout: Duration,
     /// Extra librdkafka producer properties (security, tuning).
     pub properties: BTreeMap<String, String>,
+    /// Also carry each event in its native form (header [`NATIVE_HEADER`]), for the
+    /// gateways of a cluster to fold (ADR 0025).
+    pub native: bool,
 }
+
+/// The header that carries the native event JSON in cluster mode.
+pub const NATIVE_HEADER: &str = "gatehouse-event";
 
 impl KafkaOptions {
     /// Defaults: topics `gatehouse.events` and `gatehouse.alerts`, 30 s delivery timeout.
@@ -43,6 +49,7 @@ impl KafkaOptions {
             alerts_topic: "gatehouse.alerts".into(),
             delivery_timeout: Duration::from_secs(30),
             properties: BTreeMap::new(),
+            native: false,
         }
     }
 }
@@ -263,13 +270,15 @@ pub struct KafkaRecord {
     event_id: String,
     event_type: &'static str,
     schema_version: String,
+    /// The native event JSON (cluster mode only).
+    native: Option<Vec<u8>>,
     /// Also goes to the alerts topic.
     alert: bool,
 }
 
 impl KafkaRecord {
     fn headers(&self) -> OwnedHeaders {
-        OwnedHeaders::new_with_capacity(3)
+        let headers = OwnedHeaders::new_with_capacity(4)
             .insert(Header {
                 key: "event_id",
                 value: Some(self.event_id.as_bytes()),
@@ -281,11 +290,27 @@ impl KafkaRecord {
             .insert(Header {
                 key: "schema_version",
                 value: Some(self.schema_version.as_bytes()),
-            })
+            });
+        match &self.native {
+            Some(n) => headers.insert(Header {
+                key: NATIVE_HEADER,
+                value: Some(n.as_slice()),
+            }),
+            None => headers,
+        }
     }
 }
 
 fn encode(records: Vec<(Offset, Event)>) -> Result<Vec<KafkaRecord>, ShipError> {
+    encode_with(records, false)
+}
+
+/// [`encode`], each record also carrying the native event (cluster mode).
+fn encode_native(records: Vec<(Offset, Event)>) -> Result<Vec<KafkaRecord>, ShipError> {
+    encode_with(records, true)
+}
+
+fn encode_with(records: Vec<(Offset, Event)>, native: bool) -> Result<Vec<KafkaRecord>, ShipError> {
     records
         .into_iter()
         .map(|(offset, event)| {
@@ -299,6 +324,15 @@ fn encode(records: Vec<(Offset, Event)>) -> Result<Vec<KafkaRecord>, ShipError> 
                 event_id: event.id.to_string(),
                 event_type: event.event_type(),
                 schema_version: event.schema_version.to_string(),
+                native: if native {
+                    let mut n = Vec::with_capacity(768);
+                    gatehouse_events::json::write_event(&mut n, &event).map_err(|e| {
+                        ShipError::Kafka(format!("cannot encode event {}: {e}", event.id))
+                    })?;
+                    Some(n)
+                } else {
+                    None
+                },
                 alert: for_alerts_topic(&event),
             })
         })
@@ -313,7 +347,11 @@ impl Sink for KafkaSink {
     }
 
     fn encoder(&self) -> crate::Encoder<Vec<KafkaRecord>> {
-        encode
+        if self.options.native {
+            encode_native
+        } else {
+            encode
+        }
     }
 
     async fn write(&mut self, batch: Vec<KafkaRecord>) -> Result<(), ShipError> {

@@ -8,6 +8,7 @@
 //! resumes from the cursor, and records after it may be delivered twice (consumers
 //! deduplicate on the event id, which every record carries).
 
+pub mod cluster;
 mod cursor;
 pub mod kafka;
 pub mod parquet;

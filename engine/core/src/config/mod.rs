@@ -84,6 +84,20 @@ pub struct Config {
     /// How hosts are resolved for events (SSH targets, captured host names).
     #[serde(default)]
     pub resolver: ResolverSection,
+    /// Several gateways behaving as one (ADR 0025).
+    #[serde(default)]
+    pub cluster: ClusterSection,
+}
+
+/// `[cluster]`: this gateway folds the events other gateways publish to the Kafka
+/// events topic (`[shipping.kafka]`) into its own state: approvals decided anywhere,
+/// revocations, sequence stages (ADR 0025).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// Fold other gateways' events.
+    #[serde(default)]
+    pub enabled: bool,
 }
 
 /// `[resolver]`: how the gateway resolves the hosts events name, so that chains
@@ -842,6 +856,14 @@ impl Config {
     /// Checks cross-field rules; returns every problem at once.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
+        if self.cluster.enabled {
+            if self.shipping.kafka.is_none() {
+                problems.push("`[cluster]` needs `[shipping.kafka]`: the gateways share their events through its events topic".to_owned());
+            }
+            if self.gateway_id.is_none() {
+                problems.push("`[cluster]` needs `gateway_id`, different on every gateway: a gateway skips its own events by it".to_owned());
+            }
+        }
         self.log
             .durability()
             .err()
@@ -1129,11 +1151,13 @@ password = { env = "PROD_DB_PASSWORD" }
              [[target]]\nname = \"db\"\nprotocol = \"postgres\"\nupstream = \"x:5432\"\nuser = \"u\"\nresponse_timeout = \"5s\"\n\
              [[target]]\nname = \"k\"\nprotocol = \"kubernetes\"\nupstream = \"https://k\"\ntoken = { env = \"T\" }\nresponse_timeout = \"0s\"\nguard = true\n\
              [[target]]\nname = \"h\"\nprotocol = \"ssh\"\nupstream = \"h:22\"\nuser = \"u\"\nkey = { env = \"K\" }\nguard = true\nguard_socket_dir = \"tmp\"\nguard_max_tasks = 0\n\
-             [roles.Deployer]\n[roles.deployer]\n",
+             [roles.Deployer]\n[roles.deployer]\n[cluster]\nenabled = true\n",
         )
         .unwrap();
         let e = c.validate().unwrap_err().to_string();
         for want in [
+            "`[cluster]` needs `[shipping.kafka]`",
+            "`[cluster]` needs `gateway_id`, different on every gateway",
             "admin.read_timeout must be longer than `0s`",
             "admin.max_connections must be at least 1",
             "admin.max_request_bytes must be at least 1",

@@ -81,6 +81,8 @@ struct Pending {
     credential: Option<String>,
     /// Who issued that credential: they may not decide (four eyes).
     issuer: Option<String>,
+    /// The gateway holding the request (it alone expires the approval).
+    gateway: String,
     tx: watch::Sender<Option<ApprovalOutcome>>,
 }
 
@@ -120,6 +122,29 @@ struct State {
     grants: Vec<Grant>,
     /// Issuer and expiry of each unexpired Gatehouse credential, by credential id.
     issuers: HashMap<String, (String, DateTime<Utc>)>,
+    /// Recently decided approvals (a request folded again from another gateway's
+    /// events does not come back).
+    decided: std::collections::HashSet<String>,
+    decided_order: std::collections::VecDeque<String>,
+}
+
+/// Decided approval ids remembered against a second fold of their request.
+const DECIDED_KEPT: usize = 65_536;
+
+impl State {
+    /// Removes a pending approval once decided, remembering its id.
+    fn decide(&mut self, id: &str) -> Option<Pending> {
+        let p = self.pending.remove(id)?;
+        if self.decided.insert(id.to_owned()) {
+            self.decided_order.push_back(id.to_owned());
+            while self.decided_order.len() > DECIDED_KEPT {
+                if let Some(old) = self.decided_order.pop_front() {
+                    self.decided.remove(&old);
+                }
+            }
+        }
+        Some(p)
+    }
 }
 
 impl Approvals {
@@ -135,6 +160,9 @@ impl Approvals {
         let mut s = self.lock();
         match &event.payload {
             Payload::ApprovalRequested(a) => {
+                if s.decided.contains(&a.approval_id) || s.pending.contains_key(&a.approval_id) {
+                    return;
+                }
                 let identity = event.identity.as_ref();
                 let view = PendingApproval {
                     id: a.approval_id.clone(),
@@ -166,6 +194,7 @@ impl Approvals {
                         session: event.session_id.clone(),
                         credential,
                         issuer,
+                        gateway: event.gateway_id.clone(),
                         tx,
                     },
                 );
@@ -179,7 +208,7 @@ impl Approvals {
                 }
             }
             Payload::ApprovalGranted(g) => {
-                if let Some(p) = s.pending.remove(&g.approval_id) {
+                if let Some(p) = s.decide(&g.approval_id) {
                     if let Some(until) = g.valid_until {
                         s.grants.push(Grant {
                             approval_id: g.approval_id.clone(),
@@ -198,7 +227,7 @@ impl Approvals {
                 }
             }
             Payload::ApprovalDenied(d) => {
-                if let Some(p) = s.pending.remove(&d.approval_id) {
+                if let Some(p) = s.decide(&d.approval_id) {
                     p.tx.send_replace(Some(ApprovalOutcome::Denied {
                         reviewer: d.reviewer.clone(),
                         reason: d.reason.clone(),
@@ -209,12 +238,12 @@ impl Approvals {
                 s.grants.retain(|g| g.approval_id != r.approval_id);
             }
             Payload::ApprovalExpired(x) => {
-                if let Some(p) = s.pending.remove(&x.approval_id) {
+                if let Some(p) = s.decide(&x.approval_id) {
                     p.tx.send_replace(Some(ApprovalOutcome::Expired));
                 }
             }
             Payload::ApprovalWithdrawn(x) => {
-                if let Some(p) = s.pending.remove(&x.approval_id) {
+                if let Some(p) = s.decide(&x.approval_id) {
                     p.tx.send_replace(Some(ApprovalOutcome::Withdrawn {
                         reason: x.reason.clone(),
                     }));
@@ -299,18 +328,24 @@ impl Approvals {
         self.lock().pending.get(id).and_then(|p| p.issuer.clone())
     }
 
-    /// Pending approvals past their deadline at `now`.
-    pub fn overdue(&self, now: DateTime<Utc>) -> Vec<String> {
+    /// Pending approvals held by `gateway` past their deadline at `now` (another
+    /// gateway's approvals are expired by that gateway).
+    pub fn overdue(&self, now: DateTime<Utc>, gateway: &str) -> Vec<String> {
         self.lock()
             .pending
             .values()
-            .filter(|p| p.view.deadline <= now)
+            .filter(|p| p.view.deadline <= now && p.gateway == gateway)
             .map(|p| p.view.id.clone())
             .collect()
     }
 
-    /// The earliest deadline.
-    pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
-        self.lock().pending.values().map(|p| p.view.deadline).min()
+    /// The earliest deadline of the approvals `gateway` holds.
+    pub fn next_deadline(&self, gateway: &str) -> Option<DateTime<Utc>> {
+        self.lock()
+            .pending
+            .values()
+            .filter(|p| p.gateway == gateway)
+            .map(|p| p.view.deadline)
+            .min()
     }
 }

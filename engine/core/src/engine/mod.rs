@@ -343,6 +343,37 @@ impl Engine {
         Ok(())
     }
 
+    /// Applies an event another gateway committed (cluster mode, ADR 0025): the fold
+    /// the start-up rebuild makes, under the event's sequence keys. Approvals
+    /// requested elsewhere become visible (and decidable) here, a decision made
+    /// elsewhere releases the request held here, a revocation made elsewhere closes
+    /// the credential's sessions here, and sequence stages matched elsewhere count
+    /// here. This gateway's own events are not applied twice.
+    pub async fn fold_remote(&self, event: &Event) {
+        if event.gateway_id == self.options.gateway_id {
+            return;
+        }
+        let keys = self.policy.keys(event);
+        let _held = self.sequencer.hold(&keys).await;
+        self.approvals.apply(event, false);
+        if let Payload::CredentialRevoked(r) = &event.payload {
+            self.auth.revoke(&r.credential_id);
+            self.sessions
+                .close_credential(&r.credential_id, "credential revoked");
+        }
+        match &event.payload {
+            Payload::RequestObserved(_) => {
+                self.policy.replay(event);
+            }
+            Payload::ResultObserved(_) => {
+                self.policy.on_result(event);
+            }
+            _ => {
+                self.policy.observe(event);
+            }
+        }
+    }
+
     /// The gateway id.
     pub fn gateway_id(&self) -> &str {
         &self.options.gateway_id
@@ -1048,7 +1079,7 @@ impl Engine {
     /// Expires overdue approvals (records `approval_expired`); returns their ids.
     pub async fn expire_overdue(&self) -> Result<Vec<String>, EngineError> {
         let _deciding = self.deciding.lock().await;
-        let ids = self.approvals.overdue(Utc::now());
+        let ids = self.approvals.overdue(Utc::now(), &self.options.gateway_id);
         for id in &ids {
             if let Some(p) = self.approvals.get(id) {
                 let event = self.approval_event(
@@ -1149,7 +1180,7 @@ impl Engine {
         loop {
             let wait = self
                 .approvals
-                .next_deadline()
+                .next_deadline(&self.options.gateway_id)
                 .map(|d| (d - Utc::now()).to_std().unwrap_or(Duration::ZERO))
                 .unwrap_or(Duration::from_secs(1))
                 .min(Duration::from_secs(1));
