@@ -105,6 +105,9 @@ pub(crate) struct Env<'a, C: Context + ?Sized> {
     pub armed: Option<&'a dyn Fn(u16, u8) -> bool>,
     /// Set when the context returned a value of the wrong type (fail closed).
     pub error: &'a Cell<Option<&'static str>>,
+    /// Captures and `armed` are not known (asking whether a stage could match once
+    /// partial matches held elsewhere are known): they read as unknown, not empty.
+    pub unknown_state: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -182,6 +185,7 @@ pub(crate) fn eval<C: Context + ?Sized>(node: &Node, env: &Env<'_, C>) -> Tri {
             }
         }
         Node::Exists(f) => (!matches!(field(*f, env), Rv::Missing)).into(),
+        Node::Armed { .. } if env.unknown_state => Tri::Unknown,
         Node::Armed { seq, min_stages } => env.armed.is_some_and(|f| f(*seq, *min_stages)).into(),
     }
 }
@@ -223,6 +227,7 @@ fn field<'a, C: Context + ?Sized>(f: FieldRef, env: &Env<'a, C>) -> Rv<'a> {
 fn operand<'a, C: Context + ?Sized>(op: &'a Operand, env: &Env<'a, C>) -> Rv<'a> {
     match op {
         Operand::Field(f) => field(*f, env),
+        Operand::Capture(_) if env.unknown_state => Rv::Missing,
         Operand::Capture(slot) => match env.captures.and_then(|c| c.get(usize::from(*slot))) {
             Some(c) => Rv::Captured(&c.values),
             None => Rv::Captured(&[]),

@@ -515,6 +515,7 @@ impl RuleSet {
             captures: None,
             armed,
             error,
+            unknown_state: false,
         };
         let mut cands = std::mem::take(&mut out.scratch);
         self.index.candidates(ctx, &mut cands);
@@ -558,6 +559,7 @@ impl RuleSet {
             captures: None,
             armed: None,
             error,
+            unknown_state: false,
         };
         let mut conditional = None;
         let mut unconditional = None;
@@ -648,6 +650,7 @@ impl RuleSet {
                     captures: p.captures(),
                     armed: Some(&armed),
                     error,
+                    unknown_state: false,
                 };
                 let until = || {
                     seq.until
@@ -672,6 +675,7 @@ impl RuleSet {
                 captures: None,
                 armed: Some(&armed),
                 error,
+                unknown_state: false,
             };
             match self.starts.get(g) {
                 Some(index) => index.candidates(ctx, cands),
@@ -702,6 +706,28 @@ impl RuleSet {
         keys.sort_unstable();
         keys.dedup();
         keys
+    }
+
+    /// Whether a request could advance a sequence past its first stage once partial
+    /// matches held elsewhere are known (another gateway's stages, ADR 0025): some
+    /// later stage's condition is true or unknown with every capture and `armed`
+    /// test unknown. A gateway folds what the cluster acknowledged before judging
+    /// such a request.
+    pub fn may_advance<C: Context + ?Sized>(&self, ctx: &C) -> bool {
+        let error = Cell::new(None);
+        let env = Env {
+            ctx,
+            captures: None,
+            armed: None,
+            error: &error,
+            unknown_state: true,
+        };
+        self.program.sequences.iter().any(|seq| {
+            seq.stages
+                .iter()
+                .skip(1)
+                .any(|st| eval(&st.when, &env) != Tri::False)
+        })
     }
 
     /// Whether a request would change the sequence state (start, advance or drop a
@@ -931,6 +957,7 @@ impl RuleSet {
             captures: None,
             armed: Some(&armed),
             error: &error,
+            unknown_state: false,
         };
         let mut out = Vec::new();
         for rule in &self.program.rules {

@@ -149,9 +149,14 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
                 gateway_id: engine.gateway_id().to_owned(),
                 properties: o.properties.clone(),
             };
+            let progress = Arc::new(gatehouse_ship::cluster::Progress::default());
+            engine.set_cluster(Arc::new(gatehouse_ship::cluster::KafkaLink::new(
+                &fold,
+                progress.clone(),
+            )?));
             let (engine, stop) = (engine.clone(), stop_rx.clone());
             cluster.spawn(async move {
-                match gatehouse_ship::cluster::fold(fold, engine, stop).await {
+                match gatehouse_ship::cluster::fold(fold, engine, progress, stop).await {
                     Ok(n) => tracing::info!(message = "Cluster fold stopped.", applied = n),
                     Err(error) => tracing::error!(message = "Cluster fold failed.", %error),
                 }

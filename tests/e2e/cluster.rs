@@ -1,7 +1,12 @@
 //! Two gateways as one (issue #25, ADR 0025): each folds the events the other
 //! publishes to a real tansu broker. A statement held on gateway A is released by an
-//! approval decided on gateway B; a token revoked on A is refused by B; real psql
+//! approval decided on gateway B; a chain whose first step ran on A is held when its
+//! next step comes to B at once; a token revoked on A is refused by B. Real psql
 //! against a real PostgreSQL, results checked on the database.
+//!
+//! The shipper of both gateways waits 4 s before it sends (`linger.ms`): what must
+//! reach the other gateway at once (stages, reviewers' decisions, revocations) goes
+//! through the cluster link, acknowledged before the command runs.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -24,7 +29,9 @@ fn member(id: &str, pg: &Postgres, brokers: &str, shared: &std::path::Path) -> M
         "gateway_id = \"{id}\"\n{}\n[policy]\nfiles = [\"{starter}\", \"{}\"]\n\
          [listen]\npostgres = \"127.0.0.1:{proxy}\"\n\
          [tokens]\nkey_file = \"{}\"\n\
-         [shipping.kafka]\nbrokers = \"{brokers}\"\n[cluster]\nenabled = true\n\
+         [shipping.kafka]\nbrokers = \"{brokers}\"\n\
+         [shipping.kafka.properties]\n\"linger.ms\" = \"4000\"\n\
+         [cluster]\nenabled = true\n\
          [[target]]\nname = \"app-db\"\nprotocol = \"postgres\"\nupstream = \"127.0.0.1:{}\"\n\
          user = \"gatehouse_svc\"\ndatabase = \"app\"\npassword = {{ env = \"GH_TEST_PG_PASSWORD\" }}\n",
         admin_config(admin),
@@ -54,7 +61,7 @@ fn psql(pg: &Postgres, m: &Member, token: &str, sql: &str) -> Command {
 }
 
 #[test]
-fn an_approval_on_one_gateway_releases_the_hold_on_another_and_revocations_reach_all() {
+fn approvals_chains_and_revocations_span_the_gateways_of_a_cluster() {
     let tansu = Tansu::start();
     let pg = Postgres::start();
     let out = pg.psql_app(&["-c", "create table t (id int primary key)"]);
@@ -62,7 +69,12 @@ fn an_approval_on_one_gateway_releases_the_hold_on_another_and_revocations_reach
     let shared = tempfile::tempdir().unwrap();
     std::fs::write(
         shared.path().join("holds.rules"),
-        "rule hold_comments { when pg.statement.kind == alter and pg.statement.ddl_target == \"t\" then require approval from \"dba\" timeout 60s }\n",
+        "rule hold_comments { when pg.statement.kind == alter and pg.statement.ddl_target == \"t\" then require approval from \"dba\" timeout 60s }\n\
+         sequence made_then_changed by identity within 10m {\n\
+           stage made: pg.statement.kind == create\n\
+           stage changed: pg.statement.kind == alter and pg.statement.ddl_target == \"t2\"\n\
+           then block \"a table made on one gateway is changed on another\"\n\
+         }\n",
     )
     .unwrap();
     // A creates the shared token key; B starts with it.
@@ -116,6 +128,27 @@ fn an_approval_on_one_gateway_releases_the_hold_on_another_and_revocations_reach
         String::from_utf8_lossy(&comment.stdout).trim(),
         "reviewed on b",
         "the statement ran on the database"
+    );
+
+    // A chain across gateways: its first step runs on A, its second comes to B right
+    // after and is held there, long before A's shipper would have sent the first.
+    let out = psql(&pg, &a, &token, "create table t2 (id int)")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let out = psql(&pg, &b, &token, "comment on table t2 is 'changed'")
+        .output()
+        .unwrap();
+    assert!(
+        text(&out).contains("a table made on one gateway is changed on another"),
+        "{}",
+        text(&out)
+    );
+    let comment = pg.psql_app(&["-At", "-c", "select obj_description('t2'::regclass)"]);
+    assert_eq!(
+        String::from_utf8_lossy(&comment.stdout).trim(),
+        "",
+        "the second step never reached the database"
     );
 
     // The token works on B, is revoked on A, and B refuses it.

@@ -13,17 +13,185 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_core::engine::Engine;
+use gatehouse_core::engine::{BoxFuture, ClusterLink, Engine};
 use gatehouse_events::{Event, EventId};
 use rdkafka::ClientConfig;
 use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::Headers;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use crate::ShipError;
-use crate::kafka::NATIVE_HEADER;
+use crate::kafka::{KafkaRecord, NATIVE_HEADER};
+
+/// How far the fold has read: per partition, the offset after the last record it
+/// applied or skipped.
+#[derive(Default)]
+pub struct Progress {
+    positions: std::sync::Mutex<std::collections::HashMap<i32, i64>>,
+}
+
+impl Progress {
+    fn set(&self, partition: i32, next: i64) {
+        let mut p = self
+            .positions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let at = p.entry(partition).or_insert(0);
+        *at = (*at).max(next);
+    }
+
+    fn at(&self, partition: i32) -> i64 {
+        self.positions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&partition)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// The cluster link over Kafka (ADR 0025): stages are produced with `acks=all` and
+/// awaited; a catch-up reads every partition's high watermark and waits until the
+/// fold has read that far.
+pub struct KafkaLink {
+    producer: FutureProducer,
+    watermarks: Arc<BaseConsumer>,
+    topic: String,
+    progress: Arc<Progress>,
+    timeout: Duration,
+}
+
+/// Longest wait for an acknowledgement or a catch-up before the command is refused.
+pub const CLUSTER_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl KafkaLink {
+    /// A link publishing to and catching up on `options.topic`, with the fold's
+    /// `progress`.
+    pub fn new(options: &FoldOptions, progress: Arc<Progress>) -> Result<Self, ShipError> {
+        let mut p = ClientConfig::new();
+        for (k, v) in &options.properties {
+            p.set(k, v);
+        }
+        // After the shipper's properties: a stage is sent at once and counts only
+        // when every in-sync replica has it.
+        p.set("bootstrap.servers", &options.brokers)
+            .set("acks", "all")
+            .set("linger.ms", "0")
+            .set("enable.metrics.push", "false")
+            .set(
+                "message.timeout.ms",
+                CLUSTER_TIMEOUT.as_millis().to_string(),
+            );
+        let producer = p
+            .create()
+            .map_err(|e| ShipError::Kafka(format!("cannot create the cluster producer: {e}")))?;
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &options.brokers)
+            .set(
+                "group.id",
+                format!("gatehouse-watermarks-{}", options.gateway_id),
+            )
+            .set("enable.metrics.push", "false");
+        for (k, v) in &options.properties {
+            c.set(k, v);
+        }
+        let watermarks = c
+            .create()
+            .map_err(|e| ShipError::Kafka(format!("cannot create the cluster reader: {e}")))?;
+        Ok(Self {
+            producer,
+            watermarks: Arc::new(watermarks),
+            topic: options.topic.clone(),
+            progress,
+            timeout: CLUSTER_TIMEOUT,
+        })
+    }
+
+    /// Every partition's high watermark now.
+    async fn ends(&self) -> Result<Vec<(i32, i64)>, String> {
+        let (c, topic, timeout) = (self.watermarks.clone(), self.topic.clone(), self.timeout);
+        tokio::task::spawn_blocking(move || {
+            let md = c
+                .fetch_metadata(Some(&topic), timeout)
+                .map_err(|e| format!("cannot read the partitions of `{topic}`: {e}"))?;
+            let partitions: Vec<i32> = md
+                .topics()
+                .first()
+                .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+                .unwrap_or_default();
+            partitions
+                .into_iter()
+                .map(|p| {
+                    c.fetch_watermarks(&topic, p, timeout)
+                        .map(|(_, high)| (p, high))
+                        .map_err(|e| format!("cannot read the end of `{topic}` [{p}]: {e}"))
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| format!("the catch-up task failed: {e}"))?
+    }
+}
+
+impl ClusterLink for KafkaLink {
+    fn catch_up(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let started = tokio::time::Instant::now();
+            let ends = self.ends().await?;
+            while !ends.iter().all(|(p, high)| self.progress.at(*p) >= *high) {
+                if started.elapsed() > self.timeout {
+                    return Err(format!(
+                        "the cluster's events were not folded within {:?}",
+                        self.timeout
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Ok(())
+        })
+    }
+
+    fn publish<'a>(&'a self, events: &'a [Event]) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let records: Vec<KafkaRecord> = events
+                .iter()
+                .map(|e| KafkaRecord::native(e.clone()).map_err(|e| e.to_string()))
+                .collect::<Result<_, _>>()?;
+            // All in flight at once, then every acknowledgement awaited.
+            let mut flying = Vec::with_capacity(records.len());
+            for r in &records {
+                let record = FutureRecord::to(&self.topic)
+                    .key(r.key())
+                    .payload(r.value())
+                    .headers(r.headers());
+                flying.push(
+                    self.producer
+                        .send_result(record)
+                        .map_err(|(e, _)| format!("cannot publish a stage: {e}"))?,
+                );
+            }
+            for delivery in flying {
+                match tokio::time::timeout(self.timeout, delivery).await {
+                    Ok(Ok(Ok(_))) => {}
+                    Ok(Ok(Err((e, _)))) => {
+                        return Err(format!("the cluster did not acknowledge a stage: {e}"));
+                    }
+                    Ok(Err(_)) => return Err("the cluster producer went away".into()),
+                    Err(_) => {
+                        return Err(format!(
+                            "the cluster did not acknowledge a stage within {:?}",
+                            self.timeout
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
 
 /// What the fold reads.
 #[derive(Debug, Clone)]
@@ -81,6 +249,7 @@ fn consumer(o: &FoldOptions) -> Result<StreamConsumer, ShipError> {
 pub async fn fold(
     options: FoldOptions,
     engine: Arc<Engine>,
+    progress: Arc<Progress>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<u64, ShipError> {
     let consumer = consumer(&options)?;
@@ -127,24 +296,25 @@ pub async fn fold(
                 continue;
             }
         };
-        let Some(native) = msg.headers().and_then(|h| {
+        // Read this far, whatever the record turns out to be.
+        let (partition, next) = (msg.partition(), msg.offset() + 1);
+        let native = msg.headers().and_then(|h| {
             h.iter()
                 .find(|h| h.key == NATIVE_HEADER)
                 .and_then(|h| h.value)
-        }) else {
-            continue;
-        };
-        let event = match Event::from_json(native) {
-            Ok(e) => e,
-            Err(error) => {
-                tracing::warn!(message = "A cluster record does not hold a readable event; skipped.", partition = msg.partition(), offset = msg.offset(), %error);
-                continue;
+        });
+        let event = native.map(Event::from_json);
+        match event {
+            Some(Ok(event)) if event.gateway_id != options.gateway_id && seen.insert(event.id) => {
+                engine.fold_remote(&event).await;
+                applied += 1;
             }
-        };
-        if event.gateway_id == options.gateway_id || !seen.insert(event.id) {
-            continue;
+            Some(Ok(_)) => {}
+            Some(Err(error)) => {
+                tracing::warn!(message = "A cluster record does not hold a readable event; skipped.", partition, offset = next - 1, %error);
+            }
+            None => {}
         }
-        engine.fold_remote(&event).await;
-        applied += 1;
+        progress.set(partition, next);
     }
 }

@@ -277,7 +277,24 @@ pub struct KafkaRecord {
 }
 
 impl KafkaRecord {
-    fn headers(&self) -> OwnedHeaders {
+    /// `event` as the shipper produces it, with its native form (cluster mode).
+    pub(crate) fn native(event: Event) -> Result<Self, ShipError> {
+        encode_native(vec![(0, event)])?
+            .pop()
+            .ok_or_else(|| ShipError::Kafka("nothing encoded".into()))
+    }
+
+    /// The partitioning key (the identity).
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The OCSF JSON value.
+    pub(crate) fn value(&self) -> &[u8] {
+        &self.value
+    }
+
+    pub(crate) fn headers(&self) -> OwnedHeaders {
         let headers = OwnedHeaders::new_with_capacity(4)
             .insert(Header {
                 key: "event_id",

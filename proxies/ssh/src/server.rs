@@ -149,6 +149,9 @@ fn session_refusal(error: &EngineError) -> String {
     match error {
         EngineError::Log(_) => "gatehouse: the audit log is unavailable; refusing to open a session (nothing was run; try again once the gateway's event log recovers)".into(),
         EngineError::Policy(m) => format!("gatehouse: refusing to open a session: {m}"),
+        EngineError::Cluster(m) => {
+            format!("gatehouse: refusing to open a session: the cluster cannot be reached: {m}")
+        }
     }
 }
 

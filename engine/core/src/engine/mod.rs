@@ -45,6 +45,19 @@ pub trait Notifier: Send + Sync {
     fn approval_requested(&self, approval: &PendingApproval);
 }
 
+/// A boxed future, for the cluster link's methods.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// The cluster's shared event stream, as the engine needs it to keep chains exact
+/// across gateways (ADR 0025): implemented over Kafka in `gatehouse-ship`.
+pub trait ClusterLink: Send + Sync {
+    /// Returns once this gateway has folded every event the cluster acknowledged
+    /// before the call (every partition read up to its high watermark then).
+    fn catch_up(&self) -> BoxFuture<'_, Result<(), String>>;
+    /// Publishes `events` and returns once the broker acknowledged them.
+    fn publish<'a>(&'a self, events: &'a [Event]) -> BoxFuture<'a, Result<(), String>>;
+}
+
 /// First wait before retrying a failed event log.
 pub const LOG_RETRY_MIN: Duration = Duration::from_millis(100);
 /// Longest wait between retries of a failed event log.
@@ -92,6 +105,9 @@ pub enum EngineError {
     /// The request cannot be judged.
     #[error("the request cannot be judged: {0}")]
     Policy(String),
+    /// The cluster's event stream cannot be read or written (fail closed).
+    #[error("the cluster cannot be reached: {0}")]
+    Cluster(String),
 }
 
 /// A reviewer acting on an approval.
@@ -241,6 +257,8 @@ pub struct Engine {
     deciding: tokio::sync::Mutex<()>,
     /// Orders judge, commit and apply of requests sharing sequence keys (ADR 0024).
     sequencer: sequencer::Sequencer,
+    /// The cluster, when this gateway is one of several (ADR 0025).
+    cluster: std::sync::OnceLock<Arc<dyn ClusterLink>>,
     /// Summaries of requests that took part in sequences, for reviewers and alerts.
     chain_steps: chains::ChainSteps,
 }
@@ -271,6 +289,7 @@ impl Engine {
             session_seq: AtomicU64::new(0),
             deciding: tokio::sync::Mutex::new(()),
             sequencer: sequencer::Sequencer::default(),
+            cluster: std::sync::OnceLock::new(),
             chain_steps: chains::ChainSteps::default(),
         });
         engine.replay()?;
@@ -341,6 +360,27 @@ impl Engine {
             elapsed_ms = started.elapsed().as_millis() as u64
         );
         Ok(())
+    }
+
+    /// Joins a cluster (ADR 0025): requests that could complete a stage matched on
+    /// another gateway wait until the cluster's acknowledged events are folded, and
+    /// requests that start or advance a stage are acknowledged by the cluster before
+    /// they run. Set once.
+    pub fn set_cluster(&self, link: Arc<dyn ClusterLink>) {
+        let _ = self.cluster.set(link);
+    }
+
+    /// In a cluster, sends events every gateway must see at once (revocations,
+    /// reviewers' decisions) straight to the cluster instead of waiting for the
+    /// shipper; the shipper still sends them too (the fold skips the second copy).
+    /// A failure is logged: the event is in this gateway's log and the shipper
+    /// delivers it later.
+    async fn share(&self, events: &[Event]) {
+        if let Some(link) = self.cluster.get()
+            && let Err(error) = link.publish(events).await
+        {
+            tracing::warn!(message = "Cannot send an event to the cluster now; the shipper will.", %error);
+        }
     }
 
     /// Applies an event another gateway committed (cluster mode, ADR 0025): the fold
@@ -482,8 +522,9 @@ impl Engine {
             },
         )
         .build();
-        self.append(&[event]).await?;
+        self.append(std::slice::from_ref(&event)).await?;
         self.auth.revoke(credential_id);
+        self.share(std::slice::from_ref(&event)).await;
         Ok(self
             .sessions
             .close_credential(credential_id, "credential revoked"))
@@ -636,6 +677,14 @@ impl Engine {
         // the approvals or the chain steps before the events are in the log. The keys
         // of these requests (and of the results written with them) are held from here
         // to the application when anything will change.
+        // In a cluster, a request that could advance a sequence first folds every
+        // stage the other gateways had acknowledged (ADR 0025).
+        let cluster = self.cluster.get();
+        if let Some(link) = cluster
+            && requests.iter().any(|r| self.policy.may_advance(r))
+        {
+            link.catch_up().await.map_err(EngineError::Cluster)?;
+        }
         let mut keys: Vec<String> = requests
             .iter()
             .chain(prior.iter())
@@ -831,6 +880,14 @@ impl Engine {
                 verdict: Arc::new(verdict),
             });
         }
+        // In a cluster, a stage is acknowledged by the cluster before anything is
+        // written or run here: if it cannot be, the command is refused and nothing
+        // changed (ADR 0025).
+        if let Some(link) = cluster
+            && !to_apply.is_empty()
+        {
+            link.publish(&events).await.map_err(EngineError::Cluster)?;
+        }
         // Written in judgement order: the keys are still held, so the log's order of
         // these requests is the order they were judged in (replaying the log rebuilds
         // the same state). Durability is awaited after the keys are released, so
@@ -963,6 +1020,7 @@ impl Engine {
         );
         self.append(std::slice::from_ref(&event)).await?;
         self.approvals.apply(&event, false);
+        self.share(std::slice::from_ref(&event)).await;
         Ok(p)
     }
 
@@ -1008,6 +1066,7 @@ impl Engine {
         .build();
         self.append(std::slice::from_ref(&event)).await?;
         self.approvals.apply(&event, false);
+        self.share(std::slice::from_ref(&event)).await;
         Ok(grant)
     }
 
@@ -1030,6 +1089,7 @@ impl Engine {
         );
         self.append(std::slice::from_ref(&event)).await?;
         self.approvals.apply(&event, false);
+        self.share(std::slice::from_ref(&event)).await;
         Ok(p)
     }
 
@@ -1090,6 +1150,7 @@ impl Engine {
                 );
                 self.append(std::slice::from_ref(&event)).await?;
                 self.approvals.apply(&event, false);
+                self.share(std::slice::from_ref(&event)).await;
             }
         }
         Ok(ids)
@@ -1124,6 +1185,7 @@ impl Engine {
         );
         self.append(std::slice::from_ref(&event)).await?;
         self.approvals.apply(&event, false);
+        self.share(std::slice::from_ref(&event)).await;
         Ok(true)
     }
 

@@ -393,6 +393,12 @@ impl PolicyHandle {
         (verdict, p)
     }
 
+    /// Whether a request could advance a sequence once stages matched on other
+    /// gateways are folded (cluster mode, ADR 0025).
+    pub fn may_advance(&self, event: &Event) -> bool {
+        self.current().rules.may_advance(&EventContext::new(event))
+    }
+
     /// The sequence-state keys of a request under the current policy.
     pub fn keys(&self, event: &Event) -> Vec<String> {
         self.current().keys(event)
