@@ -212,7 +212,7 @@ struct Seen {
     order: VecDeque<EventId>,
 }
 
-const SEEN_KEPT: usize = 1 << 20;
+const SEEN_KEPT: usize = 1 << 18;
 
 impl Seen {
     fn insert(&mut self, id: EventId) -> bool {

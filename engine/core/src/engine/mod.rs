@@ -401,17 +401,9 @@ impl Engine {
             self.sessions
                 .close_credential(&r.credential_id, "credential revoked");
         }
-        match &event.payload {
-            Payload::RequestObserved(_) => {
-                self.policy.replay(event);
-            }
-            Payload::ResultObserved(_) => {
-                self.policy.on_result(event);
-            }
-            _ => {
-                self.policy.observe(event);
-            }
-        }
+        // Requests advance sequences, results fill captures, the rest applies
+        // `until`: the start-up rebuild's fold.
+        self.policy.replay(event);
     }
 
     /// The gateway id.
