@@ -143,34 +143,32 @@ impl Policy {
     /// decides, without sequences; use [`PolicyHandle::judge_batch`] to always get the
     /// current one.
     pub fn decide(&self, event: &Event, client_ip: Option<IpAddr>) -> Verdict {
-        match self.try_judge(event, client_ip) {
+        match self
+            .try_judge_batch(&[event], client_ip)
+            .and_then(|mut v| v.pop())
+        {
             Some((verdict, touches)) => {
                 if touches {
                     self.replay(event);
                 }
                 verdict
             }
-            None => {
-                let mut v = Verdict::default();
-                let ctx = EventContext::new(event).with_client_ip(client_ip);
-                self.rules.evaluate_stateless_into(&ctx, &mut v);
-                v
-            }
+            None => self.stateless(event, client_ip),
         }
     }
 
-    /// Judges a `request_observed` event against the sequence state without changing
-    /// it (ADR 0024): the verdict, and whether applying the request
-    /// ([`Policy::replay`], once its events are committed) will change the state.
-    /// `None` once this policy is retired by a reload.
-    fn try_judge(&self, event: &Event, client_ip: Option<IpAddr>) -> Option<(Verdict, bool)> {
+    /// The rules alone, no sequence state (a policy retired by a reload).
+    fn stateless(&self, event: &Event, client_ip: Option<IpAddr>) -> Verdict {
+        let mut v = Verdict::default();
         let ctx = EventContext::new(event).with_client_ip(client_ip);
-        let guard = self.lock();
-        let state = guard.as_ref()?;
-        Some(self.rules.judge(&ctx, state))
+        self.rules.evaluate_stateless_into(&ctx, &mut v);
+        v
     }
 
-    /// [`Policy::try_judge`] for the requests of one batch, in order.
+    /// Judges the `request_observed` events of one batch, in order, against the
+    /// sequence state without changing it (ADR 0024): each verdict, and whether
+    /// applying the request ([`Policy::replay`], once its events are committed) will
+    /// change the state. `None` once this policy is retired by a reload.
     fn try_judge_batch(
         &self,
         events: &[&Event],
@@ -372,12 +370,7 @@ impl PolicyHandle {
         let p = self.current();
         let v = events
             .iter()
-            .map(|e| {
-                let mut v = Verdict::default();
-                let ctx = EventContext::new(e).with_client_ip(client_ip);
-                p.rules.evaluate_stateless_into(&ctx, &mut v);
-                (v, false)
-            })
+            .map(|e| (p.stateless(e, client_ip), false))
             .collect();
         (v, p)
     }
