@@ -304,9 +304,8 @@ impl Engine {
         let mut n = 0u64;
         while let Some((_, event)) = reader.next_event()? {
             n += 1;
-            self.approvals.apply(&event, false);
+            self.apply_committed(&event);
             match &event.payload {
-                Payload::CredentialRevoked(r) => self.auth.revoke(&r.credential_id),
                 Payload::SessionOpened(_) => {
                     if let Some(id) = &event.session_id {
                         open_sessions.insert(id.clone(), event.clone());
@@ -319,7 +318,6 @@ impl Engine {
                 }
                 _ => {}
             }
-            self.policy.replay(&event);
         }
         // Sessions a previous run never closed: their connections are gone.
         let closing: Vec<Event> = open_sessions
@@ -395,14 +393,22 @@ impl Engine {
         }
         let keys = self.policy.keys(event);
         let _held = self.sequencer.hold(&keys).await;
-        self.approvals.apply(event, false);
+        self.apply_committed(event);
         if let Payload::CredentialRevoked(r) = &event.payload {
-            self.auth.revoke(&r.credential_id);
             self.sessions
                 .close_credential(&r.credential_id, "credential revoked");
         }
-        // Requests advance sequences, results fill captures, the rest applies
-        // `until`: the start-up rebuild's fold.
+    }
+
+    /// The fold of one committed event into the state, whoever committed it (the
+    /// start-up rebuild, another gateway): approvals and grants, revocations, and
+    /// sequences (requests advance them, results fill captures, the rest applies
+    /// `until`).
+    fn apply_committed(&self, event: &Event) {
+        self.approvals.apply(event, false);
+        if let Payload::CredentialRevoked(r) = &event.payload {
+            self.auth.revoke(&r.credential_id);
+        }
         self.policy.replay(event);
     }
 
