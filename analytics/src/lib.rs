@@ -56,11 +56,32 @@ impl Audit {
             path: dir.to_owned(),
             source,
         })?;
+        Self::register(
+            SessionContext::new_with_config(Self::config()?),
+            ListingTableUrl::parse(format!("{}/", dir.display()))?,
+        )
+        .await
+    }
+
+    /// Registers the `events` table over an object store: every gateway's files
+    /// under `url` (`s3://bucket/prefix`), the shared audit of a cluster (ADR 0025).
+    pub async fn open_store(
+        url: &str,
+        store: Arc<dyn object_store::ObjectStore>,
+    ) -> Result<Self, AuditError> {
+        let table = ListingTableUrl::parse(format!("{}/", url.trim_end_matches('/')))?;
+        let ctx = SessionContext::new_with_config(Self::config()?);
+        ctx.register_object_store(table.object_store().as_ref(), store);
+        Self::register(ctx, table).await
+    }
+
+    fn config() -> Result<datafusion::prelude::SessionConfig, AuditError> {
         // DataFusion's options can be set with `DATAFUSION_*` environment variables
         // (e.g. `DATAFUSION_EXECUTION_TARGET_PARTITIONS=8`).
-        let config = datafusion::prelude::SessionConfig::from_env()?;
-        let ctx = SessionContext::new_with_config(config);
-        let url = ListingTableUrl::parse(format!("{}/", dir.display()))?;
+        Ok(datafusion::prelude::SessionConfig::from_env()?)
+    }
+
+    async fn register(ctx: SessionContext, url: ListingTableUrl) -> Result<Self, AuditError> {
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(".parquet")
             .with_table_partition_cols(vec![

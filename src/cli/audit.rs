@@ -43,7 +43,8 @@ pub enum Format {
 /// Where the audit is and how to print.
 #[derive(Debug, Args)]
 pub struct Output {
-    /// Audit directory (default: `<data dir>/audit`).
+    /// Audit directory (default: `<data dir>/audit`), or a cluster's shared audit
+    /// `s3://BUCKET/PREFIX` (credentials and endpoint from the `AWS_*` variables).
     #[arg(long)]
     audit_dir: Option<PathBuf>,
     /// Output format.
@@ -114,7 +115,8 @@ pub struct BackfillArgs {
     /// Print JSON lines instead of a table.
     #[arg(long)]
     json: bool,
-    /// Audit directory (default: `<data dir>/audit`).
+    /// Audit directory (default: `<data dir>/audit`), or a cluster's shared audit
+    /// `s3://BUCKET/PREFIX` (credentials and endpoint from the `AWS_*` variables).
     #[arg(long)]
     audit_dir: Option<PathBuf>,
 }
@@ -221,7 +223,7 @@ pub fn run(cmd: AuditCommand, data_dir: &std::path::Path) -> anyhow::Result<Exit
     runtime.block_on(async {
         match cmd {
             AuditCommand::Sql(args) => {
-                let audit = Audit::open(&audit_dir(&args.out.audit_dir, data_dir)).await?;
+                let audit = super::store::audit(&audit_dir(&args.out.audit_dir, data_dir)).await?;
                 match &args.query {
                     Some(q) => {
                         let started = std::time::Instant::now();
@@ -245,7 +247,7 @@ pub fn run(cmd: AuditCommand, data_dir: &std::path::Path) -> anyhow::Result<Exit
                     println!("{};", q.sql());
                     return Ok(ExitCode::SUCCESS);
                 }
-                let audit = Audit::open(&audit_dir(&args.out.audit_dir, data_dir)).await?;
+                let audit = super::store::audit(&audit_dir(&args.out.audit_dir, data_dir)).await?;
                 let started = std::time::Instant::now();
                 let batches = if args.sql {
                     audit.chains_sql(&q).await?
@@ -264,7 +266,7 @@ pub fn run(cmd: AuditCommand, data_dir: &std::path::Path) -> anyhow::Result<Exit
             AuditCommand::Backfill(args) => {
                 let policy = Policy::load(&args.rules, PolicyOptions::default())
                     .map_err(|e| anyhow::anyhow!("{}", e.render(100)))?;
-                let audit = Audit::open(&audit_dir(&args.audit_dir, data_dir)).await?;
+                let audit = super::store::audit(&audit_dir(&args.audit_dir, data_dir)).await?;
                 let since = args.since.as_deref().map(normalize_since);
                 let mut stream = audit.events_in_order(since.as_deref()).await?;
                 let mut matches = Vec::new();

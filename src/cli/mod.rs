@@ -16,6 +16,7 @@ mod rules;
 mod serve;
 mod ship;
 mod signals;
+mod store;
 mod tracing_setup;
 
 /// Gatehouse: an access gateway for autonomous agents.
@@ -56,6 +57,13 @@ enum Command {
         #[command(flatten)]
         remote: remote::Remote,
     },
+    /// A cluster of gateways (docs/cluster.md): status, through the admin API.
+    Cluster {
+        #[command(subcommand)]
+        cmd: remote::ClusterCommand,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
     /// SQL over the Parquet audit, and chain hunting.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -87,6 +95,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args, cli.data_dir.as_deref()),
         Command::Token { cmd, remote } => remote::token(cmd, &remote),
         Command::Approvals { cmd, remote } => remote::approvals(cmd, &remote),
+        Command::Cluster { cmd, remote } => remote::cluster(cmd, &remote),
         Command::Replay(args) => replay::run(args, &data_dir),
         Command::Guard(cmd) => guard::run(cmd),
     };

@@ -423,3 +423,78 @@ pub fn approvals(cmd: ApprovalsCommand, remote: &Remote) -> anyhow::Result<ExitC
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `cluster` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// The gateway's view of its cluster: how far it has folded each partition of
+    /// the events topic, the lag, the other gateways seen and the replication delay.
+    Status,
+}
+
+/// Runs a `cluster` subcommand.
+pub fn cluster(cmd: ClusterCommand, remote: &Remote) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ClusterCommand::Status => {
+            let v = remote.call(Method::GET, "/v1/cluster", None)?;
+            if remote.json {
+                println!("{v}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let num = |v: &Value, k: &str| v.get(k).map(ToString::to_string).unwrap_or_default();
+            let ms = |v: &Value, k: &str| {
+                v.get(k)
+                    .and_then(Value::as_f64)
+                    .map_or_else(|| "-".to_owned(), |x| format!("{x:.1} ms"))
+            };
+            println!(
+                "gateway {}  topic {}  lag {} record(s)",
+                field(&v, "gateway_id"),
+                field(&v, "topic"),
+                num(&v, "lag_events")
+            );
+            println!("partitions:");
+            for p in v
+                .get("partitions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                println!(
+                    "  {:>3}  folded {:>10}  end {:>10}  lag {}",
+                    num(p, "partition"),
+                    num(p, "folded"),
+                    num(p, "end"),
+                    num(p, "lag")
+                );
+            }
+            println!("members seen:");
+            let members = v
+                .get("members")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if members.is_empty() {
+                println!("  none yet (no event of another gateway folded since start)");
+            }
+            for m in members {
+                println!(
+                    "  {}  events {}  last {}  delay {}",
+                    field(&m, "gateway_id"),
+                    num(&m, "events"),
+                    field(&m, "last_event"),
+                    ms(&m, "last_delay_ms")
+                );
+            }
+            let d = v.get("delay").cloned().unwrap_or_default();
+            println!(
+                "replication delay over {} event(s): p50 {}  p99 {}  max {}",
+                num(&d, "samples"),
+                ms(&d, "p50_ms"),
+                ms(&d, "p99_ms"),
+                ms(&d, "max_ms")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

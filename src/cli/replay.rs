@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use gatehouse_core::log::LogReader;
 use gatehouse_core::replay::{ReplayFormat, render, session_events};
+use gatehouse_events::Event;
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -30,24 +31,27 @@ pub struct ReplayArgs {
     /// Log directory (default: `<data dir>/log`).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// Read the session from the Parquet audit instead of the log: a directory, or a
+    /// cluster's shared audit `s3://BUCKET/PREFIX`, which holds every gateway's
+    /// sessions (also those of a gateway that is gone).
+    #[arg(long, conflicts_with = "dir")]
+    audit: Option<std::path::PathBuf>,
 }
 
 /// Runs `replay`.
 pub fn run(args: ReplayArgs, data_dir: &Path) -> anyhow::Result<ExitCode> {
-    let dir = args.dir.unwrap_or_else(|| data_dir.join("log"));
-    let mut reader = LogReader::open(&dir, 0);
-    let mut events = Vec::new();
-    while let Some(rec) = reader.next_record()? {
-        let event = rec.event()?;
-        if event.session_id.as_deref() == Some(args.session.as_str()) {
-            events.push(event);
+    let (events, source) = match &args.audit {
+        Some(audit) => (from_audit(audit, &args.session)?, audit.clone()),
+        None => {
+            let dir = args.dir.clone().unwrap_or_else(|| data_dir.join("log"));
+            (from_log(&dir, &args.session)?, dir)
         }
-    }
+    };
     if events.is_empty() {
         anyhow::bail!(
             "no events for session `{}` in `{}`",
             args.session,
-            dir.display()
+            source.display()
         );
     }
     let format = match args.format {
@@ -58,4 +62,38 @@ pub fn run(args: ReplayArgs, data_dir: &Path) -> anyhow::Result<ExitCode> {
     let out = render(&session_events(&events, &args.session), format);
     std::io::stdout().lock().write_all(out.as_bytes())?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn from_log(dir: &Path, session: &str) -> anyhow::Result<Vec<Event>> {
+    let mut reader = LogReader::open(dir, 0);
+    let mut events = Vec::new();
+    while let Some(rec) = reader.next_record()? {
+        let event = rec.event()?;
+        if event.session_id.as_deref() == Some(session) {
+            events.push(event);
+        }
+    }
+    Ok(events)
+}
+
+/// The session's events from the audit, deduplicated (a shipper may have delivered a
+/// record twice), in time order.
+fn from_audit(location: &Path, session: &str) -> anyhow::Result<Vec<Event>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let audit = super::store::audit(location).await?;
+        let batches = audit
+            .sql(&format!(
+                "SELECT * FROM events_dedup WHERE session_id = '{}' ORDER BY time, event_id",
+                session.replace('\'', "''")
+            ))
+            .await?;
+        let mut events = Vec::new();
+        for batch in &batches {
+            events.extend(gatehouse_events::arrow::from_record_batch(batch)?);
+        }
+        Ok(events)
+    })
 }

@@ -119,6 +119,21 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
         );
         p.max_rows = config.shipping.parquet.max_rows;
         p.max_age = config.shipping.parquet.max_age;
+        if let Some(url) = &config.shipping.parquet.store {
+            let mut settings = config.shipping.parquet.store_options.clone();
+            for (name, secret) in &config.shipping.parquet.store_secret_options {
+                let value = secret.resolve().map_err(|e| {
+                    anyhow::anyhow!("shipping.parquet.store_secret_options.{name}: {e}")
+                })?;
+                settings.insert(name.clone(), value.expose().to_owned());
+            }
+            let store = super::store::open(url, &settings).context("shipping.parquet.store")?;
+            p.remote = Some(gatehouse_ship::parquet::RemoteAudit {
+                store: store.store,
+                prefix: store.prefix,
+                gateway_id: engine.gateway_id().to_owned(),
+            });
+        }
         shippers.spawn(gatehouse_ship::run(
             Source::Live(log.clone()),
             ParquetSink::new(p)?,

@@ -163,5 +163,65 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             );
         }
     }
+    if let Some(status) = e.cluster_status().await {
+        cluster(&mut out, status);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// The cluster fold's lag (ADR 0025); `gatehouse_cluster_up 0` when the broker
+/// could not be asked.
+fn cluster(out: &mut String, status: Result<gatehouse_core::engine::ClusterStatus, String>) {
+    let _ = writeln!(
+        out,
+        "# HELP gatehouse_cluster_up Whether the cluster's broker answered for this scrape: 1 or 0.\n# TYPE gatehouse_cluster_up gauge"
+    );
+    let status = match status {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = writeln!(out, "gatehouse_cluster_up 0");
+            return;
+        }
+    };
+    let _ = writeln!(out, "gatehouse_cluster_up 1");
+    let _ = writeln!(
+        out,
+        "# HELP gatehouse_cluster_lag_records Records of the events topic not yet folded, per partition.\n# TYPE gatehouse_cluster_lag_records gauge"
+    );
+    for p in &status.partitions {
+        let _ = writeln!(
+            out,
+            "gatehouse_cluster_lag_records{{partition=\"{}\"}} {}",
+            p.partition, p.lag
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP gatehouse_cluster_replication_delay_seconds Time from an event made on another gateway to its fold here, over the last 4096 events.\n# TYPE gatehouse_cluster_replication_delay_seconds gauge"
+    );
+    for (q, v) in [
+        ("0.5", status.delay.p50_ms),
+        ("0.99", status.delay.p99_ms),
+        ("1", status.delay.max_ms),
+    ] {
+        if let Some(ms) = v {
+            let _ = writeln!(
+                out,
+                "gatehouse_cluster_replication_delay_seconds{{quantile=\"{q}\"}} {}",
+                ms / 1000.0
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP gatehouse_cluster_member_events_folded_total Events of another gateway folded here since start.\n# TYPE gatehouse_cluster_member_events_folded_total counter"
+    );
+    for m in &status.members {
+        let _ = writeln!(
+            out,
+            "gatehouse_cluster_member_events_folded_total{{gateway=\"{}\"}} {}",
+            escape(&m.gateway_id),
+            m.events
+        );
+    }
 }

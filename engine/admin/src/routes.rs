@@ -86,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/grants", get(list_grants))
         .route("/v1/grants/{id}", delete(revoke_grant))
         .route("/v1/sessions", get(sessions))
+        .route("/v1/cluster", get(cluster))
         .route("/v1/tokens", post(issue))
         .route("/v1/tokens/{id}", delete(revoke))
         .with_state(state)
@@ -225,6 +226,25 @@ async fn sessions(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_admin(&u)?;
     Ok(Json(json!({ "sessions": s.engine.sessions() })))
+}
+
+/// `GET /v1/cluster`: how far this gateway has folded the cluster's events.
+async fn cluster(
+    State(s): State<AppState>,
+    Authed(u): Authed,
+) -> Result<Json<gatehouse_core::engine::ClusterStatus>, ApiError> {
+    require_admin(&u)?;
+    match s.engine.cluster_status().await {
+        Some(Ok(status)) => Ok(Json(status)),
+        Some(Err(e)) => Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the cluster's broker did not answer: {e}"),
+        )),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "this gateway is not in a cluster (`[cluster] enabled = false`)".into(),
+        )),
+    }
 }
 
 /// Body of `POST /v1/tokens`.

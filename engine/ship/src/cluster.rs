@@ -13,7 +13,9 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_core::engine::{BoxFuture, ClusterLink, Engine};
+use gatehouse_core::engine::{
+    BoxFuture, ClusterLink, ClusterStatus, DelayStats, Engine, MemberStatus, PartitionStatus,
+};
 use gatehouse_events::{Event, EventId};
 use rdkafka::ClientConfig;
 use rdkafka::Message;
@@ -27,13 +29,85 @@ use crate::ShipError;
 use crate::kafka::{KafkaRecord, NATIVE_HEADER};
 
 /// How far the fold has read: per partition, the offset after the last record it
-/// applied or skipped.
-#[derive(Default)]
+/// applied or skipped; and what it saw of the other gateways (for `cluster status`).
 pub struct Progress {
     positions: std::sync::Mutex<std::collections::HashMap<i32, i64>>,
+    seen: std::sync::Mutex<Observed>,
+    /// Events made before this are not counted in the replication delay (the fold
+    /// reads the topic from its start).
+    started: chrono::DateTime<chrono::Utc>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self {
+            positions: Default::default(),
+            seen: Default::default(),
+            started: chrono::Utc::now(),
+        }
+    }
+}
+
+/// Replication delays kept for the percentiles.
+const DELAYS_KEPT: usize = 4096;
+
+#[derive(Default)]
+struct Observed {
+    members: std::collections::BTreeMap<String, MemberStatus>,
+    delays: VecDeque<f64>,
 }
 
 impl Progress {
+    /// Notes an event of another gateway, folded now.
+    fn observe(&self, event: &Event) {
+        let now = chrono::Utc::now();
+        let delay = (now - event.time)
+            .num_microseconds()
+            .map(|us| us as f64 / 1000.0);
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let m = seen
+            .members
+            .entry(event.gateway_id.clone())
+            .or_insert_with(|| MemberStatus {
+                gateway_id: event.gateway_id.clone(),
+                ..MemberStatus::default()
+            });
+        m.events += 1;
+        m.last_event = Some(event.time);
+        m.last_delay_ms = delay;
+        if event.time >= self.started
+            && let Some(d) = delay
+        {
+            if seen.delays.len() == DELAYS_KEPT {
+                seen.delays.pop_front();
+            }
+            seen.delays.push_back(d);
+        }
+    }
+
+    fn members_and_delays(&self) -> (Vec<MemberStatus>, DelayStats) {
+        let seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut d: Vec<f64> = seen.delays.iter().copied().collect();
+        d.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            let i = ((d.len() as f64 - 1.0) * q).round() as usize;
+            d.get(i).copied()
+        };
+        let stats = DelayStats {
+            samples: d.len(),
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+            max_ms: d.last().copied(),
+        };
+        (seen.members.values().cloned().collect(), stats)
+    }
+
     fn set(&self, partition: i32, next: i64) {
         let mut p = self
             .positions
@@ -60,6 +134,7 @@ pub struct KafkaLink {
     producer: FutureProducer,
     watermarks: Arc<BaseConsumer>,
     topic: String,
+    gateway_id: String,
     progress: Arc<Progress>,
     timeout: Duration,
 }
@@ -105,6 +180,7 @@ impl KafkaLink {
             producer,
             watermarks: Arc::new(watermarks),
             topic: options.topic.clone(),
+            gateway_id: options.gateway_id.clone(),
             progress,
             timeout: CLUSTER_TIMEOUT,
         })
@@ -151,6 +227,33 @@ impl ClusterLink for KafkaLink {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             Ok(())
+        })
+    }
+
+    fn status(&self) -> BoxFuture<'_, Result<ClusterStatus, String>> {
+        Box::pin(async move {
+            let ends = self.ends().await?;
+            let partitions: Vec<PartitionStatus> = ends
+                .into_iter()
+                .map(|(partition, end)| {
+                    let folded = self.progress.at(partition);
+                    PartitionStatus {
+                        partition,
+                        folded,
+                        end,
+                        lag: (end - folded).max(0),
+                    }
+                })
+                .collect();
+            let (members, delay) = self.progress.members_and_delays();
+            Ok(ClusterStatus {
+                gateway_id: self.gateway_id.clone(),
+                topic: self.topic.clone(),
+                lag_events: partitions.iter().map(|p| p.lag).sum(),
+                partitions,
+                members,
+                delay,
+            })
         })
     }
 
@@ -307,6 +410,7 @@ pub async fn fold(
         match event {
             Some(Ok(event)) if event.gateway_id != options.gateway_id && seen.insert(event.id) => {
                 engine.fold_remote(&event).await;
+                progress.observe(&event);
                 applied += 1;
             }
             Some(Ok(_)) => {}

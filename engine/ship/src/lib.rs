@@ -37,6 +37,9 @@ pub enum ShipError {
     /// Encoding Parquet failed.
     #[error("parquet: {0}")]
     Parquet(String),
+    /// The object store (shared audit) refused a file or could not be reached.
+    #[error("object store: {0}")]
+    Store(String),
     /// Kafka refused or timed out.
     #[error("kafka: {0}")]
     Kafka(String),

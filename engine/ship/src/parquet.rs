@@ -4,6 +4,12 @@
 //! Files are written under a temporary name, fsynced and renamed, so a reader (or
 //! `datafusion-cli`) never sees a partial file. The cursor moves only after the
 //! rename. File names carry the log offset range they hold.
+//!
+//! With a [`RemoteAudit`] (a cluster's shared audit, ADR 0025 §6) the directory is
+//! only where files are written; each finished file is put in the object store under
+//! the same partition path, its name carrying the gateway's id
+//! (`part-<gateway>-<first>-<last>.parquet`, unique across gateways), and the cursor
+//! moves only after the store has acknowledged every file of the roll.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -16,17 +22,33 @@ use arrow_array::RecordBatch;
 use chrono::NaiveDate;
 use gatehouse_core::log::Offset;
 use gatehouse_events::{Event, arrow};
+use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::{ShipError, Sink};
 
+/// An object store (S3 API) the audit files go to, shared by a cluster's gateways.
+#[derive(Debug, Clone)]
+pub struct RemoteAudit {
+    /// The store (e.g. `object_store::aws::AmazonS3`).
+    pub store: Arc<dyn ObjectStore>,
+    /// Where in the store the audit's partitions start (`day=.../proto=...` below it).
+    pub prefix: object_store::path::Path,
+    /// This gateway's id, part of every file name so that gateways never overwrite
+    /// one another's files.
+    pub gateway_id: String,
+}
+
 /// Parquet sink settings.
 #[derive(Debug, Clone)]
 pub struct ParquetOptions {
-    /// Root directory of the audit files.
+    /// Root directory of the audit files (with [`ParquetOptions::remote`], only of
+    /// the files being written).
     pub dir: PathBuf,
+    /// Put finished files in this object store instead of keeping them in `dir`.
+    pub remote: Option<RemoteAudit>,
     /// Roll (write files) once this many events are buffered.
     pub max_rows: usize,
     /// Roll at least this often while events are buffered.
@@ -38,6 +60,7 @@ impl ParquetOptions {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
+            remote: None,
             max_rows: 200_000,
             max_age: Duration::from_secs(30),
         }
@@ -245,6 +268,29 @@ impl OpenFile {
             .map_err(|e| ShipError::Parquet(e.to_string()))
     }
 
+    /// Writes the footer and puts the file in the store at `location`; the
+    /// temporary file is removed either way.
+    fn upload(
+        self,
+        remote: &RemoteAudit,
+        runtime: &tokio::runtime::Handle,
+        location: &object_store::path::Path,
+    ) -> Result<(), ShipError> {
+        let tmp = self.tmp;
+        let result = self
+            .writer
+            .into_inner()
+            .map_err(|e| ShipError::Parquet(e.to_string()))
+            .and_then(|_| fs::read(&tmp).map_err(|e| ShipError::io(&tmp, e)))
+            .and_then(|bytes| {
+                runtime
+                    .block_on(remote.store.put(location, bytes.into()))
+                    .map_err(|e| ShipError::Store(format!("cannot put `{location}`: {e}")))
+            });
+        let _ = fs::remove_file(&tmp);
+        result.map(drop)
+    }
+
     /// Writes the footer, fsyncs, renames the file to `name` and fsyncs the directory.
     /// On failure the temporary file is removed.
     fn finish(self, name: &str) -> Result<PathBuf, ShipError> {
@@ -279,6 +325,7 @@ impl OpenFile {
 fn writer_loop(
     root: PathBuf,
     tmp_name: String,
+    remote: Option<(RemoteAudit, tokio::runtime::Handle)>,
     mut commands: tokio::sync::mpsc::Receiver<Command>,
     abandoned: Arc<AtomicBool>,
 ) {
@@ -300,7 +347,7 @@ fn writer_loop(
             Command::Roll { first, next, done } => {
                 let result = match &failed {
                     Some(e) => Err(ShipError::Parquet(format!("an earlier write failed: {e}"))),
-                    None => finish(&mut open, first, next).map(|()| next),
+                    None => finish(&mut open, remote.as_ref(), first, next).map(|()| next),
                 };
                 if let Err(e) = &result {
                     failed.get_or_insert_with(|| e.to_string());
@@ -336,14 +383,28 @@ fn append(
 
 fn finish(
     open: &mut BTreeMap<PartKey, OpenFile>,
+    remote: Option<&(RemoteAudit, tokio::runtime::Handle)>,
     first: Offset,
     next: Offset,
 ) -> Result<(), ShipError> {
-    let name = format!("part-{first:020}-{:020}.parquet", next.saturating_sub(1));
+    let last = next.saturating_sub(1);
     let files = open.len();
     // Files left in `open` after a failure are discarded when the thread ends.
-    while let Some((_, file)) = open.pop_first() {
-        file.finish(&name)?;
+    while let Some((key, file)) = open.pop_first() {
+        match remote {
+            None => {
+                file.finish(&format!("part-{first:020}-{last:020}.parquet"))?;
+            }
+            Some((remote, runtime)) => {
+                let dir = partition_dir(key.0, key.1);
+                let mut location = remote.prefix.clone();
+                for part in dir.iter() {
+                    location = location.join(part.to_string_lossy().as_ref());
+                }
+                let name = format!("part-{}-{first:020}-{last:020}.parquet", remote.gateway_id);
+                file.upload(remote, runtime, &location.join(name.as_str()))?;
+            }
+        }
     }
     tracing::debug!(message = "Parquet files written.", files, first, next);
     Ok(())
@@ -365,9 +426,14 @@ impl ParquetSink {
         );
         let abandoned = Arc::new(AtomicBool::new(false));
         let flag = abandoned.clone();
+        let remote = self
+            .options
+            .remote
+            .clone()
+            .map(|r| (r, tokio::runtime::Handle::current()));
         // Detached: it ends when the sender is dropped (reset, or the sink dropped).
         drop(tokio::task::spawn_blocking(move || {
-            writer_loop(root, tmp_name, rx, flag);
+            writer_loop(root, tmp_name, remote, rx, flag);
         }));
         self.writer = Some(WriterHandle {
             commands: tx.clone(),

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use gatehouse_core::log::{EventLog, LogConfig, LogReader};
 use gatehouse_events::{Event, Protocol, arrow, synth};
-use gatehouse_ship::parquet::{ParquetOptions, ParquetSink};
+use gatehouse_ship::parquet::{ParquetOptions, ParquetSink, RemoteAudit};
 use gatehouse_ship::{ShipOptions, Source};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -30,6 +30,18 @@ fn parquet_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 }
 
 fn ship(log_dir: &Path, audit: &Path, cursors: &Path, batch: usize, max_rows: usize, n: u64) {
+    ship_with(log_dir, audit, cursors, batch, max_rows, n, None);
+}
+
+fn ship_with(
+    log_dir: &Path,
+    audit: &Path,
+    cursors: &Path,
+    batch: usize,
+    max_rows: usize,
+    n: u64,
+    remote: Option<RemoteAudit>,
+) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -40,6 +52,7 @@ fn ship(log_dir: &Path, audit: &Path, cursors: &Path, batch: usize, max_rows: us
     opts.batch = batch;
     let mut p = ParquetOptions::new(audit);
     p.max_rows = max_rows;
+    p.remote = remote;
     let (_tx, rx) = tokio::sync::watch::channel(false);
     let shipped = rt
         .block_on(gatehouse_ship::run(
@@ -150,4 +163,95 @@ fn every_event_comes_back_once_and_exactly_in_its_partition() {
         count += 1;
     }
     assert_eq!(count, N);
+}
+
+/// With a shared audit, every finished file goes to the object store under its
+/// partition, named with the gateway's id; nothing stays in the local directory, and
+/// every event is in the store exactly once.
+#[test]
+fn a_shared_audit_puts_every_event_in_the_store_once_under_the_gateways_name() {
+    use futures::TryStreamExt;
+    use object_store::{ObjectStore, ObjectStoreExt};
+    const N: u64 = 9_001;
+    let tmp = tempfile::tempdir().unwrap();
+    let log_dir = tmp.path().join("log");
+    let mut written = Vec::new();
+    {
+        let log = EventLog::open(LogConfig::new(&log_dir)).unwrap();
+        for i in 0..N {
+            let mut e = synth::sample(i, "gw-a");
+            if i % 3 == 0 {
+                e.protocol = None;
+            }
+            log.append(&e).unwrap();
+            written.push(e);
+        }
+    }
+    let store = std::sync::Arc::new(object_store::memory::InMemory::new());
+    let remote = RemoteAudit {
+        store: store.clone(),
+        prefix: object_store::path::Path::from("audit/cluster-1"),
+        gateway_id: "gw-a".into(),
+    };
+    let staging = tmp.path().join("staging");
+    ship_with(
+        &log_dir,
+        &staging,
+        &tmp.path().join("cursors"),
+        1000,
+        2_500,
+        N,
+        Some(remote),
+    );
+    let mut left = Vec::new();
+    parquet_files(&staging, &mut left);
+    assert!(
+        left.is_empty(),
+        "files left in the staging directory: {left:?}"
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let objects: Vec<_> = rt
+        .block_on(
+            store
+                .list(Some(&object_store::path::Path::from("audit/cluster-1")))
+                .try_collect(),
+        )
+        .unwrap();
+    assert!(objects.len() >= 4, "{} objects", objects.len());
+    let mut back: HashMap<String, Event> = HashMap::new();
+    for meta in objects {
+        let name = meta.location.to_string();
+        let parts: Vec<&str> = name.split('/').collect();
+        assert_eq!(parts.len(), 5, "{name}");
+        assert!(parts[2].starts_with("day=") && parts[3].starts_with("proto="));
+        assert!(
+            parts[4].starts_with("part-gw-a-") && parts[4].ends_with(".parquet"),
+            "{name}"
+        );
+        let bytes = rt
+            .block_on(async { store.get(&meta.location).await?.bytes().await })
+            .unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            for event in arrow::from_record_batch(&batch.unwrap()).unwrap() {
+                let proto = event.protocol.map_or("control", Protocol::as_str);
+                assert_eq!(parts[3], format!("proto={proto}"), "{name}");
+                assert!(
+                    back.insert(event.id.to_string(), event).is_none(),
+                    "{name}: duplicate"
+                );
+            }
+        }
+    }
+    assert_eq!(back.len() as u64, N);
+    for e in &written {
+        assert_eq!(back.get(&e.id.to_string()), Some(e));
+    }
 }

@@ -375,6 +375,17 @@ pub struct ParquetShipping {
     /// Roll files at least this often.
     #[serde(default = "default_roll_age", deserialize_with = "duration")]
     pub max_age: Duration,
+    /// A shared audit: finished files go to this object store (`s3://bucket/prefix`),
+    /// named with the gateway's id, and `dir` only holds files being written.
+    #[serde(default)]
+    pub store: Option<String>,
+    /// `object_store` S3 settings (`endpoint`, `region`, `allow_http`, ...), applied
+    /// over the standard `AWS_*` environment variables.
+    #[serde(default)]
+    pub store_options: BTreeMap<String, String>,
+    /// S3 settings whose values are secrets (`access_key_id`, `secret_access_key`).
+    #[serde(default)]
+    pub store_secret_options: BTreeMap<String, SecretRef>,
 }
 
 fn yes() -> bool {
@@ -394,6 +405,9 @@ impl Default for ParquetShipping {
             dir: None,
             max_rows: default_max_rows(),
             max_age: default_roll_age(),
+            store: None,
+            store_options: BTreeMap::new(),
+            store_secret_options: BTreeMap::new(),
         }
     }
 }
@@ -862,6 +876,16 @@ impl Config {
             }
             if self.gateway_id.is_none() {
                 problems.push("`[cluster]` needs `gateway_id`, different on every gateway: a gateway skips its own events by it".to_owned());
+            }
+        }
+        if let Some(url) = &self.shipping.parquet.store {
+            let bucket = url
+                .strip_prefix("s3://")
+                .map(|r| r.split('/').next().unwrap_or(""));
+            if bucket.is_none_or(str::is_empty) {
+                problems.push(format!(
+                    "shipping.parquet.store: `{url}` is not `s3://BUCKET[/PREFIX]`"
+                ));
             }
         }
         self.log

@@ -56,6 +56,66 @@ pub trait ClusterLink: Send + Sync {
     fn catch_up(&self) -> BoxFuture<'_, Result<(), String>>;
     /// Publishes `events` and returns once the broker acknowledged them.
     fn publish<'a>(&'a self, events: &'a [Event]) -> BoxFuture<'a, Result<(), String>>;
+    /// How far this gateway has folded the cluster's events (`cluster status`).
+    fn status(&self) -> BoxFuture<'_, Result<ClusterStatus, String>>;
+}
+
+/// What `gatehouse cluster status` and `GET /v1/cluster` show: how far this gateway
+/// has folded the events topic, and what it has seen of the other gateways.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct ClusterStatus {
+    /// This gateway.
+    pub gateway_id: String,
+    /// The events topic folded.
+    pub topic: String,
+    /// Per partition: folded up to, end, lag.
+    pub partitions: Vec<PartitionStatus>,
+    /// Records not yet folded, over every partition.
+    pub lag_events: i64,
+    /// The gateways whose events were folded since this one started.
+    pub members: Vec<MemberStatus>,
+    /// Replication delay (event made on another gateway → folded here) of the
+    /// events made after this gateway started folding.
+    pub delay: DelayStats,
+}
+
+/// One partition of the events topic.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct PartitionStatus {
+    /// Partition number.
+    pub partition: i32,
+    /// Offset after the last record folded (or skipped).
+    pub folded: i64,
+    /// The partition's high watermark.
+    pub end: i64,
+    /// `end - folded`.
+    pub lag: i64,
+}
+
+/// Another gateway, as seen through its events.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct MemberStatus {
+    /// Its `gateway_id`.
+    pub gateway_id: String,
+    /// Its events folded here since start.
+    pub events: u64,
+    /// Time of its last event folded.
+    pub last_event: Option<chrono::DateTime<chrono::Utc>>,
+    /// Delay of its last event folded, in milliseconds.
+    pub last_delay_ms: Option<f64>,
+}
+
+/// Replication delays, in milliseconds, over the last (at most 4,096) events.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct DelayStats {
+    /// Events measured.
+    pub samples: usize,
+    /// Median.
+    pub p50_ms: Option<f64>,
+    /// 99th percentile.
+    pub p99_ms: Option<f64>,
+    /// Largest.
+    pub max_ms: Option<f64>,
 }
 
 /// First wait before retrying a failed event log.
@@ -366,6 +426,14 @@ impl Engine {
     /// they run. Set once.
     pub fn set_cluster(&self, link: Arc<dyn ClusterLink>) {
         let _ = self.cluster.set(link);
+    }
+
+    /// The cluster's state as this gateway sees it; `None` outside a cluster.
+    pub async fn cluster_status(&self) -> Option<Result<ClusterStatus, String>> {
+        match self.cluster.get() {
+            Some(link) => Some(link.status().await),
+            None => None,
+        }
     }
 
     /// In a cluster, sends events every gateway must see at once (revocations,
