@@ -15,6 +15,7 @@ mod architecture;
 mod backfill;
 mod campaign;
 mod cluster;
+mod cluster_failover;
 mod demo;
 mod faults;
 mod kubernetes;

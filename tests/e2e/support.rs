@@ -75,6 +75,11 @@ impl Gateway {
             .collect()
     }
 
+    /// Kills the gateway with SIGKILL (a crash); returns the directory for a restart.
+    pub fn kill9(self) -> tempfile::TempDir {
+        self.0.kill9()
+    }
+
     /// Stops the gateway with SIGTERM and waits; returns the directory for a restart.
     pub fn stop(self) -> tempfile::TempDir {
         self.0.stop()

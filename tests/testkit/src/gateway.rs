@@ -25,6 +25,11 @@ impl Gateway {
         };
         std::fs::write(dir.path().join("gatehouse.toml"), config).unwrap();
         let log_path = dir.path().join("serve.log");
+        // A restart in the same directory appends to the same log.
+        let ready_before = std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .matches("Gatehouse ready.")
+            .count();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -46,7 +51,7 @@ impl Gateway {
         let start = Instant::now();
         loop {
             let text = gw.serve_log();
-            if text.contains("Gatehouse ready.") {
+            if text.matches("Gatehouse ready.").count() > ready_before {
                 return gw;
             }
             if !gw.proc.running() || start.elapsed() > Duration::from_secs(60) {
@@ -71,6 +76,13 @@ impl Gateway {
     pub fn terminate(&mut self) {
         self.proc.signal("TERM");
         self.proc.wait_success(Duration::from_secs(60));
+    }
+
+    /// Kills the gateway with SIGKILL (no draining, no flushing: a crash) and hands
+    /// over the directory for a restart.
+    pub fn kill9(mut self) -> tempfile::TempDir {
+        self.proc.kill9();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
     }
 
     /// [`terminate`](Self::terminate), then hands over the directory for a restart.

@@ -12,6 +12,7 @@
     reason = "test harness: a failure here is a failed test, reported with a message"
 )]
 
+mod balance;
 mod gateway;
 mod postgres;
 mod sshd;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub use balance::{HaProxy, MotoS3};
 pub use gateway::Gateway;
 pub use postgres::Postgres;
 pub use sshd::Sshd;

@@ -428,6 +428,11 @@ impl Engine {
         let _ = self.cluster.set(link);
     }
 
+    /// Whether this gateway is one of a cluster's ([`Engine::set_cluster`]).
+    pub fn clustered(&self) -> bool {
+        self.cluster.get().is_some()
+    }
+
     /// The cluster's state as this gateway sees it; `None` outside a cluster.
     pub async fn cluster_status(&self) -> Option<Result<ClusterStatus, String>> {
         match self.cluster.get() {
@@ -1357,6 +1362,12 @@ impl Engine {
             Vec::new()
         };
         let held = self.sequencer.hold(&keys).await;
+        // In a cluster, captured values are acknowledged by the cluster before they
+        // are written here, like a stage: the next step may be judged on another
+        // gateway, which catches up before judging it (ADR 0025).
+        if captures && let Some(link) = self.cluster.get() {
+            link.publish(events).await.map_err(EngineError::Cluster)?;
+        }
         let written = self.log.write_batch(events)?;
         for e in events {
             if let Payload::ResultObserved(r) = &e.payload

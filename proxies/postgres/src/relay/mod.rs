@@ -330,7 +330,7 @@ impl Relay {
         // Tell the upstream we are done (an unterminated session logs a warning).
         let _ = uw.write_all(&[b'X', 0, 0, 0, 4]).await;
         let _ = uw.shutdown().await;
-        self.flush_results().await;
+        let _ = self.flush_results().await;
         end
     }
 
@@ -369,11 +369,21 @@ impl Relay {
             // proxy to itself: then the CPU is idle while the client reads, and writing
             // them now takes their encoding off the next statement's critical path.
             let answered = self.to_client.is_empty() && self.to_upstream.is_empty();
+            // In a cluster, captured values reach the cluster before the rows they
+            // come from reach the client: the agent's next step, on any gateway, is
+            // judged with them (ADR 0025).
+            if self.flush_now && self.engine.clustered() && !self.flush_results().await {
+                // The rows the values came from are not sent (fail closed).
+                self.to_client.clear();
+                return End::Closed(
+                    "the cluster did not acknowledge the values this statement read".into(),
+                );
+            }
             if (answered && self.flush_now) || self.results.len() > 256 {
-                self.flush_results().await;
+                let _ = self.flush_results().await;
             } else if answered && !self.results.is_empty() && self.spinner.alone() {
                 self.options.load.count_idle_write();
-                self.flush_results().await;
+                let _ = self.flush_results().await;
             }
             // Armed once per delay at most: a timer left running after a merged write
             // just writes whatever is pending when it fires.
@@ -422,7 +432,7 @@ impl Relay {
                 reason = ended.wait() => return End::Closed(reason),
                 () = &mut quiet, if armed => {
                     armed = false;
-                    self.flush_results().await;
+                    let _ = self.flush_results().await;
                 }
                 outcome = wait(&engine, held_decision.as_deref()), if held_decision.is_some() => {
                     self.approval_decided(outcome);
@@ -529,15 +539,21 @@ impl Relay {
         self.results.push(event);
     }
 
-    async fn flush_results(&mut self) {
+    /// Records the queued results; false when that failed (logged).
+    async fn flush_results(&mut self) -> bool {
         self.flush_now = false;
         if self.results.is_empty() {
-            return;
+            return true;
         }
-        if let Err(error) = self.engine.record_results(&self.results).await {
-            tracing::error!(message = "Cannot record results.", session = %self.session.id, count = self.results.len(), %error);
-        }
+        let recorded = match self.engine.record_results(&self.results).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(message = "Cannot record results.", session = %self.session.id, count = self.results.len(), %error);
+                false
+            }
+        };
         self.results.clear();
+        recorded
     }
 }
 
