@@ -165,6 +165,7 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
                 properties: o.properties.clone(),
             };
             let progress = Arc::new(gatehouse_ship::cluster::Progress::default());
+            o.own = Some(progress.clone());
             engine.set_cluster(Arc::new(gatehouse_ship::cluster::KafkaLink::new(
                 &fold,
                 progress.clone(),

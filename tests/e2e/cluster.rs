@@ -52,9 +52,13 @@ fn member(id: &str, pg: &Postgres, brokers: &str, shared: &std::path::Path) -> M
 }
 
 fn psql(pg: &Postgres, m: &Member, token: &str, sql: &str) -> Command {
+    psql_as(pg, m, "etl", token, sql)
+}
+
+fn psql_as(pg: &Postgres, m: &Member, user: &str, token: &str, sql: &str) -> Command {
     let mut c = pg.client("psql");
     c.args(["-h", "127.0.0.1", "-p", &m.proxy.to_string()])
-        .args(["-U", "etl", "-d", "app-db", "-X", "-At", "-c", sql])
+        .args(["-U", user, "-d", "app-db", "-X", "-At", "-c", sql])
         .env("PGPASSWORD", token)
         .env("PGSSLMODE", "disable");
     c
@@ -172,5 +176,171 @@ fn approvals_chains_and_revocations_span_the_gateways_of_a_cluster() {
     eprintln!(
         "revocation on A refused by B after {} ms (psql logins included)",
         revoked.elapsed().as_millis()
+    );
+}
+
+/// The first record of each of `ids` on the events topic: (partition, offset).
+fn first_records(
+    brokers: &str,
+    ids: &std::collections::HashSet<String>,
+) -> std::collections::HashMap<String, (i32, i64)> {
+    use rdkafka::Message;
+    use rdkafka::message::Headers;
+    let consumer = gatehouse_demo::consume_from_start(
+        brokers,
+        "order-check",
+        "gatehouse.events",
+        Duration::from_secs(30),
+    );
+    let mut found = std::collections::HashMap::new();
+    let start = Instant::now();
+    while found.len() < ids.len() && start.elapsed() < Duration::from_secs(60) {
+        let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let msg = msg.unwrap();
+        let id = msg.headers().and_then(|h| {
+            h.iter()
+                .find(|h| h.key == "event_id")
+                .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+        });
+        if let Some(id) = id
+            && ids.contains(&id)
+        {
+            found.entry(id).or_insert((msg.partition(), msg.offset()));
+        }
+    }
+    found
+}
+
+/// Two steps of one chain sent to two gateways at the same instant: whichever the
+/// cluster's order (Kafka's) puts first is the one judged first. For each of 16
+/// identities the first step (`CREATE TABLE`) goes to A and the second (`COMMENT ON`,
+/// which completes the sequence after a `CREATE`) to B at once or up to 600 ms later. Wherever the topic
+/// holds A's step before B's, B's step must have been blocked: B judged it having
+/// seen A's. (Without the ordering point of ADR 0025 §3, B judged its step before
+/// A's was acknowledged and let it run.)
+#[test]
+fn two_steps_of_a_chain_at_the_same_instant_on_two_gateways_are_judged_in_the_clusters_order() {
+    let tansu = Tansu::start();
+    let pg = Postgres::start();
+    let out = pg.psql_app(&["-c", "create table ledger (id int)"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::write(
+        shared.path().join("holds.rules"),
+        "sequence made_then_changed by identity within 10m {\n\
+           stage made: pg.statement.kind == create\n\
+           stage changed: pg.statement.kind == alter\n\
+           then block \"a table made on one gateway is changed on another\"\n\
+         }\n",
+    )
+    .unwrap();
+    let a = member("gw-a", &pg, &tansu.brokers(), shared.path());
+    let b = member("gw-b", &pg, &tansu.brokers(), shared.path());
+    const PAIRS: usize = 16;
+    let tokens: Vec<String> = (0..PAIRS)
+        .map(|n| {
+            let out = cli(
+                a.admin,
+                ADMIN_TOKEN,
+                &[
+                    "token",
+                    "issue",
+                    "--agent",
+                    &format!("pair-{n}"),
+                    "--target",
+                    "app-db",
+                    "--ttl",
+                    "15m",
+                ],
+            );
+            assert!(out.status.success(), "{}", text(&out));
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        })
+        .collect();
+    let mut b_blocked = Vec::new();
+    for (n, token) in tokens.iter().enumerate() {
+        let user = format!("pair-{n}");
+        let mut first = psql_as(
+            &pg,
+            &a,
+            &user,
+            token,
+            &format!("create table made_{n} (id int)"),
+        );
+        let mut second = psql_as(
+            &pg,
+            &b,
+            &user,
+            token,
+            &format!("comment on table ledger is 'pair {n}'"),
+        );
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let go = barrier.clone();
+        let t = std::thread::spawn(move || {
+            go.wait();
+            first.output().unwrap()
+        });
+        barrier.wait();
+        // B's step starts 0 to 600 ms after A's (a login takes a good part of
+        // that): some pairs land A first, some B, some within a hair.
+        std::thread::sleep(Duration::from_millis(40 * n as u64));
+        let out_b = second.output().unwrap();
+        let out_a = t.join().unwrap();
+        assert!(out_a.status.success(), "{}", text(&out_a));
+        b_blocked.push(text(&out_b).contains("a table made on one gateway is changed on another"));
+    }
+    // The two requests of each pair, and where the topic first holds each.
+    let request_of = |events: Vec<gatehouse_events::Event>, what: &str, n: usize| {
+        events
+            .into_iter()
+            .find(|e| {
+                e.identity.as_ref().is_some_and(|i| i.name == format!("pair-{n}"))
+                    && matches!(&e.payload, gatehouse_events::Payload::RequestObserved(r) if r.command.starts_with(what))
+            })
+            .map(|e| e.id.to_string())
+            .unwrap_or_else(|| panic!("no `{what}` request of pair {n}"))
+    };
+    let pairs: Vec<(String, String)> = (0..PAIRS)
+        .map(|n| {
+            (
+                request_of(a.gw.events(), "create table", n),
+                request_of(b.gw.events(), "comment on table", n),
+            )
+        })
+        .collect();
+    let ids = pairs
+        .iter()
+        .flat_map(|(x, y)| [x.clone(), y.clone()])
+        .collect();
+    let at = first_records(&tansu.brokers(), &ids);
+    let mut a_first = 0;
+    for (n, (ra, rb)) in pairs.iter().enumerate() {
+        let (Some(pa), Some(pb)) = (at.get(ra), at.get(rb)) else {
+            panic!("pair {n}: a request is not on the topic: {at:?}");
+        };
+        assert_eq!(pa.0, pb.0, "one identity, one partition");
+        eprintln!(
+            "pair {n}: A at {pa:?}, B at {pb:?}, B blocked: {}",
+            b_blocked[n]
+        );
+        if pa.1 < pb.1 {
+            a_first += 1;
+            assert!(
+                b_blocked[n],
+                "pair {n}: the topic orders A's CREATE (offset {}) before B's COMMENT (offset {}), \
+                 yet B let the COMMENT run",
+                pa.1, pb.1
+            );
+        }
+    }
+    eprintln!(
+        "{a_first} of {PAIRS} pairs ordered A first (B blocked in each); {} blocked in all",
+        b_blocked.iter().filter(|x| **x).count()
+    );
+    assert!(
+        a_first > 0,
+        "no pair put A's step first: the property above was never exercised"
     );
 }

@@ -30,8 +30,14 @@ use crate::kafka::{KafkaRecord, NATIVE_HEADER};
 
 /// How far the fold has read: per partition, the offset after the last record it
 /// applied or skipped; and what it saw of the other gateways (for `cluster status`).
+#[derive(Debug)]
 pub struct Progress {
     positions: std::sync::Mutex<std::collections::HashMap<i32, i64>>,
+    /// Offsets of this gateway's own records the fold has not read past yet (it
+    /// skips them anyway): a catch-up need not wait for the fold to read them.
+    own: std::sync::Mutex<std::collections::HashMap<i32, std::collections::BTreeSet<i64>>>,
+    /// The partitions the fold reads (known once it has started).
+    partitions: std::sync::Mutex<Vec<i32>>,
     seen: std::sync::Mutex<Observed>,
     /// Events made before this are not counted in the replication delay (the fold
     /// reads the topic from its start).
@@ -42,6 +48,8 @@ impl Default for Progress {
     fn default() -> Self {
         Self {
             positions: Default::default(),
+            own: Default::default(),
+            partitions: Default::default(),
             seen: Default::default(),
             started: chrono::Utc::now(),
         }
@@ -51,13 +59,49 @@ impl Default for Progress {
 /// Replication delays kept for the percentiles.
 const DELAYS_KEPT: usize = 4096;
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Observed {
     members: std::collections::BTreeMap<String, MemberStatus>,
     delays: VecDeque<f64>,
 }
 
 impl Progress {
+    /// Notes a record this gateway wrote to the events topic (the link's or the
+    /// shipper's), at `offset` of `partition`.
+    pub fn note_own(&self, partition: i32, offset: i64) {
+        if offset < self.at(partition) {
+            return;
+        }
+        self.own
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(partition)
+            .or_default()
+            .insert(offset);
+    }
+
+    /// Whether the fold has read `partition` up to `end`, or everything between
+    /// where it is and `end` is this gateway's own (which it would skip).
+    fn caught_up(&self, partition: i32, end: i64) -> bool {
+        let at = self.at(partition);
+        if at >= end {
+            return true;
+        }
+        let own = self
+            .own
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        own.get(&partition)
+            .is_some_and(|o| o.range(at..end).count() as i64 == end - at)
+    }
+
+    fn partitions(&self) -> Vec<i32> {
+        self.partitions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Notes an event of another gateway, folded now.
     fn observe(&self, event: &Event) {
         let now = chrono::Utc::now();
@@ -109,12 +153,22 @@ impl Progress {
     }
 
     fn set(&self, partition: i32, next: i64) {
-        let mut p = self
-            .positions
+        {
+            let mut p = self
+                .positions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let at = p.entry(partition).or_insert(0);
+            *at = (*at).max(next);
+        }
+        if let Some(own) = self
+            .own
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let at = p.entry(partition).or_insert(0);
-        *at = (*at).max(next);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_mut(&partition)
+        {
+            *own = own.split_off(&next);
+        }
     }
 
     fn at(&self, partition: i32) -> i64 {
@@ -186,18 +240,23 @@ impl KafkaLink {
         })
     }
 
-    /// Every partition's high watermark now.
+    /// Every partition's high watermark now (the partitions the fold reads, or the
+    /// topic's before the fold has started).
     async fn ends(&self) -> Result<Vec<(i32, i64)>, String> {
         let (c, topic, timeout) = (self.watermarks.clone(), self.topic.clone(), self.timeout);
+        let known = self.progress.partitions();
         tokio::task::spawn_blocking(move || {
-            let md = c
-                .fetch_metadata(Some(&topic), timeout)
-                .map_err(|e| format!("cannot read the partitions of `{topic}`: {e}"))?;
-            let partitions: Vec<i32> = md
-                .topics()
-                .first()
-                .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-                .unwrap_or_default();
+            let partitions: Vec<i32> = if known.is_empty() {
+                let md = c
+                    .fetch_metadata(Some(&topic), timeout)
+                    .map_err(|e| format!("cannot read the partitions of `{topic}`: {e}"))?;
+                md.topics()
+                    .first()
+                    .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+                    .unwrap_or_default()
+            } else {
+                known
+            };
             partitions
                 .into_iter()
                 .map(|p| {
@@ -217,7 +276,10 @@ impl ClusterLink for KafkaLink {
         Box::pin(async move {
             let started = tokio::time::Instant::now();
             let ends = self.ends().await?;
-            while !ends.iter().all(|(p, high)| self.progress.at(*p) >= *high) {
+            while !ends
+                .iter()
+                .all(|(p, high)| self.progress.caught_up(*p, *high))
+            {
                 if started.elapsed() > self.timeout {
                     return Err(format!(
                         "the cluster's events were not folded within {:?}",
@@ -278,7 +340,7 @@ impl ClusterLink for KafkaLink {
             }
             for delivery in flying {
                 match tokio::time::timeout(self.timeout, delivery).await {
-                    Ok(Ok(Ok(_))) => {}
+                    Ok(Ok(Ok(d))) => self.progress.note_own(d.partition, d.offset),
                     Ok(Ok(Err((e, _)))) => {
                         return Err(format!("the cluster did not acknowledge a stage: {e}"));
                     }
@@ -372,11 +434,17 @@ pub async fn fold(
         }
     };
     let mut tpl = TopicPartitionList::new();
+    let mut ids = Vec::with_capacity(partitions);
     for p in 0..partitions {
         let p = i32::try_from(p).map_err(|_| ShipError::Kafka("too many partitions".into()))?;
         tpl.add_partition_offset(&options.topic, p, Offset::Beginning)
             .map_err(|e| ShipError::Kafka(e.to_string()))?;
+        ids.push(p);
     }
+    *progress
+        .partitions
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = ids;
     consumer
         .assign(&tpl)
         .map_err(|e| ShipError::Kafka(format!("cannot read `{}`: {e}", options.topic)))?;

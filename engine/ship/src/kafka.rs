@@ -12,6 +12,7 @@ use gatehouse_core::log::Offset;
 use gatehouse_events::payload::Payload;
 use gatehouse_events::{Event, ocsf};
 use rdkafka::ClientConfig;
+use rdkafka::Message;
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -35,6 +36,10 @@ pub struct KafkaOptions {
     /// Also carry each event in its native form (header [`NATIVE_HEADER`]), for the
     /// gateways of a cluster to fold (ADR 0025).
     pub native: bool,
+    /// In a cluster, the fold's progress: told where this gateway's own records
+    /// landed on the events topic, so that a catch-up does not wait for the fold to
+    /// read records it would skip.
+    pub own: Option<std::sync::Arc<crate::cluster::Progress>>,
 }
 
 /// The header that carries the native event JSON in cluster mode.
@@ -50,6 +55,7 @@ impl KafkaOptions {
             delivery_timeout: Duration::from_secs(30),
             properties: BTreeMap::new(),
             native: false,
+            own: None,
         }
     }
 }
@@ -90,6 +96,8 @@ const WAIT_TICK: Duration = Duration::from_millis(1);
 #[derive(Default)]
 struct Deliveries {
     reports: Mutex<Reports>,
+    /// The events topic and the fold to tell of this gateway's records there.
+    own: Option<(String, std::sync::Arc<crate::cluster::Progress>)>,
 }
 
 #[derive(Default)]
@@ -108,7 +116,14 @@ impl ProducerContext for Deliveries {
         // failed delivery.
         if let Ok(mut reports) = self.reports.lock() {
             match result {
-                Ok(_) => reports.acknowledged.push(seq as u64),
+                Ok(m) => {
+                    reports.acknowledged.push(seq as u64);
+                    if let Some((topic, progress)) = &self.own
+                        && m.topic() == topic
+                    {
+                        progress.note_own(m.partition(), m.offset());
+                    }
+                }
                 Err((e, _)) => {
                     if reports.failed.is_none() {
                         reports.failed = Some(format!("delivery failed: {e}"));
@@ -145,7 +160,13 @@ fn producer(options: &KafkaOptions) -> Result<BaseProducer<Deliveries>, ShipErro
         config.set(k, v);
     }
     config
-        .create_with_context(Deliveries::default())
+        .create_with_context(Deliveries {
+            reports: Mutex::default(),
+            own: options
+                .own
+                .clone()
+                .map(|p| (options.events_topic.clone(), p)),
+        })
         .map_err(|e| ShipError::Kafka(format!("cannot create producer: {e}")))
 }
 

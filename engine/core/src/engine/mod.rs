@@ -748,12 +748,22 @@ impl Engine {
         // the approvals or the chain steps before the events are in the log. The keys
         // of these requests (and of the results written with them) are held from here
         // to the application when anything will change.
-        // In a cluster, a request that could advance a sequence first folds every
-        // stage the other gateways had acknowledged (ADR 0025).
+        // In a cluster, a request that could advance a sequence takes its place in
+        // the cluster's order first: it is published (acknowledged by the broker),
+        // then this gateway folds everything up to the end of the topic, its own
+        // record included, and only then judges it. Kafka's order of these requests
+        // is thus one in which each was judged having seen every earlier one, also
+        // when two steps of a chain come to two gateways at the same instant
+        // (ADR 0025 §3).
         let cluster = self.cluster.get();
+        let mut published: Vec<EventId> = Vec::new();
         if let Some(link) = cluster
             && requests.iter().any(|r| self.policy.may_advance(r))
         {
+            link.publish(&requests)
+                .await
+                .map_err(EngineError::Cluster)?;
+            published = requests.iter().map(|r| r.id).collect();
             link.catch_up().await.map_err(EngineError::Cluster)?;
         }
         let mut keys: Vec<String> = requests
@@ -957,7 +967,12 @@ impl Engine {
         if let Some(link) = cluster
             && !to_apply.is_empty()
         {
-            link.publish(&events).await.map_err(EngineError::Cluster)?;
+            let unsent: Vec<Event> = events
+                .iter()
+                .filter(|e| !published.contains(&e.id))
+                .cloned()
+                .collect();
+            link.publish(&unsent).await.map_err(EngineError::Cluster)?;
         }
         // Written in judgement order: the keys are still held, so the log's order of
         // these requests is the order they were judged in (replaying the log rebuilds
