@@ -490,3 +490,29 @@ pub async fn fold(
         progress.set(partition, next);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_catch_up_need_not_wait_for_records_this_gateway_wrote() {
+        let p = Progress::default();
+        p.set(0, 10);
+        assert!(p.caught_up(0, 10));
+        assert!(!p.caught_up(0, 12));
+        // Offsets 10 and 11 are this gateway's own: nothing else to read.
+        p.note_own(0, 10);
+        p.note_own(0, 11);
+        assert!(p.caught_up(0, 12));
+        // Another gateway's record at 12 must be read.
+        assert!(!p.caught_up(0, 13));
+        p.set(0, 13);
+        assert!(p.caught_up(0, 13));
+        // Own offsets behind the fold are forgotten; an offset already passed is ignored.
+        p.note_own(0, 5);
+        assert!(p.own.lock().unwrap().get(&0).is_none_or(|o| o.is_empty()));
+        // Other partitions are independent.
+        assert!(!p.caught_up(1, 1));
+    }
+}

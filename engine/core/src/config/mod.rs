@@ -1169,6 +1169,23 @@ password = { env = "PROD_DB_PASSWORD" }
     }
 
     #[test]
+    fn a_shared_audit_store_must_name_an_s3_bucket() {
+        for bad in ["/srv/audit", "s3://", "s3:///prefix", "gs://b/p"] {
+            let c = Config::parse(&format!("[shipping.parquet]\nstore = \"{bad}\"\n")).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("is not `s3://BUCKET[/PREFIX]`"), "{bad}: {e}");
+        }
+        let c = Config::parse(
+            "[shipping.parquet]\nstore = \"s3://audit/gw\"\n\
+             store_options = { endpoint = \"http://127.0.0.1:9000\" }\n\
+             store_secret_options = { secret_access_key = { env = \"S3_SECRET\" } }\n",
+        )
+        .unwrap();
+        assert!(c.validate().is_ok());
+        assert_eq!(c.shipping.parquet.store.as_deref(), Some("s3://audit/gw"));
+    }
+
+    #[test]
     fn listener_and_upstream_bounds_are_checked() {
         let c = Config::parse(
             "[admin]\nread_timeout = \"0s\"\nmax_connections = 0\nmax_request_bytes = 0\n\
