@@ -317,6 +317,12 @@ pub struct Engine {
     deciding: tokio::sync::Mutex<()>,
     /// Orders judge, commit and apply of requests sharing sequence keys (ADR 0024).
     sequencer: sequencer::Sequencer,
+    /// In a cluster, orders what this gateway puts on the cluster's topic for the
+    /// same keys (ADR 0025 §3): taken before a request is published ahead of its
+    /// judgement and kept until it is applied, so that the topic's order of this
+    /// gateway's requests of one identity is the order they were judged in. The
+    /// fold never takes it (a catch-up waits for the fold while holding it).
+    ordering: sequencer::Sequencer,
     /// The cluster, when this gateway is one of several (ADR 0025).
     cluster: std::sync::OnceLock<Arc<dyn ClusterLink>>,
     /// Summaries of requests that took part in sequences, for reviewers and alerts.
@@ -349,6 +355,7 @@ impl Engine {
             session_seq: AtomicU64::new(0),
             deciding: tokio::sync::Mutex::new(()),
             sequencer: sequencer::Sequencer::default(),
+            ordering: sequencer::Sequencer::default(),
             cluster: std::sync::OnceLock::new(),
             chain_steps: chains::ChainSteps::default(),
         });
@@ -756,6 +763,17 @@ impl Engine {
         // when two steps of a chain come to two gateways at the same instant
         // (ADR 0025 §3).
         let cluster = self.cluster.get();
+        let mut keys: Vec<String> = requests
+            .iter()
+            .chain(prior.iter())
+            .flat_map(|e| self.policy.keys(e))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let _ordered = match cluster {
+            Some(_) => Some(self.ordering.hold(&keys).await),
+            None => None,
+        };
         let mut published: Vec<EventId> = Vec::new();
         if let Some(link) = cluster
             && requests.iter().any(|r| self.policy.may_advance(r))
@@ -766,13 +784,6 @@ impl Engine {
             published = requests.iter().map(|r| r.id).collect();
             link.catch_up().await.map_err(EngineError::Cluster)?;
         }
-        let mut keys: Vec<String> = requests
-            .iter()
-            .chain(prior.iter())
-            .flat_map(|e| self.policy.keys(e))
-            .collect();
-        keys.sort_unstable();
-        keys.dedup();
         let held = self.sequencer.hold(&keys).await;
         let (judged, policy) = self
             .policy
@@ -1376,11 +1387,16 @@ impl Engine {
         } else {
             Vec::new()
         };
+        let cluster = self.cluster.get().filter(|_| captures);
+        let _ordered = match cluster {
+            Some(_) => Some(self.ordering.hold(&keys).await),
+            None => None,
+        };
         let held = self.sequencer.hold(&keys).await;
         // In a cluster, captured values are acknowledged by the cluster before they
         // are written here, like a stage: the next step may be judged on another
         // gateway, which catches up before judging it (ADR 0025).
-        if captures && let Some(link) = self.cluster.get() {
+        if let Some(link) = cluster {
             link.publish(events).await.map_err(EngineError::Cluster)?;
         }
         let written = self.log.write_batch(events)?;
