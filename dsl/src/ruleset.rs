@@ -730,6 +730,15 @@ impl RuleSet {
         })
     }
 
+    /// Whether every sequence is keyed (`by`) on `field` among others: then events
+    /// with different values of `field` never share sequence state.
+    pub fn sequences_keyed_by(&self, field: FieldId) -> bool {
+        self.groups.iter().all(|(by, _)| {
+            by.iter()
+                .any(|f| f.id == field && f.derive == crate::ir::Derive::None)
+        })
+    }
+
     /// Whether a request would change the sequence state (start, advance or drop a
     /// partial match) if applied now. Read-only.
     pub fn touches<C: Context + ?Sized>(&self, ctx: &C, state: &SequenceState) -> bool {

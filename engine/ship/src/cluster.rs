@@ -319,7 +319,32 @@ impl ClusterLink for KafkaLink {
         })
     }
 
-    fn publish<'a>(&'a self, events: &'a [Event]) -> BoxFuture<'a, Result<(), String>> {
+    fn catch_up_before<'a>(
+        &'a self,
+        positions: &'a [(i32, i64)],
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let started = tokio::time::Instant::now();
+            while !positions
+                .iter()
+                .all(|(p, offset)| self.progress.caught_up(*p, *offset))
+            {
+                if started.elapsed() > self.timeout {
+                    return Err(format!(
+                        "the cluster's events were not folded within {:?}",
+                        self.timeout
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Ok(())
+        })
+    }
+
+    fn publish<'a>(
+        &'a self,
+        events: &'a [Event],
+    ) -> BoxFuture<'a, Result<Vec<(i32, i64)>, String>> {
         Box::pin(async move {
             let records: Vec<KafkaRecord> = events
                 .iter()
@@ -327,6 +352,7 @@ impl ClusterLink for KafkaLink {
                 .collect::<Result<_, _>>()?;
             // All in flight at once, then every acknowledgement awaited.
             let mut flying = Vec::with_capacity(records.len());
+            let mut landed = Vec::with_capacity(records.len());
             for r in &records {
                 let record = FutureRecord::to(&self.topic)
                     .key(r.key())
@@ -340,7 +366,10 @@ impl ClusterLink for KafkaLink {
             }
             for delivery in flying {
                 match tokio::time::timeout(self.timeout, delivery).await {
-                    Ok(Ok(Ok(d))) => self.progress.note_own(d.partition, d.offset),
+                    Ok(Ok(Ok(d))) => {
+                        self.progress.note_own(d.partition, d.offset);
+                        landed.push((d.partition, d.offset));
+                    }
                     Ok(Ok(Err((e, _)))) => {
                         return Err(format!("the cluster did not acknowledge a stage: {e}"));
                     }
@@ -353,7 +382,7 @@ impl ClusterLink for KafkaLink {
                     }
                 }
             }
-            Ok(())
+            Ok(landed)
         })
     }
 }

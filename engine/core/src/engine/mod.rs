@@ -54,8 +54,17 @@ pub trait ClusterLink: Send + Sync {
     /// Returns once this gateway has folded every event the cluster acknowledged
     /// before the call (every partition read up to its high watermark then).
     fn catch_up(&self) -> BoxFuture<'_, Result<(), String>>;
-    /// Publishes `events` and returns once the broker acknowledged them.
-    fn publish<'a>(&'a self, events: &'a [Event]) -> BoxFuture<'a, Result<(), String>>;
+    /// Returns once this gateway has folded every record the topic holds before the
+    /// given records (`(partition, offset)`, as [`publish`](Self::publish) returned
+    /// them) on their partitions.
+    fn catch_up_before<'a>(
+        &'a self,
+        positions: &'a [(i32, i64)],
+    ) -> BoxFuture<'a, Result<(), String>>;
+    /// Publishes `events` and returns once the broker acknowledged them, with where
+    /// each landed (`(partition, offset)`).
+    fn publish<'a>(&'a self, events: &'a [Event])
+    -> BoxFuture<'a, Result<Vec<(i32, i64)>, String>>;
     /// How far this gateway has folded the cluster's events (`cluster status`).
     fn status(&self) -> BoxFuture<'_, Result<ClusterStatus, String>>;
 }
@@ -778,11 +787,19 @@ impl Engine {
         if let Some(link) = cluster
             && requests.iter().any(|r| self.policy.may_advance(r))
         {
-            link.publish(&requests)
+            let positions = link
+                .publish(&requests)
                 .await
                 .map_err(EngineError::Cluster)?;
             published = requests.iter().map(|r| r.id).collect();
-            link.catch_up().await.map_err(EngineError::Cluster)?;
+            // When every sequence is keyed by identity, only this identity's
+            // partition matters, and only up to this record: no broker round trip.
+            if self.policy.sequences_keyed_by_identity() {
+                link.catch_up_before(&positions).await
+            } else {
+                link.catch_up().await
+            }
+            .map_err(EngineError::Cluster)?;
         }
         let held = self.sequencer.hold(&keys).await;
         let (judged, policy) = self
@@ -1024,6 +1041,17 @@ impl Engine {
             for e in &events {
                 self.chain_steps.ssh_command(e);
             }
+        }
+        // Reviewers on every gateway see a held request at once, not when the
+        // shipper gets to it (its decision may come from any of them). With a stage,
+        // it was published with the stage already.
+        if cluster.is_some() && to_apply.is_empty() && !approvals_requested.is_empty() {
+            let requested: Vec<Event> = approvals_requested
+                .iter()
+                .map(|(_, e)| e.clone())
+                .filter(|e| !published.contains(&e.id))
+                .collect();
+            self.share(&requested).await;
         }
         for (i, requested) in &approvals_requested {
             self.approvals.apply(requested, true);

@@ -392,6 +392,15 @@ impl PolicyHandle {
         self.current().rules.may_advance(&EventContext::new(event))
     }
 
+    /// Whether every sequence is keyed by identity (among others): then the state a
+    /// request reads depends only on events of its own identity, which the cluster's
+    /// topic keeps on one partition (ADR 0025).
+    pub fn sequences_keyed_by_identity(&self) -> bool {
+        self.current()
+            .rules
+            .sequences_keyed_by(gatehouse_dsl::FieldId(fields::id::IDENTITY))
+    }
+
     /// The sequence-state keys of a request under the current policy.
     pub fn keys(&self, event: &Event) -> Vec<String> {
         self.current().keys(event)
