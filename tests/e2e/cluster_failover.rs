@@ -14,6 +14,7 @@
 //!   three logs is in the events topic and in the shared audit on S3, every
 //!   acknowledged statement among them; `audit sql` and `replay` read the shared
 //!   audit; `cluster status` names the members.
+//! - An SSH credential revoked on the third gateway is refused by the first.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -191,13 +192,26 @@ fn kubectl(home: &Path, kubeconfig: &Path, args: &[&str]) -> Command {
 }
 
 fn issue(admin: u16, target: &str, extra: &[&str]) -> String {
+    issue_with_id(admin, target, extra).0
+}
+
+/// A token and its credential id.
+fn issue_with_id(admin: u16, target: &str, extra: &[&str]) -> (String, String) {
     let mut args = vec![
         "token", "issue", "--agent", "etl", "--target", target, "--ttl", "30m",
     ];
     args.extend_from_slice(extra);
     let out = cli(admin, ADMIN_TOKEN, &args);
     assert!(out.status.success(), "{}", text(&out));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    let credential = String::from_utf8_lossy(&out.stderr)
+        .split_whitespace()
+        .nth(1)
+        .expect("the credential id on stderr")
+        .to_owned();
+    (
+        String::from_utf8(out.stdout).unwrap().trim().to_owned(),
+        credential,
+    )
 }
 
 /// Approval ids listed on a gateway.
@@ -321,7 +335,7 @@ fn three_gateways_behind_haproxy_hold_a_chain_across_all_three_and_survive_a_cra
 
     // One agent, three credentials, issued on three gateways.
     let pg_token = issue(ports[0].admin, "app-db", &[]);
-    let ssh_token = issue(ports[1].admin, "bastion", &[]);
+    let (ssh_token, ssh_credential) = issue_with_id(ports[1].admin, "bastion", &[]);
     let kube_direct = home.path().join("kubeconfig-gw3");
     let kube_lb = home.path().join("kubeconfig-lb");
     let ca = pair.0.to_str().unwrap().to_owned();
@@ -669,5 +683,29 @@ fn three_gateways_behind_haproxy_hold_a_chain_across_all_three_and_survive_a_cra
     assert!(status["delay"]["samples"].as_u64().unwrap() > 0, "{status}");
     let out = cli(ports[0].admin, ADMIN_TOKEN, &["cluster", "status"]);
     assert!(text(&out).contains("replication delay"), "{}", text(&out));
+
+    // The SSH credential, revoked on the third gateway, is refused on the first.
+    let out = cli(
+        ports[2].admin,
+        ADMIN_TOKEN,
+        &["token", "revoke", &ssh_credential],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let revoked = Instant::now();
+    loop {
+        let out = ssh.run(ports[0].ssh, &ssh_token, "echo still-in");
+        if !text(&out).contains("still-in") {
+            break;
+        }
+        assert!(
+            revoked.elapsed() < Duration::from_secs(30),
+            "gw-1 still accepts an SSH credential revoked on gw-3"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "SSH credential revoked on gw-3 refused by gw-1 after {} ms (ssh logins included)",
+        revoked.elapsed().as_millis()
+    );
     drop(lb);
 }
