@@ -32,9 +32,13 @@ struct Expect {
 /// The session's live task count against the policy (ADR 0023): the first time the
 /// session grows past each multiple of `step` tasks, the guard asks the gateway (a
 /// `spawn` question with the count, `ssh.process.tasks` in rules; the forking
-/// process does not wait). A refused count `n` lowers the ceiling to `n - 1`, and
-/// from then on a fork over it ends the forking process and its child. The target's
-/// `guard_max_tasks` is the ceiling the policy starts from.
+/// process does not wait for its answer). A refused count `n` lowers the ceiling to
+/// `n - 1`, and from then on a fork over it ends the forking process and its child.
+/// At most one question is out at a time: before asking about the next step, the
+/// tracer waits for the answer about the previous one, so a fork bomb runs at most
+/// one step past a refused count however slow the gateway is (the ceiling a rule
+/// sets is reached before `guard_max_tasks`). The target's `guard_max_tasks` is the
+/// ceiling the policy starts from.
 struct Tasks {
     /// A fork that brings the live count above this is killed.
     ceiling: AtomicUsize,
@@ -42,6 +46,33 @@ struct Tasks {
     step: usize,
     /// To the thread that asks, in order: the forking thread and the live count.
     ask: mpsc::Sender<(i32, usize)>,
+    /// Questions answered so far (the tracer waits while the last one is out).
+    answered: Mutex<usize>,
+    answer: std::sync::Condvar,
+}
+
+/// Longest the tracer waits for the answer about a count before it takes the count
+/// as refused (fail closed).
+const TASKS_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Tasks {
+    /// Notes one more answered question.
+    fn answered(&self) {
+        let mut n = self.answered.lock().unwrap_or_else(PoisonError::into_inner);
+        *n += 1;
+        self.answer.notify_all();
+    }
+
+    /// Waits until at least `n` questions are answered; false on time-out.
+    fn wait_answered(&self, n: usize) -> bool {
+        let guard = self.answered.lock().unwrap_or_else(PoisonError::into_inner);
+        let (guard, timeout) = self
+            .answer
+            .wait_timeout_while(guard, TASKS_ANSWER_WAIT, |a| *a < n)
+            .unwrap_or_else(PoisonError::into_inner);
+        drop(guard);
+        !timeout.timed_out()
+    }
 }
 
 /// State shared by the tracer and the workers.
@@ -101,6 +132,8 @@ pub fn run(gateway: Gateway, session: Session) -> io::Result<i32> {
             ceiling: AtomicUsize::new(gateway.max_tasks),
             step: gateway.tasks_step,
             ask,
+            answered: Mutex::new(0),
+            answer: std::sync::Condvar::new(),
         },
         gateway,
         expected: Mutex::new(HashMap::new()),
@@ -402,6 +435,7 @@ fn count_tasks(shared: &Shared, asks: &mpsc::Receiver<(i32, usize)>) {
             t.ceiling
                 .fetch_min(count.saturating_sub(1).max(1), Ordering::AcqRel);
         }
+        t.answered();
     }
 }
 
@@ -427,6 +461,7 @@ fn trace(shared: &Shared, top: i32) -> i32 {
     let t = &shared.tasks;
     // The next count to ask about: each multiple of the step, passed once.
     let mut ask_above = t.step;
+    let mut asked = 0usize;
     loop {
         let (pid, status) = match sys::wait_any() {
             Ok(v) => v,
@@ -472,6 +507,12 @@ fn trace(shared: &Shared, top: i32) -> i32 {
                             programs.insert(child, p);
                         }
                     }
+                    // One question out at a time: before the next step is asked
+                    // about, the previous answer is in (the whole session waits
+                    // meanwhile), and it may have lowered the ceiling.
+                    if live.len() > ask_above && asked > 0 && !t.wait_answered(asked) {
+                        t.ceiling.fetch_min(live.len() - 1, Ordering::AcqRel);
+                    }
                     let ceiling = t.ceiling.load(Ordering::Acquire);
                     if live.len() > ceiling {
                         // Over the ceiling: the new task and the one that made it end.
@@ -494,6 +535,7 @@ fn trace(shared: &Shared, top: i32) -> i32 {
                         }
                     } else if live.len() > ask_above {
                         ask_above += t.step;
+                        asked += 1;
                         if t.ask.send((pid, live.len())).is_err() {
                             // No one to ask: the policy cannot allow more.
                             t.ceiling.fetch_min(live.len() - 1, Ordering::AcqRel);
