@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(crate::metrics::metrics))
         .route("/v1/whoami", get(whoami))
         .route("/v1/approvals", get(list_approvals))
+        .route("/v1/approvals/events", get(approval_events))
         .route("/v1/approvals/{id}", get(get_approval))
         .route("/v1/approvals/{id}/approve", post(approve))
         .route("/v1/approvals/{id}/deny", post(deny))
@@ -98,6 +99,38 @@ async fn whoami(Authed(u): Authed) -> Json<serde_json::Value> {
 
 async fn list_approvals(State(s): State<AppState>, Authed(_): Authed) -> Json<serde_json::Value> {
     Json(json!({ "approvals": s.engine.approvals().list() }))
+}
+
+/// `GET /v1/approvals/events`: server-sent events, one `approvals` event with the
+/// whole pending list at once and again after every change (a request held, decided,
+/// expired or withdrawn on this gateway or, in a cluster, folded from another), so a
+/// reviewer's page or script sees new requests without polling.
+async fn approval_events(
+    State(s): State<AppState>,
+    Authed(_): Authed,
+) -> axum::response::sse::Sse<
+    impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+> {
+    let mut changes = s.engine.approvals().changes();
+    changes.borrow_and_update();
+    let engine = s.engine.clone();
+    let stream = futures_util::stream::unfold(
+        (changes, engine, true),
+        |(mut changes, engine, first)| async move {
+            if !first && changes.changed().await.is_err() {
+                return None;
+            }
+            changes.borrow_and_update();
+            let list = json!({ "approvals": engine.approvals().list() });
+            let event = axum::response::sse::Event::default()
+                .event("approvals")
+                .data(list.to_string());
+            Some((Ok(event), (changes, engine, false)))
+        },
+    );
+    axum::response::sse::Sse::new(stream).keep_alive(
+        axum::response::sse::KeepAlive::new().interval(std::time::Duration::from_secs(15)),
+    )
 }
 
 async fn list_grants(State(s): State<AppState>, Authed(_): Authed) -> Json<serde_json::Value> {

@@ -111,9 +111,19 @@ pub struct Grant {
 }
 
 /// Pending approvals and grants.
-#[derive(Default)]
 pub struct Approvals {
     state: Mutex<State>,
+    /// Bumped after every change (`GET /v1/approvals/events`, the console's queue).
+    changes: watch::Sender<u64>,
+}
+
+impl Default for Approvals {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            changes: watch::Sender::new(0),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -154,9 +164,19 @@ impl Approvals {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// A receiver told of every change to the pending approvals and grants.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
     /// Folds one event into the state (live and on replay). `waiting` says whether a
     /// client waits for a newly requested approval.
     pub fn apply(&self, event: &Event, waiting: bool) {
+        self.fold(event, waiting);
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn fold(&self, event: &Event, waiting: bool) {
         let mut s = self.lock();
         match &event.payload {
             Payload::ApprovalRequested(a) => {
