@@ -150,7 +150,7 @@ async fn held_requests_and_their_decisions_are_pushed_to_the_stream() {
     assert_eq!(held.effect, Effect::RequireApproval);
     let id = held.approval.as_ref().unwrap().id.clone();
     let seen = events(&mut stream, &mut buf, 2).await;
-    assert_eq!(ids(&seen[1]), [id.clone()]);
+    assert_eq!(ids(&seen[1]), std::slice::from_ref(&id));
     assert_eq!(seen[1]["approvals"][0]["command"], "DELETE FROM t");
 
     // Denied: the next event no longer lists it.
