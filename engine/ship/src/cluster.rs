@@ -240,6 +240,28 @@ impl KafkaLink {
         })
     }
 
+    /// Waits until the fold has read each partition up to its offset in `positions`
+    /// (this gateway's own records aside), at most [`CLUSTER_TIMEOUT`] from `started`.
+    async fn folded_to(
+        &self,
+        positions: &[(i32, i64)],
+        started: tokio::time::Instant,
+    ) -> Result<(), String> {
+        while !positions
+            .iter()
+            .all(|(p, offset)| self.progress.caught_up(*p, *offset))
+        {
+            if started.elapsed() > self.timeout {
+                return Err(format!(
+                    "the cluster's events were not folded within {:?}",
+                    self.timeout
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Ok(())
+    }
+
     /// Every partition's high watermark now (the partitions the fold reads, or the
     /// topic's before the fold has started).
     async fn ends(&self) -> Result<Vec<(i32, i64)>, String> {
@@ -276,19 +298,7 @@ impl ClusterLink for KafkaLink {
         Box::pin(async move {
             let started = tokio::time::Instant::now();
             let ends = self.ends().await?;
-            while !ends
-                .iter()
-                .all(|(p, high)| self.progress.caught_up(*p, *high))
-            {
-                if started.elapsed() > self.timeout {
-                    return Err(format!(
-                        "the cluster's events were not folded within {:?}",
-                        self.timeout
-                    ));
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            Ok(())
+            self.folded_to(&ends, started).await
         })
     }
 
@@ -323,22 +333,7 @@ impl ClusterLink for KafkaLink {
         &'a self,
         positions: &'a [(i32, i64)],
     ) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            let started = tokio::time::Instant::now();
-            while !positions
-                .iter()
-                .all(|(p, offset)| self.progress.caught_up(*p, *offset))
-            {
-                if started.elapsed() > self.timeout {
-                    return Err(format!(
-                        "the cluster's events were not folded within {:?}",
-                        self.timeout
-                    ));
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            Ok(())
-        })
+        Box::pin(self.folded_to(positions, tokio::time::Instant::now()))
     }
 
     fn publish<'a>(
