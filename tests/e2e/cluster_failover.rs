@@ -130,7 +130,7 @@ fn psql(bin: &Path, port: u16, token: &str, sql: &str) -> Command {
     c
 }
 
-/// Plain OpenSSH as the agent, the token given through `SSH_ASKPASS`.
+/// Plain OpenSSH as the agent (`tests/e2e/ssh.rs`), to any of the gateways' ports.
 struct SshClient {
     askpass: PathBuf,
     known_hosts: PathBuf,
@@ -138,13 +138,6 @@ struct SshClient {
 
 impl SshClient {
     fn new(dir: &Path, host_key: &str, ports: &[u16]) -> Self {
-        let askpass = dir.join("askpass.sh");
-        std::fs::write(&askpass, "#!/bin/sh\nprintf '%s\\n' \"$GH_TOKEN\"\n").unwrap();
-        std::fs::set_permissions(
-            &askpass,
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
         let known_hosts = dir.join("known_hosts");
         let lines: String = ports
             .iter()
@@ -152,27 +145,14 @@ impl SshClient {
             .collect();
         std::fs::write(&known_hosts, lines).unwrap();
         Self {
-            askpass,
+            askpass: crate::ssh::write_askpass(dir),
             known_hosts,
         }
     }
 
     fn run(&self, port: u16, token: &str, command: &str) -> Output {
-        Command::new("ssh")
-            .args(["-F", "/dev/null", "-o", "BatchMode=no"])
-            .args(["-o", "PreferredAuthentications=password"])
-            .args(["-o", "PubkeyAuthentication=no"])
-            .args(["-o", "NumberOfPasswordPrompts=1"])
-            .args(["-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR"])
-            .args(["-o", "ConnectTimeout=10"])
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
-            .args(["-p", &port.to_string(), "etl+bastion@127.0.0.1", command])
-            .env("SSH_ASKPASS", &self.askpass)
-            .env("SSH_ASKPASS_REQUIRE", "force")
-            .env("DISPLAY", ":0")
-            .env("GH_TOKEN", token)
-            .stdin(Stdio::null())
+        crate::ssh::ssh_client(&self.askpass, &self.known_hosts, port, token, "etl+bastion")
+            .arg(command)
             .output()
             .unwrap()
     }

@@ -68,13 +68,7 @@ pub fn start_with(sshd: Sshd, rules: &str, extra: &str) -> SshGateway {
                 .map(|k| k.trim().trim_matches('"').to_owned())
         })
         .expect("gateway host key in the log");
-    let askpass = gw.dir.path().join("askpass.sh");
-    std::fs::write(&askpass, "#!/bin/sh\nprintf '%s\\n' \"$GH_TOKEN\"\n").unwrap();
-    std::fs::set_permissions(
-        &askpass,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let askpass = write_askpass(gw.dir.path());
     let known_hosts = gw.dir.path().join("known_hosts");
     std::fs::write(&known_hosts, format!("[127.0.0.1]:{ssh_port} {host_key}\n")).unwrap();
     SshGateway {
@@ -106,36 +100,66 @@ impl SshGateway {
 
     /// `ssh` to the gateway as `login` (`agent+target`).
     pub fn ssh(&self, token: &str, login: &str) -> Command {
-        let mut c = Command::new("ssh");
-        c.args([
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=no",
-            "-o",
-            "PreferredAuthentications=password",
-            "-o",
-            "PubkeyAuthentication=no",
-        ])
-        .args([
-            "-o",
-            "NumberOfPasswordPrompts=1",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
-        .args(["-p", &self.ssh_port.to_string()])
-        .arg(format!("{login}@127.0.0.1"))
-        .env("SSH_ASKPASS", &self.askpass)
-        .env("SSH_ASKPASS_REQUIRE", "force")
-        .env("DISPLAY", ":0")
-        .env("GH_TOKEN", token)
-        .stdin(Stdio::null());
-        c
+        ssh_client(
+            &self.askpass,
+            &self.known_hosts,
+            self.ssh_port,
+            token,
+            login,
+        )
     }
+}
+
+/// Writes `dir/askpass.sh`, which answers OpenSSH's password prompt with `$GH_TOKEN`.
+pub fn write_askpass(dir: &std::path::Path) -> std::path::PathBuf {
+    let askpass = dir.join("askpass.sh");
+    std::fs::write(&askpass, "#!/bin/sh\nprintf '%s\\n' \"$GH_TOKEN\"\n").unwrap();
+    std::fs::set_permissions(
+        &askpass,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    askpass
+}
+
+/// Plain OpenSSH to a gateway on 127.0.0.1:`port` as `login` (`agent+target`), the
+/// token given through `SSH_ASKPASS`, the host key checked against `known_hosts`.
+pub fn ssh_client(
+    askpass: &std::path::Path,
+    known_hosts: &std::path::Path,
+    port: u16,
+    token: &str,
+    login: &str,
+) -> Command {
+    let mut c = Command::new("ssh");
+    c.args([
+        "-F",
+        "/dev/null",
+        "-o",
+        "BatchMode=no",
+        "-o",
+        "PreferredAuthentications=password",
+        "-o",
+        "PubkeyAuthentication=no",
+    ])
+    .args([
+        "-o",
+        "NumberOfPasswordPrompts=1",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "LogLevel=ERROR",
+    ])
+    .arg("-o")
+    .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+    .args(["-p", &port.to_string()])
+    .arg(format!("{login}@127.0.0.1"))
+    .env("SSH_ASKPASS", askpass)
+    .env("SSH_ASKPASS_REQUIRE", "force")
+    .env("DISPLAY", ":0")
+    .env("GH_TOKEN", token)
+    .stdin(Stdio::null());
+    c
 }
 
 fn text(o: &Output) -> (String, String) {
